@@ -1,0 +1,41 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "pagestat",
+    products: [
+        .library(name: "PageStat", targets: ["PageStat"]),
+        .executable(name: "pagestat", targets: ["pagestat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
+        .target(name: "CPagestat"),
+        // Kernel readers, the pure page model, the scanner and the renderers.
+        .target(
+            name: "PageStat",
+            dependencies: [
+                "CPagestat",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The command-line tool.
+        .executableTarget(
+            name: "pagestat",
+            dependencies: [
+                "PageStat",
+                "CPagestat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "PageStatTests",
+            dependencies: ["PageStat", "CPagestat"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

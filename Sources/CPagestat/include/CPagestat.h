@@ -1,0 +1,98 @@
+// CPagestat: what Swift cannot import from Debian 12's headers.
+// Function-like macros become static consts, structs newer than linux-libc-dev 6.1 are declared
+// here with their sizes checked, and syscalls without a glibc wrapper get a thin one.
+#ifndef CPAGESTAT_H
+#define CPAGESTAT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+// lseek(2) whence values for shmem holes; glibc only exports them with _GNU_SOURCE.
+static const int CPagestat_SEEK_DATA = 3;
+static const int CPagestat_SEEK_HOLE = 4;
+
+// open(2) flag that glibc only exports with _GNU_SOURCE: do not update the file's access time.
+static const int CPagestat_O_NOATIME = 01000000;
+
+// madvise(2) advice values that Debian 12's headers may lack.
+static const int CPagestat_MADV_COLD = 20;
+static const int CPagestat_MADV_PAGEOUT = 21;
+static const int CPagestat_MADV_GUARD_INSTALL = 102;
+static const int CPagestat_MADV_GUARD_REMOVE = 103;
+
+// PAGEMAP_SCAN (Linux 6.7+): _IOWR('f', 16, struct pm_scan_arg).
+struct CPagestat_page_region {
+    uint64_t start;
+    uint64_t end;
+    uint64_t categories;
+};
+
+struct CPagestat_pm_scan_arg {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t start;
+    uint64_t end;
+    uint64_t walk_end;
+    uint64_t vec;
+    uint64_t vec_len;
+    uint64_t max_pages;
+    uint64_t category_inverted;
+    uint64_t category_mask;
+    uint64_t category_anyof_mask;
+    uint64_t return_mask;
+};
+
+_Static_assert(sizeof(struct CPagestat_page_region) == 24, "page_region is 3 u64");
+_Static_assert(sizeof(struct CPagestat_pm_scan_arg) == 96, "pm_scan_arg is 12 u64");
+
+static const unsigned long CPagestat_PAGEMAP_SCAN =
+    (3UL << 30) | ((unsigned long)sizeof(struct CPagestat_pm_scan_arg) << 16) | ((unsigned long)'f' << 8) | 16UL;
+
+static const uint64_t CPagestat_PAGE_IS_WPALLOWED = 1ULL << 0;
+static const uint64_t CPagestat_PAGE_IS_WRITTEN = 1ULL << 1;
+static const uint64_t CPagestat_PAGE_IS_FILE = 1ULL << 2;
+static const uint64_t CPagestat_PAGE_IS_PRESENT = 1ULL << 3;
+static const uint64_t CPagestat_PAGE_IS_SWAPPED = 1ULL << 4;
+static const uint64_t CPagestat_PAGE_IS_PFNZERO = 1ULL << 5;
+static const uint64_t CPagestat_PAGE_IS_HUGE = 1ULL << 6;
+static const uint64_t CPagestat_PAGE_IS_SOFT_DIRTY = 1ULL << 7;
+static const uint64_t CPagestat_PAGE_IS_GUARD = 1ULL << 8;
+
+/// ioctl(fd, PAGEMAP_SCAN, arg); returns the number of regions written, or -1 with errno.
+long CPagestat_pagemap_scan(int fd, struct CPagestat_pm_scan_arg *arg);
+
+// cachestat(2) (Linux 6.5+, syscall 451 on every architecture); no glibc wrapper in Debian 12.
+struct CPagestat_cachestat_range {
+    uint64_t off;
+    uint64_t len;
+};
+
+struct CPagestat_cachestat {
+    uint64_t nr_cache;
+    uint64_t nr_dirty;
+    uint64_t nr_writeback;
+    uint64_t nr_evicted;
+    uint64_t nr_recently_evicted;
+};
+
+_Static_assert(sizeof(struct CPagestat_cachestat_range) == 16, "cachestat_range is 2 u64");
+_Static_assert(sizeof(struct CPagestat_cachestat) == 40, "cachestat is 5 u64");
+
+/// cachestat(fd, range, cstat, 0); 0 or -1 with errno.
+int CPagestat_cachestat(int fd, struct CPagestat_cachestat_range *range, struct CPagestat_cachestat *cstat);
+
+/// memfd_create(name, flags) through the raw syscall; fd or -1 with errno.
+int CPagestat_memfd_create(const char *name, unsigned int flags);
+
+/// mincore(addr, length, vec) with an unsigned char vector; 0 or -1 with errno.
+int CPagestat_mincore(void *addr, size_t length, unsigned char *vec);
+
+/// The f_type of the filesystem under fd (fstatfs), or -1 with errno.
+long CPagestat_fstatfs_type(int fd);
+
+/// swapon(path, 0) and swapoff(path): 0 or -1 with errno.
+int CPagestat_swapon(const char *path);
+int CPagestat_swapoff(const char *path);
+
+#endif

@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import SystemPackage
+
+/// The object behind a mapping, opened from its file side, and the kernel's page-cache views of
+/// it: lseek SEEK_DATA/SEEK_HOLE, cachestat(2) and mincore(2) on a mapping of our own.
+///
+/// Nothing here faults, reads or allocates the object's pages: lseek and cachestat walk the page
+/// cache's xarray; our own mapping is PROT_READ and never touched, only asked with mincore.
+public final class PageCacheObject {
+    public let fd: FileDescriptor
+    public let pageSize: UInt64
+    /// The object's size in bytes (st_size), when fstat gave it.
+    public let size: UInt64
+    /// Whether the object lives on tmpfs/shmem (statfs TMPFS_MAGIC), so its pages can be swapped.
+    public let isShmem: Bool
+    /// Whether the object is a regular file or shmem object whose page cache can be asked.
+    public let isPageCacheBacked: Bool
+    private var window: (address: UnsafeMutableRawPointer, offset: UInt64, length: UInt64)?
+
+    static let tmpfsMagic: Int = 0x0102_1994
+
+    /// Adopts an open descriptor.
+    public init(fd: FileDescriptor, pageSize: Int = ProcFS.pageSize) {
+        self.fd = fd
+        self.pageSize = UInt64(pageSize)
+        var st = stat()
+        if fstat(fd.rawValue, &st) == 0 {
+            size = UInt64(max(0, st.st_size))
+            isPageCacheBacked = (st.st_mode & S_IFMT) == S_IFREG
+        } else {
+            size = 0
+            isPageCacheBacked = false
+        }
+        isShmem = CPagestat_fstatfs_type(fd.rawValue) == Self.tmpfsMagic
+    }
+
+    deinit {
+        if let window { munmap(window.address, Int(window.length)) }
+        try? fd.close()
+    }
+
+    /// Opens the object behind the mapping at `range` of `pid` through
+    /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), without
+    /// updating its access time where the kernel lets us.
+    public static func open(pid: Int32, range: AddressRange) throws(PageStatError) -> PageCacheObject {
+        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
+        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)")
+    }
+
+    /// Opens a path read-only (O_NOATIME where allowed).
+    public static func open(path: String, pid: Int32, what: String) throws(PageStatError) -> PageCacheObject {
+        var lastError = Errno.noSuchFileOrDirectory
+        for noatime in [true, false] {
+            var options: FileDescriptor.OpenOptions = [.closeOnExec]
+            if noatime { options.insert(FileDescriptor.OpenOptions(rawValue: CPagestat_O_NOATIME)) }
+            do {
+                return PageCacheObject(fd: try system { try FileDescriptor.open(path, .readOnly, options: options) })
+            } catch {
+                lastError = error
+                if error != .notPermitted { break }
+            }
+        }
+        throw .fromProc(lastError, pid: pid, call: "open \(path)", what: what)
+    }
+
+    // MARK: lseek SEEK_DATA / SEEK_HOLE
+
+    /// The next offset at or after `offset` that holds data (a page in the cache or, for shmem, a
+    /// swap entry), or nil when there is none before the end. The C call is `lseek(fd, off, SEEK_DATA)`.
+    public func nextData(from offset: UInt64) throws(PageStatError) -> UInt64? {
+        try seek(offset, whence: CPagestat_SEEK_DATA)
+    }
+
+    /// The next hole at or after `offset` (the end of the object counts as one).
+    /// The C call is `lseek(fd, off, SEEK_HOLE)`.
+    public func nextHole(from offset: UInt64) throws(PageStatError) -> UInt64? {
+        try seek(offset, whence: CPagestat_SEEK_HOLE)
+    }
+
+    private func seek(_ offset: UInt64, whence: Int32) throws(PageStatError) -> UInt64? {
+        switch retryingInterrupts({ lseek(fd.rawValue, off_t(offset), whence) }) {
+        case .success(let position): return UInt64(position)
+        case .failure(.noSuchAddressOrDevice): return nil
+        case .failure(let error): throw .system(call: "lseek", errno: error)
+        }
+    }
+
+    // MARK: cachestat
+
+    /// Page-cache counts over `[offset, offset + length)` bytes: resident pages and, for shmem,
+    /// swapped ones in `nr_evicted`. Throws `.unsupported` before 6.5. The C call is `cachestat(2)`.
+    public func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> CPagestat_cachestat {
+        var range = CPagestat_cachestat_range(off: offset, len: length)
+        var result = CPagestat_cachestat()
+        switch retryingInterrupts({ CPagestat_cachestat(fd.rawValue, &range, &result) }) {
+        case .success: return result
+        case .failure(.noFunction), .failure(.notSupported):
+            throw .unsupported("cachestat(2) (Linux 6.5+)")
+        case .failure(.notPermitted), .failure(.permissionDenied):
+            throw .permissionDenied(what: "cachestat(2) needs write access to or ownership of the file")
+        case .failure(let error): throw .system(call: "cachestat", errno: error)
+        }
+    }
+
+    // MARK: mincore on a mapping of our own
+
+    /// Residency of the pages `[offset, offset + pages * pageSize)` of the object, one byte per
+    /// page (bit 0: in the page cache or, for shmem, in the swap cache). Maps the object
+    /// PROT_READ into this process (never touched) and asks `mincore(2)`.
+    public func mincore(offset: UInt64, pages: Int, into vector: UnsafeMutableBufferPointer<UInt8>) throws(PageStatError) {
+        precondition(vector.count >= pages)
+        let length = UInt64(pages) * pageSize
+        if window == nil || offset < window!.offset || offset + length > window!.offset + window!.length {
+            if let window { munmap(window.address, Int(window.length)) }
+            window = nil
+            // One window over the whole object; offsets past its size are never asked for.
+            let mapLength = max(size, offset + length)
+            guard let address = mmap(nil, Int(mapLength), PROT_READ, MAP_SHARED, fd.rawValue, 0),
+                  address != MAP_FAILED
+            else { throw .system(call: "mmap (for mincore)", errno: Errno(rawValue: errno)) }
+            window = (address, 0, mapLength)
+        }
+        let address = window!.address + Int(offset - window!.offset)
+        switch retryingInterrupts({ CPagestat_mincore(address, Int(length), vector.baseAddress) }) {
+        case .success: return
+        case .failure(let error): throw .system(call: "mincore", errno: error)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// One /proc/PID/pagemap entry: a little-endian u64 per virtual page
+/// (Documentation/admin-guide/mm/pagemap.rst).
+public struct PagemapEntry: RawRepresentable, Sendable, Hashable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// Bit 63: the page is present in the page table.
+    public var isPresent: Bool { rawValue & (1 << 63) != 0 }
+    /// Bit 62: a non-present, non-empty entry: swap, or (privileged: swap type >= MAX_SWAPFILES)
+    /// a migration or hwpoison entry or a PTE marker.
+    public var isSwap: Bool { rawValue & (1 << 62) != 0 }
+    /// Bit 61: a file page or shared anonymous page.
+    public var isFile: Bool { rawValue & (1 << 61) != 0 }
+    /// Bit 58 (6.15+): a guard region.
+    public var isGuard: Bool { rawValue & (1 << 58) != 0 }
+    /// Bit 57 (5.13+): userfaultfd write-protected.
+    public var isUffdWP: Bool { rawValue & (1 << 57) != 0 }
+    /// Bit 56 (4.2+): exclusively mapped.
+    public var isExclusive: Bool { rawValue & (1 << 56) != 0 }
+    /// Bit 55: soft-dirty.
+    public var isSoftDirty: Bool { rawValue & (1 << 55) != 0 }
+    /// Bits 0-54: the PFN when present; zero without CAP_SYS_ADMIN.
+    public var pfn: UInt64 { rawValue & ((1 << 55) - 1) }
+    /// Bits 0-4 of a swap entry: the swap type (the index of the swap area).
+    public var swapType: UInt8 { UInt8(truncatingIfNeeded: rawValue & 0x1f) }
+    /// Bits 5-54 of a swap entry: the offset in the swap area, in pages.
+    public var swapOffset: UInt64 { (rawValue & ((1 << 55) - 1)) >> 5 }
+
+    /// The lowest swap type that is not a swap area but a special entry. The kernel takes the
+    /// special types (device, migration, hwpoison, PTE marker) from the top of the 5-bit field:
+    /// MAX_SWAPFILES is 32 minus their number, 24 with every option built in; a PTE marker (guard,
+    /// uffd-wp) is always type 31.
+    public static let firstSpecialSwapType: UInt8 = 24
+
+    /// Whether a privileged read shows a special entry rather than swap.
+    public var isSpecialSwapType: Bool { swapType >= Self.firstSpecialSwapType }
+
+    public var flags: PageFlags {
+        var flags = PageFlags()
+        if isSoftDirty { flags.insert(.softDirty) }
+        if isExclusive { flags.insert(.exclusive) }
+        if isUffdWP { flags.insert(.uffdWP) }
+        if isGuard { flags.insert(.guardRegion) }
+        if isFile { flags.insert(.file) }
+        return flags
+    }
+}
+
+/// /proc/PID/pagemap, read with pread(2) in large batches.
+public struct Pagemap: ~Copyable {
+    public let pid: Int32
+    public let pageSize: UInt64
+    let fd: FileDescriptor
+
+    /// Opens /proc/PID/pagemap (ptrace read access is checked here, once).
+    public init(pid: Int32, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
+        self.pid = pid
+        self.pageSize = UInt64(pageSize)
+        do {
+            fd = try system { try FileDescriptor.open("/proc/\(pid)/pagemap", .readOnly, options: [.closeOnExec]) }
+        } catch {
+            throw .fromProc(error, pid: pid, call: "open /proc/\(pid)/pagemap",
+                            what: "/proc/\(pid)/pagemap (needs ptrace read access to the process)")
+        }
+    }
+
+    deinit { try? fd.close() }
+
+    /// The raw descriptor, for PAGEMAP_SCAN.
+    public var fileDescriptor: FileDescriptor { fd }
+
+    /// Reads the entries of the pages starting at `address` into `buffer` (one u64 per page).
+    /// Returns how many entries the kernel gave: fewer than asked means the address space ended;
+    /// zero at a mapped address means the process's memory is gone (it exited).
+    /// The corresponding C function is `pread`.
+    public func read(at address: UInt64, into buffer: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) -> Int {
+        let raw = UnsafeMutableRawBufferPointer(buffer)
+        var filled = 0
+        let offset = Int64(bitPattern: (address / pageSize) * 8)
+        while filled < raw.count {
+            let count: Int
+            do {
+                count = try system {
+                    try fd.read(fromAbsoluteOffset: offset + Int64(filled),
+                                into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]),
+                                retryOnInterrupt: true)
+                }
+            } catch {
+                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                throw .system(call: "pread /proc/\(pid)/pagemap", errno: error)
+            }
+            if count == 0 { break }
+            filled += count
+        }
+        return filled / 8
+    }
+}

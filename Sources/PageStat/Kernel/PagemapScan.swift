@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import SystemPackage
+
+/// The PAGEMAP_SCAN ioctl on a pagemap descriptor (Linux 6.7+): page regions with equal
+/// categories, merged by the kernel. It shares pagemap's gap for swapped shared memory.
+public enum PagemapScan {
+    /// PAGE_IS_* category bits.
+    public struct Categories: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt64
+        public init(rawValue: UInt64) { self.rawValue = rawValue }
+        public static let wpAllowed = Categories(rawValue: CPagestat_PAGE_IS_WPALLOWED)
+        public static let written = Categories(rawValue: CPagestat_PAGE_IS_WRITTEN)
+        public static let file = Categories(rawValue: CPagestat_PAGE_IS_FILE)
+        public static let present = Categories(rawValue: CPagestat_PAGE_IS_PRESENT)
+        public static let swapped = Categories(rawValue: CPagestat_PAGE_IS_SWAPPED)
+        public static let pfnZero = Categories(rawValue: CPagestat_PAGE_IS_PFNZERO)
+        public static let huge = Categories(rawValue: CPagestat_PAGE_IS_HUGE)
+        public static let softDirty = Categories(rawValue: CPagestat_PAGE_IS_SOFT_DIRTY)
+        public static let guardRegion = Categories(rawValue: CPagestat_PAGE_IS_GUARD)
+    }
+
+    /// A `struct page_region`: `[start, end)` with its categories.
+    public typealias Region = CPagestat_page_region
+
+    /// Which categories the running kernel accepts in return_mask (unknown ones give EINVAL,
+    /// a kernel without PAGEMAP_SCAN gives ENOTTY). Probed once per pagemap descriptor.
+    public static func supportedCategories(fd: FileDescriptor) -> Categories {
+        var supported = Categories()
+        var region = Region()
+        for bit in 0..<9 {
+            let category = Categories(rawValue: 1 << UInt64(bit))
+            var arg = CPagestat_pm_scan_arg()
+            arg.size = UInt64(MemoryLayout<CPagestat_pm_scan_arg>.size)
+            arg.start = 0
+            arg.end = UInt64(ProcFS.pageSize)
+            arg.vec_len = 1
+            arg.return_mask = category.rawValue
+            let result = withUnsafeMutablePointer(to: &region) { pointer in
+                arg.vec = UInt64(UInt(bitPattern: pointer))
+                return CPagestat_pagemap_scan(fd.rawValue, &arg)
+            }
+            if result >= 0 { supported.insert(category) } else if errno == ENOTTY { return [] }
+        }
+        return supported
+    }
+
+    /// Scans `[start, end)` and calls `body` with each batch of regions whose categories meet
+    /// `anyOf` (all regions when empty), reporting only `returnMask`. Loops on walk_end.
+    /// The corresponding C call is `ioctl(fd, PAGEMAP_SCAN, &arg)`.
+    public static func scan(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64,
+                            anyOf: Categories, returnMask: Categories,
+                            buffer: UnsafeMutableBufferPointer<Region>,
+                            _ body: (UnsafeBufferPointer<Region>) -> Void) throws(PageStatError) {
+        var next = start
+        while next < end {
+            var arg = CPagestat_pm_scan_arg()
+            arg.size = UInt64(MemoryLayout<CPagestat_pm_scan_arg>.size)
+            arg.start = next
+            arg.end = end
+            arg.vec = UInt64(UInt(bitPattern: buffer.baseAddress))
+            arg.vec_len = UInt64(buffer.count)
+            arg.category_anyof_mask = anyOf.rawValue
+            arg.return_mask = returnMask.rawValue
+            let result = retryingInterrupts { CPagestat_pagemap_scan(fd.rawValue, &arg) }
+            switch result {
+            case .success(let count):
+                body(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))
+                if arg.walk_end <= next { return }
+                next = arg.walk_end
+            case .failure(let error):
+                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                throw .system(call: "ioctl PAGEMAP_SCAN /proc/\(pid)/pagemap", errno: error)
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import SystemPackage
+
+/// Memory that this process arranges for itself, page by page, to show or test what the kernel
+/// reports: anonymous (private or shared) mappings and memfd-backed ones, written, written through
+/// the fd only, paged out with MADV_PAGEOUT, or guarded with MADV_GUARD_INSTALL.
+public final class ArrangedMemory: @unchecked Sendable {
+    public enum Backing: Sendable {
+        case privateAnonymous
+        case sharedAnonymous
+        /// A memfd mapped MAP_SHARED (or MAP_PRIVATE when `shared` is false).
+        case memfd(name: String, shared: Bool)
+        /// A file descriptor the caller opened (a tmpfs or regular file), mapped shared or private.
+        case file(fd: Int32, shared: Bool)
+    }
+
+    public let pages: Int
+    public let pageSize: Int
+    public let base: UnsafeMutableRawPointer
+    /// The memfd's descriptor, for memfd backings.
+    public let fd: Int32?
+    private let ownsFD: Bool
+
+    public var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    public var range: AddressRange { AddressRange(start: address, end: address + UInt64(pages * pageSize)) }
+
+    public init(pages: Int, backing: Backing) throws(PageStatError) {
+        self.pages = pages
+        pageSize = ProcFS.pageSize
+        let length = pages * pageSize
+        var flags: Int32
+        var fd: Int32 = -1
+        var ownsFD = false
+        switch backing {
+        case .privateAnonymous: flags = MAP_PRIVATE | MAP_ANONYMOUS
+        case .sharedAnonymous: flags = MAP_SHARED | MAP_ANONYMOUS
+        case .memfd(let name, let shared):
+            fd = CPagestat_memfd_create(name, 1 /* MFD_CLOEXEC */)
+            guard fd >= 0 else { throw .system(call: "memfd_create", errno: Errno(rawValue: errno)) }
+            guard ftruncate(fd, off_t(length)) == 0 else {
+                let error = Errno(rawValue: errno)
+                close(fd)
+                throw .system(call: "ftruncate", errno: error)
+            }
+            ownsFD = true
+            flags = shared ? MAP_SHARED : MAP_PRIVATE
+        case .file(let descriptor, let shared):
+            fd = descriptor
+            flags = shared ? MAP_SHARED : MAP_PRIVATE
+        }
+        guard let pointer = mmap(nil, length, PROT_READ | PROT_WRITE, flags, fd, 0), pointer != MAP_FAILED else {
+            let error = Errno(rawValue: errno)
+            if ownsFD { close(fd) }
+            throw .system(call: "mmap", errno: error)
+        }
+        base = pointer
+        self.fd = fd >= 0 ? fd : nil
+        self.ownsFD = ownsFD
+    }
+
+    deinit {
+        munmap(base, pages * pageSize)
+        if ownsFD, let fd { close(fd) }
+    }
+
+    /// Writes one byte into each page of `pages` through the mapping (faults them in).
+    public func write(_ pages: Range<Int>, value: UInt8 = 0x5a) {
+        for page in pages { base.storeBytes(of: value &+ UInt8(truncatingIfNeeded: page), toByteOffset: page * pageSize, as: UInt8.self) }
+    }
+
+    /// Reads one byte from each page (a read fault: private anonymous memory gets the zero page).
+    public func read(_ pages: Range<Int>) -> UInt64 {
+        var sum: UInt64 = 0
+        for page in pages { sum &+= UInt64(base.load(fromByteOffset: page * pageSize, as: UInt8.self)) }
+        return sum
+    }
+
+    /// Writes pages through the file descriptor with pwrite(2), never through the mapping.
+    public func pwrite(_ pages: Range<Int>, value: UInt8 = 0xa5) throws(PageStatError) {
+        guard let fd else { throw .invalidInput("pwrite needs a file-backed region") }
+        var page = [UInt8](repeating: value, count: pageSize)
+        for index in pages {
+            page[0] = value &+ UInt8(truncatingIfNeeded: index)
+            let written = page.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, pageSize, off_t(index * pageSize)) }
+            guard written == pageSize else { throw .system(call: "pwrite", errno: Errno(rawValue: errno)) }
+        }
+    }
+
+    /// madvise(2) over `pages`.
+    public func advise(_ pages: Range<Int>, _ advice: Int32) throws(PageStatError) {
+        guard !pages.isEmpty else { return }
+        if madvise(base + pages.lowerBound * pageSize, pages.count * pageSize, advice) != 0 {
+            throw .system(call: "madvise(\(advice))", errno: Errno(rawValue: errno))
+        }
+    }
+
+    /// Reclaims `pages` now with MADV_PAGEOUT (Linux 5.4+): to swap when swap is on.
+    public func pageOut(_ pages: Range<Int>) throws(PageStatError) {
+        try advise(pages, CPagestat_MADV_PAGEOUT)
+    }
+
+    /// Installs guard pages with MADV_GUARD_INSTALL (Linux 6.13+).
+    public func installGuard(_ pages: Range<Int>) throws(PageStatError) {
+        try advise(pages, CPagestat_MADV_GUARD_INSTALL)
+    }
+}

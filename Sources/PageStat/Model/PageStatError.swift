@@ -1,0 +1,31 @@
+import SystemPackage
+
+/// Everything that can stop a scan, each with one clear line for the user.
+public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// /proc/PID does not exist.
+    case noSuchProcess(pid: Int32)
+    /// The kernel refused to let us read something (ptrace access, map_files, root-only files).
+    case permissionDenied(what: String)
+    /// The requested range overlaps no mapping of the process.
+    case rangeNotMapped(pid: Int32, range: AddressRange)
+    /// The process went away while it was being scanned.
+    case processExited(pid: Int32)
+    /// The running kernel lacks an interface that this operation needs.
+    case unsupported(String)
+    /// Bad input from the user: an invalid range, an unknown flag name.
+    case invalidInput(String)
+    /// A system call failed for another reason.
+    case system(call: String, errno: Errno)
+
+    public var description: String {
+        switch self {
+        case .noSuchProcess(let pid): "no such process: \(pid)"
+        case .permissionDenied(let what): "permission denied: \(what)"
+        case .rangeNotMapped(let pid, let range): "range \(range) is not mapped in process \(pid)"
+        case .processExited(let pid): "process \(pid) exited during the scan"
+        case .unsupported(let what): "not supported by this kernel: \(what)"
+        case .invalidInput(let message): message
+        case .system(let call, let errno): "\(call): \(errno)"
+        }
+    }
+}

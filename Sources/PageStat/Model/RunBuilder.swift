@@ -1,0 +1,29 @@
+/// Collects pages, in address order, into maximal runs of equal state and flags.
+/// Memory grows with runs, not pages.
+public struct RunBuilder: Sendable {
+    public private(set) var runs: [PageRun] = []
+    public let pageSize: UInt64
+
+    public init(pageSize: UInt64) { self.pageSize = pageSize }
+
+    /// Appends `pages` pages starting at `start`; merges with the last run when it continues it.
+    @inline(__always)
+    public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
+                                pfn: UInt64? = nil, swap: SwapLocation? = nil) {
+        guard pages > 0 else { return }
+        if let last = runs.last, last.state == state, last.flags == flags,
+           last.start + last.pages * pageSize == start {
+            runs[runs.count - 1].pages += pages
+        } else {
+            runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap))
+        }
+    }
+
+    public mutating func append(_ run: PageRun) {
+        append(start: run.start, pages: run.pages, state: run.state, flags: run.flags, pfn: run.pfn, swap: run.swap)
+    }
+
+    public mutating func append<S: Sequence>(contentsOf runs: S) where S.Element == PageRun {
+        for run in runs { append(run) }
+    }
+}

@@ -1,0 +1,97 @@
+/// Renders a `ProcessReport` as the `show` command prints it.
+public enum ReportRenderer {
+    /// The JSON contract: `{"pid", "page_size", "privileged", "view", "notes", "mappings": [{"start",
+    /// "end", "permissions", "offset", "path", "kind", "runs": [{"start", "pages", "state", "flags"
+    /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
+    public static func json(_ report: ProcessReport) -> String {
+        var json = JSONWriter()
+        json.beginObject()
+        json.field("pid", report.pid)
+        json.field("page_size", report.pageSize)
+        json.field("privileged", report.privileged)
+        json.field("view", report.view.rawValue)
+        json.field("notes", strings: report.notes)
+        json.key("mappings")
+        json.beginArray()
+        for mapping in report.mappings {
+            json.beginObject()
+            json.field("start", mapping.scanned.start)
+            json.field("end", mapping.scanned.end)
+            json.field("permissions", mapping.mapping.permissions)
+            json.field("offset", mapping.mapping.offset + (mapping.scanned.start - mapping.mapping.range.start))
+            json.field("path", mapping.mapping.path)
+            json.field("kind", mapping.mapping.kind.rawValue)
+            json.key("runs")
+            json.beginArray()
+            for run in mapping.runs {
+                json.beginObject()
+                json.field("start", run.start)
+                json.field("pages", run.pages)
+                json.field("state", run.state.description)
+                json.field("flags", strings: run.flags.names)
+                if let pfn = run.pfn { json.field("pfn", pfn) }
+                if let swap = run.swap {
+                    json.key("swap")
+                    json.beginObject()
+                    json.field("type", swap.type)
+                    json.field("offset", swap.offset)
+                    json.endObject()
+                }
+                json.endObject()
+            }
+            json.endArray()
+            json.endObject()
+        }
+        json.endArray()
+        json.key("totals")
+        countsJSON(report.counts, into: &json)
+        json.endObject()
+        return json.output + "\n"
+    }
+
+    static func countsJSON(_ counts: PageCounts, into json: inout JSONWriter) {
+        json.beginObject()
+        for state in PageState.allCases { json.field(state.description, counts[state]) }
+        json.endObject()
+    }
+
+    /// Text for a person: one line per mapping and per run, sizes in human units, totals, notes.
+    public static func text(_ report: ProcessReport) -> String {
+        let pageSize = UInt64(report.pageSize)
+        var out = "pid \(report.pid): \(report.mappings.count) mappings, page size \(humanBytes(pageSize)), "
+        out += report.privileged ? "privileged" : "unprivileged"
+        out += report.view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
+        for mapping in report.mappings {
+            let m = mapping.mapping
+            let size = mapping.scanned.length
+            out += "\n\(hex(mapping.scanned.start))-\(hex(mapping.scanned.end)) \(m.permissions) "
+            out += "\(pad(humanBytes(size), 10)) \(pad(m.kind.rawValue, 12)) \(m.path)\n"
+            out += "    " + summary(mapping.counts, pageSize: pageSize) + "\n"
+            for run in mapping.runs {
+                var line = "    \(hex(run.start)) \(pad(String(run.pages), 9, right: true)) pages "
+                line += "\(pad(humanBytes(run.pages * pageSize), 10, right: true))  \(pad(run.state.description, 8))"
+                if !run.flags.isEmpty { line += " " + run.flags.description }
+                if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
+                if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
+                out += line + "\n"
+            }
+        }
+        out += "\ntotal: " + summary(report.counts, pageSize: pageSize) + "\n"
+        for note in report.notes { out += "note: \(note)\n" }
+        return out
+    }
+
+    /// `present 1.0 MiB, swapped 4.0 KiB, ...`, states with zero pages left out.
+    public static func summary(_ counts: PageCounts, pageSize: UInt64) -> String {
+        let parts = PageState.allCases.compactMap { state -> String? in
+            counts[state] == 0 ? nil : "\(state) \(humanBytes(counts[state] * pageSize)) (\(counts[state]))"
+        }
+        return parts.isEmpty ? "empty" : parts.joined(separator: ", ")
+    }
+
+    static func pad(_ string: String, _ width: Int, right: Bool = false) -> String {
+        guard string.count < width else { return string }
+        let padding = String(repeating: " ", count: width - string.count)
+        return right ? padding + string : string + padding
+    }
+}

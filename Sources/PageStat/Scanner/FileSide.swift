@@ -1,0 +1,155 @@
+/// Settles the pages that a process's page table leaves open (shared memory swapped out or
+/// cached but unmapped, file pages in or out of the page cache) by asking the object's page
+/// cache, never its pages:
+/// - cachestat counts resident pages and, for shmem, swap entries (`nr_evicted`) in a range, so
+///   a uniform stretch is settled by one call;
+/// - lseek SEEK_DATA/SEEK_HOLE splits a mixed shmem stretch into holes (`none`) and data
+///   (resident or swapped); each data page is walked at most once per mapping;
+/// - mincore on our own untouched mapping splits mixed data into out-of-core pages (swapped out)
+///   and in-core ones (resident, or swapped but still in the swap cache), which cachestat splits.
+final class FileSide {
+    let object: PageCacheObject
+    let pageSize: UInt64
+    private var vector: UnsafeMutableBufferPointer<UInt8>
+    /// The last lseek answer: no data in `[from, dataStart)`, data in `[dataStart, dataEnd)`.
+    private var memo: (from: UInt64, dataStart: UInt64, dataEnd: UInt64)?
+
+    static let vectorPages = 1 << 16
+
+    init(object: PageCacheObject) {
+        self.object = object
+        self.pageSize = object.pageSize
+        vector = .allocate(capacity: Self.vectorPages)
+    }
+
+    deinit { vector.deallocate() }
+
+    typealias Emit = (_ pages: UInt64, _ state: PageState, _ flags: PageFlags) -> Void
+
+    /// Classifies the object's pages `[first, first + count)` (page offsets into the object) and
+    /// emits them in order as runs of `swapped`, `cached` or `none`.
+    func resolve(first: UInt64, count: UInt64, emit: Emit) throws(PageStatError) {
+        let end = first + count
+        let eofPage = (object.size + pageSize - 1) / pageSize
+        let inFileEnd = min(end, max(first, eofPage))
+        if object.isShmem {
+            if first < inFileEnd { try classifyShmem(first: first, end: inFileEnd, emit: emit) }
+        } else if first < inFileEnd {
+            try classifyFilePages(first: first, end: inFileEnd, emit: emit)
+        }
+        // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
+        if end > inFileEnd { emit(end - inFileEnd, .none, []) }
+    }
+
+    /// The data extent at or after `page`, from memory or from lseek.
+    private func extent(from page: UInt64) throws(PageStatError) -> (UInt64, UInt64)? {
+        if let memo, memo.from <= page, page < memo.dataEnd {
+            return memo.dataStart == .max ? nil : (max(page, memo.dataStart), memo.dataEnd)
+        }
+        guard let data = try object.nextData(from: page * pageSize) else {
+            memo = (page, .max, .max)
+            return nil
+        }
+        let dataStart = data / pageSize
+        let hole = try object.nextHole(from: data) ?? object.size
+        let dataEnd = max(dataStart + 1, (hole + pageSize - 1) / pageSize)
+        memo = (page, dataStart, dataEnd)
+        return (dataStart, dataEnd)
+    }
+
+    /// Shmem pages: one cachestat settles a uniform stretch; a mixed one is split into holes and
+    /// data extents with lseek, and each extent is settled the same way.
+    private func classifyShmem(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
+        let pages = end - first
+        let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
+        if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
+        if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
+        if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+        var page = first
+        while page < end {
+            guard let (dataStart, dataEnd) = try extent(from: page), dataStart < end else {
+                emit(end - page, .none, [])
+                return
+            }
+            if dataStart > page { emit(dataStart - page, .none, []) }
+            let stop = min(dataEnd, end)
+            try classifyShmemData(first: dataStart, end: stop, wholeStretch: dataStart == first && stop == end,
+                                  emit: emit)
+            page = stop
+        }
+    }
+
+    /// Shmem data pages (resident or swapped): out of core means swapped out; in core means
+    /// resident, unless cachestat finds swap entries there (swapped, still in the swap cache).
+    private func classifyShmemData(first: UInt64, end: UInt64, wholeStretch: Bool, emit: Emit) throws(PageStatError) {
+        let pages = end - first
+        if !wholeStretch {
+            let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
+            if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
+            if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+        }
+        try forEachResidencyRun(first: first, end: end) { (start, pages, inCore) throws(PageStatError) in
+            if inCore {
+                try splitBySwapEntries(first: start, pages: pages, emit: emit)
+            } else {
+                emit(pages, .swapped, [])
+            }
+        }
+    }
+
+    /// Regular file pages: in the page cache (`cached`) or not (`none`). cachestat settles
+    /// uniform stretches in one call; mixed ones are asked page by page with mincore.
+    private func classifyFilePages(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
+        let pages = end - first
+        if let stat = try? object.cachestat(offset: first * pageSize, length: pages * pageSize) {
+            if stat.nr_cache == 0 { emit(pages, .none, []); return }
+            if stat.nr_cache >= pages { emit(pages, .cached, []); return }
+        }
+        try forEachResidencyRun(first: first, end: end) { (_, pages, inCore) in
+            emit(pages, inCore ? .cached : .none, [])
+        }
+    }
+
+    /// Splits in-core shmem pages into resident (`cached`) and swapped-but-in-swap-cache pages by
+    /// counting swap entries with cachestat, halving mixed stretches.
+    private func splitBySwapEntries(first: UInt64, pages: UInt64, emit: Emit) throws(PageStatError) {
+        let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
+        if stat.nr_evicted == 0 {
+            emit(pages, .cached, [])
+        } else if stat.nr_evicted >= pages || pages == 1 {
+            emit(pages, .swapped, [])
+        } else {
+            let half = pages / 2
+            try splitBySwapEntries(first: first, pages: half, emit: emit)
+            try splitBySwapEntries(first: first + half, pages: pages - half, emit: emit)
+        }
+    }
+
+    /// Calls `body` with runs of equal residency (mincore bit 0) over `[first, end)`.
+    private func forEachResidencyRun(
+        first: UInt64, end: UInt64,
+        _ body: (_ start: UInt64, _ pages: UInt64, _ inCore: Bool) throws(PageStatError) -> Void
+    ) throws(PageStatError) {
+        var runStart = first
+        var runInCore = false
+        var runPages: UInt64 = 0
+        var chunkStart = first
+        while chunkStart < end {
+            let chunk = Int(min(UInt64(Self.vectorPages), end - chunkStart))
+            try object.mincore(offset: chunkStart * pageSize, pages: chunk, into: vector)
+            for index in 0..<chunk {
+                let inCore = vector[index] & 1 != 0
+                if runPages > 0 && inCore == runInCore {
+                    runPages += 1
+                } else {
+                    if runPages > 0 { try body(runStart, runPages, runInCore) }
+                    runStart = chunkStart + UInt64(index)
+                    runInCore = inCore
+                    runPages = 1
+                }
+            }
+            chunkStart += UInt64(chunk)
+        }
+        if runPages > 0 { try body(runStart, runPages, runInCore) }
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Pagestat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pagestat",
+        abstract: "The true state of every page of a process, swapped shared memory included.",
+        discussion: """
+        /proc/PID/pagemap reads zero for a page of shared memory (MAP_SHARED anonymous memory, \
+        memfd, tmpfs and /dev/shm files, SysV shm) that was swapped out, exactly as for a page \
+        never touched. pagestat joins the page table with each shared object's page cache \
+        (lseek SEEK_DATA/SEEK_HOLE, mincore, cachestat through /proc/PID/map_files) and reports \
+        every page as present, swapped, cached (in memory, not mapped here) or none.
+
+        It reads metadata only: the inspected process's memory is never read, faulted or \
+        swapped in. Run as root for PFNs, swap locations and the shared-memory file side.
+
+        Start with `pagestat demo`.
+
+        Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
+        5 range not mapped, 6 process exited during the scan, 7 kernel lacks an interface, \
+        64 usage error.
+        """,
+        subcommands: [Show.self, Demo.self]
+    )
+}
+
+/// Exit codes, one per kind of failure.
+enum ExitStatus {
+    static func code(for error: PageStatError) -> Int32 {
+        switch error {
+        case .system: 1
+        case .noSuchProcess: 3
+        case .permissionDenied: 4
+        case .rangeNotMapped: 5
+        case .processExited: 6
+        case .unsupported: 7
+        case .invalidInput: 64
+        }
+    }
+}
+
+/// Runs `body`; a `PageStatError` becomes one line on stderr and its exit code.
+func reportingErrors(_ body: () throws(PageStatError) -> Void) throws {
+    do {
+        try body()
+    } catch {
+        printError("pagestat: \(error)")
+        throw ExitCode(ExitStatus.code(for: error))
+    }
+}
+
+func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// Writes to stdout in one go (reports can be large).
+func writeOut(_ text: String) {
+    var text = text
+    text.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 { if errno == EINTR { continue }; return }
+            offset += written
+        }
+    }
+}
+
+extension OutputFormat: ExpressibleByArgument {}
