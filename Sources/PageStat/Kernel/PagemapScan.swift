@@ -70,6 +70,9 @@ public enum PagemapScan {
                 body(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))
                 if arg.walk_end <= next { return }
                 next = arg.walk_end
+            case .failure(.badAddress):
+                // Outside the user address space ([vsyscall]): nothing to report there.
+                return
             case .failure(let error):
                 if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
                 throw .system(call: "ioctl PAGEMAP_SCAN /proc/\(pid)/pagemap", errno: error)

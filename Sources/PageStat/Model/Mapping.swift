@@ -25,10 +25,13 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         func number(_ s: Substring, allowUnit: Bool) -> UInt64? {
             var s = s.trimmingCharacters(in: " ")
             var multiplier: UInt64 = 1
-            if allowUnit, let last = s.last, let shift = ["K": 10, "M": 20, "G": 30, "T": 40][last.uppercased()] {
-                multiplier = 1 << UInt64(shift)
-                s = String(s.dropLast())
-                if s.uppercased().hasSuffix("I") { s = String(s.dropLast()) }
+            if allowUnit {
+                // 4K, 4KB, 4KiB (binary units, case-insensitive).
+                if s.uppercased().hasSuffix("IB") { s = String(s.dropLast(2)) } else if s.uppercased().hasSuffix("B") && !s.hasPrefix("0x") { s = String(s.dropLast()) }
+                if let last = s.last, let shift = ["K": 10, "M": 20, "G": 30, "T": 40][last.uppercased()] {
+                    multiplier = 1 << UInt64(shift)
+                    s = String(s.dropLast())
+                }
             }
             let value: UInt64?
             if s.hasPrefix("0x") || s.hasPrefix("0X") {

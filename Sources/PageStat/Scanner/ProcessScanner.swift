@@ -56,6 +56,15 @@ public final class ProcessScanner {
 
     /// Scans every mapping (or those overlapping `options.range`).
     public func scan(_ options: ScanOptions = ScanOptions()) throws(PageStatError) -> ProcessReport {
+        do {
+            return try scanOrFail(options)
+        } catch .noSuchProcess {
+            // It was there when the scanner opened its pagemap.
+            throw .processExited(pid: pid)
+        }
+    }
+
+    private func scanOrFail(_ options: ScanOptions) throws(PageStatError) -> ProcessReport {
         var mappings = try ProcMaps.read(pid: pid)
         if mappings.isEmpty && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
         if let range = options.range {

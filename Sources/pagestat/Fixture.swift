@@ -1,0 +1,121 @@
+import ArgumentParser
+import CPagestat
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Pagestat {
+    /// A process with one of every layout the scanner must get right, for end-to-end tests.
+    struct Fixture: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Arrange every page layout in this process and wait (for tests).",
+            discussion: """
+            Maps, in this process: shared anonymous memory, a memfd, a /dev/shm file, a SysV \
+            segment, private anonymous memory and a regular file, each PAGES pages, writes, \
+            pwrite()s, pages out (MADV_PAGEOUT) and guards parts of them, prints one JSON line \
+            with their addresses, and keeps them until standard input closes. Needs swap for the \
+            paged-out parts.
+            """,
+            shouldDisplay: false
+        )
+
+        @Option(help: "Pages in each region (a multiple of 16).")
+        var pages: Int = 64
+
+        @Option(help: "Directory for the regular file (not tmpfs).")
+        var fileDirectory: String = "/var/tmp"
+
+        func run() throws {
+            try reportingErrors { () throws(PageStatError) in try arrange() }
+        }
+
+        private func arrange() throws(PageStatError) {
+            let q = pages / 4
+            // Shared anonymous: [0,q) written then paged out, [q,2q) written, rest untouched.
+            let sharedAnon = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
+            sharedAnon.write(0..<2 * q)
+            try sharedAnon.pageOut(0..<q)
+            // memfd: [0,q) pwrite only, [q,2q) written, [2q,3q) written then paged out, rest untouched.
+            let memfd = try ArrangedMemory(pages: pages, backing: .memfd(name: "pagestat-fixture", shared: true))
+            try arrangeShmemFile(memfd, q: q)
+            // A /dev/shm (tmpfs) file, the same layout; unlinked right away, kept open by the mapping.
+            let shmPath = "/dev/shm/pagestat-fixture-\(getpid())"
+            let shmFD = open(shmPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard shmFD >= 0 else { throw .system(call: "open \(shmPath)", errno: .init(rawValue: errno)) }
+            defer { close(shmFD); unlink(shmPath) }
+            guard ftruncate(shmFD, off_t(pages * ProcFS.pageSize)) == 0 else { throw .system(call: "ftruncate", errno: .init(rawValue: errno)) }
+            let tmpfs = try ArrangedMemory(pages: pages, backing: .file(fd: shmFD, shared: true))
+            try arrangeShmemFile(tmpfs, q: q)
+            // SysV shared memory: [0,q) written then paged out, [q,2q) written, rest untouched.
+            let shmid = shmget(IPC_PRIVATE, pages * ProcFS.pageSize, IPC_CREAT | 0o600)
+            guard shmid >= 0 else { throw .system(call: "shmget", errno: .init(rawValue: errno)) }
+            guard let sysv = shmat(shmid, nil, 0), sysv != UnsafeMutableRawPointer(bitPattern: -1) else {
+                shmctl(shmid, IPC_RMID, nil)
+                throw .system(call: "shmat", errno: .init(rawValue: errno))
+            }
+            shmctl(shmid, IPC_RMID, nil)
+            defer { shmdt(sysv) }
+            for page in 0..<2 * q { sysv.storeBytes(of: 0x33, toByteOffset: page * ProcFS.pageSize, as: UInt8.self) }
+            if madvise(sysv, q * ProcFS.pageSize, CPagestat_MADV_PAGEOUT) != 0 {
+                throw .system(call: "madvise", errno: .init(rawValue: errno))
+            }
+            // Private anonymous: [0,q) written then paged out, [q,2q) written, [2q,3q) read (zero
+            // page), [3q,3q+q/2) guard pages, rest untouched.
+            let privateAnon = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
+            privateAnon.write(0..<2 * q)
+            try privateAnon.pageOut(0..<q)
+            _ = privateAnon.read(2 * q..<3 * q)
+            try privateAnon.installGuard(3 * q..<3 * q + q / 2)
+            // A regular file: [0,q) cached by pread, [2q,3q) mapped and read, the rest dropped from
+            // the cache. Readahead is off (FADV_RANDOM, MADV_RANDOM) and the gaps keep fault-around
+            // from mapping the pread pages.
+            let filePath = "\(fileDirectory)/pagestat-fixture-\(getpid()).data"
+            let fileFD = open(filePath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard fileFD >= 0 else { throw .system(call: "open \(filePath)", errno: .init(rawValue: errno)) }
+            defer { close(fileFD); unlink(filePath) }
+            var block = [UInt8](repeating: 0x77, count: ProcFS.pageSize)
+            for page in 0..<pages {
+                guard block.withUnsafeBytes({ pwrite(fileFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }) == ProcFS.pageSize else {
+                    throw .system(call: "pwrite", errno: .init(rawValue: errno))
+                }
+            }
+            fsync(fileFD)
+            posix_fadvise(fileFD, 0, 0, POSIX_FADV_DONTNEED)
+            posix_fadvise(fileFD, 0, 0, POSIX_FADV_RANDOM)
+            for page in 0..<q {
+                _ = block.withUnsafeMutableBytes { pread(fileFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }
+            }
+            let file = try ArrangedMemory(pages: pages, backing: .file(fd: fileFD, shared: false))
+            try file.advise(0..<pages, MADV_RANDOM)
+            _ = file.read(2 * q..<3 * q)
+
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            json.field("pages", pages)
+            json.field("page_size", ProcFS.pageSize)
+            json.key("regions")
+            json.beginObject()
+            json.field("shared-anon", sharedAnon.address)
+            json.field("memfd", memfd.address)
+            json.field("tmpfs", tmpfs.address)
+            json.field("sysv", UInt64(UInt(bitPattern: sysv)))
+            json.field("private-anon", privateAnon.address)
+            json.field("file", file.address)
+            json.endObject()
+            json.endObject()
+            writeOut(json.output + "\n")
+            // Hold everything until our parent closes standard input (or dies).
+            var byte: UInt8 = 0
+            while read(0, &byte, 1) > 0 {}
+        }
+
+        private func arrangeShmemFile(_ memory: ArrangedMemory, q: Int) throws(PageStatError) {
+            try memory.pwrite(0..<q)
+            memory.write(q..<3 * q)
+            try memory.pageOut(2 * q..<3 * q)
+        }
+    }
+}

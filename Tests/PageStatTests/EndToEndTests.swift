@@ -1,0 +1,225 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// Minor and major fault counts of a process (fields 10 and 12 of /proc/PID/stat).
+func faultCounts(_ pid: Int32) throws -> (minor: UInt64, major: UInt64) {
+    let stat = try ProcFS.readText("/proc/\(pid)/stat", pid: pid, what: "stat")
+    // The command name may hold spaces; fields after it start past the last ')'.
+    let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+    return (try #require(UInt64(fields[7])), try #require(UInt64(fields[9])))
+}
+
+func runs(_ json: [String: Any], mappingStart start: UInt64) throws -> [[String: Any]] {
+    let mappings = try #require(json["mappings"] as? [[String: Any]])
+    let mapping = try #require(mappings.first { ($0["start"] as? NSNumber)?.uint64Value == start })
+    return try #require(mapping["runs"] as? [[String: Any]])
+}
+
+/// Per-page states from JSON runs.
+func jsonPageStates(_ runs: [[String: Any]]) -> [PageState] {
+    runs.flatMap { run in
+        Array(repeating: PageState(name: run["state"] as? String ?? "") ?? .unknown, count: (run["pages"] as? Int) ?? 0)
+    }
+}
+
+@Suite("pagestat show on a child process (needs root and swap)", .serialized,
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct ShowEndToEndTests {
+    /// What the fixture arranged, page by page, for q = pages / 4.
+    static func expected(_ region: String, q: Int) -> [PageState] {
+        switch region {
+        case "shared-anon", "sysv": pages(q, .swapped) + pages(q, .present) + pages(2 * q, .none)
+        case "memfd", "tmpfs": pages(q, .cached) + pages(q, .present) + pages(q, .swapped) + pages(q, .none)
+        case "private-anon": pages(q, .swapped) + pages(2 * q, .present) + pages(q, .none)
+        case "file": pages(q, .cached) + pages(q, .none) + pages(q, .present) + pages(q, .none)
+        default: []
+        }
+    }
+
+    @Test func jsonReportsEveryLayoutExactly() throws {
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let run = try runPagestat(["show", "--pid", String(fixture.pid), "--format", "json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        #expect(json["pid"] as? Int == Int(fixture.pid))
+        #expect(json["page_size"] as? Int == TestEnvironment.pageSize)
+        #expect(json["privileged"] as? Bool == true)
+        #expect((json["notes"] as? [String])?.isEmpty == true)
+
+        let q = fixture.pages / 4
+        var misreported = 0
+        let kernelRun = try runPagestat(["show", "--pid", String(fixture.pid), "--format", "json", "--kernel-view"])
+        let kernelJSON = try #require(try JSONSerialization.jsonObject(with: Data(kernelRun.stdout.utf8)) as? [String: Any])
+        for region in ["shared-anon", "memfd", "tmpfs", "sysv", "private-anon", "file"] {
+            let start = try fixture.range(region).start
+            let truth = jsonPageStates(try runs(json, mappingStart: start))
+            #expect(truth == Self.expected(region, q: q), "\(region)")
+            let kernel = jsonPageStates(try runs(kernelJSON, mappingStart: start))
+            misreported += zip(truth, kernel).filter { $0 != $1 }.count
+            // Swapped pages agree with smaps' Swap for the mapping.
+            let swapped = truth.filter { $0 == .swapped }.count
+            #expect(UInt64(swapped) == (try smapsSwappedPages(start, pid: fixture.pid)), "\(region)")
+        }
+        // Private guard pages read "swapped" in the raw view; every shared-memory swap, pwrite and
+        // file-cache page reads "none" there: a third of the fixture's pages.
+        #expect(misreported == 2 * q /* shared-anon, sysv */ + 4 * q /* memfd, tmpfs */ + q / 2 /* guard */ + q /* file cache */)
+
+        // Runs of each mapping cover it exactly and in order.
+        let mappings = try #require(json["mappings"] as? [[String: Any]])
+        for mapping in mappings {
+            var next = try #require((mapping["start"] as? NSNumber)?.uint64Value)
+            for run in try #require(mapping["runs"] as? [[String: Any]]) {
+                #expect((run["start"] as? NSNumber)?.uint64Value == next)
+                next += UInt64(try #require(run["pages"] as? Int) * TestEnvironment.pageSize)
+                #expect(["present", "swapped", "cached", "none", "unknown"].contains(run["state"] as? String ?? ""))
+            }
+            #expect((mapping["end"] as? NSNumber)?.uint64Value == next)
+            #expect(MappingKind(rawValue: mapping["kind"] as? String ?? "") != nil)
+        }
+    }
+
+    @Test func textReportAndRange() throws {
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let range = try fixture.range("memfd")
+        let run = try runPagestat(["show", "--pid", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let q = fixture.pages / 4
+        let size = humanBytes(UInt64(q * TestEnvironment.pageSize))
+        #expect(run.stdout.contains("pid \(fixture.pid): 1 mappings"))
+        #expect(run.stdout.contains("/memfd:pagestat-fixture (deleted)"))
+        #expect(run.stdout.contains("present \(size) (\(q)), swapped \(size) (\(q)), cached \(size) (\(q)), none \(size) (\(q))"))
+        #expect(run.stdout.contains("\(hex(range.start))        \(q) pages"))
+        #expect(run.stdout.contains("swapped"))
+    }
+
+    @Test func scanningDoesNotPerturbTheTarget() throws {
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let before = try faultCounts(fixture.pid)
+        let smapsBefore = try ProcMaps.readSmaps(pid: fixture.pid).map { [$0["Rss"], $0["Swap"]] }
+        let first = try runPagestat(["show", "--pid", String(fixture.pid), "--format", "json"])
+        let second = try runPagestat(["show", "--pid", String(fixture.pid), "--format", "json"])
+        #expect(first.status == 0 && second.status == 0)
+        let after = try faultCounts(fixture.pid)
+        #expect(before.minor == after.minor && before.major == after.major)
+        #expect(try ProcMaps.readSmaps(pid: fixture.pid).map { [$0["Rss"], $0["Swap"]] } == smapsBefore)
+        // The arranged regions keep their states, run for run, between two scans.
+        let firstJSON = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+        let secondJSON = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])
+        for region in fixture.regions.keys.sorted() {
+            let start = try fixture.range(region).start
+            let firstStates = jsonPageStates(try runs(firstJSON, mappingStart: start))
+            #expect(firstStates == jsonPageStates(try runs(secondJSON, mappingStart: start)), "\(region)")
+            #expect(firstStates == Self.expected(region, q: fixture.pages / 4), "\(region)")
+        }
+    }
+
+    @Test func processThatExitsDuringTheScan() throws {
+        let fixture = try FixtureProcess()
+        let scanner = try ProcessScanner(pid: fixture.pid)
+        fixture.stop()
+        #expect(throws: PageStatError.processExited(pid: fixture.pid)) { try scanner.scan() }
+    }
+
+    @Test func withoutPrivilegeTheReportSaysWhatIsUnknown() throws {
+        // The fixture and pagestat both run as nobody: pagemap is readable, map_files is not.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                             TestEnvironment.pagestatPath, "fixture", "--pages", "64"]
+        let out = Pipe()
+        let input = Pipe()
+        process.standardOutput = out
+        process.standardInput = input
+        try process.run()
+        defer { try? input.fileHandleForWriting.close(); process.waitUntilExit() }
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0a]) { break }
+            line.append(byte)
+        }
+        let layout = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
+        let pid = try #require(layout["pid"] as? Int)
+        let regions = try #require(layout["regions"] as? [String: Any])
+
+        let run = try runPagestat(["show", "--pid", String(pid), "--format", "json"], asUser: 65534)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        #expect(json["privileged"] as? Bool == false)
+        let notes = try #require(json["notes"] as? [String])
+        #expect(notes.contains { $0.contains("map_files needs CAP_SYS_ADMIN") })
+        #expect(notes.contains { $0.contains("no PFNs or swap locations") })
+        // memfd: its pwrite, swapped and untouched pages are unknown; present ones are still known.
+        let memfd = jsonPageStates(try runs(json, mappingStart: try #require((regions["memfd"] as? NSNumber)?.uint64Value)))
+        #expect(memfd == pages(16, .unknown) + pages(16, .present) + pages(32, .unknown))
+        // The /dev/shm file and the regular file are opened by path, checked by inode: still exact.
+        let tmpfs = jsonPageStates(try runs(json, mappingStart: try #require((regions["tmpfs"] as? NSNumber)?.uint64Value)))
+        #expect(tmpfs == Self.expected("tmpfs", q: 16))
+        let file = jsonPageStates(try runs(json, mappingStart: try #require((regions["file"] as? NSNumber)?.uint64Value)))
+        #expect(file == Self.expected("file", q: 16))
+        // Private memory needs no file side.
+        let privateAnon = jsonPageStates(try runs(json, mappingStart: try #require((regions["private-anon"] as? NSNumber)?.uint64Value)))
+        #expect(privateAnon == Self.expected("private-anon", q: 16))
+    }
+}
+
+@Suite("pagestat errors: one line, a distinct exit code")
+struct ErrorPathTests {
+    @Test func noSuchProcess() throws {
+        let run = try runPagestat(["show", "--pid", "999999999"])
+        #expect(run.status == 3)
+        #expect(run.stderr == "pagestat: no such process: 999999999\n")
+        #expect(run.stdout.isEmpty)
+    }
+
+    @Test func rangeNotMapped() throws {
+        let run = try runPagestat(["show", "--pid", String(getpid()), "--range", "0x1000+4K"])
+        #expect(run.status == 5)
+        #expect(run.stderr == "pagestat: range 0x1000-0x2000 is not mapped in process \(getpid())\n")
+    }
+
+    @Test func usageErrorsExit64() throws {
+        for arguments in [["show", "--pid", "1", "--range", "0x2000-0x1000"], ["show", "--pid", "1", "--format", "csv"],
+                          ["show"], ["show", "--pid", "abc"], ["frobnicate"]] {
+            let run = try runPagestat(arguments)
+            #expect(run.status == 64, "\(arguments)")
+            #expect(!run.stderr.isEmpty)
+        }
+    }
+
+    @Test(.enabled(if: TestEnvironment.isRoot, "needs root to run pagestat as another user"))
+    func permissionDenied() throws {
+        let run = try runPagestat(["show", "--pid", "1"], asUser: 65534)
+        #expect(run.status == 4)
+        #expect(run.stderr.hasPrefix("pagestat: permission denied: /proc/1/"))
+        #expect(run.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func helpTeaches() throws {
+        let run = try runPagestat(["show", "--help"])
+        #expect(run.status == 0)
+        for word in ["present", "swapped", "cached", "none", "unknown", "--kernel-view", "Examples"] {
+            #expect(run.stdout.contains(word), "\(word)")
+        }
+        let root = try runPagestat(["--help"])
+        #expect(root.stdout.contains("Exit codes"))
+        #expect(!root.stdout.contains("fixture"))
+    }
+}
+
+@Suite("The environment the tests need")
+struct EnvironmentTests {
+    /// Skipped tests are not passed tests: say so loudly, and fail under CI.
+    @Test func rootAndSwapAreAvailable() {
+        guard !TestEnvironment.swapAndRoot else { return }
+        let missing = [TestEnvironment.isRoot ? nil : "root", TestEnvironment.swapOn ? nil : "swap"].compactMap { $0 }
+        let message = "NOT RUN: the tests that need \(missing.joined(separator: " and ")) were skipped; run `bash Scripts/test.sh` as root"
+        FileHandle.standardError.write(Data("\n*** \(message) ***\n\n".utf8))
+        if TestEnvironment.isCI { Issue.record(Comment(rawValue: message)) }
+    }
+}

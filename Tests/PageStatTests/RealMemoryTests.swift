@@ -1,0 +1,185 @@
+import CPagestat
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// Pages `pages` of `memory` out and waits until smaps (the kernel's own count) shows `expected`
+/// swapped pages in its mapping; MADV_PAGEOUT skips folios still in another CPU's LRU batch.
+func pageOut(_ memory: ArrangedMemory, _ pages: Range<Int>, expectSwapped expected: Int) throws {
+    for _ in 0..<10 {
+        try memory.pageOut(pages)
+        let swap = try smapsEntry(containing: memory.address)["Swap"]
+        if swap >= UInt64(expected * TestEnvironment.pageSize) { return }
+        usleep(20_000)
+    }
+    Issue.record("MADV_PAGEOUT did not swap \(expected) pages of \(memory.range)")
+}
+
+/// The pages smaps counts as swapped in the mapping at `address`.
+func smapsSwappedPages(_ address: UInt64, pid: Int32 = getpid()) throws -> UInt64 {
+    try smapsEntry(pid: pid, containing: address)["Swap"] / UInt64(TestEnvironment.pageSize)
+}
+
+@Suite("Page states on memory arranged by the test (needs root and swap)",
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct RealMemoryTests {
+    @Test func sharedAnonymousMemory() throws {
+        let memory = try ArrangedMemory(pages: 48, backing: .sharedAnonymous)
+        memory.write(0..<32)
+        try pageOut(memory, 0..<16, expectSwapped: 16)
+
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(16, .swapped) + pages(16, .present) + pages(16, .none))
+        #expect(truth.mappings.count == 1 && truth.mappings[0].mapping.kind == .sharedAnon)
+        #expect(truth.counts.swapped == (try smapsSwappedPages(memory.address)))
+        #expect(pageFlags(truth)[16].isSuperset(of: [.file]))
+        // The gap itself: pagemap reads the swapped pages as never touched.
+        let kernel = try scanSelf(memory.range, view: .kernel)
+        #expect(pageStates(kernel) == pages(16, .none) + pages(16, .present) + pages(16, .none))
+    }
+
+    @Test func memfdWrittenPwrittenSwappedAndUntouched() throws {
+        let memory = try ArrangedMemory(pages: 64, backing: .memfd(name: "test-memfd", shared: true))
+        try memory.pwrite(0..<16)
+        memory.write(16..<48)
+        try pageOut(memory, 32..<48, expectSwapped: 16)
+
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(16, .cached) + pages(16, .present) + pages(16, .swapped) + pages(16, .none))
+        #expect(truth.mappings[0].mapping.kind == .shmem)
+        #expect(truth.counts.swapped == (try smapsSwappedPages(memory.address)))
+        #expect(truth.notes.isEmpty)
+    }
+
+    @Test func tmpfsFile() throws {
+        let path = "/dev/shm/pagestat-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd); unlink(path) }
+        try #require(ftruncate(fd, off_t(64 * TestEnvironment.pageSize)) == 0)
+        let memory = try ArrangedMemory(pages: 64, backing: .file(fd: fd, shared: true))
+        memory.write(0..<40)
+        try memory.pwrite(56..<64)
+        try pageOut(memory, 0..<24, expectSwapped: 24)
+
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(24, .swapped) + pages(16, .present) + pages(16, .none) + pages(8, .cached))
+        #expect(truth.mappings[0].mapping.kind == .shmem)
+        #expect(truth.counts.swapped == (try smapsSwappedPages(memory.address)))
+    }
+
+    @Test func privateAnonymousMemory() throws {
+        let memory = try ArrangedMemory(pages: 64, backing: .privateAnonymous)
+        memory.write(0..<32)
+        _ = memory.read(32..<48)
+        try pageOut(memory, 0..<16, expectSwapped: 16)
+        try memory.installGuard(48..<56)
+
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(16, .swapped) + pages(16, .present) + pages(16, .present) + pages(16, .none))
+        let flags = pageFlags(truth)
+        #expect(flags[16].contains(.exclusive))
+        #expect(flags[32].contains(.zeroPage))
+        #expect(!flags[16].contains(.zeroPage))
+        #expect(flags[48].contains(.guardRegion) && !flags[56].contains(.guardRegion))
+        let swappedRun = try #require(truth.mappings[0].runs.first)
+        // Privileged: the swap entry's location is real swap (a type below the special ones).
+        let location = try #require(swappedRun.swap)
+        #expect(location.type < PagemapEntry.firstSpecialSwapType && location.offset > 0)
+        #expect(truth.mappings[0].runs[1].pfn != nil)
+        #expect(truth.counts.swapped == (try smapsSwappedPages(memory.address)))
+        // pagemap is right for private memory, but for guard markers its bit 62 reads "swapped".
+        let kernel = pageStates(try scanSelf(memory.range, view: .kernel))
+        #expect(kernel == pages(16, .swapped) + pages(32, .present) + pages(8, .swapped) + pages(8, .none))
+    }
+
+    @Test func regularFileMappedCachedAndDropped() throws {
+        let path = "/var/tmp/pagestat-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd); unlink(path) }
+        let pageSize = TestEnvironment.pageSize
+        var block = [UInt8](repeating: 0x42, count: pageSize)
+        for page in 0..<64 {
+            try #require(block.withUnsafeBytes { pwrite(fd, $0.baseAddress, pageSize, off_t(page * pageSize)) } == pageSize)
+        }
+        fsync(fd)
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)
+        for page in 0..<16 {
+            _ = block.withUnsafeMutableBytes { pread(fd, $0.baseAddress, pageSize, off_t(page * pageSize)) }
+        }
+        let memory = try ArrangedMemory(pages: 64, backing: .file(fd: fd, shared: false))
+        try memory.advise(0..<64, MADV_RANDOM)
+        _ = memory.read(32..<48)
+
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(16, .cached) + pages(16, .none) + pages(16, .present) + pages(16, .none))
+        #expect(truth.mappings[0].mapping.kind == .file)
+        // Dropping the cache again leaves only the mapped pages.
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        #expect(pageStates(try scanSelf(memory.range)) == pages(32, .none) + pages(16, .present) + pages(16, .none))
+    }
+
+    @Test func privateMappingOfAMemfd() throws {
+        // MAP_PRIVATE over shmem: written pages become private anonymous copies; the rest are
+        // the memfd's own pages, which the file side settles.
+        let memfd = try ArrangedMemory(pages: 32, backing: .memfd(name: "test-private", shared: true))
+        try memfd.pwrite(0..<16)
+        let fd = try #require(memfd.fd)
+        let privateView = try ArrangedMemory(pages: 32, backing: .file(fd: fd, shared: false))
+        privateView.write(8..<12)
+        let truth = try scanSelf(privateView.range)
+        #expect(pageStates(truth) == pages(8, .cached) + pages(4, .present) + pages(4, .cached) + pages(16, .none))
+        #expect(truth.mappings[0].mapping.kind == .shmem)
+    }
+}
+
+@Suite("Scanning without swap or root still tells the truth it can")
+struct BasicMemoryTests {
+    @Test func privateAnonymousWithoutSwap() throws {
+        let memory = try ArrangedMemory(pages: 16, backing: .privateAnonymous)
+        memory.write(0..<8)
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(8, .present) + pages(8, .none))
+        #expect(truth.mappings[0].runs[0].flags.contains(.exclusive))
+    }
+
+    @Test func partialRangeIsClamped() throws {
+        let memory = try ArrangedMemory(pages: 16, backing: .privateAnonymous)
+        memory.write(0..<16)
+        let pageSize = UInt64(TestEnvironment.pageSize)
+        let range = AddressRange(start: memory.address + 4 * pageSize, end: memory.address + 6 * pageSize)
+        let report = try scanSelf(range)
+        #expect(report.mappings.count == 1)
+        #expect(report.mappings[0].scanned == range)
+        #expect(pageStates(report) == pages(2, .present))
+    }
+
+    @Test func unmappedRangeIsAnError() throws {
+        let scanner = try ProcessScanner(pid: getpid())
+        #expect(throws: PageStatError.rangeNotMapped(pid: getpid(), range: AddressRange(start: 0x1000, end: 0x2000))) {
+            try scanner.scan(ScanOptions(range: AddressRange(start: 0x1000, end: 0x2000)))
+        }
+    }
+
+    @Test func noSuchProcess() {
+        #expect(throws: PageStatError.noSuchProcess(pid: 999_999_999)) { try ProcessScanner(pid: 999_999_999) }
+    }
+
+    @Test func runsCoverEveryMappingExactly() throws {
+        let report = try ProcessScanner(pid: getpid()).scan()
+        #expect(!report.mappings.isEmpty)
+        let pageSize = UInt64(report.pageSize)
+        for mapping in report.mappings {
+            var next = mapping.scanned.start
+            for run in mapping.runs {
+                #expect(run.start == next)
+                #expect(run.pages > 0)
+                next = run.start + run.pages * pageSize
+            }
+            #expect(next == mapping.scanned.end, "\(mapping.mapping.path)")
+        }
+    }
+}

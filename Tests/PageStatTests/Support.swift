@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// What this machine lets the tests do. Tests that need swap or root are disabled without it,
+/// and `EnvironmentTests` says so loudly; under CI (CI=true) a missing capability is a failure.
+enum TestEnvironment {
+    static let isRoot = geteuid() == 0
+    static let swapOn = !SwapArea.active().isEmpty
+    static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+    static let pageSize = ProcFS.pageSize
+
+    static let swapAndRoot = isRoot && swapOn
+
+    /// The built `pagestat` executable, beside the test bundle.
+    static var pagestatPath: String {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        var directory = bundle
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("pagestat").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("pagestat").path
+    }
+
+    static func fixture(_ name: String) throws -> String {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+}
+
+/// Every page's state, in order, for a report over a small range.
+func pageStates(_ report: ProcessReport) -> [PageState] {
+    report.mappings.flatMap { $0.runs.flatMap { Array(repeating: $0.state, count: Int($0.pages)) } }
+}
+
+/// Every page's flags, in order.
+func pageFlags(_ report: ProcessReport) -> [PageFlags] {
+    report.mappings.flatMap { $0.runs.flatMap { Array(repeating: $0.flags, count: Int($0.pages)) } }
+}
+
+/// `count` copies of `state`: for building expected page lists.
+func pages(_ count: Int, _ state: PageState) -> [PageState] { Array(repeating: state, count: count) }
+
+/// Scans part of this very process.
+func scanSelf(_ range: AddressRange, view: ReportView = .truth) throws -> ProcessReport {
+    let scanner = try ProcessScanner(pid: getpid())
+    return try scanner.scan(ScanOptions(range: range, view: view))
+}
+
+/// The smaps entry of the mapping that holds `address`, in this process.
+func smapsEntry(pid: Int32 = getpid(), containing address: UInt64) throws -> ProcMaps.SmapsEntry {
+    let entries = try ProcMaps.readSmaps(pid: pid)
+    return try #require(entries.first { $0.range.start <= address && address < $0.range.end })
+}
+
+/// A child process: runs the built pagestat with arguments, returns its exit status and output.
+struct Run {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run {
+    let process = Process()
+    if let uid {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all",
+                             TestEnvironment.pagestatPath] + arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
+        process.arguments = arguments
+    }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes before waiting, so a large report cannot fill a pipe and stall.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+               stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// `pagestat fixture` running as a child: every layout, arranged, until `stop()`.
+final class FixtureProcess {
+    let process = Process()
+    let stdin = Pipe()
+    let pid: Int32
+    let pages: Int
+    let regions: [String: UInt64]
+
+    init(pages: Int = 64) throws {
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
+        process.arguments = ["fixture", "--pages", String(pages)]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = stdin
+        try process.run()
+        // One JSON line once the layout is ready.
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0a]) { break }
+            line.append(byte)
+        }
+        let object = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any], "fixture printed no layout")
+        pid = Int32(try #require(object["pid"] as? Int))
+        self.pages = try #require(object["pages"] as? Int)
+        let regions = try #require(object["regions"] as? [String: Any])
+        self.regions = regions.compactMapValues { ($0 as? NSNumber)?.uint64Value }
+    }
+
+    func range(_ name: String) throws -> AddressRange {
+        let start = try #require(regions[name])
+        return AddressRange(start: start, end: start + UInt64(pages * TestEnvironment.pageSize))
+    }
+
+    func stop() {
+        try? stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
