@@ -183,3 +183,65 @@ struct BasicMemoryTests {
         }
     }
 }
+
+@Suite("Flags and fallbacks on arranged memory")
+struct FlagAndFallbackTests {
+    @Test func transparentHugePagesAreFlagged() throws {
+        let huge = 2 << 20
+        let memory = try ArrangedMemory(pages: 2 * huge / TestEnvironment.pageSize, backing: .privateAnonymous)
+        // The 2 MiB-aligned half of the mapping, asked for huge pages and written.
+        let alignedOffset = (huge - Int(memory.address % UInt64(huge))) % huge
+        let first = alignedOffset / TestEnvironment.pageSize
+        let hugePages = huge / TestEnvironment.pageSize
+        try memory.advise(first..<first + hugePages, 14 /* MADV_HUGEPAGE */)
+        memory.write(first..<first + hugePages)
+        let anonHuge = try smapsEntry(containing: memory.address)["AnonHugePages"]
+        try #require(anonHuge >= UInt64(huge), "the kernel gave no huge page (THP off or no memory): nothing to check")
+        let flags = pageFlags(try scanSelf(memory.range))
+        #expect(flags[first..<first + hugePages].allSatisfy { $0.contains(.thp) })
+        #expect(first == 0 || !flags[0].contains(.thp))
+    }
+
+    /// A new mapping carries VM_SOFTDIRTY ("sd" in smaps VmFlags) only where the kernel tracks soft-dirty.
+    static let softDirtyTracked: Bool = {
+        guard let memory = try? ArrangedMemory(pages: 1, backing: .privateAnonymous),
+              let entry = try? smapsEntry(containing: memory.address) else { return false }
+        return entry.vmFlags.contains("sd")
+    }()
+
+    @Test(.enabled(if: softDirtyTracked, "this kernel has no soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY off: no 'sd' in smaps VmFlags)"))
+    func softDirtyFollowsClearRefs() throws {
+        let memory = try ArrangedMemory(pages: 4, backing: .privateAnonymous)
+        memory.write(0..<2)
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        try #require(fd >= 0)
+        let cleared = write(fd, "4", 1)
+        close(fd)
+        try #require(cleared == 1)
+        memory.write(0..<1)
+        let flags = pageFlags(try scanSelf(memory.range))
+        #expect(flags[0].contains(.softDirty))
+        #expect(!flags[1].contains(.softDirty))
+    }
+
+    @Test(.enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on"))
+    func withoutCachestatShmemStillSplitsHolesFromData() throws {
+        let memory = try ArrangedMemory(pages: 48, backing: .memfd(name: "test-fallback", shared: true))
+        try memory.pwrite(0..<16)
+        memory.write(16..<32)
+        try pageOut(memory, 16..<32, expectSwapped: 16)
+        let object = try PageCacheObject.open(pid: getpid(), range: memory.range)
+        var states: [PageState] = []
+        try FileSide(object: object, useCachestat: false).resolve(first: 0, count: 48) { count, state, _ in
+            states += pages(Int(count), state)
+        }
+        #expect(Array(states[0..<16]) == pages(16, .cached))
+        // Swapped pages still in the swap cache look resident without cachestat.
+        #expect(states[16..<32].allSatisfy { $0 == .swapped || $0 == .cached })
+        #expect(Array(states[32..<48]) == pages(16, .none))
+        // With cachestat they are told apart.
+        states = []
+        try FileSide(object: object).resolve(first: 0, count: 48) { count, state, _ in states += pages(Int(count), state) }
+        #expect(states == pages(16, .cached) + pages(16, .swapped) + pages(16, .none))
+    }
+}

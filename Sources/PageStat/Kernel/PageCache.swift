@@ -90,6 +90,14 @@ public final class PageCacheObject {
 
     // MARK: cachestat
 
+    /// Whether the running kernel has cachestat(2) (6.5+): probed once, on a bad descriptor
+    /// (EBADF means the call exists, ENOSYS that it does not).
+    public static let cachestatSupported: Bool = {
+        var range = CPagestat_cachestat_range(off: 0, len: 0)
+        var result = CPagestat_cachestat()
+        return CPagestat_cachestat(-1, &range, &result) == 0 || errno != ENOSYS
+    }()
+
     /// Page-cache counts over `[offset, offset + length)` bytes: resident pages and, for shmem,
     /// swapped ones in `nr_evicted`. Throws `.unsupported` before 6.5. The C call is `cachestat(2)`.
     public func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> CPagestat_cachestat {

@@ -10,15 +10,19 @@
 final class FileSide {
     let object: PageCacheObject
     let pageSize: UInt64
+    /// Without cachestat (before 6.5) in-core shmem pages count as resident: a swapped page that
+    /// still sits in the swap cache cannot be told from a resident one.
+    let useCachestat: Bool
     private var vector: UnsafeMutableBufferPointer<UInt8>
     /// The last lseek answer: no data in `[from, dataStart)`, data in `[dataStart, dataEnd)`.
     private var memo: (from: UInt64, dataStart: UInt64, dataEnd: UInt64)?
 
     static let vectorPages = 1 << 16
 
-    init(object: PageCacheObject) {
+    init(object: PageCacheObject, useCachestat: Bool = PageCacheObject.cachestatSupported) {
         self.object = object
         self.pageSize = object.pageSize
+        self.useCachestat = useCachestat
         vector = .allocate(capacity: Self.vectorPages)
     }
 
@@ -61,10 +65,12 @@ final class FileSide {
     /// data extents with lseek, and each extent is settled the same way.
     private func classifyShmem(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
         let pages = end - first
-        let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-        if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
-        if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
-        if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+        if useCachestat {
+            let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
+            if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
+            if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
+            if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+        }
         var page = first
         while page < end {
             guard let (dataStart, dataEnd) = try extent(from: page), dataStart < end else {
@@ -73,23 +79,25 @@ final class FileSide {
             }
             if dataStart > page { emit(dataStart - page, .none, []) }
             let stop = min(dataEnd, end)
-            try classifyShmemData(first: dataStart, end: stop, wholeStretch: dataStart == first && stop == end,
-                                  emit: emit)
+            try classifyShmemData(first: dataStart, end: stop,
+                                  counted: !useCachestat || (dataStart == first && stop == end), emit: emit)
             page = stop
         }
     }
 
     /// Shmem data pages (resident or swapped): out of core means swapped out; in core means
     /// resident, unless cachestat finds swap entries there (swapped, still in the swap cache).
-    private func classifyShmemData(first: UInt64, end: UInt64, wholeStretch: Bool, emit: Emit) throws(PageStatError) {
+    private func classifyShmemData(first: UInt64, end: UInt64, counted: Bool, emit: Emit) throws(PageStatError) {
         let pages = end - first
-        if !wholeStretch {
+        if !counted {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
             if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
             if stat.nr_cache >= pages { return emit(pages, .cached, []) }
         }
         try forEachResidencyRun(first: first, end: end) { (start, pages, inCore) throws(PageStatError) in
-            if inCore {
+            if inCore && !useCachestat {
+                emit(pages, .cached, [])
+            } else if inCore {
                 try splitBySwapEntries(first: start, pages: pages, emit: emit)
             } else {
                 emit(pages, .swapped, [])
@@ -101,7 +109,7 @@ final class FileSide {
     /// uniform stretches in one call; mixed ones are asked page by page with mincore.
     private func classifyFilePages(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
         let pages = end - first
-        if let stat = try? object.cachestat(offset: first * pageSize, length: pages * pageSize) {
+        if useCachestat, let stat = try? object.cachestat(offset: first * pageSize, length: pages * pageSize) {
             if stat.nr_cache == 0 { emit(pages, .none, []); return }
             if stat.nr_cache >= pages { emit(pages, .cached, []); return }
         }

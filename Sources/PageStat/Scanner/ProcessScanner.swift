@@ -75,6 +75,9 @@ public final class ProcessScanner {
         if !privileged {
             notes.add("not privileged (CAP_SYS_ADMIN): no PFNs or swap locations; a non-present page-table entry of private memory is taken as swap (it may be a PTE marker or migration entry)")
         }
+        if !PageCacheObject.cachestatSupported {
+            notes.add("cachestat(2) is not available (Linux 6.5+): a swapped shared page still in the swap cache is reported as cached")
+        }
         if options.hugeAndZeroFlags && !scanCategories.contains([.huge, .pfnZero]) {
             notes.add("PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags")
         }
