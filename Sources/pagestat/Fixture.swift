@@ -27,8 +27,44 @@ extension Pagestat {
         @Option(help: "Directory for the regular file (not tmpfs).")
         var fileDirectory: String = "/var/tmp"
 
+        @Option(help: "Instead of the layouts, map this file (e.g. /proc/PID/fd/N) MAP_SHARED and read pages --read.")
+        var map: String?
+
+        @Option(help: "With --map: the pages to read, FIRST-END (end exclusive).")
+        var read: String?
+
         func run() throws {
-            try reportingErrors { () throws(PageStatError) in try arrange() }
+            try reportingErrors { () throws(PageStatError) in
+                if let map { try mapOnly(map) } else { try arrange() }
+            }
+        }
+
+        /// Maps another process's object and reads some of its pages: a second mapper.
+        private func mapOnly(_ path: String) throws(PageStatError) {
+            let fd = open(path, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
+            defer { close(fd) }
+            var st = stat()
+            fstat(fd, &st)
+            let memory = try ArrangedMemory(pages: Int(st.st_size) / ProcFS.pageSize, backing: .file(fd: fd, shared: true))
+            if let read {
+                let bounds = read.split(separator: "-").compactMap { Int($0) }
+                guard bounds.count == 2 else { throw .invalidInput("--read takes FIRST-END") }
+                _ = memory.read(bounds[0]..<bounds[1])
+            }
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            json.field("pages", memory.pages)
+            json.field("mapped", memory.address)
+            json.endObject()
+            writeOut(json.output + "\n")
+            waitForEOF()
+        }
+
+        private func waitForEOF() {
+            var byte: UInt8 = 0
+            while Glibc.read(0, &byte, 1) > 0 {}
         }
 
         private func arrange() throws(PageStatError) {
@@ -48,6 +84,17 @@ extension Pagestat {
             guard ftruncate(shmFD, off_t(pages * ProcFS.pageSize)) == 0 else { throw .system(call: "ftruncate", errno: .init(rawValue: errno)) }
             let tmpfs = try ArrangedMemory(pages: pages, backing: .file(fd: shmFD, shared: true))
             try arrangeShmemFile(tmpfs, q: q)
+            // A /dev/shm file held open but never mapped: [0,q) written with pwrite.
+            let openPath = "/dev/shm/pagestat-fixture-open-\(getpid())"
+            let openFD = open(openPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard openFD >= 0 else { throw .system(call: "open \(openPath)", errno: .init(rawValue: errno)) }
+            defer { close(openFD); unlink(openPath) }
+            guard ftruncate(openFD, off_t(pages * ProcFS.pageSize)) == 0 else { throw .system(call: "ftruncate", errno: .init(rawValue: errno)) }
+            var openBlock = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
+            for page in 0..<q {
+                openBlock[0] = UInt8(truncatingIfNeeded: page)
+                _ = openBlock.withUnsafeBytes { pwrite(openFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }
+            }
             // SysV shared memory: [0,q) written then paged out, [q,2q) written, rest untouched.
             let shmid = shmget(IPC_PRIVATE, pages * ProcFS.pageSize, IPC_CREAT | 0o600)
             guard shmid >= 0 else { throw .system(call: "shmget", errno: .init(rawValue: errno)) }
@@ -105,11 +152,17 @@ extension Pagestat {
             json.field("private-anon", privateAnon.address)
             json.field("file", file.address)
             json.endObject()
+            json.key("paths")
+            json.beginObject()
+            json.field("memfd", "/proc/\(getpid())/fd/\(memfd.fd ?? -1)")
+            json.field("tmpfs", shmPath)
+            json.field("tmpfs-open", openPath)
+            json.field("file", filePath)
+            json.endObject()
             json.endObject()
             writeOut(json.output + "\n")
             // Hold everything until our parent closes standard input (or dies).
-            var byte: UInt8 = 0
-            while read(0, &byte, 1) > 0 {}
+            waitForEOF()
         }
 
         private func arrangeShmemFile(_ memory: ArrangedMemory, q: Int) throws(PageStatError) {

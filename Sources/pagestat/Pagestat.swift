@@ -24,9 +24,9 @@ struct Pagestat: ParsableCommand {
 
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
         5 range not mapped, 6 process exited during the scan, 7 kernel lacks an interface, \
-        64 usage error.
+        8 process has no address space (kernel thread), 64 usage error.
         """,
-        subcommands: [Show.self, Demo.self, Fixture.self]
+        subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Demo.self, Fixture.self]
     )
 }
 
@@ -40,6 +40,7 @@ enum ExitStatus {
         case .rangeNotMapped: 5
         case .processExited: 6
         case .unsupported: 7
+        case .noAddressSpace: 8
         case .invalidInput: 64
         }
     }
@@ -55,8 +56,8 @@ func reportingErrors(_ body: () throws(PageStatError) -> Void) throws {
     }
 }
 
-func printError(_ line: String) {
-    var text = line + "\n"
+func printError(_ line: String, newline: Bool = true) {
+    var text = newline ? line + "\n" : line
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 

@@ -38,19 +38,45 @@ extension Pagestat {
         @Flag(help: "Report what the raw kernel page table (pagemap) alone says.")
         var kernelView = false
 
+        @Flag(help: "Add the kernel's page flags (/proc/kpageflags, root) to present pages, named as page-types names them.")
+        var flags = false
+
+        @Option(help: ArgumentHelp("Keep only pages with all these flags (comma-separated; pagestat's flags or kernel page flags such as thp, dirty, swapbacked).", valueName: "flags"))
+        var match: String?
+
+        /// The --match names split into pagestat's flags and the kernel's.
+        func matchFlags() throws(PageStatError) -> (PageFlags, KPageFlags) {
+            guard let match else { return ([], []) }
+            var ours: [String] = []
+            var kernel: [String] = []
+            for name in match.split(separator: ",").map({ String($0.filter { $0 != " " }) }) where !name.isEmpty {
+                if PageFlags.names.contains(where: { $0.1 == name }) { ours.append(name) } else { kernel.append(name) }
+            }
+            return (try PageFlags(names: ours), try KPageFlags(names: kernel))
+        }
+
         func validate() throws {
             if format == .csv { throw ValidationError("show supports --format text or json") }
             if let range {
                 do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
             }
+            do { _ = try matchFlags() } catch { throw ValidationError(error.description) }
         }
 
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
                 let scanner = try ProcessScanner(pid: pid)
+                let (ours, kernel) = try matchFlags()
                 let options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
-                                          view: kernelView ? .kernel : .truth)
-                let report = try scanner.scan(options)
+                                          view: kernelView ? .kernel : .truth, kernelPageFlags: flags || !kernel.isEmpty)
+                var report = try scanner.scan(options)
+                if match != nil {
+                    report.mappings = report.mappings.compactMap { mapping in
+                        var mapping = mapping
+                        mapping.runs = mapping.runs.filter { $0.has(flags: ours, kernelFlags: kernel) }
+                        return mapping.runs.isEmpty ? nil : mapping
+                    }
+                }
                 writeOut(format == .json ? ReportRenderer.json(report) : ReportRenderer.text(report))
             }
         }

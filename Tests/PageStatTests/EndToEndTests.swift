@@ -127,26 +127,10 @@ struct ShowEndToEndTests {
 
     @Test func withoutPrivilegeTheReportSaysWhatIsUnknown() throws {
         // The fixture and pagestat both run as nobody: pagemap is readable, map_files is not.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                             TestEnvironment.pagestatPath, "fixture", "--pages", "64"]
-        let out = Pipe()
-        let input = Pipe()
-        process.standardOutput = out
-        process.standardInput = input
-        try process.run()
-        defer { try? input.fileHandleForWriting.close(); process.waitUntilExit() }
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0a]) { break }
-            line.append(byte)
-        }
-        let layout = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
-        let pid = try #require(layout["pid"] as? Int)
-        let regions = try #require(layout["regions"] as? [String: Any])
-
+        let fixture = try FixtureProcess(asUser: 65534)
+        defer { fixture.stop() }
+        let pid = fixture.pid
+        let regions = fixture.regions
         let run = try runPagestat(["show", "--pid", String(pid), "--format", "json"], asUser: 65534)
         #expect(run.status == 0, "\(run.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
@@ -155,15 +139,15 @@ struct ShowEndToEndTests {
         #expect(notes.contains { $0.contains("map_files needs CAP_SYS_ADMIN") })
         #expect(notes.contains { $0.contains("no PFNs or swap locations") })
         // memfd: its pwrite, swapped and untouched pages are unknown; present ones are still known.
-        let memfd = jsonPageStates(try runs(json, mappingStart: try #require((regions["memfd"] as? NSNumber)?.uint64Value)))
+        let memfd = jsonPageStates(try runs(json, mappingStart: try #require(regions["memfd"])))
         #expect(memfd == pages(16, .unknown) + pages(16, .present) + pages(32, .unknown))
         // The /dev/shm file and the regular file are opened by path, checked by inode: still exact.
-        let tmpfs = jsonPageStates(try runs(json, mappingStart: try #require((regions["tmpfs"] as? NSNumber)?.uint64Value)))
+        let tmpfs = jsonPageStates(try runs(json, mappingStart: try #require(regions["tmpfs"])))
         #expect(tmpfs == Self.expected("tmpfs", q: 16))
-        let file = jsonPageStates(try runs(json, mappingStart: try #require((regions["file"] as? NSNumber)?.uint64Value)))
+        let file = jsonPageStates(try runs(json, mappingStart: try #require(regions["file"])))
         #expect(file == Self.expected("file", q: 16))
         // Private memory needs no file side.
-        let privateAnon = jsonPageStates(try runs(json, mappingStart: try #require((regions["private-anon"] as? NSNumber)?.uint64Value)))
+        let privateAnon = jsonPageStates(try runs(json, mappingStart: try #require(regions["private-anon"])))
         #expect(privateAnon == Self.expected("private-anon", q: 16))
     }
 }

@@ -92,11 +92,21 @@ final class FixtureProcess {
     let stdin = Pipe()
     let pid: Int32
     let pages: Int
+    /// The JSON line the fixture printed once its layout was ready.
+    let layout: [String: Any]
     let regions: [String: UInt64]
+    let paths: [String: String]
 
-    init(pages: Int = 64) throws {
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
-        process.arguments = ["fixture", "--pages", String(pages)]
+    init(pages: Int = 64, arguments: [String]? = nil, asUser uid: UInt32? = nil) throws {
+        let arguments = arguments ?? ["fixture", "--pages", String(pages)]
+        if let uid {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all",
+                                 TestEnvironment.pagestatPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
+            process.arguments = arguments
+        }
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = stdin
@@ -108,11 +118,11 @@ final class FixtureProcess {
             if byte.isEmpty || byte == Data([0x0a]) { break }
             line.append(byte)
         }
-        let object = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any], "fixture printed no layout")
-        pid = Int32(try #require(object["pid"] as? Int))
-        self.pages = try #require(object["pages"] as? Int)
-        let regions = try #require(object["regions"] as? [String: Any])
-        self.regions = regions.compactMapValues { ($0 as? NSNumber)?.uint64Value }
+        layout = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any], "fixture printed no layout")
+        pid = Int32(try #require(layout["pid"] as? Int))
+        self.pages = try #require(layout["pages"] as? Int)
+        regions = ((layout["regions"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+        paths = ((layout["paths"] as? [String: Any]) ?? [:]).compactMapValues { $0 as? String }
     }
 
     func range(_ name: String) throws -> AddressRange {

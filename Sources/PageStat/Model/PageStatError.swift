@@ -10,6 +10,8 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
     case rangeNotMapped(pid: Int32, range: AddressRange)
     /// The process went away while it was being scanned.
     case processExited(pid: Int32)
+    /// The process exists but has no user address space: a kernel thread or a zombie.
+    case noAddressSpace(pid: Int32)
     /// The running kernel lacks an interface that this operation needs.
     case unsupported(String)
     /// Bad input from the user: an invalid range, an unknown flag name.
@@ -23,6 +25,7 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
         case .permissionDenied(let what): "permission denied: \(what)"
         case .rangeNotMapped(let pid, let range): "range \(range) is not mapped in process \(pid)"
         case .processExited(let pid): "process \(pid) exited during the scan"
+        case .noAddressSpace(let pid): "process \(pid) has no user address space (a kernel thread or a zombie)"
         case .unsupported(let what): "not supported by this kernel: \(what)"
         case .invalidInput(let message): message
         case .system(let call, let errno): "\(call): \(errno)"

@@ -19,15 +19,23 @@ public struct PageRun: Sendable, Hashable {
     public var pfn: UInt64?
     /// Swap location of the first page, when the kernel gave it (private swap entries, privileged).
     public var swap: SwapLocation?
+    /// The kernel's page flags (/proc/kpageflags), the same for every page of the run, when asked for.
+    public var kernelFlags: KPageFlags?
 
     public init(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
-                pfn: UInt64? = nil, swap: SwapLocation? = nil) {
+                pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
         self.start = start
         self.pages = pages
         self.state = state
         self.flags = flags
         self.pfn = pfn
         self.swap = swap
+        self.kernelFlags = kernelFlags
+    }
+
+    /// Whether the run has every flag named in `names` (pagestat's flags or the kernel's).
+    public func has(flags wanted: PageFlags, kernelFlags wantedKernel: KPageFlags) -> Bool {
+        flags.isSuperset(of: wanted) && (wantedKernel.isEmpty || (kernelFlags ?? []).isSuperset(of: wantedKernel))
     }
 }
 
@@ -69,17 +77,72 @@ public struct PageCounts: Sendable, Hashable {
     }
 }
 
+/// Memory use of a mapping or process, in bytes: what smaps calls Rss, Pss and Swap, plus USS.
+public struct MemoryUse: Sendable, Hashable {
+    /// Present pages, the zero page left out (smaps does not count it either).
+    public var rss: UInt64 = 0
+    /// Proportional set size: each present page divided by the number of its mappers
+    /// (/proc/kpagecount); nil without privilege.
+    public var pss: UInt64?
+    /// Unique set size: present pages mapped by this process alone; nil without privilege.
+    public var uss: UInt64?
+    /// Swapped pages, shared memory included.
+    public var swap: UInt64 = 0
+    /// Swapped pages of shared memory (shmem, shared anonymous memory, SysV).
+    public var shmemSwap: UInt64 = 0
+    /// PSS kept with 12 fraction bits until the end, as smaps does.
+    var pssScaled: UInt64 = 0
+    var ussBytes: UInt64 = 0
+
+    public init() {}
+
+    /// Adds the mapcounts of a batch of pages (0 for pages not present or not counted).
+    mutating func addMapcounts(_ mapcounts: UnsafeBufferPointer<UInt64>, pageSize: UInt64) {
+        for count in mapcounts where count > 0 {
+            pssScaled += (pageSize << 12) / count
+            if count == 1 { ussBytes += pageSize }
+        }
+    }
+
+    /// Totals from a mapping's runs, with the PSS and USS of a privileged pass.
+    init(runs: [PageRun], pageSize: UInt64, mapcounts: MemoryUse?, shmem: Bool = false) {
+        for run in runs {
+            switch run.state {
+            case .present where !run.flags.contains(.zeroPage): rss += run.pages * pageSize
+            case .swapped: swap += run.pages * pageSize
+            default: break
+            }
+        }
+        if let mapcounts {
+            pss = mapcounts.pssScaled >> 12
+            uss = mapcounts.ussBytes
+        }
+        if shmem { shmemSwap = swap }
+    }
+
+    public static func += (lhs: inout MemoryUse, rhs: MemoryUse) {
+        lhs.rss += rhs.rss
+        lhs.swap += rhs.swap
+        lhs.shmemSwap += rhs.shmemSwap
+        lhs.pss = lhs.pss.flatMap { a in rhs.pss.map { a + $0 } }
+        lhs.uss = lhs.uss.flatMap { a in rhs.uss.map { a + $0 } }
+    }
+}
+
 /// One mapping and the runs that cover it exactly, in address order.
 public struct MappingReport: Sendable {
     public var mapping: Mapping
     /// The part of the mapping that was scanned (the whole mapping unless a range was asked for).
     public var scanned: AddressRange
     public var runs: [PageRun]
+    /// RSS, PSS, USS and swap, when the scan was asked to count them.
+    public var use: MemoryUse?
 
-    public init(mapping: Mapping, scanned: AddressRange, runs: [PageRun]) {
+    public init(mapping: Mapping, scanned: AddressRange, runs: [PageRun], use: MemoryUse? = nil) {
         self.mapping = mapping
         self.scanned = scanned
         self.runs = runs
+        self.use = use
     }
 
     public var counts: PageCounts {

@@ -9,18 +9,20 @@ public struct RunBuilder: Sendable {
     /// Appends `pages` pages starting at `start`; merges with the last run when it continues it.
     @inline(__always)
     public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
-                                pfn: UInt64? = nil, swap: SwapLocation? = nil) {
+                                pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
         guard pages > 0 else { return }
-        if let last = runs.last, last.state == state, last.flags == flags,
+        if let last = runs.last, last.state == state, last.flags == flags, last.kernelFlags == kernelFlags,
            last.start + last.pages * pageSize == start {
             runs[runs.count - 1].pages += pages
         } else {
-            runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap))
+            runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap,
+                                kernelFlags: kernelFlags))
         }
     }
 
     public mutating func append(_ run: PageRun) {
-        append(start: run.start, pages: run.pages, state: run.state, flags: run.flags, pfn: run.pfn, swap: run.swap)
+        append(start: run.start, pages: run.pages, state: run.state, flags: run.flags, pfn: run.pfn, swap: run.swap,
+               kernelFlags: run.kernelFlags)
     }
 
     public mutating func append<S: Sequence>(contentsOf runs: S) where S.Element == PageRun {

@@ -29,6 +29,7 @@ public enum ReportRenderer {
                 json.field("pages", run.pages)
                 json.field("state", run.state.description)
                 json.field("flags", strings: run.flags.names)
+                if let kernelFlags = run.kernelFlags { json.field("kernel_flags", strings: kernelFlags.names) }
                 if let pfn = run.pfn { json.field("pfn", pfn) }
                 if let swap = run.swap {
                     json.key("swap")
@@ -71,6 +72,7 @@ public enum ReportRenderer {
                 var line = "    \(hex(run.start)) \(pad(String(run.pages), 9, right: true)) pages "
                 line += "\(pad(humanBytes(run.pages * pageSize), 10, right: true))  \(pad(run.state.description, 8))"
                 if !run.flags.isEmpty { line += " " + run.flags.description }
+                if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty { line += " [" + kernelFlags.names.joined(separator: ",") + "]" }
                 if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
                 if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
                 out += line + "\n"

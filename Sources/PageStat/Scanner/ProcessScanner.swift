@@ -13,13 +13,22 @@ public struct ScanOptions: Sendable {
     public var hugeAndZeroFlags: Bool
     /// Entries per pagemap read.
     public var batchPages: Int
+    /// Count RSS, PSS, USS and swap per mapping (PSS and USS from /proc/kpagecount, root only).
+    public var accounting: Bool
+    /// Split runs by the kernel's page flags from /proc/kpageflags (root only).
+    public var kernelPageFlags: Bool
+    /// Whether to ask objects' page caches about pages the page table leaves open. Without it,
+    /// those pages stay `unknown` (for callers that settle shared objects once, themselves).
+    public var fileSide: Bool = true
 
     public init(range: AddressRange? = nil, view: ReportView = .truth, hugeAndZeroFlags: Bool = true,
-                batchPages: Int = 1 << 16) {
+                batchPages: Int = 1 << 16, accounting: Bool = false, kernelPageFlags: Bool = false) {
         self.range = range
         self.view = view
         self.hugeAndZeroFlags = hugeAndZeroFlags
         self.batchPages = batchPages
+        self.accounting = accounting
+        self.kernelPageFlags = kernelPageFlags
     }
 }
 
@@ -35,7 +44,11 @@ public final class ProcessScanner {
     let pagemap: Pagemap
     let scanCategories: PagemapScan.Categories
     private let entries: UnsafeMutableBufferPointer<UInt64>
+    /// Per-entry side values of a batch: kpagecount or kpageflags.
+    private let sideValues: UnsafeMutableBufferPointer<UInt64>
     private let regions: UnsafeMutableBufferPointer<PagemapScan.Region>
+    private var kpagecount: Result<KPageTable, PageStatError>?
+    private var kpageflags: Result<KPageTable, PageStatError>?
 
     public init(pid: Int32, batchPages: Int = 1 << 16) throws(PageStatError) {
         guard pid > 0 else { throw .invalidInput("invalid pid \(pid)") }
@@ -46,12 +59,28 @@ public final class ProcessScanner {
         pagemap = try Pagemap(pid: pid)
         scanCategories = PagemapScan.supportedCategories(fd: pagemap.fileDescriptor)
         entries = .allocate(capacity: max(1, batchPages))
+        sideValues = .allocate(capacity: max(1, batchPages))
         regions = .allocate(capacity: 4096)
     }
 
     deinit {
         entries.deallocate()
+        sideValues.deallocate()
         regions.deallocate()
+    }
+
+    /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
+    private func table(_ cached: inout Result<KPageTable, PageStatError>?, open: () throws(PageStatError) -> KPageTable,
+                       notes: inout Notes, missing: String) -> KPageTable? {
+        if cached == nil {
+            do { cached = .success(try open()) } catch { cached = .failure(error) }
+        }
+        switch cached! {
+        case .success(let table): return table
+        case .failure(let error):
+            notes.add("\(missing) unknown: \(error)")
+            return nil
+        }
     }
 
     /// Scans every mapping (or those overlapping `options.range`).
@@ -98,13 +127,51 @@ public final class ProcessScanner {
         let decoder = PagemapDecoder(kind: mapping.kind, shared: mapping.isShared, privileged: privileged,
                                      view: options.view)
         let extra = options.hugeAndZeroFlags ? try hugeAndZeroRegions(scanned) : []
-        var builder = RunBuilder(pageSize: pageSize)
-        try readPageTable(scanned, decoder: decoder, extra: extra, batch: options.batchPages, into: &builder)
-        var runs = builder.runs
-        if runs.contains(where: { $0.flags.contains(.pendingFileSide) }) {
-            runs = resolveFileSide(runs, mapping: mapping, notes: &notes)
+        var pass = PageTablePass(decoder: decoder, extra: extra)
+        if options.accounting && privileged {
+            pass.counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
+            if pass.counts != nil { pass.use = MemoryUse() }
         }
-        return MappingReport(mapping: mapping, scanned: scanned, runs: runs)
+        if options.kernelPageFlags {
+            pass.flags = privileged
+                ? table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are")
+                : nil
+            if !privileged { notes.add("kernel page flags are unknown: /proc/kpageflags and PFNs need root") }
+        }
+        var builder = RunBuilder(pageSize: pageSize)
+        try readPageTable(scanned, pass: &pass, into: &builder)
+        var runs = builder.runs
+        if options.fileSide && runs.contains(where: { $0.flags.contains(.pendingFileSide) }) {
+            runs = resolveFileSide(runs, mapping: mapping, notes: &notes)
+        } else if !options.fileSide {
+            runs = runs.map { run in
+                var run = run
+                run.flags.remove(.pendingFileSide)
+                return run
+            }
+        }
+        var report = MappingReport(mapping: mapping, scanned: scanned, runs: runs)
+        if options.accounting {
+            report.use = MemoryUse(runs: runs, pageSize: pageSize, mapcounts: pass.use, shmem: mapping.kind.isShmem)
+        }
+        return report
+    }
+
+    /// What one pass over a mapping's page table carries along.
+    struct PageTablePass {
+        let decoder: PagemapDecoder
+        let extra: [(AddressRange, PageFlags)]
+        var extraIndex = 0
+        /// /proc/kpagecount, for PSS and USS.
+        var counts: KPageTable?
+        var use: MemoryUse?
+        /// /proc/kpageflags, to split runs by the kernel's page flags.
+        var flags: KPageTable?
+
+        init(decoder: PagemapDecoder, extra: [(AddressRange, PageFlags)]) {
+            self.decoder = decoder
+            self.extra = extra
+        }
     }
 
     // MARK: page table
@@ -128,10 +195,9 @@ public final class ProcessScanner {
 
     /// Reads pagemap over `range` in batches and feeds the decoded pages to `builder`. Pages with
     /// equal state-relevant bits are decoded once per stretch, not once per page.
-    private func readPageTable(_ range: AddressRange, decoder: PagemapDecoder, extra: [(AddressRange, PageFlags)],
-                               batch: Int, into builder: inout RunBuilder) throws(PageStatError) {
+    private func readPageTable(_ range: AddressRange, pass: inout PageTablePass,
+                               into builder: inout RunBuilder) throws(PageStatError) {
         var address = range.start
-        var extraIndex = 0
         while address < range.end {
             let wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
             let batchEntries = UnsafeMutableBufferPointer(rebasing: entries[0..<wanted])
@@ -142,24 +208,36 @@ public final class ProcessScanner {
                 builder.append(start: address, pages: (range.end - address) / pageSize, state: .unknown, flags: [])
                 return
             }
+            let batch = UnsafeBufferPointer(rebasing: entries[0..<got])
+            if let counts = pass.counts {
+                try counts.lookUp(entries: batch, into: sideValues)
+                pass.use?.addMapcounts(UnsafeBufferPointer(rebasing: sideValues[0..<got]), pageSize: pageSize)
+            }
+            var kernelFlags: UnsafeBufferPointer<UInt64>?
+            if let flags = pass.flags {
+                try flags.lookUp(entries: batch, into: sideValues)
+                kernelFlags = UnsafeBufferPointer(rebasing: sideValues[0..<got])
+            }
             var index = 0
             while index < got {
                 // The segment of this batch with one set of extra flags.
                 let pageAddress = address + UInt64(index) * pageSize
-                while extraIndex < extra.count && extra[extraIndex].0.end <= pageAddress { extraIndex += 1 }
+                while pass.extraIndex < pass.extra.count && pass.extra[pass.extraIndex].0.end <= pageAddress {
+                    pass.extraIndex += 1
+                }
                 var segmentEnd = got
                 var extraFlags = PageFlags()
-                if extraIndex < extra.count {
-                    let region = extra[extraIndex].0
+                if pass.extraIndex < pass.extra.count {
+                    let region = pass.extra[pass.extraIndex].0
                     if region.start <= pageAddress {
-                        extraFlags = extra[extraIndex].1
+                        extraFlags = pass.extra[pass.extraIndex].1
                         segmentEnd = min(got, index + Int((region.end - pageAddress) / pageSize))
                     } else {
                         segmentEnd = min(got, index + Int((region.start - pageAddress) / pageSize))
                     }
                 }
-                decodeSegment(batchEntries, from: index, to: segmentEnd, firstAddress: address,
-                              decoder: decoder, extraFlags: extraFlags, into: &builder)
+                decodeSegment(batch, kernelFlags: kernelFlags, from: index, to: segmentEnd, firstAddress: address,
+                              decoder: pass.decoder, extraFlags: extraFlags, into: &builder)
                 index = segmentEnd
             }
             address += UInt64(got) * pageSize
@@ -167,7 +245,8 @@ public final class ProcessScanner {
     }
 
     @inline(__always)
-    private func decodeSegment(_ batch: UnsafeMutableBufferPointer<UInt64>, from: Int, to: Int, firstAddress: UInt64,
+    private func decodeSegment(_ batch: UnsafeBufferPointer<UInt64>, kernelFlags: UnsafeBufferPointer<UInt64>?,
+                               from: Int, to: Int, firstAddress: UInt64,
                                decoder: PagemapDecoder, extraFlags: PageFlags, into builder: inout RunBuilder) {
         var index = from
         while index < to {
@@ -175,17 +254,20 @@ public final class ProcessScanner {
             // Bits 55-63 and, for non-present entries, the swap type decide state and flags.
             let mask: UInt64 = raw >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
             let key = raw & mask
+            let kernelKey = kernelFlags.map { $0[index] & KPageFlags.documentedMask }
             var end = index + 1
             while end < to {
                 let next = batch[end]
                 let nextMask: UInt64 = next >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
                 if next & nextMask != key { break }
+                if let kernelFlags, kernelFlags[end] & KPageFlags.documentedMask != kernelKey { break }
                 end += 1
             }
             let decoded = decoder.decode(raw)
             builder.append(start: firstAddress + UInt64(index) * pageSize, pages: UInt64(end - index),
                            state: decoded.state, flags: decoded.flags.union(extraFlags),
-                           pfn: decoded.pfn, swap: decoded.swap)
+                           pfn: decoded.pfn, swap: decoded.swap,
+                           kernelFlags: decoded.state == .present ? kernelKey.map(KPageFlags.init(rawValue:)) : nil)
             index = end
         }
     }

@@ -1,0 +1,317 @@
+/// Renders `summary`, `top`, `objects` and `file` reports as text tables, JSON or CSV.
+public enum SummaryRenderer {
+    // MARK: summary
+
+    static func optionalSize(_ value: UInt64?) -> String { value.map(humanBytes) ?? "?" }
+    static func optionalNumber(_ value: UInt64?) -> String { value.map { String($0) } ?? "" }
+
+    /// Kernel page flags counted over a mapping's present pages, by name.
+    static func kernelFlagCounts(_ runs: [PageRun]) -> [(String, UInt64)] {
+        KPageFlags.names.compactMap { bit, name in
+            let pages = runs.reduce(UInt64(0)) { sum, run in
+                (run.kernelFlags?.rawValue ?? 0) & (1 << UInt64(bit)) != 0 ? sum + run.pages : sum
+            }
+            return pages == 0 ? nil : (name, pages)
+        }
+    }
+
+    public static func summary(_ summary: SummaryReport, format: OutputFormat, kernelFlags: Bool) -> String {
+        let report = summary.report
+        switch format {
+        case .json:
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", report.pid)
+            json.field("page_size", report.pageSize)
+            json.field("privileged", report.privileged)
+            json.field("notes", strings: report.notes)
+            json.field("warnings", strings: summary.warnings)
+            json.key("mappings")
+            json.beginArray()
+            for mapping in report.mappings {
+                json.beginObject()
+                json.field("start", mapping.scanned.start)
+                json.field("end", mapping.scanned.end)
+                json.field("kind", mapping.mapping.kind.rawValue)
+                json.field("path", mapping.mapping.path)
+                usageJSON(mapping.counts, mapping.use ?? MemoryUse(), into: &json)
+                if kernelFlags {
+                    json.key("kernel_flags")
+                    json.beginObject()
+                    for (name, pages) in kernelFlagCounts(mapping.runs) { json.field(name, pages) }
+                    json.endObject()
+                }
+                json.endObject()
+            }
+            json.endArray()
+            json.key("totals")
+            json.beginObject()
+            usageJSON(report.counts, summary.totals, into: &json)
+            json.endObject()
+            json.endObject()
+            return json.output + "\n"
+        case .csv:
+            var csv = CSVTable(headers: ["start", "end", "kind", "path", "present", "swapped", "cached", "none", "unknown",
+                                         "rss", "pss", "uss", "swap"] + (kernelFlags ? ["kernel_flags"] : []))
+            for mapping in report.mappings {
+                let use = mapping.use ?? MemoryUse()
+                let counts = mapping.counts
+                csv.add([String(mapping.scanned.start), String(mapping.scanned.end), mapping.mapping.kind.rawValue,
+                         mapping.mapping.path] + PageState.allCases.map { String(counts[$0]) }
+                        + [String(use.rss), optionalNumber(use.pss), optionalNumber(use.uss), String(use.swap)]
+                        + (kernelFlags ? [kernelFlagCounts(mapping.runs).map { "\($0)=\($1)" }.joined(separator: " ")] : []))
+            }
+            let totals = summary.totals
+            let counts = report.counts
+            csv.add(["", "", "total", ""] + PageState.allCases.map { String(counts[$0]) }
+                    + [String(totals.rss), optionalNumber(totals.pss), optionalNumber(totals.uss), String(totals.swap)]
+                    + (kernelFlags ? [""] : []))
+            return csv.render()
+        case .text:
+            var table = TextTable(headers: ["RANGE", "KIND", "SIZE", "PRESENT", "SWAPPED", "CACHED", "NONE", "RSS",
+                                            "PSS", "USS", "SWAP", "PATH"],
+                                  rightAligned: [2, 3, 4, 5, 6, 7, 8, 9, 10])
+            func row(_ range: String, _ kind: String, _ size: UInt64, _ counts: PageCounts, _ use: MemoryUse, _ path: String) -> [String] {
+                [range, kind, humanBytes(size), String(counts.present), String(counts.swapped), String(counts.cached),
+                 String(counts.none), humanBytes(use.rss), optionalSize(use.pss), optionalSize(use.uss),
+                 humanBytes(use.swap), path]
+            }
+            var out = "pid \(report.pid): \(report.mappings.count) mappings, page size \(humanBytes(UInt64(report.pageSize)))"
+            out += report.privileged ? "\n\n" : ", unprivileged (no PSS or USS)\n\n"
+            var size: UInt64 = 0
+            for mapping in report.mappings {
+                size += mapping.scanned.length
+                table.add(row(mapping.scanned.description, mapping.mapping.kind.rawValue, mapping.scanned.length,
+                              mapping.counts, mapping.use ?? MemoryUse(), mapping.mapping.path))
+                if kernelFlags {
+                    let flags = kernelFlagCounts(mapping.runs)
+                    if !flags.isEmpty {
+                        table.add(["", "", "", "", "", "", "", "", "", "", "",
+                                   "  flags: " + flags.map { "\($0)=\($1)" }.joined(separator: " ")])
+                    }
+                }
+            }
+            table.add(row("total", "", size, report.counts, summary.totals, ""))
+            out += table.render()
+            if report.counts.unknown > 0 { out += "unknown: \(report.counts.unknown) pages\n" }
+            for warning in summary.warnings { out += "warning: \(warning)\n" }
+            for note in report.notes { out += "note: \(note)\n" }
+            return out
+        }
+    }
+
+    static func usageJSON(_ counts: PageCounts, _ use: MemoryUse, into json: inout JSONWriter) {
+        json.key("pages")
+        json.beginObject()
+        for state in PageState.allCases { json.field(state.description, counts[state]) }
+        json.endObject()
+        json.field("rss", use.rss)
+        json.key("pss")
+        if let pss = use.pss { json.value(pss) } else { json.null() }
+        json.key("uss")
+        if let uss = use.uss { json.value(uss) } else { json.null() }
+        json.field("swap", use.swap)
+    }
+
+    // MARK: top
+
+    public enum TopSort: String, Sendable, CaseIterable {
+        case pss, uss, rss, swap
+        case shmemSwap = "shmem-swap"
+
+        func key(_ use: MemoryUse) -> UInt64 {
+            switch self {
+            case .pss: use.pss ?? use.rss
+            case .uss: use.uss ?? use.rss
+            case .rss: use.rss
+            case .swap: use.swap
+            case .shmemSwap: use.shmemSwap
+            }
+        }
+    }
+
+    public static func top(_ report: TopReport, sort: TopSort, limit: Int?, format: OutputFormat) -> String {
+        var processes = report.processes.sorted { (sort.key($0.use), $1.pid) > (sort.key($1.use), $0.pid) }
+        if let limit { processes = Array(processes.prefix(limit)) }
+        switch format {
+        case .json:
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("privileged", report.privileged)
+            json.key("processes")
+            json.beginArray()
+            for process in processes {
+                json.beginObject()
+                json.field("pid", process.pid)
+                json.field("command", process.command)
+                json.field("rss", process.use.rss)
+                json.key("pss")
+                if let pss = process.use.pss { json.value(pss) } else { json.null() }
+                json.key("uss")
+                if let uss = process.use.uss { json.value(uss) } else { json.null() }
+                json.field("swap", process.use.swap)
+                json.field("shmem_swap", process.use.shmemSwap)
+                json.endObject()
+            }
+            json.endArray()
+            json.field("unreadable", report.unreadable)
+            json.field("vanished", report.vanished)
+            json.field("notes", strings: report.notes)
+            json.endObject()
+            return json.output + "\n"
+        case .csv:
+            var csv = CSVTable(headers: ["pid", "command", "rss", "pss", "uss", "swap", "shmem_swap"])
+            for process in processes {
+                csv.add([String(process.pid), process.command, String(process.use.rss), optionalNumber(process.use.pss),
+                         optionalNumber(process.use.uss), String(process.use.swap), String(process.use.shmemSwap)])
+            }
+            return csv.render()
+        case .text:
+            var table = TextTable(headers: ["PID", "RSS", "PSS", "USS", "SWAP", "SHMEM-SWAP", "COMMAND"],
+                                  rightAligned: [0, 1, 2, 3, 4, 5])
+            for process in processes {
+                table.add([String(process.pid), humanBytes(process.use.rss), optionalSize(process.use.pss),
+                           optionalSize(process.use.uss), humanBytes(process.use.swap),
+                           humanBytes(process.use.shmemSwap), process.command])
+            }
+            var out = table.render()
+            out += "\(report.processes.count) processes"
+            if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
+            if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
+            out += "; swapped shared memory is split evenly among the processes mapping each page\n"
+            for note in report.notes { out += "note: \(note)\n" }
+            return out
+        }
+    }
+
+    // MARK: objects
+
+    public static func objects(_ report: ObjectsReport, format: OutputFormat) -> String {
+        func users(_ object: SharedObject) -> String {
+            object.users.map { "\($0.pid)/\($0.command)" }.joined(separator: " ")
+        }
+        switch format {
+        case .json:
+            var json = JSONWriter()
+            json.beginObject()
+            json.key("objects")
+            json.beginArray()
+            for object in report.objects {
+                json.beginObject()
+                json.field("kind", object.kind)
+                json.field("path", object.path)
+                json.field("inode", object.id.inode)
+                json.field("size", object.size)
+                json.key("pages")
+                json.beginObject()
+                for (name, value) in [("resident", object.resident), ("swapped", object.swapped), ("holes", object.holes)] {
+                    json.key(name)
+                    if let value { json.value(value) } else { json.null() }
+                }
+                json.endObject()
+                json.key("processes")
+                json.beginArray()
+                for user in object.users {
+                    json.beginObject()
+                    json.field("pid", user.pid)
+                    json.field("command", user.command)
+                    json.field("maps", user.maps)
+                    json.field("holds_open", user.holdsOpen)
+                    json.endObject()
+                }
+                json.endArray()
+                json.endObject()
+            }
+            json.endArray()
+            json.field("unreadable", report.unreadable)
+            json.field("notes", strings: report.notes)
+            json.endObject()
+            return json.output + "\n"
+        case .csv:
+            var csv = CSVTable(headers: ["kind", "path", "inode", "size", "resident", "swapped", "holes", "processes"])
+            for object in report.objects {
+                csv.add([object.kind, object.path, String(object.id.inode), String(object.size),
+                         optionalNumber(object.resident), optionalNumber(object.swapped), optionalNumber(object.holes),
+                         users(object)])
+            }
+            return csv.render()
+        case .text:
+            var table = TextTable(headers: ["KIND", "SIZE", "RESIDENT", "SWAPPED", "HOLES", "PATH", "PROCESSES"],
+                                  rightAligned: [1, 2, 3, 4])
+            let pageSize = UInt64(ProcFS.pageSize)
+            for object in report.objects {
+                table.add([object.kind, humanBytes(object.size), optionalSize(object.resident.map { $0 * pageSize }),
+                           optionalSize(object.swapped.map { $0 * pageSize }), optionalSize(object.holes.map { $0 * pageSize }),
+                           object.path, users(object)])
+            }
+            var out = table.render() + "\(report.objects.count) shared-memory objects"
+            if report.unreadable > 0 { out += ", \(report.unreadable) processes could not be read" }
+            out += "\n"
+            for note in report.notes { out += "note: \(note)\n" }
+            return out
+        }
+    }
+
+    // MARK: file
+
+    public static func files(_ reports: [FileReport], format: OutputFormat) -> String {
+        let keys = ["cached", "dirty", "writeback", "evicted", "swapped", "holes"]
+        func values(_ report: FileReport) -> [UInt64?] {
+            [report.cached, report.dirty, report.writeback, report.evicted, report.swapped, report.holes]
+        }
+        switch format {
+        case .json:
+            var json = JSONWriter()
+            json.beginObject()
+            json.key("files")
+            json.beginArray()
+            for report in reports {
+                json.beginObject()
+                json.field("path", report.path)
+                json.field("size", report.size)
+                json.key("pages")
+                json.beginObject()
+                for (key, value) in zip(keys, values(report)) { if let value { json.field(key, value) } }
+                json.endObject()
+                if let runs = report.runs {
+                    json.key("runs")
+                    json.beginArray()
+                    for run in runs {
+                        json.beginObject()
+                        json.field("first", run.first)
+                        json.field("pages", run.pages)
+                        json.field("state", run.state.description)
+                        json.endObject()
+                    }
+                    json.endArray()
+                }
+                json.endObject()
+            }
+            json.endArray()
+            json.endObject()
+            return json.output + "\n"
+        case .csv:
+            var csv = CSVTable(headers: ["path", "size"] + keys)
+            for report in reports {
+                csv.add([report.path, String(report.size)] + values(report).map(optionalNumber))
+            }
+            return csv.render()
+        case .text:
+            var table = TextTable(headers: ["SIZE", "CACHED", "DIRTY", "WRITEBACK", "EVICTED", "SWAPPED", "HOLES", "PATH"],
+                                  rightAligned: [0, 1, 2, 3, 4, 5, 6])
+            var out = ""
+            for report in reports {
+                table.add([humanBytes(report.size)] + values(report).map { $0.map { String($0) } ?? "-" } + [report.path])
+            }
+            out += table.render()
+            for report in reports {
+                guard let runs = report.runs else { continue }
+                out += "\n\(report.path):\n"
+                for run in runs {
+                    out += "    page \(run.first)-\(run.first + run.pages - 1)  \(run.pages) pages  \(run.state)\n"
+                }
+            }
+            return out
+        }
+    }
+}

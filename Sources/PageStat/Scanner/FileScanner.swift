@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A run of a file's pages with one state, by page offset into the file.
+public struct FileRun: Sendable, Hashable {
+    public var first: UInt64
+    public var pages: UInt64
+    public var state: PageState
+}
+
+/// One file's page cache: cachestat's counts and, on tmpfs, swapped pages and holes.
+public struct FileReport: Sendable {
+    public var path: String
+    public var size: UInt64
+    /// Whether the file lives on tmpfs (shmem), where pages swap instead of being written back.
+    public var isShmem: Bool
+    public var cached: UInt64
+    public var dirty: UInt64
+    public var writeback: UInt64
+    /// Regular files: pages evicted from the cache (cachestat nr_evicted).
+    public var evicted: UInt64?
+    /// tmpfs: pages in swap (cachestat nr_evicted counts shmem swap entries).
+    public var swapped: UInt64?
+    /// tmpfs: pages never written (no memory, no swap).
+    public var holes: UInt64?
+    /// Runs of page states when asked for: cached, swapped or none.
+    public var runs: [FileRun]?
+}
+
+/// Files' page caches, from their own side (no process involved).
+public enum FileScanner {
+    /// Reads one file's page-cache state; `withRuns` adds runs of page states.
+    public static func scan(path: String, withRuns: Bool) throws(PageStatError) -> FileReport {
+        let object = try PageCacheObject.open(path: path, pid: getpid(), what: path)
+        guard object.isPageCacheBacked else { throw .invalidInput("\(path): not a regular file") }
+        let pageSize = object.pageSize
+        let pages = (object.size + pageSize - 1) / pageSize
+        let stat = try object.cachestat(offset: 0, length: pages * pageSize)
+        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: stat.nr_cache,
+                                dirty: stat.nr_dirty, writeback: stat.nr_writeback)
+        if object.isShmem {
+            report.swapped = stat.nr_evicted
+            report.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
+        } else {
+            report.evicted = stat.nr_evicted
+        }
+        if withRuns {
+            var runs: [FileRun] = []
+            var next: UInt64 = 0
+            try FileSide(object: object).resolve(first: 0, count: pages) { count, state, _ in
+                if let last = runs.last, last.state == state {
+                    runs[runs.count - 1].pages += count
+                } else {
+                    runs.append(FileRun(first: next, pages: count, state: state))
+                }
+                next += count
+            }
+            report.runs = runs
+        }
+        return report
+    }
+
+    /// The regular files named by `paths`, directories walked when `recursive` (symbolic links
+    /// to directories are not followed). Unreadable entries are reported through `failure`.
+    public static func expand(_ paths: [String], recursive: Bool,
+                              failure: (String, PageStatError) -> Void) -> [String] {
+        var files: [String] = []
+        for path in paths {
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                failure(path, errno == ENOENT ? .invalidInput("\(path): no such file") : .permissionDenied(what: path))
+                continue
+            }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                guard recursive else {
+                    failure(path, .invalidInput("\(path): is a directory (use --recursive)"))
+                    continue
+                }
+                walk(path, into: &files, failure: failure)
+            } else {
+                files.append(path)
+            }
+        }
+        return files
+    }
+
+    private static func walk(_ directory: String, into files: inout [String], failure: (String, PageStatError) -> Void) {
+        guard let dir = opendir(directory) else {
+            failure(directory, .permissionDenied(what: directory))
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for name in names.sorted() {
+            let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: walk(path, into: &files, failure: failure)
+            case S_IFREG: files.append(path)
+            default: continue
+            }
+        }
+    }
+}

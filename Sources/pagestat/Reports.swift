@@ -1,0 +1,171 @@
+import ArgumentParser
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension SummaryRenderer.TopSort: ExpressibleByArgument {}
+
+extension Pagestat {
+    struct Summary: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One row per mapping: pages by state, RSS, PSS, USS and swap, with totals.",
+            discussion: """
+            Counts come from the per-page truth (pagemap joined with each shared object's page \
+            cache), so swapped shared memory is counted. PSS and USS use /proc/kpagecount (root). \
+            Where smaps reports the same quantity (Rss, Pss, Swap) the numbers are compared, and a \
+            disagreement is printed as a warning naming the mapping.
+
+            Examples:
+              pagestat summary --pid 1234
+              pagestat summary --pid 1234 --format csv
+              pagestat summary --pid 1234 --flags     (adds /proc/kpageflags counts per mapping)
+            """
+        )
+
+        @Option(help: "The process to summarize.")
+        var pid: Int32
+
+        @Option(help: "Output format: text, json or csv.")
+        var format: OutputFormat = .text
+
+        @Flag(help: "Count the kernel's page flags (/proc/kpageflags, root) per mapping.")
+        var flags = false
+
+        func run() throws {
+            try reportingErrors { () throws(PageStatError) in
+                let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags)
+                writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags))
+            }
+        }
+    }
+
+    struct Top: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every process, one row each, like procrank, with swapped shared memory counted.",
+            discussion: """
+            RSS, PSS and USS come from each process's page table (PSS and USS need root for \
+            /proc/kpagecount). SWAP is the process's private swap plus its fair share of swapped \
+            shared memory: each swapped page of a shared object is split evenly among the \
+            processes mapping that page, the way PSS splits resident pages (SHMEM-SWAP is that \
+            share alone). Each shared object is inspected once. Processes that exit during the \
+            scan are skipped; processes that cannot be read are counted and reported.
+
+            Examples:
+              pagestat top
+              pagestat top --sort shmem-swap --limit 10
+              pagestat top --format json
+            """
+        )
+
+        @Option(help: "Sort by pss, uss, rss, swap or shmem-swap (largest first).")
+        var sort: SummaryRenderer.TopSort = .pss
+
+        @Option(help: "Show at most this many processes.")
+        var limit: Int?
+
+        @Option(help: "Output format: text, json or csv.")
+        var format: OutputFormat = .text
+
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+
+        func run() throws {
+            let start = monotonicSeconds()
+            let showProgress = isatty(2) == 1
+            let report = SystemScanner.top { done, total in
+                if showProgress && monotonicSeconds() - start > 1 {
+                    printError("\rpagestat: scanned \(done) of \(total) processes", newline: done == total)
+                }
+            }
+            writeOut(SummaryRenderer.top(report, sort: sort, limit: limit, format: format))
+        }
+    }
+
+    struct Objects: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every shared-memory object on the machine, from its file side.",
+            discussion: """
+            memfds, /dev/shm and other tmpfs files, shared anonymous mappings and SysV segments, \
+            found through the processes that map them or hold them open (and /proc/sysvipc/shm). \
+            For each: size, pages resident, swapped and holes (never written), and which processes \
+            map it or hold it open. This is the view independent of any one page table: did \
+            someone write this page, is it swapped. Opening other processes' objects needs root.
+
+            Examples:
+              pagestat objects
+              pagestat objects --format json
+            """
+        )
+
+        @Option(help: "Output format: text, json or csv.")
+        var format: OutputFormat = .text
+
+        func run() throws {
+            writeOut(SummaryRenderer.objects(SystemScanner.objects(), format: format))
+        }
+    }
+
+    struct File: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "file",
+            abstract: "Page-cache state of files: cached, dirty, writeback, evicted; on tmpfs, swapped and holes.",
+            discussion: """
+            Uses cachestat(2) (Linux 6.5+) on each file, like fincore but with swapped tmpfs \
+            pages told apart. Works on /proc/PID/fd/N too (a memfd a process holds). Nothing is \
+            read from the files: their pages are not brought into memory.
+
+            Examples:
+              pagestat file /dev/shm/vm-ram
+              pagestat file --pages /proc/1234/fd/5
+              pagestat file --recursive /var/lib/data --format csv
+            """
+        )
+
+        @Argument(help: "Files (or, with --recursive, directories).")
+        var paths: [String]
+
+        @Flag(help: "List the runs of page states of each file.")
+        var pages = false
+
+        @Flag(name: .shortAndLong, help: "Walk directories.")
+        var recursive = false
+
+        @Option(help: "Output format: text, json or csv.")
+        var format: OutputFormat = .text
+
+        func validate() throws {
+            if paths.isEmpty { throw ValidationError("name at least one file") }
+        }
+
+        func run() throws {
+            var worst: PageStatError?
+            var reports: [FileReport] = []
+            let files = FileScanner.expand(paths, recursive: recursive) { path, error in
+                printError("pagestat: \(error)")
+                worst = worst ?? error
+            }
+            for path in files {
+                do {
+                    reports.append(try FileScanner.scan(path: path, withRuns: pages))
+                } catch {
+                    printError("pagestat: \(path): \(error)")
+                    if case .unsupported = error {
+                        throw ExitCode(ExitStatus.code(for: error))
+                    }
+                    worst = worst ?? error
+                }
+            }
+            writeOut(SummaryRenderer.files(reports, format: format))
+            if let worst { throw ExitCode(ExitStatus.code(for: worst)) }
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
