@@ -18,6 +18,9 @@ public final class PageCacheObject {
     public let isShmem: Bool
     /// Whether the object is a regular file or shmem object whose page cache can be asked.
     public let isPageCacheBacked: Bool
+    /// Pages the object holds (st_blocks): for shmem, resident and swapped pages and fallocated
+    /// ones, not holes.
+    public let allocatedPages: UInt64
     private var window: (address: UnsafeMutableRawPointer, offset: UInt64, length: UInt64)?
 
     static let tmpfsMagic: Int = 0x0102_1994
@@ -30,9 +33,11 @@ public final class PageCacheObject {
         if fstat(fd.rawValue, &st) == 0 {
             size = UInt64(max(0, st.st_size))
             isPageCacheBacked = (st.st_mode & S_IFMT) == S_IFREG
+            allocatedPages = UInt64(max(0, st.st_blocks)) * 512 / UInt64(pageSize)
         } else {
             size = 0
             isPageCacheBacked = false
+            allocatedPages = 0
         }
         isShmem = CPagestat_fstatfs_type(fd.rawValue) == Self.tmpfsMagic
     }
@@ -113,7 +118,32 @@ public final class PageCacheObject {
         }
     }
 
-    // MARK: mincore on a mapping of our own
+    // MARK: a mapping of our own: mincore, and smaps' swap count
+
+    /// Maps the whole object (at least `length` bytes) PROT_READ into this process, once; never
+    /// touched, so nothing is faulted in.
+    private func mapWindow(covering length: UInt64) throws(PageStatError) {
+        let rounded = (max(size, length) + pageSize - 1) / pageSize * pageSize
+        if let window, window.length >= rounded { return }
+        if let window { munmap(window.address, Int(window.length)) }
+        window = nil
+        guard rounded > 0 else { throw .invalidInput("empty object") }
+        guard let address = mmap(nil, Int(rounded), PROT_READ, MAP_SHARED, fd.rawValue, 0), address != MAP_FAILED
+        else { throw .system(call: "mmap (a window on the object)", errno: Errno(rawValue: errno)) }
+        window = (address, 0, rounded)
+    }
+
+    /// The object's swapped pages, as the kernel counts them (shmem's `info->swapped`): the Swap
+    /// line of /proc/self/smaps for our own mapping of the whole object, which the kernel fills
+    /// from that counter without walking the object. nil if not shmem or not found.
+    public func swappedPagesFromSmaps() throws(PageStatError) -> UInt64? {
+        guard isShmem, size > 0 else { return nil }
+        try mapWindow(covering: size)
+        let start = UInt64(UInt(bitPattern: window!.address))
+        let smaps = try ProcMaps.readSmaps(pid: getpid())
+        guard let entry = smaps.first(where: { $0.range.start == start }), entry.fields["Swap"] != nil else { return nil }
+        return entry["Swap"] / pageSize
+    }
 
     /// Residency of the pages `[offset, offset + pages * pageSize)` of the object, one byte per
     /// page (bit 0: in the page cache or, for shmem, in the swap cache). Maps the object
@@ -121,17 +151,8 @@ public final class PageCacheObject {
     public func mincore(offset: UInt64, pages: Int, into vector: UnsafeMutableBufferPointer<UInt8>) throws(PageStatError) {
         precondition(vector.count >= pages)
         let length = UInt64(pages) * pageSize
-        if window == nil || offset < window!.offset || offset + length > window!.offset + window!.length {
-            if let window { munmap(window.address, Int(window.length)) }
-            window = nil
-            // One window over the whole object; offsets past its size are never asked for.
-            let mapLength = max(size, offset + length)
-            guard let address = mmap(nil, Int(mapLength), PROT_READ, MAP_SHARED, fd.rawValue, 0),
-                  address != MAP_FAILED
-            else { throw .system(call: "mmap (for mincore)", errno: Errno(rawValue: errno)) }
-            window = (address, 0, mapLength)
-        }
-        let address = window!.address + Int(offset - window!.offset)
+        try mapWindow(covering: offset + length)
+        let address = window!.address + Int(offset)
         switch retryingInterrupts({ CPagestat_mincore(address, Int(length), vector.baseAddress) }) {
         case .success: return
         case .failure(let error): throw .system(call: "mincore", errno: error)

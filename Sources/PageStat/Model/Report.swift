@@ -104,6 +104,12 @@ public struct MemoryUse: Sendable, Hashable {
         }
     }
 
+    /// Adds the mapcount sums of another part of the same mapping.
+    mutating func merge(mapcounts other: MemoryUse) {
+        pssScaled += other.pssScaled
+        ussBytes += other.ussBytes
+    }
+
     /// Totals from a mapping's runs, with the PSS and USS of a privileged pass.
     init(runs: [PageRun], pageSize: UInt64, mapcounts: MemoryUse?, shmem: Bool = false) {
         for run in runs {

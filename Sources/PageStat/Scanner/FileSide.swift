@@ -13,16 +13,30 @@ final class FileSide {
     /// Without cachestat (before 6.5) in-core shmem pages count as resident: a swapped page that
     /// still sits in the swap cache cannot be told from a resident one.
     let useCachestat: Bool
+    /// What a data page (resident or swapped, per lseek) means here, when the object's counts
+    /// already told: every unmapped data page is swapped, or every one is cached.
+    let dataMode: DataMode
+
+    enum DataMode: Sendable {
+        /// Ask page by page (mincore, cachestat).
+        case perPage
+        /// The object holds no resident page that this process does not map.
+        case swapped
+        /// The object holds no swapped page.
+        case cached
+    }
     private var vector: UnsafeMutableBufferPointer<UInt8>
     /// The last lseek answer: no data in `[from, dataStart)`, data in `[dataStart, dataEnd)`.
     private var memo: (from: UInt64, dataStart: UInt64, dataEnd: UInt64)?
 
     static let vectorPages = 1 << 16
 
-    init(object: PageCacheObject, useCachestat: Bool = PageCacheObject.cachestatSupported) {
+    init(object: PageCacheObject, useCachestat: Bool = PageCacheObject.cachestatSupported,
+         dataMode: DataMode = .perPage) {
         self.object = object
         self.pageSize = object.pageSize
         self.useCachestat = useCachestat
+        self.dataMode = dataMode
         vector = .allocate(capacity: Self.vectorPages)
     }
 
@@ -65,7 +79,7 @@ final class FileSide {
     /// data extents with lseek, and each extent is settled the same way.
     private func classifyShmem(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
         let pages = end - first
-        if useCachestat {
+        if useCachestat && dataMode == .perPage {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
             if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
             if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
@@ -79,8 +93,12 @@ final class FileSide {
             }
             if dataStart > page { emit(dataStart - page, .none, []) }
             let stop = min(dataEnd, end)
-            try classifyShmemData(first: dataStart, end: stop,
+            switch dataMode {
+            case .swapped: emit(stop - dataStart, .swapped, [])
+            case .cached: emit(stop - dataStart, .cached, [])
+            case .perPage: try classifyShmemData(first: dataStart, end: stop,
                                   counted: !useCachestat || (dataStart == first && stop == end), emit: emit)
+            }
             page = stop
         }
     }

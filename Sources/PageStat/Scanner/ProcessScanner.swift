@@ -36,6 +36,7 @@ public struct ScanOptions: Sendable {
 /// mappings, /proc/PID/pagemap (batched pread) for the page table, PAGEMAP_SCAN for THP and
 /// zero-page flags, and each shared object's page cache through /proc/PID/map_files.
 /// Reads metadata only: the target's memory is never read, faulted or swapped in.
+/// Large scans are split into chunks that every online core works on.
 public final class ProcessScanner {
     public let pid: Int32
     public let pageSize: UInt64
@@ -43,12 +44,16 @@ public final class ProcessScanner {
     public let privileged: Bool
     let pagemap: Pagemap
     let scanCategories: PagemapScan.Categories
-    private let entries: UnsafeMutableBufferPointer<UInt64>
-    /// Per-entry side values of a batch: kpagecount or kpageflags.
-    private let sideValues: UnsafeMutableBufferPointer<UInt64>
-    private let regions: UnsafeMutableBufferPointer<PagemapScan.Region>
+    let batchPages: Int
+    /// Worker threads for large scans (the online cores, at most 8).
+    public var workers: Int
     private var kpagecount: Result<KPageTable, PageStatError>?
     private var kpageflags: Result<KPageTable, PageStatError>?
+
+    /// Pages per chunk of page-table work handed to a worker.
+    static let chunkPages: UInt64 = 1 << 16
+    /// Below this many pages a scan stays on one thread.
+    static let parallelThreshold: UInt64 = 1 << 15
 
     public init(pid: Int32, batchPages: Int = 1 << 16) throws(PageStatError) {
         guard pid > 0 else { throw .invalidInput("invalid pid \(pid)") }
@@ -58,15 +63,8 @@ public final class ProcessScanner {
         privileged = ProcFS.hasSysAdmin()
         pagemap = try Pagemap(pid: pid)
         scanCategories = PagemapScan.supportedCategories(fd: pagemap.fileDescriptor)
-        entries = .allocate(capacity: max(1, batchPages))
-        sideValues = .allocate(capacity: max(1, batchPages))
-        regions = .allocate(capacity: 4096)
-    }
-
-    deinit {
-        entries.deallocate()
-        sideValues.deallocate()
-        regions.deallocate()
+        self.batchPages = batchPages
+        workers = max(1, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     }
 
     /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
@@ -110,209 +108,192 @@ public final class ProcessScanner {
         if options.hugeAndZeroFlags && !scanCategories.contains([.huge, .pfnZero]) {
             notes.add("PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags")
         }
-        var reports: [MappingReport] = []
-        reports.reserveCapacity(mappings.count)
-        for mapping in mappings {
-            let scanned = options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range
-            reports.append(try scan(mapping: mapping, scanned: scanned, options: options, notes: &notes))
+        let tables = kpageTables(options, notes: &notes)
+        let scanned = mappings.map { mapping in options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range }
+
+        // The page tables, in chunks, on every core.
+        var chunks: [(mapping: Int, range: AddressRange)] = []
+        for (index, range) in scanned.enumerated() {
+            var start = range.start
+            while start < range.end {
+                let chunkBytes = Self.chunkPages * pageSize
+                let end = range.end - start > chunkBytes ? start + chunkBytes : range.end
+                chunks.append((index, AddressRange(start: start, end: end)))
+                start = end
+            }
+        }
+        let totalPages = scanned.reduce(UInt64(0)) { $0 + $1.length / pageSize }
+        let threads = totalPages >= Self.parallelThreshold ? min(workers, chunks.count) : 1
+        let chunkResults = try parallelMap(count: chunks.count, threads: threads, makeWorker: makeWorker) {
+            (worker: PageTableWorker, index: Int) throws(PageStatError) -> ([PageRun], MemoryUse?) in
+            let chunk = chunks[index]
+            let mapping = mappings[chunk.mapping]
+            var pass = PageTablePass(decoder: PagemapDecoder(kind: mapping.kind, shared: mapping.isShared,
+                                                             privileged: privileged, view: options.view))
+            if options.hugeAndZeroFlags { pass.extra = try worker.hugeAndZeroRegions(chunk.range) }
+            pass.counts = tables.counts
+            pass.flags = tables.flags
+            if pass.counts != nil { pass.use = MemoryUse() }
+            var builder = RunBuilder(pageSize: pageSize)
+            try worker.readPageTable(chunk.range, pass: &pass, into: &builder)
+            return (builder.runs, pass.use)
+        }
+        var reports: [MappingReport] = mappings.indices.map {
+            MappingReport(mapping: mappings[$0], scanned: scanned[$0], runs: [])
+        }
+        var mapcounts: [MemoryUse?] = Array(repeating: tables.counts != nil ? MemoryUse() : nil, count: mappings.count)
+        var builders = mappings.indices.map { _ in RunBuilder(pageSize: pageSize) }
+        for (index, chunk) in chunks.enumerated() {
+            builders[chunk.mapping].append(contentsOf: chunkResults[index].0)
+            if let use = chunkResults[index].1 { mapcounts[chunk.mapping]?.merge(mapcounts: use) }
+        }
+        for index in reports.indices { reports[index].runs = builders[index].runs }
+
+        // The file side of what the page tables left open.
+        if options.fileSide {
+            try resolveFileSide(&reports, all: mappings, threads: threads, notes: &notes)
+        }
+        for index in reports.indices {
+            var builder = RunBuilder(pageSize: pageSize)
+            for var run in reports[index].runs {
+                run.flags.remove(.pendingFileSide)
+                builder.append(run)
+            }
+            reports[index].runs = builder.runs
+            if options.accounting {
+                reports[index].use = MemoryUse(runs: reports[index].runs, pageSize: pageSize, mapcounts: mapcounts[index],
+                                               shmem: mappings[index].kind.isShmem)
+            }
         }
         if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
         return ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
                              notes: notes.lines, mappings: reports)
     }
 
-    /// Scans one mapping's `scanned` part.
-    public func scan(mapping: Mapping, scanned: AddressRange, options: ScanOptions,
-                     notes: inout Notes) throws(PageStatError) -> MappingReport {
-        let decoder = PagemapDecoder(kind: mapping.kind, shared: mapping.isShared, privileged: privileged,
-                                     view: options.view)
-        let extra = options.hugeAndZeroFlags ? try hugeAndZeroRegions(scanned) : []
-        var pass = PageTablePass(decoder: decoder, extra: extra)
+    private func makeWorker() -> PageTableWorker {
+        PageTableWorker(pid: pid, pageSize: pageSize, pagemap: pagemap.fileDescriptor, scanCategories: scanCategories,
+                        batchPages: batchPages)
+    }
+
+    /// kpagecount and kpageflags, opened before the workers start, when the options need them.
+    private func kpageTables(_ options: ScanOptions, notes: inout Notes) -> (counts: KPageTable?, flags: KPageTable?) {
+        var counts: KPageTable?
+        var flags: KPageTable?
         if options.accounting && privileged {
-            pass.counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
-            if pass.counts != nil { pass.use = MemoryUse() }
+            counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
         }
         if options.kernelPageFlags {
-            pass.flags = privileged
-                ? table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are")
-                : nil
-            if !privileged { notes.add("kernel page flags are unknown: /proc/kpageflags and PFNs need root") }
-        }
-        var builder = RunBuilder(pageSize: pageSize)
-        try readPageTable(scanned, pass: &pass, into: &builder)
-        var runs = builder.runs
-        if options.fileSide && runs.contains(where: { $0.flags.contains(.pendingFileSide) }) {
-            runs = resolveFileSide(runs, mapping: mapping, notes: &notes)
-        } else if !options.fileSide {
-            runs = runs.map { run in
-                var run = run
-                run.flags.remove(.pendingFileSide)
-                return run
+            if privileged {
+                flags = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are")
+            } else {
+                notes.add("kernel page flags are unknown: /proc/kpageflags and PFNs need root")
             }
         }
-        var report = MappingReport(mapping: mapping, scanned: scanned, runs: runs)
-        if options.accounting {
-            report.use = MemoryUse(runs: runs, pageSize: pageSize, mapcounts: pass.use, shmem: mapping.kind.isShmem)
-        }
-        return report
-    }
-
-    /// What one pass over a mapping's page table carries along.
-    struct PageTablePass {
-        let decoder: PagemapDecoder
-        let extra: [(AddressRange, PageFlags)]
-        var extraIndex = 0
-        /// /proc/kpagecount, for PSS and USS.
-        var counts: KPageTable?
-        var use: MemoryUse?
-        /// /proc/kpageflags, to split runs by the kernel's page flags.
-        var flags: KPageTable?
-
-        init(decoder: PagemapDecoder, extra: [(AddressRange, PageFlags)]) {
-            self.decoder = decoder
-            self.extra = extra
-        }
-    }
-
-    // MARK: page table
-
-    /// THP and zero-page regions of `range` from PAGEMAP_SCAN, in address order.
-    private func hugeAndZeroRegions(_ range: AddressRange) throws(PageStatError) -> [(AddressRange, PageFlags)] {
-        let wanted = scanCategories.intersection([.huge, .pfnZero])
-        guard !wanted.isEmpty else { return [] }
-        var found: [(AddressRange, PageFlags)] = []
-        try PagemapScan.scan(fd: pagemap.fileDescriptor, pid: pid, start: range.start, end: range.end,
-                             anyOf: wanted, returnMask: wanted, buffer: regions) { batch in
-            for region in batch {
-                var flags = PageFlags()
-                if region.categories & PagemapScan.Categories.huge.rawValue != 0 { flags.insert(.thp) }
-                if region.categories & PagemapScan.Categories.pfnZero.rawValue != 0 { flags.insert(.zeroPage) }
-                found.append((AddressRange(start: region.start, end: region.end), flags))
-            }
-        }
-        return found
-    }
-
-    /// Reads pagemap over `range` in batches and feeds the decoded pages to `builder`. Pages with
-    /// equal state-relevant bits are decoded once per stretch, not once per page.
-    private func readPageTable(_ range: AddressRange, pass: inout PageTablePass,
-                               into builder: inout RunBuilder) throws(PageStatError) {
-        var address = range.start
-        while address < range.end {
-            let wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
-            let batchEntries = UnsafeMutableBufferPointer(rebasing: entries[0..<wanted])
-            let got = try pagemap.read(at: address, into: batchEntries)
-            if got == 0 {
-                if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-                // Past the address space pagemap covers (e.g. [vsyscall]).
-                builder.append(start: address, pages: (range.end - address) / pageSize, state: .unknown, flags: [])
-                return
-            }
-            let batch = UnsafeBufferPointer(rebasing: entries[0..<got])
-            if let counts = pass.counts {
-                try counts.lookUp(entries: batch, into: sideValues)
-                pass.use?.addMapcounts(UnsafeBufferPointer(rebasing: sideValues[0..<got]), pageSize: pageSize)
-            }
-            var kernelFlags: UnsafeBufferPointer<UInt64>?
-            if let flags = pass.flags {
-                try flags.lookUp(entries: batch, into: sideValues)
-                kernelFlags = UnsafeBufferPointer(rebasing: sideValues[0..<got])
-            }
-            var index = 0
-            while index < got {
-                // The segment of this batch with one set of extra flags.
-                let pageAddress = address + UInt64(index) * pageSize
-                while pass.extraIndex < pass.extra.count && pass.extra[pass.extraIndex].0.end <= pageAddress {
-                    pass.extraIndex += 1
-                }
-                var segmentEnd = got
-                var extraFlags = PageFlags()
-                if pass.extraIndex < pass.extra.count {
-                    let region = pass.extra[pass.extraIndex].0
-                    if region.start <= pageAddress {
-                        extraFlags = pass.extra[pass.extraIndex].1
-                        segmentEnd = min(got, index + Int((region.end - pageAddress) / pageSize))
-                    } else {
-                        segmentEnd = min(got, index + Int((region.start - pageAddress) / pageSize))
-                    }
-                }
-                decodeSegment(batch, kernelFlags: kernelFlags, from: index, to: segmentEnd, firstAddress: address,
-                              decoder: pass.decoder, extraFlags: extraFlags, into: &builder)
-                index = segmentEnd
-            }
-            address += UInt64(got) * pageSize
-        }
-    }
-
-    @inline(__always)
-    private func decodeSegment(_ batch: UnsafeBufferPointer<UInt64>, kernelFlags: UnsafeBufferPointer<UInt64>?,
-                               from: Int, to: Int, firstAddress: UInt64,
-                               decoder: PagemapDecoder, extraFlags: PageFlags, into builder: inout RunBuilder) {
-        var index = from
-        while index < to {
-            let raw = batch[index]
-            // Bits 55-63 and, for non-present entries, the swap type decide state and flags.
-            let mask: UInt64 = raw >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
-            let key = raw & mask
-            let kernelKey = kernelFlags.map { $0[index] & KPageFlags.documentedMask }
-            var end = index + 1
-            while end < to {
-                let next = batch[end]
-                let nextMask: UInt64 = next >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
-                if next & nextMask != key { break }
-                if let kernelFlags, kernelFlags[end] & KPageFlags.documentedMask != kernelKey { break }
-                end += 1
-            }
-            let decoded = decoder.decode(raw)
-            builder.append(start: firstAddress + UInt64(index) * pageSize, pages: UInt64(end - index),
-                           state: decoded.state, flags: decoded.flags.union(extraFlags),
-                           pfn: decoded.pfn, swap: decoded.swap,
-                           kernelFlags: decoded.state == .present ? kernelKey.map(KPageFlags.init(rawValue:)) : nil)
-            index = end
-        }
+        return (counts, flags)
     }
 
     // MARK: file side
 
-    /// Replaces the pending runs with what the object's page cache says.
-    private func resolveFileSide(_ runs: [PageRun], mapping: Mapping, notes: inout Notes) -> [PageRun] {
-        var builder = RunBuilder(pageSize: pageSize)
-        let fileSide: FileSide
-        do {
-            fileSide = FileSide(object: try openObject(mapping))
-        } catch {
-            notes.add(unknownReason(error, mapping: mapping))
-            for var run in runs {
-                run.flags.remove(.pendingFileSide)
-                builder.append(run)
-            }
-            return builder.runs
+    /// Replaces the pending runs of every mapping with what its object's page cache says. Shared
+    /// memory mapped whole is first settled from the object's counts where they leave no doubt;
+    /// the rest is split among the workers, each with its own descriptor of the object.
+    private func resolveFileSide(_ reports: inout [MappingReport], all mappings: [Mapping], threads: Int,
+                                 notes: inout Notes) throws(PageStatError) {
+        struct Item {
+            var report: Int
+            var runs: [Int]  // indices of pending runs in that report
+            var mode: FileSide.DataMode
         }
-        for run in runs {
-            guard run.flags.contains(.pendingFileSide) else {
-                builder.append(run)
-                continue
-            }
-            let flags = run.flags.subtracting(.pendingFileSide)
-            let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
-            var address = run.start
+        var items: [Item] = []
+        for index in reports.indices {
+            let pending = reports[index].runs.indices.filter { reports[index].runs[$0].flags.contains(.pendingFileSide) }
+            guard !pending.isEmpty else { continue }
+            let mapping = reports[index].mapping
+            let object: PageCacheObject
             do {
-                try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags in
-                    builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags))
-                    address += pages * pageSize
-                }
+                object = try openObject(mapping)
             } catch {
-                notes.add("\(mapping.path.isEmpty ? mapping.range.description : mapping.path): file side failed (\(error)); its pages there are unknown")
-                builder.append(start: address, pages: (run.start + run.pages * pageSize - address) / pageSize,
-                               state: .unknown, flags: flags)
+                notes.add(unknownReason(error, mapping: mapping))
+                continue  // pending runs stay unknown
             }
+            var mode = FileSide.DataMode.perPage
+            if let shortcut = ObjectCountCache.shortcut(report: reports[index], object: object, mappings: mappings,
+                                                    pageSize: pageSize) {
+                switch shortcut {
+                case .all(let state):
+                    for run in pending { reports[index].runs[run].state = state }
+                    continue
+                case .data(let dataMode):
+                    mode = dataMode
+                }
+            }
+            // Split big pending work into one item per worker.
+            let pendingPages = pending.reduce(UInt64(0)) { $0 + reports[index].runs[$1].pages }
+            let parts = pendingPages >= Self.parallelThreshold ? max(1, threads) : 1
+            var part: [Int] = []
+            var partPages: UInt64 = 0
+            for run in pending {
+                part.append(run)
+                partPages += reports[index].runs[run].pages
+                if partPages * UInt64(parts) >= pendingPages {
+                    items.append(Item(report: index, runs: part, mode: mode))
+                    part = []
+                    partPages = 0
+                }
+            }
+            if !part.isEmpty { items.append(Item(report: index, runs: part, mode: mode)) }
+        }
+        let snapshot = reports
+        let resolved = try parallelMap(count: items.count, threads: min(threads, items.count), makeWorker: { () }) {
+            (_: Void, itemIndex: Int) throws(PageStatError) -> Result<[[PageRun]], PageStatError> in
+            let item = items[itemIndex]
+            let report = snapshot[item.report]
+            do throws(PageStatError) {
+                let fileSide = FileSide(object: try openObject(report.mapping), dataMode: item.mode)
+                return .success(try item.runs.map { runIndex throws(PageStatError) in
+                    try resolve(report.runs[runIndex], mapping: report.mapping, with: fileSide)
+                })
+            } catch {
+                if error == .processExited(pid: pid) { throw error }
+                return .failure(error)
+            }
+        }
+        // Put the resolved runs in place of the pending ones, in order.
+        var replacements: [Int: [Int: [PageRun]]] = [:]
+        for (item, result) in zip(items, resolved) {
+            switch result {
+            case .success(let lists):
+                for (run, list) in zip(item.runs, lists) { replacements[item.report, default: [:]][run] = list }
+            case .failure(let error):
+                let path = reports[item.report].mapping.path
+                notes.add("\(path.isEmpty ? reports[item.report].mapping.range.description : path): file side failed (\(error)); its pages there are unknown")
+            }
+        }
+        for (reportIndex, runs) in replacements {
+            var builder = RunBuilder(pageSize: pageSize)
+            for (index, run) in reports[reportIndex].runs.enumerated() {
+                if let list = runs[index] { builder.append(contentsOf: list) } else { builder.append(run) }
+            }
+            reports[reportIndex].runs = builder.runs
+        }
+    }
+
+    /// One pending run, settled by the object's page cache.
+    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: FileSide) throws(PageStatError) -> [PageRun] {
+        var builder = RunBuilder(pageSize: pageSize)
+        let flags = run.flags.subtracting(.pendingFileSide)
+        let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
+        var address = run.start
+        try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags in
+            builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags))
+            address += pages * pageSize
         }
         return builder.runs
     }
 
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
     /// it still names the very same inode.
-    private func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
+    func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
         var mapFilesError: PageStatError?
         do {
             return try PageCacheObject.open(pid: pid, range: mapping.range)

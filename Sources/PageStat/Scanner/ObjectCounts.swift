@@ -1,0 +1,51 @@
+/// Settles the unmapped pages of a whole-object shmem mapping from the object's own counters,
+/// without walking it, where the counts leave no doubt:
+/// - allocated pages D (st_blocks: resident, swapped and fallocated pages),
+/// - swapped pages S (shmem's `info->swapped`, read from smaps for a mapping of our own),
+/// - present pages P and pending pages U of this mapping (from its page table).
+/// Resident pages are R = D - S and resident pages this process does not map are C = R - P.
+/// With C = 0 every pending page is swapped or a hole; with S = 0 every one is cached or a hole;
+/// S = U or C = U or S = C = 0 settles them all at once.
+struct ObjectCountCache {
+    enum Shortcut: Equatable {
+        /// Every pending page has this state.
+        case all(PageState)
+        /// Pending pages are holes or data, and data means this.
+        case data(FileSide.DataMode)
+    }
+
+    static func shortcut(report: MappingReport, object: PageCacheObject, mappings: [Mapping],
+                         pageSize: UInt64) -> Shortcut? {
+        let mapping = report.mapping
+        let objectPages = (object.size + pageSize - 1) / pageSize
+        guard mapping.kind.isShmem, mapping.isShared, object.isShmem, report.scanned == mapping.range,
+              mapping.offset == 0, mapping.range.length / pageSize == objectPages, objectPages > 0 else { return nil }
+        // The only mapping of this object in the process, so its present pages are distinct object pages.
+        let id = ObjectID(mapping)
+        guard mappings.lazy.filter({ ObjectID($0) == id }).count == 1 else { return nil }
+        var present: UInt64 = 0
+        var pending: UInt64 = 0
+        for run in report.runs {
+            if run.flags.contains(.pendingFileSide) {
+                pending += run.pages
+            } else if run.state == .present && !run.flags.contains(.nonSwapEntry) {
+                present += run.pages
+            } else {
+                return nil  // guard pages, markers: pages the counts cannot place
+            }
+        }
+        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+        let allocated = object.allocatedPages
+        guard allocated >= swapped, allocated - swapped >= present else { return nil }
+        let cached = allocated - swapped - present
+        guard swapped + cached <= pending else { return nil }
+        switch (swapped, cached) {
+        case (0, 0): return .all(.none)
+        case (pending, 0): return .all(.swapped)
+        case (0, pending): return .all(.cached)
+        case (_, 0): return .data(.swapped)
+        case (0, _): return .data(.cached)
+        default: return nil
+        }
+    }
+}

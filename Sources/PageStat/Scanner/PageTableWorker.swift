@@ -1,0 +1,163 @@
+import SystemPackage
+
+/// What one pass over a stretch of a mapping's page table carries along.
+struct PageTablePass {
+    let decoder: PagemapDecoder
+    /// THP and zero-page regions from PAGEMAP_SCAN, in address order.
+    var extra: [(AddressRange, PageFlags)] = []
+    var extraIndex = 0
+    /// /proc/kpagecount, for PSS and USS.
+    var counts: KPageTable?
+    var use: MemoryUse?
+    /// /proc/kpageflags, to split runs by the kernel's page flags.
+    var flags: KPageTable?
+
+    init(decoder: PagemapDecoder) { self.decoder = decoder }
+}
+
+/// One worker's share of a page-table scan: its own buffers, reading /proc/PID/pagemap in large
+/// batches (pread) and PAGEMAP_SCAN, decoding into runs. Workers share only the descriptors.
+final class PageTableWorker {
+    let pid: Int32
+    let pageSize: UInt64
+    let pagemap: FileDescriptor
+    let scanCategories: PagemapScan.Categories
+    private let entries: UnsafeMutableBufferPointer<UInt64>
+    /// Per-entry side values of a batch: kpagecount or kpageflags.
+    private let sideValues: UnsafeMutableBufferPointer<UInt64>
+    private let regions: UnsafeMutableBufferPointer<PagemapScan.Region>
+
+    init(pid: Int32, pageSize: UInt64, pagemap: FileDescriptor, scanCategories: PagemapScan.Categories, batchPages: Int) {
+        self.pid = pid
+        self.pageSize = pageSize
+        self.pagemap = pagemap
+        self.scanCategories = scanCategories
+        entries = .allocate(capacity: max(1, batchPages))
+        sideValues = .allocate(capacity: max(1, batchPages))
+        regions = .allocate(capacity: 4096)
+    }
+
+    deinit {
+        entries.deallocate()
+        sideValues.deallocate()
+        regions.deallocate()
+    }
+
+    /// THP and zero-page regions of `range` from PAGEMAP_SCAN, in address order.
+    func hugeAndZeroRegions(_ range: AddressRange) throws(PageStatError) -> [(AddressRange, PageFlags)] {
+        let wanted = scanCategories.intersection([.huge, .pfnZero])
+        guard !wanted.isEmpty else { return [] }
+        var found: [(AddressRange, PageFlags)] = []
+        try PagemapScan.scan(fd: pagemap, pid: pid, start: range.start, end: range.end,
+                             anyOf: wanted, returnMask: wanted, buffer: regions) { batch in
+            for region in batch {
+                var flags = PageFlags()
+                if region.categories & PagemapScan.Categories.huge.rawValue != 0 { flags.insert(.thp) }
+                if region.categories & PagemapScan.Categories.pfnZero.rawValue != 0 { flags.insert(.zeroPage) }
+                found.append((AddressRange(start: region.start, end: region.end), flags))
+            }
+        }
+        return found
+    }
+
+    /// Reads pagemap over `range` in batches and feeds the decoded pages to `builder`. Pages with
+    /// equal state-relevant bits are decoded once per stretch, not once per page.
+    func readPageTable(_ range: AddressRange, pass: inout PageTablePass,
+                       into builder: inout RunBuilder) throws(PageStatError) {
+        var address = range.start
+        while address < range.end {
+            let wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
+            let got = try read(at: address, count: wanted)
+            if got == 0 {
+                if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                // Past the address space pagemap covers (e.g. [vsyscall]).
+                builder.append(start: address, pages: (range.end - address) / pageSize, state: .unknown, flags: [])
+                return
+            }
+            let batch = UnsafeBufferPointer(rebasing: entries[0..<got])
+            if let counts = pass.counts {
+                try counts.lookUp(entries: batch, into: sideValues)
+                pass.use?.addMapcounts(UnsafeBufferPointer(rebasing: sideValues[0..<got]), pageSize: pageSize)
+            }
+            var kernelFlags: UnsafeBufferPointer<UInt64>?
+            if let flags = pass.flags {
+                try flags.lookUp(entries: batch, into: sideValues)
+                kernelFlags = UnsafeBufferPointer(rebasing: sideValues[0..<got])
+            }
+            var index = 0
+            while index < got {
+                // The segment of this batch with one set of extra flags.
+                let pageAddress = address + UInt64(index) * pageSize
+                while pass.extraIndex < pass.extra.count && pass.extra[pass.extraIndex].0.end <= pageAddress {
+                    pass.extraIndex += 1
+                }
+                var segmentEnd = got
+                var extraFlags = PageFlags()
+                if pass.extraIndex < pass.extra.count {
+                    let region = pass.extra[pass.extraIndex].0
+                    if region.start <= pageAddress {
+                        extraFlags = pass.extra[pass.extraIndex].1
+                        segmentEnd = min(got, index + Int((region.end - pageAddress) / pageSize))
+                    } else {
+                        segmentEnd = min(got, index + Int((region.start - pageAddress) / pageSize))
+                    }
+                }
+                decodeSegment(batch, kernelFlags: kernelFlags, from: index, to: segmentEnd, firstAddress: address,
+                              decoder: pass.decoder, extraFlags: extraFlags, into: &builder)
+                index = segmentEnd
+            }
+            address += UInt64(got) * pageSize
+        }
+    }
+
+    /// pread(2) of `count` entries from the page at `address`; fewer at the end of the address
+    /// space, zero when the process's memory is gone.
+    private func read(at address: UInt64, count: Int) throws(PageStatError) -> Int {
+        let raw = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: entries[0..<count]))
+        var filled = 0
+        let offset = Int64(bitPattern: (address / pageSize) * 8)
+        while filled < raw.count {
+            let got: Int
+            do {
+                got = try system {
+                    try pagemap.read(fromAbsoluteOffset: offset + Int64(filled),
+                                     into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]), retryOnInterrupt: true)
+                }
+            } catch {
+                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                throw .system(call: "pread /proc/\(pid)/pagemap", errno: error)
+            }
+            if got == 0 { break }
+            filled += got
+        }
+        return filled / 8
+    }
+
+    @inline(__always)
+    private func decodeSegment(_ batch: UnsafeBufferPointer<UInt64>, kernelFlags: UnsafeBufferPointer<UInt64>?,
+                               from: Int, to: Int, firstAddress: UInt64,
+                               decoder: PagemapDecoder, extraFlags: PageFlags, into builder: inout RunBuilder) {
+        var index = from
+        while index < to {
+            let raw = batch[index]
+            // Bits 55-63 and, for non-present entries, the swap type decide state and flags.
+            let mask: UInt64 = raw >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
+            let key = raw & mask
+            let kernelKey = kernelFlags.map { $0[index] & KPageFlags.documentedMask }
+            var end = index + 1
+            while end < to {
+                let next = batch[end]
+                let nextMask: UInt64 = next >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
+                if next & nextMask != key { break }
+                if let kernelFlags, kernelFlags[end] & KPageFlags.documentedMask != kernelKey { break }
+                end += 1
+            }
+            let decoded = decoder.decode(raw)
+            builder.append(start: firstAddress + UInt64(index) * pageSize, pages: UInt64(end - index),
+                           state: decoded.state, flags: decoded.flags.union(extraFlags),
+                           pfn: decoded.pfn, swap: decoded.swap,
+                           kernelFlags: decoded.state == .present ? kernelKey.map(KPageFlags.init(rawValue:)) : nil)
+            index = end
+        }
+    }
+}
