@@ -26,7 +26,7 @@ struct Pagestat: ParsableCommand {
         5 range not mapped, 6 process exited during the scan, 7 kernel lacks an interface, \
         64 usage error.
         """,
-        subcommands: [Show.self, Demo.self, Fixture.self]
+        subcommands: [Show.self, Raw.self, Lab.self, Demo.self, Fixture.self]
     )
 }
 
