@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// /proc/PID/pagemap's own format, one u64 per page in the kernel's byte order (little-endian on
+/// x86_64 and arm64), with the gap closed the way the unmerged 2021 patch would have closed it: a
+/// page of shared memory that is swapped out, which pagemap reads as 0, gets bit 62 (PM_SWAP).
+///
+/// - Its swap type and offset (bits 0-4 and 5-54) stay 0: the location of a swapped shmem page is
+///   in the object's page cache, which user space cannot read.
+/// - Every other entry is the kernel's own, bit for bit. That includes shared pages in memory but
+///   not mapped by the process (`cached`): the patch only looked for swap entries, so they stay 0.
+/// - Pages outside any mapping read what the kernel gives there (0).
+///
+/// How: pagemap is read in large batches. For a batch in a shmem mapping (shared anonymous, memfd,
+/// tmpfs, SysV), `ProcessScanner` first finds the batch's swapped pages, and those of its entries
+/// that the kernel left neither present (bit 63) nor swapped (bit 62) get bit 62. Memory is one
+/// batch buffer plus the runs of one batch, whatever the size of the range. It is a snapshot:
+/// pages that change while it reads may come out either way.
+public final class RawPagemap {
+    /// Bit 62, PM_SWAP.
+    public static let swapBit: UInt64 = 1 << 62
+    /// Bit 63, PM_PRESENT.
+    public static let presentBit: UInt64 = 1 << 63
+
+    public let pid: Int32
+    public let pageSize: UInt64
+    /// What could not be known (from the scanner) and where the kernel gave fewer entries.
+    public private(set) var notes = Notes()
+    private let scanner: ProcessScanner
+    private let buffer: UnsafeMutableBufferPointer<UInt64>
+
+    /// Receives the entries, a batch at a time, as raw bytes.
+    public typealias Sink = (UnsafeRawBufferPointer) throws(PageStatError) -> Void
+
+    public init(pid: Int32, batchPages: Int = 1 << 16) throws(PageStatError) {
+        self.pid = pid
+        scanner = try ProcessScanner(pid: pid, batchPages: batchPages)
+        pageSize = scanner.pageSize
+        buffer = .allocate(capacity: max(1, batchPages))
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Writes the entries of every page of `range` (widened to whole pages) to `sink`. With
+    /// `kernelOnly`, the kernel's entries unchanged. Throws `.rangeNotMapped` when no mapping
+    /// overlaps the range. Returns how many entries it wrote: fewer than the range has pages only
+    /// where the kernel's pagemap ends (past the user address space, or the process exited).
+    @discardableResult
+    public func stream(_ range: AddressRange, kernelOnly: Bool = false, to sink: Sink) throws(PageStatError) -> UInt64 {
+        let range = AddressRange(start: range.start / pageSize * pageSize,
+                                 end: (range.end + pageSize - 1) / pageSize * pageSize)
+        let mappings = try overlappingMappings(range)
+        var written: UInt64 = 0
+        var cursor = range.start
+        var complete = true
+        for mapping in mappings where !kernelOnly && mapping.kind.isShmem {
+            let part = mapping.range.clamped(to: range)
+            complete = try copy(from: cursor, to: part.start, truthOf: nil, sink, &written)
+            guard complete else { break }
+            complete = try copy(from: part.start, to: part.end, truthOf: mapping, sink, &written)
+            guard complete else { break }
+            cursor = part.end
+        }
+        if complete { _ = try copy(from: cursor, to: range.end, truthOf: nil, sink, &written) }
+        let expected = range.length / pageSize
+        if written < expected {
+            notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space, or the process exited)")
+        }
+        return written
+    }
+
+    private func overlappingMappings(_ range: AddressRange) throws(PageStatError) -> [Mapping] {
+        let mappings: [Mapping]
+        do {
+            mappings = try ProcMaps.read(pid: pid).filter { $0.range.overlaps(range) }
+        } catch .noSuchProcess {
+            throw .processExited(pid: pid)
+        }
+        if mappings.isEmpty {
+            if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            throw .rangeNotMapped(pid: pid, range: range)
+        }
+        return mappings
+    }
+
+    /// The swapped pages of `part` of a shmem mapping, as sorted ranges, from the scanner's truth.
+    private func swappedPages(_ mapping: Mapping, _ part: AddressRange) throws(PageStatError) -> [AddressRange] {
+        let report = try scanner.scan(ScanOptions(range: part, hugeAndZeroFlags: false))
+        for note in report.notes { notes.add(note) }
+        return report.mappings.flatMap(\.runs).compactMap { run in
+            run.state == .swapped ? AddressRange(start: run.start, end: run.start + run.pages * pageSize) : nil
+        }
+    }
+
+    /// Reads the entries of `[start, end)` in batches and hands each batch to `sink`; with a shmem
+    /// `mapping`, first asks the scanner for the batch's swapped pages and marks them. Returns
+    /// false where the kernel's pagemap ended early.
+    private func copy(from start: UInt64, to end: UInt64, truthOf mapping: Mapping?, _ sink: Sink,
+                      _ written: inout UInt64) throws(PageStatError) -> Bool {
+        var address = start
+        while address < end {
+            let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
+            let swapped = try mapping.map { mapping throws(PageStatError) in
+                try swappedPages(mapping, AddressRange(start: address, end: address + UInt64(wanted) * pageSize))
+            } ?? []
+            let got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
+            if got == 0 && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
+            var next = 0
+            Self.markSwapped(batch, firstAddress: address, pageSize: pageSize, swapped: swapped, next: &next)
+            try sink(UnsafeRawBufferPointer(batch))
+            written += UInt64(got)
+            address += UInt64(got) * pageSize
+            if got < wanted { return false }
+        }
+        return true
+    }
+
+    /// Sets bit 62 on those entries of `entries` (the pages from `firstAddress` on) that lie in one
+    /// of `swapped` (sorted, disjoint) and that the kernel left neither present nor swapped. `next`
+    /// is the first range not yet passed: keep it from one batch to the next. Returns how many
+    /// entries it marked.
+    @discardableResult
+    public static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
+                                   pageSize: UInt64, swapped: [AddressRange], next: inout Int) -> Int {
+        let batchEnd = firstAddress + UInt64(entries.count) * pageSize
+        var marked = 0
+        while next < swapped.count && swapped[next].start < batchEnd {
+            let range = swapped[next]
+            let from = max(range.start, firstAddress)
+            let to = min(range.end, batchEnd)
+            if from < to {
+                for index in Int((from - firstAddress) / pageSize)..<Int((to - firstAddress) / pageSize)
+                where entries[index] & (swapBit | presentBit) == 0 {
+                    entries[index] |= swapBit
+                    marked += 1
+                }
+            }
+            if range.end > batchEnd { break }
+            next += 1
+        }
+        return marked
+    }
+}

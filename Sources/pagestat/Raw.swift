@@ -1,0 +1,93 @@
+import ArgumentParser
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Pagestat {
+    /// pagemap's own binary format, with swapped shared pages marked: what the 2021 patch would
+    /// have given, minus the swap location.
+    struct Raw: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a process's pagemap entries for a range, swapped shared pages marked (binary).",
+            discussion: """
+            Writes one 8-byte entry per page of the range to standard output, exactly in \
+            /proc/PID/pagemap's format (the kernel's byte order: little-endian on x86_64 and \
+            arm64), so it fits where `dd if=/proc/PID/pagemap` did:
+              bit 63 present, 62 swapped, 61 file page or shared anonymous, 58 guard,
+              57 uffd-wp, 56 exclusive, 55 soft-dirty; bits 0-54 the PFN, or the swap
+              type (bits 0-4) and offset (bits 5-54).
+
+            Every entry is the kernel's own, except one kind: a page of shared memory (shared \
+            anonymous, memfd, tmpfs or /dev/shm file, SysV shm) that is swapped out, which the \
+            kernel reports as 0, carries bit 62 (swapped). Its swap type and offset stay 0: user \
+            space cannot learn where in swap a shared page went. That is what the unmerged 2021 \
+            patch would have reported, minus the location.
+
+            Shared pages that are in memory but not mapped by the process (`cached` in \
+            `pagestat show`) stay 0, as they did with that patch, which only looked for swap. \
+            Pages of the range outside any mapping read what the kernel gives there (0); at \
+            least one mapping must overlap the range. The range is widened to whole pages.
+
+            Finding the swapped shared pages needs root (/proc/PID/map_files); without it the \
+            entries are the kernel's and a note on stderr says so. Like pagemap, it is a \
+            snapshot taken while the process runs.
+
+            --kernel writes the kernel's entries unchanged, to compare with.
+
+            Examples:
+              pagestat raw --pid 1234 --range 0x7f0000000000+1M | hexdump -C
+              pagestat raw --pid 1234 --range 0x7f0000000000+1M --kernel | hexdump -C
+              cmp <(pagestat raw --pid 1234 --range 0x7f0000000000+1M --kernel) \\
+                  <(dd if=/proc/1234/pagemap bs=8 count=256 \\
+                       skip=$((0x7f0000000000 / 4096)))
+            """
+        )
+
+        @Option(help: "The process to read.")
+        var pid: Int32
+
+        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G).", valueName: "range"))
+        var range: String
+
+        @Flag(help: "The kernel's own entries, unchanged.")
+        var kernel = false
+
+        func validate() throws {
+            do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
+        }
+
+        func run() throws {
+            // `pagestat raw ... | head` closing the pipe ends the output quietly (EPIPE), not with a signal.
+            signal(SIGPIPE, SIG_IGN)
+            try reportingErrors { () throws(PageStatError) in
+                guard isatty(1) == 0 else {
+                    throw .invalidInput("refusing to write binary pagemap entries to a terminal: pipe them to `hexdump -C` or redirect them to a file")
+                }
+                let raw = try RawPagemap(pid: pid)
+                do throws(PageStatError) {
+                    try raw.stream(try AddressRange(parsing: range), kernelOnly: kernel) { (bytes: UnsafeRawBufferPointer) throws(PageStatError) in
+                        try writeAll(bytes)
+                    }
+                } catch .system(call: _, errno: let error) where error == .brokenPipe {
+                    return
+                }
+                for note in raw.notes.lines { printError("pagestat: note: \(note)") }
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to standard output with write(2).
+private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(PageStatError) {
+    var offset = 0
+    while offset < bytes.count {
+        let count = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw .system(call: "write standard output", errno: .init(rawValue: errno))
+        }
+        offset += count
+    }
+}
