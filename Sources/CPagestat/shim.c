@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CPagestat.h"
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
@@ -36,3 +37,5 @@ long CPagestat_fstatfs_type(int fd) {
 int CPagestat_swapon(const char *path) { return swapon(path, 0); }
 
 int CPagestat_swapoff(const char *path) { return swapoff(path); }
+
+int CPagestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -26,7 +26,7 @@ struct Pagestat: ParsableCommand {
         5 range not mapped, 6 process exited during the scan, 7 kernel lacks an interface, \
         8 process has no address space (kernel thread), 64 usage error.
         """,
-        subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Lab.self, Demo.self,
+        subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Lab.self, Bench.self, Demo.self,
                       Fixture.self]
     )
 }

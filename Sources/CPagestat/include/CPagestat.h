@@ -95,4 +95,7 @@ long CPagestat_fstatfs_type(int fd);
 int CPagestat_swapon(const char *path);
 int CPagestat_swapoff(const char *path);
 
+/// pipe2(fds, O_CLOEXEC): 0 or -1 with errno.
+int CPagestat_pipe_cloexec(int fds[2]);
+
 #endif

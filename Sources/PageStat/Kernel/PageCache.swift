@@ -140,9 +140,8 @@ public final class PageCacheObject {
         guard isShmem, size > 0 else { return nil }
         try mapWindow(covering: size)
         let start = UInt64(UInt(bitPattern: window!.address))
-        let smaps = try ProcMaps.readSmaps(pid: getpid())
-        guard let entry = smaps.first(where: { $0.range.start == start }), entry.fields["Swap"] != nil else { return nil }
-        return entry["Swap"] / pageSize
+        guard let swap = try ProcMaps.smapsField(pid: getpid(), vmaStart: start, key: "Swap") else { return nil }
+        return swap / pageSize
     }
 
     /// Residency of the pages `[offset, offset + pages * pageSize)` of the object, one byte per

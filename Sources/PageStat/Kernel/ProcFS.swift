@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import SystemPackage
 
 /// Small facts about processes and this process's privilege, from /proc.
@@ -12,6 +13,11 @@ public enum ProcFS {
 
     /// The whole of a /proc file as text. /proc files report size 0, so read until EOF.
     public static func readText(_ path: String, pid: Int32, what: String) throws(PageStatError) -> String {
+        String(decoding: try readBytes(path, pid: pid, what: what), as: UTF8.self)
+    }
+
+    /// The whole of a /proc file as bytes, read in large chunks until EOF.
+    public static func readBytes(_ path: String, pid: Int32, what: String) throws(PageStatError) -> [UInt8] {
         let fd: FileDescriptor
         do {
             fd = try system { try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) }
@@ -19,24 +25,51 @@ public enum ProcFS {
             throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
         }
         defer { try? fd.close() }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var bytes = [UInt8](repeating: 0, count: 1 << 16)
+        var filled = 0
         while true {
+            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
             let count: Int
             do {
-                count = try system { try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) } }
+                count = try system {
+                    try bytes.withUnsafeMutableBytes { try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), retryOnInterrupt: true) }
+                }
             } catch {
                 throw .fromProc(error, pid: pid, call: "read \(path)", what: what)
             }
             if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
+            filled += count
         }
-        return String(decoding: bytes, as: UTF8.self)
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+
+    /// tmpfs devices as the process sees its mounts (/proc/PID/mountinfo), cached per mount
+    /// namespace: most processes share one.
+    static func shmemDevices(pid: Int32) -> Set<ProcMaps.Device> {
+        let namespace = (try? readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
+        if let known = shmemDeviceCache.withLock({ $0[namespace] }) { return known }
+        let mountinfo = (try? readText("/proc/\(pid)/mountinfo", pid: pid, what: "mountinfo")) ?? ""
+        let devices = ProcMaps.shmemDevices(mountinfo: mountinfo)
+        shmemDeviceCache.withLock { $0[namespace] = devices }
+        return devices
+    }
+
+    private static let shmemDeviceCache = Mutex<[String: Set<ProcMaps.Device>]>([:])
+
+    /// readlink(2) of a /proc link.
+    static func readLink(_ path: String) throws(PageStatError) -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { throw .system(call: "readlink \(path)", errno: Errno(rawValue: errno)) }
+        return buffer[0..<count].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
     }
 
     /// Whether this process has CAP_SYS_ADMIN in its effective set (bit 21 of CapEff), which
     /// pagemap needs to give PFNs and swap locations and map_files needs to open objects.
-    public static func hasSysAdmin() -> Bool {
+    public static func hasSysAdmin() -> Bool { sysAdmin }
+
+    private static let sysAdmin: Bool = {
         guard let status = try? readText("/proc/self/status", pid: getpid(), what: "/proc/self/status") else {
             return false
         }
@@ -46,7 +79,7 @@ public enum ProcFS {
             return caps & (1 << 21) != 0
         }
         return false
-    }
+    }()
 
     /// The system page size.
     public static let pageSize: Int = Int(sysconf(Int32(_SC_PAGESIZE)))

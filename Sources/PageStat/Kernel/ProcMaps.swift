@@ -23,28 +23,81 @@ public enum ProcMaps {
 
     /// Splits one maps (or smaps header) line into its six columns; nil if it is not one.
     static func parseLine(_ line: Substring) -> Line? {
-        var rest = line[...]
-        func field() -> Substring? {
-            rest = rest.drop(while: { $0 == " " })
-            guard !rest.isEmpty else { return nil }
-            let end = rest.firstIndex(of: " ") ?? rest.endIndex
-            defer { rest = rest[end...] }
-            return rest[..<end]
+        var copy = line
+        return copy.withUTF8 { parseLine(bytes: $0) }.map { fields in
+            let utf8 = line.utf8
+            let permissions = Substring(utf8[utf8.index(utf8.startIndex, offsetBy: fields.permissions.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: fields.permissions.upperBound)])
+            let path = Substring(utf8[utf8.index(utf8.startIndex, offsetBy: fields.path.lowerBound)...])
+            return Line(range: fields.range, permissions: permissions, offset: fields.offset, device: fields.device,
+                        inode: fields.inode, path: path)
         }
-        guard let rangeText = field(), let permissions = field(), permissions.count == 4,
-              let offsetText = field(), let deviceText = field(), let inodeText = field(),
-              let dash = rangeText.firstIndex(of: "-"),
-              let start = UInt64(rangeText[..<dash], radix: 16),
-              let end = UInt64(rangeText[rangeText.index(after: dash)...], radix: 16),
-              let offset = UInt64(offsetText, radix: 16),
-              let colon = deviceText.firstIndex(of: ":"),
-              let major = UInt32(deviceText[..<colon], radix: 16),
-              let minor = UInt32(deviceText[deviceText.index(after: colon)...], radix: 16),
-              let inode = UInt64(inodeText)
-        else { return nil }
-        let path = rest.drop(while: { $0 == " " })
-        return Line(range: AddressRange(start: start, end: end), permissions: permissions, offset: offset,
-                    device: Device(major: major, minor: minor), inode: inode, path: path)
+    }
+
+    /// The columns of a maps line in its UTF-8 bytes: numbers parsed, text as byte ranges.
+    struct ByteLine {
+        var range: AddressRange
+        var permissions: Range<Int>
+        var offset: UInt64
+        var device: Device
+        var inode: UInt64
+        var path: Range<Int>
+    }
+
+    /// Parses `START-END PERMS OFFSET MAJOR:MINOR INODE [PATH]` without building strings.
+    static func parseLine(bytes: UnsafeBufferPointer<UInt8>) -> ByteLine? {
+        var index = 0
+        let count = bytes.count
+        func skipSpaces() { while index < count && bytes[index] == 0x20 { index += 1 } }
+        func number(radix: UInt64, until terminator: UInt8) -> UInt64? {
+            var value: UInt64 = 0
+            let start = index
+            while index < count && bytes[index] != terminator {
+                let byte = bytes[index]
+                let digit: UInt64
+                switch byte {
+                case 0x30...0x39: digit = UInt64(byte - 0x30)
+                case 0x61...0x66 where radix == 16: digit = UInt64(byte - 0x61 + 10)
+                case 0x41...0x46 where radix == 16: digit = UInt64(byte - 0x41 + 10)
+                default: return nil
+                }
+                let (shifted, overflow) = value.multipliedReportingOverflow(by: radix)
+                guard !overflow else { return nil }
+                value = shifted + digit
+                index += 1
+            }
+            return index > start ? value : nil
+        }
+        skipSpaces()
+        guard let start = number(radix: 16, until: 0x2d), index < count else { return nil }  // '-'
+        index += 1
+        guard let end = number(radix: 16, until: 0x20) else { return nil }
+        skipSpaces()
+        let permissionsStart = index
+        while index < count && bytes[index] != 0x20 { index += 1 }
+        guard index - permissionsStart == 4 else { return nil }
+        let permissions = permissionsStart..<index
+        skipSpaces()
+        guard let offset = number(radix: 16, until: 0x20) else { return nil }
+        skipSpaces()
+        guard let major = number(radix: 16, until: 0x3a), index < count else { return nil }  // ':'
+        index += 1
+        guard let minor = number(radix: 16, until: 0x20) else { return nil }
+        skipSpaces()
+        guard let inode = number(radix: 10, until: 0x20) else { return nil }
+        skipSpaces()
+        return ByteLine(range: AddressRange(start: start, end: end), permissions: permissions, offset: offset,
+                        device: Device(major: UInt32(truncatingIfNeeded: major), minor: UInt32(truncatingIfNeeded: minor)),
+                        inode: inode, path: index..<count)
+    }
+
+    /// Calls `body` with each line of `text` (without its newline).
+    static func forEachLine(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var lineStart = 0
+        for index in 0..<bytes.count where bytes[index] == 0x0a {
+            if index > lineStart { body(UnsafeBufferPointer(rebasing: bytes[lineStart..<index])) }
+            lineStart = index + 1
+        }
+        if lineStart < bytes.count { body(UnsafeBufferPointer(rebasing: bytes[lineStart...])) }
     }
 
     /// Classifies a mapping by its path, sharing and device, the way the kernel names them in maps.
@@ -64,15 +117,24 @@ public enum ProcMaps {
 
     /// Parses /proc/PID/maps text.
     public static func parse(_ text: String, shmemDevices: Set<Device> = []) -> [Mapping] {
+        var text = text
+        return text.withUTF8 { parse(bytes: $0, shmemDevices: shmemDevices) }
+    }
+
+    /// Parses /proc/PID/maps bytes.
+    public static func parse(bytes: UnsafeBufferPointer<UInt8>, shmemDevices: Set<Device> = []) -> [Mapping] {
         var mappings: [Mapping] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            guard let line = parseLine(raw) else { continue }
-            let shared = line.permissions.last == "s"
+        forEachLine(bytes) { line in
+            guard let fields = parseLine(bytes: line) else { return }
+            var pathEnd = fields.path.upperBound
+            while pathEnd > fields.path.lowerBound && line[pathEnd - 1] == 0x20 { pathEnd -= 1 }
+            let path = String(decoding: UnsafeBufferPointer(rebasing: line[fields.path.lowerBound..<pathEnd]), as: UTF8.self)
+            let permissions = String(decoding: UnsafeBufferPointer(rebasing: line[fields.permissions]), as: UTF8.self)
+            let shared = line[fields.permissions.upperBound - 1] == 0x73  // 's'
             mappings.append(Mapping(
-                range: line.range, permissions: String(line.permissions), offset: line.offset,
-                deviceMajor: line.device.major, deviceMinor: line.device.minor, inode: line.inode,
-                path: String(line.path),
-                kind: kind(path: line.path, shared: shared, device: line.device, shmemDevices: shmemDevices)))
+                range: fields.range, permissions: permissions, offset: fields.offset,
+                deviceMajor: fields.device.major, deviceMinor: fields.device.minor, inode: fields.inode, path: path,
+                kind: kind(path: path[...], shared: shared, device: fields.device, shmemDevices: shmemDevices)))
         }
         return mappings
     }
@@ -103,36 +165,79 @@ public enum ProcMaps {
 
     /// Parses /proc/PID/smaps text.
     public static func parseSmaps(_ text: String) -> [SmapsEntry] {
+        var text = text
+        return text.withUTF8 { parseSmaps(bytes: $0) }
+    }
+
+    /// Parses /proc/PID/smaps bytes: each VMA's header line, its `Key: value [kB]` lines (kB
+    /// turned into bytes) and its VmFlags.
+    public static func parseSmaps(bytes: UnsafeBufferPointer<UInt8>) -> [SmapsEntry] {
         var entries: [SmapsEntry] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            if let line = parseLine(raw) {
-                entries.append(SmapsEntry(range: line.range, fields: [:], vmFlags: []))
-                continue
+        forEachLine(bytes) { line in
+            if let fields = parseLine(bytes: line) {
+                entries.append(SmapsEntry(range: fields.range, fields: [:], vmFlags: []))
+                return
             }
-            guard !entries.isEmpty, let colon = raw.firstIndex(of: ":") else { continue }
-            let key = String(raw[..<colon])
-            let value = raw[raw.index(after: colon)...]
+            guard !entries.isEmpty, let colon = line.firstIndex(of: 0x3a) else { return }
+            let key = String(decoding: UnsafeBufferPointer(rebasing: line[..<colon]), as: UTF8.self)
+            let value = UnsafeBufferPointer(rebasing: line[(colon + 1)...])
             if key == "VmFlags" {
-                entries[entries.count - 1].vmFlags = value.split(separator: " ").map(String.init)
-                continue
+                entries[entries.count - 1].vmFlags = String(decoding: value, as: UTF8.self).split(separator: " ").map(String.init)
+                return
             }
-            let parts = value.split(separator: " ")
-            guard let first = parts.first, let number = UInt64(first) else { continue }
-            let scale: UInt64 = parts.count > 1 && parts[1] == "kB" ? 1024 : 1
-            entries[entries.count - 1].fields[key] = number * scale
+            var index = 0
+            while index < value.count && value[index] == 0x20 { index += 1 }
+            var number: UInt64 = 0
+            let digitsStart = index
+            while index < value.count, value[index] >= 0x30, value[index] <= 0x39 {
+                number = number &* 10 &+ UInt64(value[index] - 0x30)
+                index += 1
+            }
+            guard index > digitsStart else { return }
+            let kilobytes = index + 3 <= value.count && value[index] == 0x20 && value[index + 1] == 0x6b && value[index + 2] == 0x42
+            entries[entries.count - 1].fields[key] = kilobytes ? number * 1024 : number
         }
         return entries
     }
 
     /// Reads and parses /proc/PID/maps, classifying tmpfs files with the process's mountinfo.
     public static func read(pid: Int32) throws(PageStatError) -> [Mapping] {
-        let maps = try ProcFS.readText("/proc/\(pid)/maps", pid: pid, what: "/proc/\(pid)/maps (needs ptrace read access)")
-        let mountinfo = (try? ProcFS.readText("/proc/\(pid)/mountinfo", pid: pid, what: "mountinfo")) ?? ""
-        return parse(maps, shmemDevices: shmemDevices(mountinfo: mountinfo))
+        let maps = try ProcFS.readBytes("/proc/\(pid)/maps", pid: pid, what: "/proc/\(pid)/maps (needs ptrace read access)")
+        let devices = ProcFS.shmemDevices(pid: pid)
+        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices) }
+    }
+
+    /// One counter of one VMA of /proc/PID/smaps (kB values in bytes), without parsing the rest.
+    public static func smapsField(pid: Int32, vmaStart: UInt64, key: String) throws(PageStatError) -> UInt64? {
+        let bytes = try ProcFS.readBytes("/proc/\(pid)/smaps", pid: pid, what: "/proc/\(pid)/smaps")
+        let wanted = Array((key + ":").utf8)
+        var inVMA = false
+        var found: UInt64?
+        bytes.withUnsafeBufferPointer { buffer in
+            forEachLine(buffer) { line in
+                guard found == nil else { return }
+                if let fields = parseLine(bytes: line) {
+                    inVMA = fields.range.start == vmaStart
+                    return
+                }
+                guard inVMA, line.count > wanted.count, line.starts(with: wanted) else { return }
+                var index = wanted.count
+                while index < line.count && line[index] == 0x20 { index += 1 }
+                var number: UInt64 = 0
+                while index < line.count, line[index] >= 0x30, line[index] <= 0x39 {
+                    number = number &* 10 &+ UInt64(line[index] - 0x30)
+                    index += 1
+                }
+                let kilobytes = index + 3 <= line.count && line[index + 1] == 0x6b
+                found = kilobytes ? number * 1024 : number
+            }
+        }
+        return found
     }
 
     /// Reads and parses /proc/PID/smaps.
     public static func readSmaps(pid: Int32) throws(PageStatError) -> [SmapsEntry] {
-        parseSmaps(try ProcFS.readText("/proc/\(pid)/smaps", pid: pid, what: "/proc/\(pid)/smaps (needs ptrace read access)"))
+        try ProcFS.readBytes("/proc/\(pid)/smaps", pid: pid, what: "/proc/\(pid)/smaps (needs ptrace read access)")
+            .withUnsafeBufferPointer { parseSmaps(bytes: $0) }
     }
 }

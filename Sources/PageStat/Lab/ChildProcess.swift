@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import SystemPackage
+
+/// A child process started with posix_spawn(3), for `bench`: its stdout as a pipe (or
+/// /dev/null), its stdin as a pipe we hold (so it sees EOF when we go), and wait4(2)'s rusage.
+public final class ChildProcess {
+    public let pid: pid_t
+    private var stdoutFD: Int32
+    private var stdinFD: Int32
+    private var reaped = false
+
+    /// Starts `arguments[0]` (a path) with `arguments`; `captureOutput` pipes stdout to us.
+    public init(_ arguments: [String], captureOutput: Bool) throws(PageStatError) {
+        var outPipe: [Int32] = [-1, -1]
+        var inPipe: [Int32] = [-1, -1]
+        guard CPagestat_pipe_cloexec(&inPipe) == 0 else { throw .system(call: "pipe2", errno: Errno(rawValue: errno)) }
+        if captureOutput {
+            guard CPagestat_pipe_cloexec(&outPipe) == 0 else { throw .system(call: "pipe2", errno: Errno(rawValue: errno)) }
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        if captureOutput {
+            posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        var child: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        let result = posix_spawn(&child, arguments[0], &actions, nil, argv, environ)
+        close(inPipe[0])
+        if captureOutput { close(outPipe[1]) }
+        guard result == 0 else {
+            close(inPipe[1])
+            if captureOutput { close(outPipe[0]) }
+            throw .system(call: "posix_spawn \(arguments[0])", errno: Errno(rawValue: result))
+        }
+        pid = child
+        stdinFD = inPipe[1]
+        stdoutFD = captureOutput ? outPipe[0] : -1
+    }
+
+    /// One line of the child's stdout (without the newline); nil at EOF.
+    public func readLine() -> String? {
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(stdoutFD, &byte, 1) == 1 {
+            if byte == 0x0a { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Sends `signal` to the child.
+    public func signal(_ signal: Int32) { if !reaped { kill(pid, signal) } }
+
+    /// Waits for the child: its exit status and peak resident set size in KiB (ru_maxrss).
+    @discardableResult
+    public func wait() -> (status: Int32, maxRSSKiB: Int) {
+        if stdinFD >= 0 { close(stdinFD); stdinFD = -1 }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        reaped = true
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, Int(usage.ru_maxrss))
+    }
+
+    deinit {
+        if !reaped {
+            kill(pid, SIGTERM)
+            wait()
+        }
+        if stdoutFD >= 0 { close(stdoutFD) }
+        if stdinFD >= 0 { close(stdinFD) }
+    }
+}
+
+/// Monotonic time, for measurements.
+public enum Stopwatch {
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// Seconds that `body` took.
+    public static func seconds<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Double {
+        let start = now()
+        try body()
+        return Double(now() - start) / 1e9
+    }
+
+    /// The median of `values`.
+    public static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+}
+
+/// The kernel's raw read of a range of /proc/PID/pagemap, as `dd ibs=8*BATCH` does it.
+public enum RawPagemapRead {
+    /// Reads the entries of `range` with one pread(2) of `entriesPerRead` entries at a time;
+    /// returns how many entries came back.
+    public static func read(pid: Int32, range: AddressRange, entriesPerRead: Int) throws(PageStatError) -> UInt64 {
+        let pagemap = try Pagemap(pid: pid)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: entriesPerRead * 8, alignment: 8)
+        defer { buffer.deallocate() }
+        let pageSize = pagemap.pageSize
+        var offset = Int64((range.start / pageSize) * 8)
+        let end = Int64((range.end / pageSize) * 8)
+        var total: UInt64 = 0
+        while offset < end {
+            let want = Int(min(Int64(buffer.count), end - offset))
+            let got = pread(pagemap.fileDescriptor.rawValue, buffer.baseAddress, want, off_t(offset))
+            guard got > 0 else { break }
+            total += UInt64(got / 8)
+            offset += Int64(got)
+        }
+        return total
+    }
+}

@@ -1,0 +1,240 @@
+import ArgumentParser
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Pagestat {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-measure the seed's tables: the kernel's raw pagemap read against pagestat's truth.",
+            discussion: """
+            Sets up the 2021 thread's matrix with `pagestat lab`: private and shared anonymous \
+            memory, 0, 50 and 100% dirty, swapping in a memory cgroup limited to a quarter of the \
+            size (swappiness 60), plus a worst case (shared, every other page written). For each \
+            cell it measures, side by side in one run, the kernel's raw read of the range at 1, 8, \
+            64, 512 and 1024 entries per read (what `dd ibs=8*BATCH` does) and pagestat's full \
+            classification of the same range (present/swapped/cached/none for every page, as \
+            `show --format json` computes it), in this process; then whole process against whole \
+            process: `dd ibs=8192` against `pagestat show --range ... --format json`. Medians of \
+            --runs runs after a warm-up. Needs root (cgroup) and swap.
+
+            The default size finishes in about a minute here; --pages 4194304 is the seed's 16 GiB.
+            """
+        )
+
+        @Option(help: "Pages per cell (the seed used 4194304, 16 GiB).")
+        var pages: Int = 262_144
+
+        @Option(help: "Measured runs per figure (the median is shown), after one warm-up run.")
+        var runs: Int = 5
+
+        @Flag(help: "Skip the whole-process comparison (dd against pagestat show).")
+        var noWholeProcess = false
+
+        func validate() throws {
+            guard pages >= 4096 && pages % 1024 == 0 else { throw ValidationError("--pages must be a multiple of 1024, at least 4096") }
+            guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
+        }
+
+        func run() throws {
+            try reportingErrors { () throws(PageStatError) in try measure() }
+        }
+
+        struct Cell {
+            var shared: Bool
+            var dirty: Int
+            var pattern: String
+            var name: String { "\(shared ? "shared" : "private")|anon \(dirty)%\(pattern == "first" ? "" : " " + pattern)" }
+        }
+
+        struct Result {
+            var cell: Cell
+            var counts: PageCounts
+            var raw: [Int: Double]
+            var pagestat: Double
+            var dd: Double?
+            var show: Double?
+            var showPeakKiB: Int?
+        }
+
+        static let batches = [1, 8, 64, 512, 1024]
+
+        private func measure() throws(PageStatError) {
+            guard geteuid() == 0 else { throw .permissionDenied(what: "bench runs lab in a memory cgroup: run it as root") }
+            guard !SwapArea.active().isEmpty else { throw .unsupported("swap is off: bench needs swap (swapon)") }
+            let executable = try selfExecutable()
+            let pageSize = ProcFS.pageSize
+            var cells: [Cell] = []
+            for shared in [false, true] { for dirty in [0, 50, 100] { cells.append(Cell(shared: shared, dirty: dirty, pattern: "first")) } }
+            cells.append(Cell(shared: true, dirty: 50, pattern: "alternate"))
+            writeOut("""
+            pagestat bench: \(pages) pages (\(humanBytes(UInt64(pages * pageSize)))) per cell, memory limit \
+            \(humanBytes(UInt64(pages * pageSize / 4))), median of \(runs) runs after a warm-up; \
+            \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, kernel \(kernelRelease())\n\n
+            """)
+            var results: [Result] = []
+            for cell in cells {
+                printError("pagestat bench: \(cell.name): setting up")
+                results.append(try measure(cell, executable: executable))
+            }
+            writeOut(BenchTables.render(results, pageSize: pageSize, batches: Self.batches))
+        }
+
+        private func measure(_ cell: Cell, executable: String) throws(PageStatError) -> Result {
+            let pageSize = ProcFS.pageSize
+            let lab = try ChildProcess([executable, "lab", "--pages", String(pages), cell.shared ? "--shared" : "--private",
+                                        "--dirty", String(cell.dirty), "--memory-limit", String(pages * pageSize / 4),
+                                        "--swappiness", "60", "--pattern", cell.pattern, "--exit-on-eof"],
+                                       captureOutput: true)
+            defer {
+                lab.signal(SIGTERM)
+                lab.wait()
+            }
+            guard let line = lab.readLine(), let pid = Self.number("pid", in: line), let start = Self.number("start", in: line) else {
+                throw .system(call: "pagestat lab (no layout line)", errno: .ioError)
+            }
+            let range = AddressRange(start: start, end: start + UInt64(pages * pageSize))
+            let pid32 = Int32(pid)
+            var raw: [Int: Double] = [:]
+            for batch in Self.batches {
+                raw[batch] = try median { () throws(PageStatError) in _ = try RawPagemapRead.read(pid: pid32, range: range, entriesPerRead: batch) }
+            }
+            var counts = PageCounts()
+            let pagestat = try median { () throws(PageStatError) in
+                let report = try ProcessScanner(pid: pid32).scan(ScanOptions(range: range))
+                _ = ReportRenderer.json(report)
+                counts = report.counts
+            }
+            var result = Result(cell: cell, counts: counts, raw: raw, pagestat: pagestat)
+            if !noWholeProcess {
+                let bytes = UInt64(pages * 8)
+                let skip = (start / UInt64(pageSize)) * 8
+                let dd = ["/bin/dd", "if=/proc/\(pid)/pagemap", "ibs=8192", "obs=1M", "skip=\(skip)", "count=\(bytes)",
+                          "iflag=skip_bytes,count_bytes", "of=/dev/null", "status=none"]
+                let show = [executable, "show", "--pid", String(pid), "--range", "\(hex(range.start))+\(range.length)",
+                            "--format", "json"]
+                result.dd = try wholeProcess(dd).seconds
+                let measured = try wholeProcess(show)
+                result.show = measured.seconds
+                result.showPeakKiB = measured.peakKiB
+            }
+            return result
+        }
+
+        /// Median wall time of `runs` runs of a whole process, after a warm-up; its peak RSS.
+        private func wholeProcess(_ arguments: [String]) throws(PageStatError) -> (seconds: Double, peakKiB: Int) {
+            var peak = 0
+            let seconds = try median { () throws(PageStatError) in
+                let child = try ChildProcess(arguments, captureOutput: false)
+                let (status, rss) = child.wait()
+                guard status == 0 else { throw .system(call: arguments[0...1].joined(separator: " "), errno: .ioError) }
+                peak = max(peak, rss)
+            }
+            return (seconds, peak)
+        }
+
+        private func median(_ body: () throws(PageStatError) -> Void) throws(PageStatError) -> Double {
+            try body()  // warm-up
+            var times: [Double] = []
+            for _ in 0..<runs { times.append(try Stopwatch.seconds(body)) }
+            return Stopwatch.median(times)
+        }
+
+        private func selfExecutable() throws(PageStatError) -> String {
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+            guard count > 0 else { throw .system(call: "readlink /proc/self/exe", errno: .init(rawValue: errno)) }
+            return buffer[0..<count].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
+        }
+
+        private func kernelRelease() -> String {
+            var name = utsname()
+            uname(&name)
+            return withUnsafeBytes(of: name.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        }
+
+        /// A non-negative integer field of a one-line JSON object.
+        static func number(_ key: String, in line: String) -> UInt64? {
+            let needle = Array("\"\(key)\":".utf8)
+            let bytes = Array(line.utf8)
+            guard bytes.count >= needle.count,
+                  let at = (0...(bytes.count - needle.count)).first(where: { Array(bytes[$0..<$0 + needle.count]) == needle })
+            else { return nil }
+            let digits = bytes[(at + needle.count)...].prefix(while: { $0 >= 0x30 && $0 <= 0x39 })
+            return UInt64(String(decoding: digits, as: UTF8.self))
+        }
+    }
+}
+
+/// The seed's two tables, re-measured, with ratio columns.
+enum BenchTables {
+    /// The seed's figures (post-patch / pre-patch, seconds), for the ratio it paid.
+    static let seedFirst: [String: (Double, Double)] = [
+        "private|anon 0%": (8.15, 8.40), "private|anon 50%": (11.83, 12.19), "private|anon 100%": (12.37, 12.20),
+        "shared|anon 0%": (8.17, 8.18), "shared|anon 50%": (10.43, 37.43), "shared|anon 100%": (10.20, 38.59),
+    ]
+    static let seedBatches: [Int: [(Double, Double)]] = [
+        1: [(10.43, 37.43), (10.20, 38.59)], 8: [(1.38, 4.80), (1.35, 4.94)], 64: [(0.25, 0.72), (0.24, 0.74)],
+        512: [(0.10, 0.21), (0.10, 0.22)], 1024: [(0.10, 0.20), (0.10, 0.21)],
+    ]
+
+    static func seconds(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return value >= 1 ? String(format2: value) + " s" : String(format2: value * 1000) + " ms"
+    }
+
+    static func ratio(_ a: Double?, _ b: Double?) -> String {
+        guard let a, let b, b > 0 else { return "-" }
+        return String(format2: a / b) + "x"
+    }
+
+    static func render(_ results: [Pagestat.Bench.Result], pageSize: Int, batches: [Int]) -> String {
+        var out = "Table 1: the seed's first table. Kernel: raw pagemap read of the range; pagestat: the full\n"
+        out += "classification of the same range in this process (present/swapped/cached/none for every page).\n"
+        var first = TextTable(headers: ["CELL", "PRESENT", "SWAPPED", "NONE", "KERNEL 1/READ", "KERNEL 1024/READ",
+                                        "PAGESTAT", "VS 1024", "SEED PATCH VS PRE"], rightAligned: [1, 2, 3, 4, 5, 6, 7, 8])
+        for result in results {
+            let seed = seedFirst[result.cell.name]
+            first.add([result.cell.name, String(result.counts.present), String(result.counts.swapped),
+                       String(result.counts.none + result.counts.cached), seconds(result.raw[1]), seconds(result.raw[1024]),
+                       seconds(result.pagestat), ratio(result.pagestat, result.raw[1024]),
+                       seed.map { ratio($0.1, $0.0) } ?? "-"])
+        }
+        out += first.render()
+        out += "\nTable 2: the seed's second table: shared anonymous memory by entries per read (dd ibs=8*BATCH).\n"
+        var second = TextTable(headers: ["BATCH", "KERNEL 50%", "PAGESTAT 50%", "RATIO", "SEED RATIO",
+                                         "KERNEL 100%", "PAGESTAT 100%", "RATIO", "SEED RATIO"],
+                               rightAligned: Set(0...8))
+        let fifty = results.first { $0.cell.shared && $0.cell.dirty == 50 && $0.cell.pattern == "first" }
+        let hundred = results.first { $0.cell.shared && $0.cell.dirty == 100 }
+        for batch in batches {
+            let seed = seedBatches[batch]
+            second.add([String(batch), seconds(fifty?.raw[batch]), seconds(fifty?.pagestat),
+                        ratio(fifty?.pagestat, fifty?.raw[batch]), seed.map { ratio($0[0].1, $0[0].0) } ?? "-",
+                        seconds(hundred?.raw[batch]), seconds(hundred?.pagestat),
+                        ratio(hundred?.pagestat, hundred?.raw[batch]), seed.map { ratio($0[1].1, $0[1].0) } ?? "-"])
+        }
+        out += second.render()
+        if results.contains(where: { $0.dd != nil }) {
+            out += "\nWhole process against whole process: dd ibs=8192 against pagestat show --range ... --format json.\n"
+            var whole = TextTable(headers: ["CELL", "DD", "PAGESTAT SHOW", "RATIO", "PAGESTAT PEAK RSS"], rightAligned: [1, 2, 3, 4])
+            for result in results {
+                whole.add([result.cell.name, seconds(result.dd), seconds(result.show), ratio(result.show, result.dd),
+                           result.showPeakKiB.map { humanBytes(UInt64($0) * 1024) } ?? "-"])
+            }
+            out += whole.render()
+        }
+        return out
+    }
+}
+
+extension String {
+    /// A number with two decimals (no Foundation here).
+    init(format2 value: Double) {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        self = "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}
