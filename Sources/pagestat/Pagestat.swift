@@ -65,13 +65,16 @@ func printError(_ line: String, newline: Bool = true) {
 /// Writes to stdout in one go (reports can be large).
 func writeOut(_ text: String) {
     var text = text
-    text.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { if errno == EINTR { continue }; return }
-            offset += written
-        }
+    text.withUTF8 { writeOut(UnsafeRawBufferPointer($0)) }
+}
+
+/// Writes bytes to stdout, all of them unless the reader went away.
+func writeOut(_ bytes: UnsafeRawBufferPointer) {
+    var offset = 0
+    while offset < bytes.count {
+        let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+        if written <= 0 { if errno == EINTR { continue }; return }
+        offset += written
     }
 }
 

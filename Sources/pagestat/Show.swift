@@ -77,7 +77,11 @@ extension Pagestat {
                         return mapping.runs.isEmpty ? nil : mapping
                     }
                 }
-                writeOut(format == .json ? ReportRenderer.json(report) : ReportRenderer.text(report))
+                if format == .json {
+                    ReportRenderer.writeJSON(report) { writeOut($0) }
+                } else {
+                    writeOut(ReportRenderer.text(report))
+                }
             }
         }
     }

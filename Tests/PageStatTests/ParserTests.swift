@@ -187,3 +187,19 @@ struct ParserTests {
         #expect(humanBytes(1536 * 1024) == "1.5 MiB")
     }
 }
+
+@Suite("Run layout")
+struct RunLayoutTests {
+    @Test func runsAreSmallAndKeepTheirDetails() {
+        #expect(MemoryLayout<PageRun>.stride == 32)
+        var run = PageRun(start: 0x1000, pages: 3, state: .swapped, flags: [.exclusive],
+                          swap: SwapLocation(type: 3, offset: 0x1234), kernelFlags: KPageFlags(rawValue: 1 << 22))
+        #expect(run.swap == SwapLocation(type: 3, offset: 0x1234) && run.pfn == nil)
+        #expect(run.kernelFlags == KPageFlags(rawValue: 1 << 22))
+        run.pfn = 42
+        #expect(run.pfn == 42 && run.swap == nil)
+        run.kernelFlags = nil
+        #expect(run.kernelFlags == nil)
+        #expect(PageRun(start: 0, pages: 1, state: .none, flags: [], kernelFlags: KPageFlags()).kernelFlags == KPageFlags())
+    }
+}

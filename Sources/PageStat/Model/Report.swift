@@ -8,19 +8,20 @@ public struct SwapLocation: Sendable, Hashable {
     }
 }
 
-/// A maximal stretch of adjacent pages with the same state and flags.
+/// A maximal stretch of adjacent pages with the same state and flags. 32 bytes: reports hold
+/// one per run, and a fragmented 16 GiB mapping has millions.
 public struct PageRun: Sendable, Hashable {
     /// First address of the run, in bytes.
     public var start: UInt64
     public var pages: UInt64
-    public var state: PageState
+    /// The PFN or the swap entry (offset << 5 | type) of the first page, per `detailKind`.
+    private var detail: UInt64 = 0
+    /// The kernel's page flags (documented bits 0-26); bit 31 says they were asked for.
+    private var kernelFlagBits: UInt32 = 0
     public var flags: PageFlags
-    /// PFN of the first page, when the kernel gave PFNs (CAP_SYS_ADMIN) and the run is present.
-    public var pfn: UInt64?
-    /// Swap location of the first page, when the kernel gave it (private swap entries, privileged).
-    public var swap: SwapLocation?
-    /// The kernel's page flags (/proc/kpageflags), the same for every page of the run, when asked for.
-    public var kernelFlags: KPageFlags?
+    public var state: PageState
+    /// 0: no detail, 1: a PFN, 2: a swap location.
+    private var detailKind: UInt8 = 0
 
     public init(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
                 pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
@@ -29,8 +30,41 @@ public struct PageRun: Sendable, Hashable {
         self.state = state
         self.flags = flags
         self.pfn = pfn
-        self.swap = swap
+        if let swap { self.swap = swap }
         self.kernelFlags = kernelFlags
+    }
+
+    /// PFN of the first page, when the kernel gave PFNs (CAP_SYS_ADMIN) and the run is present.
+    public var pfn: UInt64? {
+        get { detailKind == 1 ? detail : nil }
+        set {
+            if let newValue { detail = newValue; detailKind = 1 } else if detailKind == 1 { detail = 0; detailKind = 0 }
+        }
+    }
+
+    /// Swap location of the first page, when the kernel gave it (private swap entries, privileged).
+    public var swap: SwapLocation? {
+        get { detailKind == 2 ? SwapLocation(type: UInt8(truncatingIfNeeded: detail & 0x1f), offset: detail >> 5) : nil }
+        set {
+            if let newValue {
+                detail = newValue.offset << 5 | UInt64(newValue.type & 0x1f)
+                detailKind = 2
+            } else if detailKind == 2 { detail = 0; detailKind = 0 }
+        }
+    }
+
+    /// The kernel's page flags (/proc/kpageflags), the same for every page of the run, when asked for.
+    public var kernelFlags: KPageFlags? {
+        get { kernelFlagBits & (1 << 31) != 0 ? KPageFlags(rawValue: UInt64(kernelFlagBits & 0x7fff_ffff)) : nil }
+        set {
+            kernelFlagBits = newValue.map { UInt32(truncatingIfNeeded: $0.rawValue & KPageFlags.documentedMask) | (1 << 31) } ?? 0
+        }
+    }
+
+    /// Whether two runs agree on everything but position and first-page detail.
+    @inline(__always)
+    func continues(_ state: PageState, _ flags: PageFlags, _ kernelFlags: KPageFlags?) -> Bool {
+        self.state == state && self.flags == flags && self.kernelFlags == kernelFlags
     }
 
     /// Whether the run has every flag named in `names` (pagestat's flags or the kernel's).

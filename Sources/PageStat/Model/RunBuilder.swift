@@ -11,8 +11,7 @@ public struct RunBuilder: Sendable {
     public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
                                 pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
         guard pages > 0 else { return }
-        if let last = runs.last, last.state == state, last.flags == flags, last.kernelFlags == kernelFlags,
-           last.start + last.pages * pageSize == start {
+        if let last = runs.last, last.continues(state, flags, kernelFlags), last.start + last.pages * pageSize == start {
             runs[runs.count - 1].pages += pages
         } else {
             runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap,

@@ -22,39 +22,116 @@ public func humanBytes(_ bytes: UInt64) -> String {
 /// `0x`-prefixed lowercase hexadecimal, the way addresses are written in text output.
 public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
-/// A minimal streaming JSON writer with stable key order.
+/// A minimal streaming JSON writer with stable key order. It builds UTF-8 bytes; given a sink it
+/// hands them over every 64 KiB, so a report with millions of runs is never held whole.
 public struct JSONWriter {
-    public private(set) var output = ""
+    /// The bytes written and not yet flushed: a plain growable buffer (no copy-on-write checks
+    /// on the hot path).
+    final class Buffer {
+        var base: UnsafeMutablePointer<UInt8>
+        var count = 0
+        var capacity: Int
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = .allocate(capacity: capacity)
+        }
+
+        deinit { base.deallocate() }
+
+        @inline(__always)
+        func reserve(_ extra: Int) {
+            guard count + extra > capacity else { return }
+            var newCapacity = capacity * 2
+            while count + extra > newCapacity { newCapacity *= 2 }
+            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+            grown.update(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity = newCapacity
+        }
+
+        @inline(__always)
+        func append(_ byte: UInt8) {
+            reserve(1)
+            base[count] = byte
+            count += 1
+        }
+
+        @inline(__always)
+        func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+            reserve(bytes.count)
+            (base + count).update(from: bytes.baseAddress!, count: bytes.count)
+            count += bytes.count
+        }
+
+        func append(_ string: StaticString) {
+            string.withUTF8Buffer { append($0) }
+        }
+    }
+
+    private let buffer = Buffer(capacity: 1 << 16)
+    private let sink: ((UnsafeRawBufferPointer) -> Void)?
     /// Per open container: whether the next element needs a comma before it.
     private var needsComma: [Bool] = [false]
     /// Whether a key was just written, so the next value belongs to it.
     private var afterKey = false
 
-    public init() {}
+    public init(sink: ((UnsafeRawBufferPointer) -> Void)? = nil) {
+        self.sink = sink
+    }
 
+    /// What was written (without a sink).
+    public var output: String {
+        String(decoding: UnsafeBufferPointer(start: buffer.base, count: buffer.count), as: UTF8.self)
+    }
+
+    /// Hands what is buffered to the sink.
+    public mutating func flush() {
+        guard let sink, buffer.count > 0 else { return }
+        sink(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+        buffer.count = 0
+    }
+
+    @inline(__always)
+    private mutating func maybeFlush() {
+        if sink != nil && buffer.count >= 1 << 16 { flush() }
+    }
+
+    @inline(__always)
     private mutating func separator() {
-        if needsComma[needsComma.count - 1] { output += "," }
+        if needsComma[needsComma.count - 1] { buffer.append(0x2c) }
         needsComma[needsComma.count - 1] = true
     }
 
+    @inline(__always)
     private mutating func beforeValue() {
         if afterKey { afterKey = false } else { separator() }
     }
 
     public mutating func key(_ name: String) {
         separator()
-        output += JSONWriter.quote(name) + ":"
+        appendQuoted(name)
+        buffer.append(0x3a)
         afterKey = true
     }
 
-    public mutating func beginObject() { beforeValue(); output += "{"; needsComma.append(false) }
-    public mutating func endObject() { needsComma.removeLast(); output += "}" }
-    public mutating func beginArray() { beforeValue(); output += "["; needsComma.append(false) }
-    public mutating func endArray() { needsComma.removeLast(); output += "]" }
-    public mutating func value(_ string: String) { beforeValue(); output += JSONWriter.quote(string) }
-    public mutating func value<T: BinaryInteger>(_ number: T) { beforeValue(); output += String(number) }
-    public mutating func value(_ bool: Bool) { beforeValue(); output += bool ? "true" : "false" }
-    public mutating func null() { beforeValue(); output += "null" }
+    public mutating func beginObject() { beforeValue(); buffer.append(0x7b); needsComma.append(false) }
+    public mutating func endObject() { needsComma.removeLast(); buffer.append(0x7d); maybeFlush() }
+    public mutating func beginArray() { beforeValue(); buffer.append(0x5b); needsComma.append(false) }
+    public mutating func endArray() { needsComma.removeLast(); buffer.append(0x5d); maybeFlush() }
+    public mutating func value(_ string: String) { beforeValue(); appendQuoted(string) }
+    public mutating func value<T: BinaryInteger>(_ number: T) {
+        beforeValue()
+        if let unsigned = UInt64(exactly: number) {
+            appendDecimal(unsigned)
+        } else {
+            var text = String(number)
+            text.withUTF8 { buffer.append($0) }
+        }
+    }
+    public mutating func value(_ bool: Bool) { beforeValue(); buffer.append(bool ? "true" : "false") }
+    public mutating func null() { beforeValue(); buffer.append("null") }
 
     public mutating func field(_ name: String, _ string: String) { key(name); value(string) }
     public mutating func field<T: BinaryInteger>(_ name: String, _ number: T) { key(name); value(number) }
@@ -66,21 +143,56 @@ public struct JSONWriter {
         endArray()
     }
 
-    public static func quote(_ string: String) -> String {
-        var result = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let digits = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
-            default: result.unicodeScalars.append(scalar)
+    @inline(__always)
+    private func appendDecimal(_ value: UInt64) {
+        buffer.reserve(20)
+        if value < 10 {
+            buffer.append(0x30 + UInt8(value))
+            return
+        }
+        var digits = 0
+        var rest = value
+        while rest > 0 { digits += 1; rest /= 10 }
+        rest = value
+        var position = buffer.count + digits - 1
+        while rest > 0 {
+            buffer.base[position] = 0x30 + UInt8(rest % 10)
+            rest /= 10
+            position -= 1
+        }
+        buffer.count += digits
+    }
+
+    private func appendQuoted(_ string: String) {
+        buffer.append(0x22)
+        // Most strings need no escaping: copy them whole.
+        let plain = string.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5c { return false }
+            buffer.append(utf8)
+            return true
+        }
+        if plain != true {
+            let hex = Array("0123456789abcdef".utf8)
+            for byte in string.utf8 {
+                switch byte {
+                case 0x22: buffer.append(0x5c); buffer.append(0x22)
+                case 0x5c: buffer.append(0x5c); buffer.append(0x5c)
+                case 0x0a: buffer.append(0x5c); buffer.append(0x6e)
+                case 0x0d: buffer.append(0x5c); buffer.append(0x72)
+                case 0x09: buffer.append(0x5c); buffer.append(0x74)
+                case 0..<0x20:
+                    for escaped in [0x5c, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xf)]] { buffer.append(escaped) }
+                default: buffer.append(byte)
+                }
             }
         }
-        return result + "\""
+        buffer.append(0x22)
+    }
+
+    /// `string` as a JSON string literal.
+    public static func quote(_ string: String) -> String {
+        let writer = JSONWriter()
+        writer.appendQuoted(string)
+        return writer.output
     }
 }

@@ -5,6 +5,19 @@ public enum ReportRenderer {
     /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
     public static func json(_ report: ProcessReport) -> String {
         var json = JSONWriter()
+        write(report, into: &json)
+        return json.output + "\n"
+    }
+
+    /// Streams the JSON report to `sink` in 64 KiB pieces.
+    public static func writeJSON(_ report: ProcessReport, to sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        var json = JSONWriter(sink: sink)
+        write(report, into: &json)
+        json.flush()
+        [UInt8(0x0a)].withUnsafeBytes(sink)
+    }
+
+    static func write(_ report: ProcessReport, into json: inout JSONWriter) {
         json.beginObject()
         json.field("pid", report.pid)
         json.field("page_size", report.pageSize)
@@ -47,7 +60,6 @@ public enum ReportRenderer {
         json.key("totals")
         countsJSON(report.counts, into: &json)
         json.endObject()
-        return json.output + "\n"
     }
 
     static func countsJSON(_ counts: PageCounts, into json: inout JSONWriter) {

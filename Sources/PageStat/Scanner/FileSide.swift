@@ -28,6 +28,9 @@ final class FileSide {
     private var vector: UnsafeMutableBufferPointer<UInt8>
     /// The last lseek answer: no data in `[from, dataStart)`, data in `[dataStart, dataEnd)`.
     private var memo: (from: UInt64, dataStart: UInt64, dataEnd: UInt64)?
+    /// What the last probe learnt past the memo: no data in `[from, next)`, data at `next`
+    /// (`.max`: no data at all).
+    private var nextData: (from: UInt64, next: UInt64)?
 
     static let vectorPages = 1 << 16
 
@@ -59,18 +62,35 @@ final class FileSide {
         if end > inFileEnd { emit(end - inFileEnd, .none, []) }
     }
 
-    /// The data extent at or after `page`, from memory or from lseek.
+    /// The data extent at or after `page`, from memory or from lseek. A one-page extent costs one
+    /// call: SEEK_DATA from the page after the extent's first either finds data right there (the
+    /// extent goes on: SEEK_HOLE finds its end) or finds the next extent, which is remembered.
     private func extent(from page: UInt64) throws(PageStatError) -> (UInt64, UInt64)? {
         if let memo, memo.from <= page, page < memo.dataEnd {
             return memo.dataStart == .max ? nil : (max(page, memo.dataStart), memo.dataEnd)
         }
-        guard let data = try object.nextData(from: page * pageSize) else {
+        let dataStart: UInt64
+        if let nextData, nextData.from <= page, page <= nextData.next {
+            dataStart = nextData.next
+        } else if let data = try object.nextData(from: page * pageSize) {
+            dataStart = data / pageSize
+        } else {
+            dataStart = .max
+        }
+        guard dataStart != .max else {
             memo = (page, .max, .max)
             return nil
         }
-        let dataStart = data / pageSize
-        let hole = try object.nextHole(from: data) ?? object.size
-        let dataEnd = max(dataStart + 1, (hole + pageSize - 1) / pageSize)
+        let dataEnd: UInt64
+        let probe = try object.nextData(from: (dataStart + 1) * pageSize).map { $0 / pageSize }
+        if probe == dataStart + 1 {
+            let hole = try object.nextHole(from: (dataStart + 1) * pageSize) ?? object.size
+            dataEnd = max(dataStart + 1, (hole + pageSize - 1) / pageSize)
+            nextData = nil
+        } else {
+            dataEnd = dataStart + 1
+            nextData = (dataEnd, probe ?? .max)
+        }
         memo = (page, dataStart, dataEnd)
         return (dataStart, dataEnd)
     }

@@ -244,43 +244,55 @@ public final class ProcessScanner {
             if !part.isEmpty { items.append(Item(report: index, runs: part, mode: mode)) }
         }
         let snapshot = reports
+        // Each item: its pending runs resolved into one list, and where each run's part ends.
         let resolved = try parallelMap(count: items.count, threads: min(threads, items.count), makeWorker: { () }) {
-            (_: Void, itemIndex: Int) throws(PageStatError) -> Result<[[PageRun]], PageStatError> in
+            (_: Void, itemIndex: Int) throws(PageStatError) -> Result<([PageRun], [Int]), PageStatError> in
             let item = items[itemIndex]
             let report = snapshot[item.report]
             do throws(PageStatError) {
                 let fileSide = FileSide(object: try openObject(report.mapping), dataMode: item.mode)
-                return .success(try item.runs.map { runIndex throws(PageStatError) in
-                    try resolve(report.runs[runIndex], mapping: report.mapping, with: fileSide)
-                })
+                var builder = RunBuilder(pageSize: pageSize)
+                var ends: [Int] = []
+                ends.reserveCapacity(item.runs.count)
+                for runIndex in item.runs {
+                    try resolve(report.runs[runIndex], mapping: report.mapping, with: fileSide, into: &builder)
+                    ends.append(builder.runs.count)
+                }
+                return .success((builder.runs, ends))
             } catch {
                 if error == .processExited(pid: pid) { throw error }
                 return .failure(error)
             }
         }
         // Put the resolved runs in place of the pending ones, in order.
-        var replacements: [Int: [Int: [PageRun]]] = [:]
+        var replacements: [Int: [ArraySlice<PageRun>?]] = [:]
         for (item, result) in zip(items, resolved) {
             switch result {
-            case .success(let lists):
-                for (run, list) in zip(item.runs, lists) { replacements[item.report, default: [:]][run] = list }
+            case .success(let (runs, ends)):
+                var slots = replacements[item.report] ?? Array(repeating: nil, count: reports[item.report].runs.count)
+                var begin = 0
+                for (run, end) in zip(item.runs, ends) {
+                    slots[run] = runs[begin..<end]
+                    begin = end
+                }
+                replacements[item.report] = slots
             case .failure(let error):
                 let path = reports[item.report].mapping.path
                 notes.add("\(path.isEmpty ? reports[item.report].mapping.range.description : path): file side failed (\(error)); its pages there are unknown")
             }
         }
-        for (reportIndex, runs) in replacements {
+        for (reportIndex, slots) in replacements {
             var builder = RunBuilder(pageSize: pageSize)
             for (index, run) in reports[reportIndex].runs.enumerated() {
-                if let list = runs[index] { builder.append(contentsOf: list) } else { builder.append(run) }
+                if let list = slots[index] { builder.append(contentsOf: list) } else { builder.append(run) }
             }
             reports[reportIndex].runs = builder.runs
         }
     }
 
-    /// One pending run, settled by the object's page cache.
-    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: FileSide) throws(PageStatError) -> [PageRun] {
-        var builder = RunBuilder(pageSize: pageSize)
+    /// One pending run, settled by the object's page cache, appended to `builder`.
+    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: FileSide,
+                         into builder: inout RunBuilder) throws(PageStatError) {
         let flags = run.flags.subtracting(.pendingFileSide)
         let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
         var address = run.start
@@ -288,7 +300,6 @@ public final class ProcessScanner {
             builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags))
             address += pages * pageSize
         }
-        return builder.runs
     }
 
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
