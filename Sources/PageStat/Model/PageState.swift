@@ -27,6 +27,17 @@ public enum PageState: UInt8, Sendable, CaseIterable, Comparable, CustomStringCo
         }
     }
 
+    /// The name, for writers that want no String.
+    public var staticName: StaticString {
+        switch self {
+        case .present: "present"
+        case .swapped: "swapped"
+        case .cached: "cached"
+        case .none: "none"
+        case .unknown: "unknown"
+        }
+    }
+
     public init?(name: String) {
         guard let match = Self.allCases.first(where: { $0.description == name }) else { return nil }
         self = match
@@ -66,6 +77,13 @@ public struct PageFlags: OptionSet, Sendable, Hashable, CustomStringConvertible 
     ]
 
     public var names: [String] { Self.names.compactMap { contains($0.0) ? $0.1 : nil } }
+
+    /// The same names, in the same order, for writers that want no String.
+    public static let staticNames: [(PageFlags, StaticString)] = [
+        (.softDirty, "soft-dirty"), (.exclusive, "exclusive"), (.uffdWP, "uffd-wp"),
+        (.guardRegion, "guard"), (.file, "file"), (.thp, "thp"), (.zeroPage, "zero-page"),
+        (.nonSwapEntry, "non-swap-entry"),
+    ]
 
     public init(names: [String]) throws(PageStatError) {
         var flags = PageFlags()

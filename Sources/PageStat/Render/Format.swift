@@ -72,8 +72,9 @@ public struct JSONWriter {
 
     private let buffer = Buffer(capacity: 1 << 16)
     private let sink: ((UnsafeRawBufferPointer) -> Void)?
-    /// Per open container: whether the next element needs a comma before it.
-    private var needsComma: [Bool] = [false]
+    /// Per open container, as a bit stack (bit 0: the innermost): whether the next element
+    /// needs a comma before it. JSON here nests a few levels deep, far below 64.
+    private var needsComma: UInt64 = 0
     /// Whether a key was just written, so the next value belongs to it.
     private var afterKey = false
 
@@ -100,8 +101,8 @@ public struct JSONWriter {
 
     @inline(__always)
     private mutating func separator() {
-        if needsComma[needsComma.count - 1] { buffer.append(0x2c) }
-        needsComma[needsComma.count - 1] = true
+        if needsComma & 1 != 0 { buffer.append(0x2c) }
+        needsComma |= 1
     }
 
     @inline(__always)
@@ -116,10 +117,28 @@ public struct JSONWriter {
         afterKey = true
     }
 
-    public mutating func beginObject() { beforeValue(); buffer.append(0x7b); needsComma.append(false) }
-    public mutating func endObject() { needsComma.removeLast(); buffer.append(0x7d); maybeFlush() }
-    public mutating func beginArray() { beforeValue(); buffer.append(0x5b); needsComma.append(false) }
-    public mutating func endArray() { needsComma.removeLast(); buffer.append(0x5d); maybeFlush() }
+    /// A key known at compile time (no escaping needed).
+    public mutating func key(static name: StaticString) {
+        separator()
+        buffer.append(0x22)
+        buffer.append(name)
+        buffer.append(0x22)
+        buffer.append(0x3a)
+        afterKey = true
+    }
+
+    /// A string value known at compile time (no escaping needed).
+    public mutating func value(static string: StaticString) {
+        beforeValue()
+        buffer.append(0x22)
+        buffer.append(string)
+        buffer.append(0x22)
+    }
+
+    public mutating func beginObject() { beforeValue(); buffer.append(0x7b); needsComma <<= 1 }
+    public mutating func endObject() { needsComma >>= 1; buffer.append(0x7d); maybeFlush() }
+    public mutating func beginArray() { beforeValue(); buffer.append(0x5b); needsComma <<= 1 }
+    public mutating func endArray() { needsComma >>= 1; buffer.append(0x5d); maybeFlush() }
     public mutating func value(_ string: String) { beforeValue(); appendQuoted(string) }
     public mutating func value<T: BinaryInteger>(_ number: T) {
         beforeValue()
@@ -146,20 +165,17 @@ public struct JSONWriter {
     @inline(__always)
     private func appendDecimal(_ value: UInt64) {
         buffer.reserve(20)
-        if value < 10 {
-            buffer.append(0x30 + UInt8(value))
-            return
-        }
-        var digits = 0
+        // Digits go backwards into the 20 bytes past the end, then move into place.
+        let scratch = buffer.base + buffer.count
+        var position = 20
         var rest = value
-        while rest > 0 { digits += 1; rest /= 10 }
-        rest = value
-        var position = buffer.count + digits - 1
-        while rest > 0 {
-            buffer.base[position] = 0x30 + UInt8(rest % 10)
-            rest /= 10
+        repeat {
             position -= 1
-        }
+            scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest % 10)
+            rest /= 10
+        } while rest > 0
+        let digits = 20 - position
+        if position > 0 { scratch.update(from: scratch + position, count: digits) }
         buffer.count += digits
     }
 

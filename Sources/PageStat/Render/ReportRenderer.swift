@@ -38,14 +38,25 @@ public enum ReportRenderer {
             json.beginArray()
             for run in mapping.runs {
                 json.beginObject()
-                json.field("start", run.start)
-                json.field("pages", run.pages)
-                json.field("state", run.state.description)
-                json.field("flags", strings: run.flags.names)
+                json.key(static: "start")
+                json.value(run.start)
+                json.key(static: "pages")
+                json.value(run.pages)
+                json.key(static: "state")
+                json.value(static: run.state.staticName)
+                json.key(static: "flags")
+                json.beginArray()
+                if !run.flags.isEmpty {
+                    for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) { json.value(static: name) }
+                }
+                json.endArray()
                 if let kernelFlags = run.kernelFlags { json.field("kernel_flags", strings: kernelFlags.names) }
-                if let pfn = run.pfn { json.field("pfn", pfn) }
+                if let pfn = run.pfn {
+                    json.key(static: "pfn")
+                    json.value(pfn)
+                }
                 if let swap = run.swap {
-                    json.key("swap")
+                    json.key(static: "swap")
                     json.beginObject()
                     json.field("type", swap.type)
                     json.field("offset", swap.offset)

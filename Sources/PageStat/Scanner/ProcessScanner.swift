@@ -227,9 +227,10 @@ public final class ProcessScanner {
                     mode = dataMode
                 }
             }
-            // Split big pending work into one item per worker.
+            // Split big pending work into one item per worker, except on shmem, where lseek
+            // holds the inode lock and two workers would only wait for each other.
             let pendingPages = pending.reduce(UInt64(0)) { $0 + reports[index].runs[$1].pages }
-            let parts = pendingPages >= Self.parallelThreshold ? max(1, threads) : 1
+            let parts = pendingPages >= Self.parallelThreshold && !object.isShmem ? max(1, threads) : 1
             var part: [Int] = []
             var partPages: UInt64 = 0
             for run in pending {
