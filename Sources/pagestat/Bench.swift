@@ -54,6 +54,8 @@ extension Pagestat {
             var counts: PageCounts
             var raw: [Int: Double]
             var pagestat: Double
+            /// The last measured run's phases (seconds), JSON rendering included.
+            var phases: [(phase: String, seconds: Double)] = []
             var dd: Double?
             var show: Double?
             var showPeakKiB: Int?
@@ -102,12 +104,15 @@ extension Pagestat {
                 raw[batch] = try median { () throws(PageStatError) in _ = try RawPagemapRead.read(pid: pid32, range: range, entriesPerRead: batch) }
             }
             var counts = PageCounts()
+            var phases: [(phase: String, seconds: Double)] = []
             let pagestat = try median { () throws(PageStatError) in
                 let report = try ProcessScanner(pid: pid32).scan(ScanOptions(range: range))
-                _ = ReportRenderer.json(report)
+                let rendering = Stopwatch.seconds { ReportRenderer.writeJSON(report) { _ in } }
                 counts = report.counts
+                phases = report.timings + [("render JSON", rendering)]
             }
             var result = Result(cell: cell, counts: counts, raw: raw, pagestat: pagestat)
+            result.phases = phases
             if !noWholeProcess {
                 let bytes = UInt64(pages * 8)
                 let skip = (start / UInt64(pageSize)) * 8
@@ -217,6 +222,17 @@ enum BenchTables {
                         ratio(hundred?.pagestat, hundred?.raw[batch]), seed.map { ratio($0[1].1, $0[1].0) } ?? "-"])
         }
         out += second.render()
+        out += "\nWhere pagestat's time goes (one run, milliseconds; per page: all phases over the range's pages).\n"
+        let phaseNames = results.first?.phases.map(\.phase) ?? []
+        var phases = TextTable(headers: ["CELL"] + phaseNames.map { $0.uppercased() } + ["NS/PAGE"],
+                               rightAligned: Set(1...(phaseNames.count + 1)))
+        for result in results {
+            let total = result.phases.reduce(0) { $0 + $1.seconds }
+            let pages = Double(result.counts.total)
+            phases.add([result.cell.name] + result.phases.map { String(format2: $0.seconds * 1000) }
+                       + [pages > 0 ? String(format2: total * 1e9 / pages) : "-"])
+        }
+        out += phases.render()
         if results.contains(where: { $0.dd != nil }) {
             out += "\nWhole process against whole process: dd ibs=8192 against pagestat show --range ... --format json.\n"
             var whole = TextTable(headers: ["CELL", "DD", "PAGESTAT SHOW", "RATIO", "PAGESTAT PEAK RSS"], rightAligned: [1, 2, 3, 4])

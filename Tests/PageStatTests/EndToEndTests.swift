@@ -149,6 +149,9 @@ struct ShowEndToEndTests {
         // Private memory needs no file side.
         let privateAnon = jsonPageStates(try runs(json, mappingStart: try #require(regions["private-anon"])))
         #expect(privateAnon == Self.expected("private-anon", q: 16))
+        // Without PFNs the zero page is told by PAGEMAP_SCAN.
+        let privateRuns = try runs(json, mappingStart: try #require(regions["private-anon"]))
+        #expect(privateRuns.contains { ($0["flags"] as? [String])?.contains("zero-page") == true && $0["pages"] as? Int == 16 })
     }
 }
 

@@ -197,9 +197,27 @@ struct FlagAndFallbackTests {
         memory.write(first..<first + hugePages)
         let anonHuge = try smapsEntry(containing: memory.address)["AnonHugePages"]
         try #require(anonHuge >= UInt64(huge), "the kernel gave no huge page (THP off or no memory): nothing to check")
+        _ = memory.read(first + hugePages..<first + hugePages + 8)  // the zero page beside it
         let flags = pageFlags(try scanSelf(memory.range))
         #expect(flags[first..<first + hugePages].allSatisfy { $0.contains(.thp) })
         #expect(first == 0 || !flags[0].contains(.thp))
+        // As root the flags come from PFNs and kpageflags; PAGEMAP_SCAN must agree.
+        if TestEnvironment.isRoot, let zeroPFN = PFNFlagSource.zeroPageFrame {
+            let scanner = try ProcessScanner(pid: getpid())
+            let worker = PageTableWorker(pid: getpid(), pageSize: UInt64(TestEnvironment.pageSize),
+                                         pagemap: scanner.pagemap.fileDescriptor, scanCategories: scanner.scanCategories,
+                                         batchPages: memory.pages)
+            let fromScan = try worker.hugeAndZeroRegions(memory.range)
+            let entries = try Pagemap(pid: getpid())
+            var buffer = [UInt64](repeating: 0, count: memory.pages)
+            let got = try buffer.withUnsafeMutableBufferPointer { try entries.read(at: memory.address, into: $0) }
+            let source = PFNFlagSource(zeroPFN: zeroPFN, kpageflags: try KPageTable.kpageflags(),
+                                       pageSize: UInt64(TestEnvironment.pageSize))
+            let fromPFNs = try buffer.withUnsafeBufferPointer { try source.regions(UnsafeBufferPointer(rebasing: $0[0..<got]), firstAddress: memory.address) }
+            #expect(fromScan.map(\.0) == fromPFNs.map(\.0))
+            #expect(fromScan.map(\.1) == fromPFNs.map(\.1))
+            #expect(fromPFNs.contains { $0.1 == .zeroPage })
+        }
     }
 
     /// A new mapping carries VM_SOFTDIRTY ("sd" in smaps VmFlags) only where the kernel tracks soft-dirty.

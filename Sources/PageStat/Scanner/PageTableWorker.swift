@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SystemPackage
 
 /// What one pass over a stretch of a mapping's page table carries along.
@@ -11,8 +14,86 @@ struct PageTablePass {
     var use: MemoryUse?
     /// /proc/kpageflags, to split runs by the kernel's page flags.
     var flags: KPageTable?
+    /// Privileged: THP and zero pages told from the PFNs themselves (and /proc/kpageflags for
+    /// THP candidates) instead of a second walk with PAGEMAP_SCAN.
+    var flagsFromPFNs: PFNFlagSource?
 
     init(decoder: PagemapDecoder) { self.decoder = decoder }
+}
+
+/// THP and zero-page flags from PFNs, for privileged scans: the zero page is one known PFN; a
+/// huge page is 512 present entries at a 2 MiB-aligned address with consecutive PFNs from a
+/// 512-aligned one, which /proc/kpageflags then confirms (THP or huge; zero page for the huge
+/// zero page). One compare per page, one pread per candidate, no second page-table walk.
+struct PFNFlagSource {
+    let zeroPFN: UInt64
+    let kpageflags: KPageTable
+    let pageSize: UInt64
+
+    static let hugePages = 512
+
+    /// The shared zero page's PFN: a read fault on a private anonymous page of our own maps it,
+    /// and our own pagemap (privileged) names it.
+    static let zeroPageFrame: UInt64? = {
+        let length = ProcFS.pageSize
+        guard let page = mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else { return nil }
+        defer { munmap(page, length) }
+        _ = page.load(as: UInt8.self)
+        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var entry: UInt64 = 0
+        let offset = off_t(UInt(bitPattern: page) / UInt(length) * 8)
+        guard pread(fd, &entry, 8, offset) == 8 else { return nil }
+        let decoded = PagemapEntry(rawValue: entry)
+        return decoded.isPresent && decoded.pfn != 0 ? decoded.pfn : nil
+    }()
+
+    /// Flag regions of a batch of entries starting at `firstAddress`, in address order.
+    func regions(_ batch: UnsafeBufferPointer<UInt64>, firstAddress: UInt64) throws(PageStatError) -> [(AddressRange, PageFlags)] {
+        var found: [(AddressRange, PageFlags)] = []
+        let hugeBytes = UInt64(Self.hugePages) * pageSize
+        var index = 0
+        while index < batch.count {
+            let entry = PagemapEntry(rawValue: batch[index])
+            guard entry.isPresent else { index += 1; continue }
+            let address = firstAddress + UInt64(index) * pageSize
+            if entry.pfn == zeroPFN {
+                var end = index + 1
+                while end < batch.count && batch[end] == batch[index] { end += 1 }
+                found.append((AddressRange(start: address, end: firstAddress + UInt64(end) * pageSize), .zeroPage))
+                index = end
+                continue
+            }
+            if address % hugeBytes == 0, entry.pfn % UInt64(Self.hugePages) == 0, index + Self.hugePages <= batch.count,
+               isContiguous(batch, from: index, pfn: entry.pfn) {
+                var value: UInt64 = 0
+                try withUnsafeMutablePointer(to: &value) { pointer throws(PageStatError) in
+                    try kpageflags.lookUp(entries: UnsafeBufferPointer(rebasing: batch[index..<index + 1]),
+                                          into: UnsafeMutableBufferPointer(start: pointer, count: 1))
+                }
+                let kernel = KPageFlags(rawValue: value)
+                var flags = PageFlags()
+                if kernel.contains(KPageFlags(rawValue: 1 << 22)) || kernel.contains(KPageFlags(rawValue: 1 << 17)) { flags.insert(.thp) }
+                if kernel.contains(KPageFlags(rawValue: 1 << 24)) { flags.insert(.zeroPage) }
+                if !flags.isEmpty {
+                    found.append((AddressRange(start: address, end: address + hugeBytes), flags))
+                    index += Self.hugePages
+                    continue
+                }
+            }
+            index += 1
+        }
+        return found
+    }
+
+    private func isContiguous(_ batch: UnsafeBufferPointer<UInt64>, from index: Int, pfn: UInt64) -> Bool {
+        for offset in 1..<Self.hugePages {
+            let next = PagemapEntry(rawValue: batch[index + offset])
+            if !next.isPresent || next.pfn != pfn + UInt64(offset) { return false }
+        }
+        return true
+    }
 }
 
 /// One worker's share of a page-table scan: its own buffers, reading /proc/PID/pagemap in large
@@ -65,8 +146,14 @@ final class PageTableWorker {
     func readPageTable(_ range: AddressRange, pass: inout PageTablePass,
                        into builder: inout RunBuilder) throws(PageStatError) {
         var address = range.start
+        let hugeBytes = UInt64(PFNFlagSource.hugePages) * pageSize
         while address < range.end {
-            let wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
+            var wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
+            // End batches on 2 MiB boundaries, so that no huge page straddles two of them.
+            let end = address + UInt64(wanted) * pageSize
+            if pass.flagsFromPFNs != nil, end < range.end, end % hugeBytes != 0, end - end % hugeBytes > address {
+                wanted = Int((end - end % hugeBytes - address) / pageSize)
+            }
             let got = try read(at: address, count: wanted)
             if got == 0 {
                 if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
@@ -75,6 +162,10 @@ final class PageTableWorker {
                 return
             }
             let batch = UnsafeBufferPointer(rebasing: entries[0..<got])
+            if let source = pass.flagsFromPFNs {
+                pass.extra = try source.regions(batch, firstAddress: address)
+                pass.extraIndex = 0
+            }
             if let counts = pass.counts {
                 try counts.lookUp(entries: batch, into: sideValues)
                 pass.use?.addMapcounts(UnsafeBufferPointer(rebasing: sideValues[0..<got]), pageSize: pageSize)

@@ -92,6 +92,13 @@ public final class ProcessScanner {
     }
 
     private func scanOrFail(_ options: ScanOptions) throws(PageStatError) -> ProcessReport {
+        var clock = Stopwatch.now()
+        var timings: [(phase: String, seconds: Double)] = []
+        func lap(_ phase: String) {
+            let now = Stopwatch.now()
+            timings.append((phase, Double(now - clock) / 1e9))
+            clock = now
+        }
         var mappings = try ProcMaps.read(pid: pid)
         if mappings.isEmpty && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
         if let range = options.range {
@@ -109,6 +116,7 @@ public final class ProcessScanner {
             notes.add("PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags")
         }
         let tables = kpageTables(options, notes: &notes)
+        lap("maps")
         let scanned = mappings.map { mapping in options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range }
 
         // The page tables, in chunks, on every core.
@@ -117,7 +125,10 @@ public final class ProcessScanner {
             var start = range.start
             while start < range.end {
                 let chunkBytes = Self.chunkPages * pageSize
-                let end = range.end - start > chunkBytes ? start + chunkBytes : range.end
+                var end = range.end - start > chunkBytes ? start + chunkBytes : range.end
+                // Chunks end on 2 MiB boundaries: a huge page is seen whole by one worker.
+                let huge = UInt64(PFNFlagSource.hugePages) * pageSize
+                if end < range.end && end % huge != 0 && end - end % huge > start { end -= end % huge }
                 chunks.append((index, AddressRange(start: start, end: end)))
                 start = end
             }
@@ -130,7 +141,13 @@ public final class ProcessScanner {
             let mapping = mappings[chunk.mapping]
             var pass = PageTablePass(decoder: PagemapDecoder(kind: mapping.kind, shared: mapping.isShared,
                                                              privileged: privileged, view: options.view))
-            if options.hugeAndZeroFlags { pass.extra = try worker.hugeAndZeroRegions(chunk.range) }
+            if options.hugeAndZeroFlags {
+                if let source = tables.pfnFlags {
+                    pass.flagsFromPFNs = source
+                } else {
+                    pass.extra = try worker.hugeAndZeroRegions(chunk.range)
+                }
+            }
             pass.counts = tables.counts
             pass.flags = tables.flags
             if pass.counts != nil { pass.use = MemoryUse() }
@@ -149,6 +166,7 @@ public final class ProcessScanner {
         }
         for index in reports.indices { reports[index].runs = builders[index].runs }
 
+        lap("page table (pagemap, PAGEMAP_SCAN)")
         // The file side of what the page tables left open.
         if options.fileSide {
             try resolveFileSide(&reports, all: mappings, threads: threads, notes: &notes)
@@ -165,9 +183,12 @@ public final class ProcessScanner {
                                                shmem: mappings[index].kind.isShmem)
             }
         }
+        lap("file side (lseek, smaps, mincore, cachestat) and merge")
         if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-        return ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
-                             notes: notes.lines, mappings: reports)
+        var report = ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
+                                   notes: notes.lines, mappings: reports)
+        report.timings = timings
+        return report
     }
 
     private func makeWorker() -> PageTableWorker {
@@ -176,9 +197,15 @@ public final class ProcessScanner {
     }
 
     /// kpagecount and kpageflags, opened before the workers start, when the options need them.
-    private func kpageTables(_ options: ScanOptions, notes: inout Notes) -> (counts: KPageTable?, flags: KPageTable?) {
+    private func kpageTables(_ options: ScanOptions, notes: inout Notes)
+        -> (counts: KPageTable?, flags: KPageTable?, pfnFlags: PFNFlagSource?) {
         var counts: KPageTable?
         var flags: KPageTable?
+        var pfnFlags: PFNFlagSource?
+        if options.hugeAndZeroFlags && privileged, let zeroPFN = PFNFlagSource.zeroPageFrame,
+           let table = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are") {
+            pfnFlags = PFNFlagSource(zeroPFN: zeroPFN, kpageflags: table, pageSize: pageSize)
+        }
         if options.accounting && privileged {
             counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
         }
@@ -189,7 +216,7 @@ public final class ProcessScanner {
                 notes.add("kernel page flags are unknown: /proc/kpageflags and PFNs need root")
             }
         }
-        return (counts, flags)
+        return (counts, flags, pfnFlags)
     }
 
     // MARK: file side
