@@ -133,6 +133,50 @@ public final class PageCacheObject {
         window = (address, 0, rounded)
     }
 
+    /// Swapped pages in each stretch `[first, first + pages)` of the object (page offsets): one
+    /// mapping of our own per stretch, then one read of /proc/self/smaps, whose Swap line for such
+    /// a partial shmem mapping the kernel counts from the object's xarray over that stretch only
+    /// (shmem_partial_swap_usage), resident pages included in the walk but nothing outside it.
+    public func swappedPages(inStretches stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) -> [UInt64?] {
+        guard isShmem, !stretches.isEmpty else { return stretches.map { _ in nil } }
+        var windows: [(address: UnsafeMutableRawPointer?, length: Int)] = []
+        defer { for window in windows { if let address = window.address { munmap(address, window.length) } } }
+        var starts: [UInt64: Int] = [:]
+        for (index, stretch) in stretches.enumerated() {
+            let length = Int(stretch.pages * pageSize)
+            let address = mmap(nil, length, PROT_READ, MAP_SHARED, fd.rawValue, off_t(stretch.first * pageSize))
+            if let address, address != MAP_FAILED {
+                windows.append((address, length))
+                starts[UInt64(UInt(bitPattern: address))] = index
+            } else {
+                windows.append((nil, 0))
+            }
+        }
+        var counts: [UInt64?] = stretches.map { _ in nil }
+        let smaps = try ProcFS.readBytes("/proc/self/smaps", pid: getpid(), what: "/proc/self/smaps")
+        smaps.withUnsafeBufferPointer { buffer in
+            var current: Int?
+            let swapKey = Array("Swap:".utf8)
+            ProcMaps.forEachLine(buffer) { line in
+                if let fields = ProcMaps.parseLine(bytes: line) {
+                    current = starts[fields.range.start]
+                    return
+                }
+                guard let index = current, line.starts(with: swapKey) else { return }
+                var position = swapKey.count
+                while position < line.count && line[position] == 0x20 { position += 1 }
+                var kilobytes: UInt64 = 0
+                while position < line.count, line[position] >= 0x30, line[position] <= 0x39 {
+                    kilobytes = kilobytes * 10 + UInt64(line[position] - 0x30)
+                    position += 1
+                }
+                counts[index] = kilobytes * 1024 / pageSize
+                current = nil
+            }
+        }
+        return counts
+    }
+
     /// The object's swapped pages, as the kernel counts them (shmem's `info->swapped`): the Swap
     /// line of /proc/self/smaps for our own mapping of the whole object, which the kernel fills
     /// from that counter without walking the object. nil if not shmem or not found.

@@ -33,6 +33,28 @@ final class FileSide {
     private var nextData: (from: UInt64, next: UInt64)?
 
     static let vectorPages = 1 << 16
+    /// Swapped pages per stretch (keyed by its first page and length), counted beforehand.
+    private var stretchCounts: [UInt64: (pages: UInt64, swapped: UInt64)] = [:]
+    /// Stretches at least this long are counted through a mapping of our own; shorter ones are
+    /// cheaper to walk with lseek.
+    static let countedStretchPages: UInt64 = 64
+
+    /// Counts the swapped pages of the long stretches among `stretches` in one go, so that a
+    /// stretch that is all swapped or all holes needs no lseek (which would walk on into the
+    /// resident pages after it). Only where every data page is known to be swapped.
+    func prepare(stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
+        guard dataMode == .swapped else { return }
+        let long = stretches.filter { $0.pages >= Self.countedStretchPages }
+        var start = 0
+        while start < long.count {
+            // A few thousand windows at a time keep our own smaps short.
+            let part = Array(long[start..<min(long.count, start + 4096)])
+            for (stretch, count) in zip(part, try object.swappedPages(inStretches: part)) {
+                if let count { stretchCounts[stretch.first] = (stretch.pages, count) }
+            }
+            start += part.count
+        }
+    }
 
     init(object: PageCacheObject, useCachestat: Bool = PageCacheObject.cachestatSupported,
          dataMode: DataMode = .perPage) {
@@ -104,6 +126,10 @@ final class FileSide {
             if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
             if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
             if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+        }
+        if let counted = stretchCounts[first], counted.pages == pages {
+            if counted.swapped == pages { return emit(pages, .swapped, []) }
+            if counted.swapped == 0 { return emit(pages, .none, []) }
         }
         var page = first
         while page < end {

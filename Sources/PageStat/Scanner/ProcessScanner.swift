@@ -279,6 +279,10 @@ public final class ProcessScanner {
             let report = snapshot[item.report]
             do throws(PageStatError) {
                 let fileSide = FileSide(object: try openObject(report.mapping), dataMode: item.mode)
+                try fileSide.prepare(stretches: item.runs.map { runIndex in
+                    let run = report.runs[runIndex]
+                    return ((report.mapping.offset + (run.start - report.mapping.range.start)) / pageSize, run.pages)
+                })
                 var builder = RunBuilder(pageSize: pageSize)
                 var ends: [Int] = []
                 ends.reserveCapacity(item.runs.count)
