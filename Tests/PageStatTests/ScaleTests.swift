@@ -47,6 +47,21 @@ struct ScaleTests {
         #expect(pageStates(try scanSelf(memory.range)) == pages(16, .swapped) + pages(16, .present) + pages(32, .none))
     }
 
+    @Test func longStretchesCountedThroughOurOwnSmaps() throws {
+        // Pending stretches of 128 pages: one all swapped, one half holes and half swapped (lseek
+        // splits it), one all holes; resident pages between them.
+        let memory = try ArrangedMemory(pages: 512, backing: .sharedAnonymous)
+        memory.write(0..<128)
+        memory.write(192..<384)
+        try pageOut(memory, 0..<128, expectSwapped: 128)
+        try pageOut(memory, 192..<256, expectSwapped: 192)
+        #expect(try shortcut(memory) == .data(.swapped))
+        let object = try PageCacheObject.open(pid: getpid(), range: memory.range)
+        #expect(try object.swappedPages(inStretches: [(0, 128), (128, 128), (384, 128)]) == [128, 64, 0])
+        #expect(pageStates(try scanSelf(memory.range)) == pages(128, .swapped) + pages(64, .none) + pages(64, .swapped)
+                + pages(128, .present) + pages(128, .none))
+    }
+
     @Test func cachedAndHolesSplitByLseekAlone() throws {
         let memory = try ArrangedMemory(pages: 64, backing: .memfd(name: "scale-cached", shared: true))
         try memory.pwrite(0..<16)

@@ -66,9 +66,12 @@ public final class ArrangedMemory: @unchecked Sendable {
         if ownsFD, let fd { close(fd) }
     }
 
-    /// Writes one byte into each page of `pages` through the mapping (faults them in).
+    /// Writes one non-zero byte into each page of `pages` through the mapping (faults them in;
+    /// an all-zero page would not swap like data).
     public func write(_ pages: Range<Int>, value: UInt8 = 0x5a) {
-        for page in pages { base.storeBytes(of: value &+ UInt8(truncatingIfNeeded: page), toByteOffset: page * pageSize, as: UInt8.self) }
+        for page in pages {
+            base.storeBytes(of: (value &+ UInt8(truncatingIfNeeded: page)) | 1, toByteOffset: page * pageSize, as: UInt8.self)
+        }
     }
 
     /// Reads one byte from each page (a read fault: private anonymous memory gets the zero page).

@@ -93,7 +93,9 @@ public enum ReportRenderer {
             out += "    " + summary(mapping.counts, pageSize: pageSize) + "\n"
             for run in mapping.runs {
                 var line = "    \(hex(run.start)) \(pad(String(run.pages), 9, right: true)) pages "
-                line += "\(pad(humanBytes(run.pages * pageSize), 10, right: true))  \(pad(run.state.description, 8))"
+                line += "\(pad(humanBytes(run.pages * pageSize), 10, right: true))  "
+                let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
+                line += details ? run.state.description : pad(run.state.description, 8)
                 if !run.flags.isEmpty { line += " " + run.flags.description }
                 if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty { line += " [" + kernelFlags.names.joined(separator: ",") + "]" }
                 if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }

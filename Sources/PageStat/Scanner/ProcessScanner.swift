@@ -11,8 +11,6 @@ public struct ScanOptions: Sendable {
     public var view: ReportView
     /// Ask PAGEMAP_SCAN for THP and zero-page flags (Linux 6.7+).
     public var hugeAndZeroFlags: Bool
-    /// Entries per pagemap read.
-    public var batchPages: Int
     /// Count RSS, PSS, USS and swap per mapping (PSS and USS from /proc/kpagecount, root only).
     public var accounting: Bool
     /// Split runs by the kernel's page flags from /proc/kpageflags (root only).
@@ -22,11 +20,10 @@ public struct ScanOptions: Sendable {
     public var fileSide: Bool = true
 
     public init(range: AddressRange? = nil, view: ReportView = .truth, hugeAndZeroFlags: Bool = true,
-                batchPages: Int = 1 << 16, accounting: Bool = false, kernelPageFlags: Bool = false) {
+                accounting: Bool = false, kernelPageFlags: Bool = false) {
         self.range = range
         self.view = view
         self.hugeAndZeroFlags = hugeAndZeroFlags
-        self.batchPages = batchPages
         self.accounting = accounting
         self.kernelPageFlags = kernelPageFlags
     }
