@@ -38,7 +38,8 @@ struct PFNFlagSource {
         let length = ProcFS.pageSize
         guard let page = mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else { return nil }
         defer { munmap(page, length) }
-        _ = page.load(as: UInt8.self)
+        // MADV_POPULATE_READ (5.14+) read-faults it; a plain load could be optimized away.
+        if madvise(page, length, 22) != 0 { PFNFlagSource.touch(page) }
         let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -48,6 +49,11 @@ struct PFNFlagSource {
         let decoded = PagemapEntry(rawValue: entry)
         return decoded.isPresent && decoded.pfn != 0 ? decoded.pfn : nil
     }()
+
+    @inline(never)
+    static func touch(_ page: UnsafeMutableRawPointer) {
+        withExtendedLifetime(page.load(as: UInt8.self)) {}
+    }
 
     /// Flag regions of a batch of entries starting at `firstAddress`, in address order.
     func regions(_ batch: UnsafeBufferPointer<UInt64>, firstAddress: UInt64) throws(PageStatError) -> [(AddressRange, PageFlags)] {

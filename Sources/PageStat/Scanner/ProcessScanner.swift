@@ -156,31 +156,37 @@ public final class ProcessScanner {
             MappingReport(mapping: mappings[$0], scanned: scanned[$0], runs: [])
         }
         var mapcounts: [MemoryUse?] = Array(repeating: tables.counts != nil ? MemoryUse() : nil, count: mappings.count)
-        var builders = mappings.indices.map { _ in RunBuilder(pageSize: pageSize) }
-        for (index, chunk) in chunks.enumerated() {
-            builders[chunk.mapping].append(contentsOf: chunkResults[index].0)
-            if let use = chunkResults[index].1 { mapcounts[chunk.mapping]?.merge(mapcounts: use) }
-        }
-        for index in reports.indices { reports[index].runs = builders[index].runs }
-
-        lap("page table (pagemap, PAGEMAP_SCAN)")
-        // The file side of what the page tables left open.
-        if options.fileSide {
-            try resolveFileSide(&reports, all: mappings, threads: threads, notes: &notes)
-        }
+        var chunkRuns = chunkResults.map(\.0)
+        var chunkIndex = 0
         for index in reports.indices {
+            // A mapping's chunks, joined where a run goes on across a chunk boundary; a mapping
+            // of one chunk keeps its array as it is.
+            var first = true
             var builder = RunBuilder(pageSize: pageSize)
-            for var run in reports[index].runs {
-                run.flags.remove(.pendingFileSide)
-                builder.append(run)
+            while chunkIndex < chunks.count && chunks[chunkIndex].mapping == index {
+                if let use = chunkResults[chunkIndex].1 { mapcounts[index]?.merge(mapcounts: use) }
+                if first && (chunkIndex + 1 == chunks.count || chunks[chunkIndex + 1].mapping != index) {
+                    reports[index].runs = chunkRuns[chunkIndex]
+                } else {
+                    builder.append(contentsOf: chunkRuns[chunkIndex])
+                }
+                chunkRuns[chunkIndex] = []
+                first = false
+                chunkIndex += 1
             }
-            reports[index].runs = builder.runs
-            if options.accounting {
+            if !builder.runs.isEmpty { reports[index].runs = builder.runs }
+        }
+
+        lap("page table")
+        // The file side of what the page tables left open (it also drops the pending marks).
+        try resolveFileSide(&reports, all: mappings, threads: threads, enabled: options.fileSide, notes: &notes)
+        if options.accounting {
+            for index in reports.indices {
                 reports[index].use = MemoryUse(runs: reports[index].runs, pageSize: pageSize, mapcounts: mapcounts[index],
                                                shmem: mappings[index].kind.isShmem)
             }
         }
-        lap("file side (lseek, smaps, mincore, cachestat) and merge")
+        lap("file side")
         if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
         var report = ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
                                    notes: notes.lines, mappings: reports)
@@ -222,14 +228,14 @@ public final class ProcessScanner {
     /// memory mapped whole is first settled from the object's counts where they leave no doubt;
     /// the rest is split among the workers, each with its own descriptor of the object.
     private func resolveFileSide(_ reports: inout [MappingReport], all mappings: [Mapping], threads: Int,
-                                 notes: inout Notes) throws(PageStatError) {
+                                 enabled: Bool, notes: inout Notes) throws(PageStatError) {
         struct Item {
             var report: Int
             var runs: [Int]  // indices of pending runs in that report
             var mode: FileSide.DataMode
         }
         var items: [Item] = []
-        for index in reports.indices {
+        for index in reports.indices where enabled {
             let pending = reports[index].runs.indices.filter { reports[index].runs[$0].flags.contains(.pendingFileSide) }
             guard !pending.isEmpty else { continue }
             let mapping = reports[index].mapping
@@ -293,27 +299,45 @@ public final class ProcessScanner {
                 return .failure(error)
             }
         }
-        // Put the resolved runs in place of the pending ones, in order.
-        var replacements: [Int: [ArraySlice<PageRun>?]] = [:]
-        for (item, result) in zip(items, resolved) {
-            switch result {
-            case .success(let (runs, ends)):
-                var slots = replacements[item.report] ?? Array(repeating: nil, count: reports[item.report].runs.count)
-                var begin = 0
-                for (run, end) in zip(item.runs, ends) {
-                    slots[run] = runs[begin..<end]
-                    begin = end
-                }
-                replacements[item.report] = slots
+        // Put the resolved runs in place of the pending ones, in order, in one pass per mapping;
+        // pending runs left (no object, a failure) lose their mark and stay unknown.
+        var itemsByReport: [Int: [Int]] = [:]
+        for (itemIndex, item) in items.enumerated() {
+            switch resolved[itemIndex] {
+            case .success: itemsByReport[item.report, default: []].append(itemIndex)
             case .failure(let error):
                 let path = reports[item.report].mapping.path
                 notes.add("\(path.isEmpty ? reports[item.report].mapping.range.description : path): file side failed (\(error)); its pages there are unknown")
             }
         }
-        for (reportIndex, slots) in replacements {
+        for reportIndex in reports.indices {
+            let itemIndices = itemsByReport[reportIndex] ?? []
+            guard !itemIndices.isEmpty || reports[reportIndex].runs.contains(where: { $0.flags.contains(.pendingFileSide) })
+            else { continue }
+            // (run index, item, first and end of its replacement in that item's runs), in run order.
+            var replacements: [(run: Int, item: Int, begin: Int, end: Int)] = []
+            for itemIndex in itemIndices {
+                guard case .success(let (_, ends)) = resolved[itemIndex] else { continue }
+                var begin = 0
+                for (run, end) in zip(items[itemIndex].runs, ends) {
+                    replacements.append((run, itemIndex, begin, end))
+                    begin = end
+                }
+            }
+            replacements.sort { $0.run < $1.run }
             var builder = RunBuilder(pageSize: pageSize)
-            for (index, run) in reports[reportIndex].runs.enumerated() {
-                if let list = slots[index] { builder.append(contentsOf: list) } else { builder.append(run) }
+            var next = 0
+            for (index, var run) in reports[reportIndex].runs.enumerated() {
+                if next < replacements.count && replacements[next].run == index {
+                    let replacement = replacements[next]
+                    if case .success(let (runs, _)) = resolved[replacement.item] {
+                        builder.append(contentsOf: runs[replacement.begin..<replacement.end])
+                    }
+                    next += 1
+                } else {
+                    run.flags.remove(.pendingFileSide)
+                    builder.append(run)
+                }
             }
             reports[reportIndex].runs = builder.runs
         }
