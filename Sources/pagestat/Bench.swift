@@ -33,6 +33,9 @@ extension Pagestat {
         @Flag(help: "Skip the whole-process comparison (dd against pagestat show).")
         var noWholeProcess = false
 
+        @Option(help: ArgumentHelp("Only the cells whose name contains this text (e.g. \"shared\", \"alternate\").", valueName: "text"))
+        var only: String?
+
         func validate() throws {
             guard pages >= 4096 && pages % 1024 == 0 else { throw ValidationError("--pages must be a multiple of 1024, at least 4096") }
             guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
@@ -71,6 +74,8 @@ extension Pagestat {
             var cells: [Cell] = []
             for shared in [false, true] { for dirty in [0, 50, 100] { cells.append(Cell(shared: shared, dirty: dirty, pattern: "first")) } }
             cells.append(Cell(shared: true, dirty: 50, pattern: "alternate"))
+            if let only { cells = cells.filter { $0.name.contains(only) } }
+            guard !cells.isEmpty else { throw .invalidInput("no cell's name contains '\(only ?? "")'") }
             writeOut("""
             pagestat bench: \(pages) pages (\(humanBytes(UInt64(pages * pageSize)))) per cell, memory limit \
             \(humanBytes(UInt64(pages * pageSize / 4))), median of \(runs) runs after a warm-up; \

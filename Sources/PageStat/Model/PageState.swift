@@ -70,11 +70,7 @@ public struct PageFlags: OptionSet, Sendable, Hashable, CustomStringConvertible 
     public static let nonSwapEntry = PageFlags(rawValue: 1 << 7)
 
     /// Names used in every output format, in a fixed order.
-    public static let names: [(PageFlags, String)] = [
-        (.softDirty, "soft-dirty"), (.exclusive, "exclusive"), (.uffdWP, "uffd-wp"),
-        (.guardRegion, "guard"), (.file, "file"), (.thp, "thp"), (.zeroPage, "zero-page"),
-        (.nonSwapEntry, "non-swap-entry"),
-    ]
+    public static let names: [(PageFlags, String)] = staticNames.map { ($0.0, $0.1.description) }
 
     public var names: [String] { Self.names.compactMap { contains($0.0) ? $0.1 : nil } }
 

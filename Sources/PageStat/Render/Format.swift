@@ -117,6 +117,30 @@ public struct JSONWriter {
         afterKey = true
     }
 
+    /// Appends bytes known to be valid JSON as they are: for writers of many small objects.
+    @inline(__always)
+    public mutating func raw(_ bytes: StaticString) {
+        buffer.append(bytes)
+    }
+
+    /// Appends an unsigned integer as it is (after `raw` bytes that expect a value).
+    @inline(__always)
+    public mutating func raw(_ number: UInt64) {
+        appendDecimal(number)
+    }
+
+    /// Starts an element of the current container, written with `raw`: the comma before it.
+    @inline(__always)
+    public mutating func rawElement() {
+        beforeValue()
+    }
+
+    /// Ends a raw element: flushes to the sink when enough is buffered.
+    @inline(__always)
+    public mutating func rawElementDone() {
+        maybeFlush()
+    }
+
     /// A key known at compile time (no escaping needed).
     public mutating func key(static name: StaticString) {
         separator()

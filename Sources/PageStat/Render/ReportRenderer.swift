@@ -37,32 +37,51 @@ public enum ReportRenderer {
             json.key("runs")
             json.beginArray()
             for run in mapping.runs {
-                json.beginObject()
-                json.key(static: "start")
-                json.value(run.start)
-                json.key(static: "pages")
-                json.value(run.pages)
-                json.key(static: "state")
-                json.value(static: run.state.staticName)
-                json.key(static: "flags")
-                json.beginArray()
+                // The hot loop of a fragmented report: each run written in one go.
+                json.rawElement()
+                json.raw("{\"start\":")
+                json.raw(run.start)
+                json.raw(",\"pages\":")
+                json.raw(run.pages)
+                json.raw(",\"state\":\"")
+                json.raw(run.state.staticName)
+                json.raw("\",\"flags\":[")
                 if !run.flags.isEmpty {
-                    for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) { json.value(static: name) }
+                    var first = true
+                    for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
+                        if !first { json.raw(",") }
+                        json.raw("\"")
+                        json.raw(name)
+                        json.raw("\"")
+                        first = false
+                    }
                 }
-                json.endArray()
-                if let kernelFlags = run.kernelFlags { json.field("kernel_flags", strings: kernelFlags.names) }
+                json.raw("]")
+                if let kernelFlags = run.kernelFlags {
+                    json.raw(",\"kernel_flags\":[")
+                    var first = true
+                    for (bit, name) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
+                        if !first { json.raw(",") }
+                        json.raw("\"")
+                        json.raw(name)
+                        json.raw("\"")
+                        first = false
+                    }
+                    json.raw("]")
+                }
                 if let pfn = run.pfn {
-                    json.key(static: "pfn")
-                    json.value(pfn)
+                    json.raw(",\"pfn\":")
+                    json.raw(pfn)
                 }
                 if let swap = run.swap {
-                    json.key(static: "swap")
-                    json.beginObject()
-                    json.field("type", swap.type)
-                    json.field("offset", swap.offset)
-                    json.endObject()
+                    json.raw(",\"swap\":{\"type\":")
+                    json.raw(UInt64(swap.type))
+                    json.raw(",\"offset\":")
+                    json.raw(swap.offset)
+                    json.raw("}")
                 }
-                json.endObject()
+                json.raw("}")
+                json.rawElementDone()
             }
             json.endArray()
             json.endObject()
