@@ -79,6 +79,12 @@ public struct Pagemap: ~Copyable {
     /// zero at a mapped address means the process's memory is gone (it exited).
     /// The corresponding C function is `pread`.
     public func read(at address: UInt64, into buffer: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) -> Int {
+        try Self.read(fd, pid: pid, pageSize: pageSize, at: address, into: buffer)
+    }
+
+    /// pread(2) of the entries of the pages from `address` into `buffer`, on an open pagemap.
+    static func read(_ fd: FileDescriptor, pid: Int32, pageSize: UInt64, at address: UInt64,
+                     into buffer: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) -> Int {
         let raw = UnsafeMutableRawBufferPointer(buffer)
         var filled = 0
         let offset = Int64(bitPattern: (address / pageSize) * 8)

@@ -17,15 +17,7 @@ public enum PageState: UInt8, Sendable, CaseIterable, Comparable, CustomStringCo
     /// pagestat could not look; the report says which facts are missing and why.
     case unknown = 4
 
-    public var description: String {
-        switch self {
-        case .present: "present"
-        case .swapped: "swapped"
-        case .cached: "cached"
-        case .none: "none"
-        case .unknown: "unknown"
-        }
-    }
+    public var description: String { staticName.description }
 
     /// The name, for writers that want no String.
     public var staticName: StaticString {

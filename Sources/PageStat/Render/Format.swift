@@ -129,6 +129,25 @@ public struct JSONWriter {
         appendDecimal(number)
     }
 
+    /// Appends `"a","b",...` (names known to need no escaping), inside a raw array.
+    @inline(__always)
+    public mutating func rawNames<S: Sequence>(_ names: S) where S.Element == StaticString {
+        var first = true
+        for name in names {
+            if !first { buffer.append(0x2c) }
+            buffer.append(0x22)
+            buffer.append(name)
+            buffer.append(0x22)
+            first = false
+        }
+    }
+
+    /// A number or null.
+    public mutating func field(_ name: String, optional number: UInt64?) {
+        key(name)
+        if let number { value(number) } else { null() }
+    }
+
     /// Starts an element of the current container, written with `raw`: the comma before it.
     @inline(__always)
     public mutating func rawElement() {

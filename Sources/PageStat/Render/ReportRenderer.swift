@@ -47,26 +47,12 @@ public enum ReportRenderer {
                 json.raw(run.state.staticName)
                 json.raw("\",\"flags\":[")
                 if !run.flags.isEmpty {
-                    var first = true
-                    for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
-                        if !first { json.raw(",") }
-                        json.raw("\"")
-                        json.raw(name)
-                        json.raw("\"")
-                        first = false
-                    }
+                    json.rawNames(PageFlags.staticNames.lazy.filter { run.flags.contains($0.0) }.map(\.1))
                 }
                 json.raw("]")
                 if let kernelFlags = run.kernelFlags {
                     json.raw(",\"kernel_flags\":[")
-                    var first = true
-                    for (bit, name) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
-                        if !first { json.raw(",") }
-                        json.raw("\"")
-                        json.raw(name)
-                        json.raw("\"")
-                        first = false
-                    }
+                    json.rawNames(KPageFlags.staticNames.lazy.filter { kernelFlags.rawValue & (1 << UInt64($0.bit)) != 0 }.map(\.name))
                     json.raw("]")
                 }
                 if let pfn = run.pfn {

@@ -106,10 +106,8 @@ public enum SummaryRenderer {
         for state in PageState.allCases { json.field(state.description, counts[state]) }
         json.endObject()
         json.field("rss", use.rss)
-        json.key("pss")
-        if let pss = use.pss { json.value(pss) } else { json.null() }
-        json.key("uss")
-        if let uss = use.uss { json.value(uss) } else { json.null() }
+        json.field("pss", optional: use.pss)
+        json.field("uss", optional: use.uss)
         json.field("swap", use.swap)
     }
 
@@ -145,10 +143,8 @@ public enum SummaryRenderer {
                 json.field("pid", process.pid)
                 json.field("command", process.command)
                 json.field("rss", process.use.rss)
-                json.key("pss")
-                if let pss = process.use.pss { json.value(pss) } else { json.null() }
-                json.key("uss")
-                if let uss = process.use.uss { json.value(uss) } else { json.null() }
+                json.field("pss", optional: process.use.pss)
+                json.field("uss", optional: process.use.uss)
                 json.field("swap", process.use.swap)
                 json.field("shmem_swap", process.use.shmemSwap)
                 json.endObject()
@@ -205,8 +201,7 @@ public enum SummaryRenderer {
                 json.key("pages")
                 json.beginObject()
                 for (name, value) in [("resident", object.resident), ("swapped", object.swapped), ("holes", object.holes)] {
-                    json.key(name)
-                    if let value { json.value(value) } else { json.null() }
+                    json.field(name, optional: value)
                 }
                 json.endObject()
                 json.key("processes")

@@ -210,24 +210,8 @@ final class PageTableWorker {
     /// pread(2) of `count` entries from the page at `address`; fewer at the end of the address
     /// space, zero when the process's memory is gone.
     private func read(at address: UInt64, count: Int) throws(PageStatError) -> Int {
-        let raw = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: entries[0..<count]))
-        var filled = 0
-        let offset = Int64(bitPattern: (address / pageSize) * 8)
-        while filled < raw.count {
-            let got: Int
-            do {
-                got = try system {
-                    try pagemap.read(fromAbsoluteOffset: offset + Int64(filled),
-                                     into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]), retryOnInterrupt: true)
-                }
-            } catch {
-                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-                throw .system(call: "pread /proc/\(pid)/pagemap", errno: error)
-            }
-            if got == 0 { break }
-            filled += got
-        }
-        return filled / 8
+        try Pagemap.read(pagemap, pid: pid, pageSize: pageSize, at: address,
+                         into: UnsafeMutableBufferPointer(rebasing: entries[0..<count]))
     }
 
     @inline(__always)
