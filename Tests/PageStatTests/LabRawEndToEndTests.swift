@@ -13,19 +13,13 @@ final class LabProcess {
     let pages: Int
 
     init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
-        process.arguments = ["lab"] + arguments + ["--exit-on-eof"]
+        configure(process, pagestat: ["lab"] + arguments + ["--exit-on-eof"], asUser: nil)
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = stdin
         process.standardError = stderr
         try process.run()
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0a]) { break }
-            line.append(byte)
-        }
+        let line = readLine(out)
         let object = try #require(try? JSONSerialization.jsonObject(with: line) as? [String: Any],
                                   "lab printed no layout: \(String(decoding: line, as: UTF8.self))")
         #expect(Set(object.keys) == ["pid", "start", "pages", "page_size"])

@@ -63,8 +63,9 @@ struct Run {
     var stderr: String
 }
 
-func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run {
-    let process = Process()
+/// Points `process` at the built pagestat with `arguments`, as another user (no capabilities)
+/// through setpriv(1) when `uid` is given.
+func configure(_ process: Process, pagestat arguments: [String], asUser uid: UInt32?) {
     if let uid {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all",
@@ -73,6 +74,22 @@ func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run
         process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
         process.arguments = arguments
     }
+}
+
+/// Reads one line (up to a newline or EOF) from a child's pipe.
+func readLine(_ pipe: Pipe) -> Data {
+    var line = Data()
+    while true {
+        let byte = pipe.fileHandleForReading.readData(ofLength: 1)
+        if byte.isEmpty || byte == Data([0x0a]) { break }
+        line.append(byte)
+    }
+    return line
+}
+
+func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run {
+    let process = Process()
+    configure(process, pagestat: arguments, asUser: uid)
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out
@@ -98,26 +115,13 @@ final class FixtureProcess {
     let paths: [String: String]
 
     init(pages: Int = 64, arguments: [String]? = nil, asUser uid: UInt32? = nil) throws {
-        let arguments = arguments ?? ["fixture", "--pages", String(pages)]
-        if let uid {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all",
-                                 TestEnvironment.pagestatPath] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
-            process.arguments = arguments
-        }
+        configure(process, pagestat: arguments ?? ["fixture", "--pages", String(pages)], asUser: uid)
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = stdin
         try process.run()
         // One JSON line once the layout is ready.
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0a]) { break }
-            line.append(byte)
-        }
+        let line = readLine(out)
         layout = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any], "fixture printed no layout")
         pid = Int32(try #require(layout["pid"] as? Int))
         self.pages = try #require(layout["pages"] as? Int)
