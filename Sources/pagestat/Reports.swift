@@ -151,14 +151,15 @@ extension Pagestat {
                 do {
                     reports.append(try FileScanner.scan(path: path, withRuns: pages))
                 } catch {
-                    printError("pagestat: \(path): \(error)")
+                    let line = error.description.hasPrefix(path) ? error.description : "\(path): \(error)"
+                    printError("pagestat: \(line)")
                     if case .unsupported = error {
                         throw ExitCode(ExitStatus.code(for: error))
                     }
                     worst = worst ?? error
                 }
             }
-            writeOut(SummaryRenderer.files(reports, format: format))
+            if !reports.isEmpty || format != .text { writeOut(SummaryRenderer.files(reports, format: format)) }
             if let worst { throw ExitCode(ExitStatus.code(for: worst)) }
         }
     }

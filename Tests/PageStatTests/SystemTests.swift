@@ -215,6 +215,9 @@ struct SystemErrorTests {
         let directory = try runPagestat(["file", "/etc"])
         #expect(directory.status == 64 && directory.stderr.contains("use --recursive"))
         #expect(try runPagestat(["file"]).status == 64)
+        // A device is never opened (its driver's open could do anything).
+        let device = try runPagestat(["file", "/dev/null"])
+        #expect(device.status == 64 && device.stderr == "pagestat: /dev/null: not a regular file\n" && device.stdout.isEmpty)
     }
 
     @Test func summaryOfAKernelThread() throws {

@@ -55,8 +55,17 @@ public final class PageCacheObject {
         return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)")
     }
 
-    /// Opens a path read-only (O_NOATIME where allowed).
+    /// Opens a path read-only (O_NOATIME where allowed), if it is a regular file: opening a
+    /// device or a FIFO that a process maps would run its driver's open or block, so those are
+    /// refused after a stat(2), which opens nothing.
     public static func open(path: String, pid: Int32, what: String) throws(PageStatError) -> PageCacheObject {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw .fromProc(Errno(rawValue: errno), pid: pid, call: "stat \(path)", what: what)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw .unsupported("\(path) is not a regular file or shared memory object: its page cache is not asked")
+        }
         var lastError = Errno.noSuchFileOrDirectory
         for noatime in [true, false] {
             var options: FileDescriptor.OpenOptions = [.closeOnExec]

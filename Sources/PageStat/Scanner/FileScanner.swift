@@ -32,8 +32,12 @@ public struct FileReport: Sendable {
 public enum FileScanner {
     /// Reads one file's page-cache state; `withRuns` adds runs of page states.
     public static func scan(path: String, withRuns: Bool) throws(PageStatError) -> FileReport {
-        let object = try PageCacheObject.open(path: path, pid: getpid(), what: path)
-        guard object.isPageCacheBacked else { throw .invalidInput("\(path): not a regular file") }
+        let object: PageCacheObject
+        do {
+            object = try PageCacheObject.open(path: path, pid: getpid(), what: path)
+        } catch .unsupported {
+            throw .invalidInput("\(path): not a regular file")
+        }
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
         let stat = try object.cachestat(offset: 0, length: pages * pageSize)
