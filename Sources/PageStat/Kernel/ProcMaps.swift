@@ -11,28 +11,6 @@ public enum ProcMaps {
         }
     }
 
-    /// One maps line, before classification.
-    struct Line {
-        var range: AddressRange
-        var permissions: Substring
-        var offset: UInt64
-        var device: Device
-        var inode: UInt64
-        var path: Substring
-    }
-
-    /// Splits one maps (or smaps header) line into its six columns; nil if it is not one.
-    static func parseLine(_ line: Substring) -> Line? {
-        var copy = line
-        return copy.withUTF8 { parseLine(bytes: $0) }.map { fields in
-            let utf8 = line.utf8
-            let permissions = Substring(utf8[utf8.index(utf8.startIndex, offsetBy: fields.permissions.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: fields.permissions.upperBound)])
-            let path = Substring(utf8[utf8.index(utf8.startIndex, offsetBy: fields.path.lowerBound)...])
-            return Line(range: fields.range, permissions: permissions, offset: fields.offset, device: fields.device,
-                        inode: fields.inode, path: path)
-        }
-    }
-
     /// The columns of a maps line in its UTF-8 bytes: numbers parsed, text as byte ranges.
     struct ByteLine {
         var range: AddressRange

@@ -9,7 +9,8 @@ public struct ScanOptions: Sendable {
     public var range: AddressRange?
     /// The joined truth, or the raw page table alone.
     public var view: ReportView
-    /// Ask PAGEMAP_SCAN for THP and zero-page flags (Linux 6.7+).
+    /// THP and zero-page flags: as root from the PFNs and /proc/kpageflags, otherwise from
+    /// PAGEMAP_SCAN (Linux 6.7+), a second walk of the page table.
     public var hugeAndZeroFlags: Bool
     /// Count RSS, PSS, USS and swap per mapping (PSS and USS from /proc/kpagecount, root only).
     public var accounting: Bool
