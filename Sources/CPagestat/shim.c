@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CPagestat.h"
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
@@ -39,3 +41,24 @@ int CPagestat_swapon(const char *path) { return swapon(path, 0); }
 int CPagestat_swapoff(const char *path) { return swapoff(path); }
 
 int CPagestat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int CPagestat_uffd_writeprotect(void *addr, size_t len) {
+    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0) return -1;
+    // UFFD_FEATURE_WP_UNPOPULATED (1 << 14, 6.4+) is missing from Debian 12's headers.
+    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM | (1ULL << 14) };
+    if (ioctl(uffd, UFFDIO_API, &api) != 0) {
+        api.features = 0;
+        if (ioctl(uffd, UFFDIO_API, &api) != 0) goto fail;
+    }
+    struct uffdio_register reg = { .range = { (unsigned long)addr, len }, .mode = UFFDIO_REGISTER_MODE_WP };
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) goto fail;
+    struct uffdio_writeprotect wp = { .range = { (unsigned long)addr, len }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+    if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0) goto fail;
+    return uffd;
+fail:;
+    int saved = errno;
+    close(uffd);
+    errno = saved;
+    return -1;
+}

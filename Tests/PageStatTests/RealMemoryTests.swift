@@ -263,3 +263,34 @@ struct FlagAndFallbackTests {
         #expect(states == pages(16, .cached) + pages(16, .swapped) + pages(16, .none))
     }
 }
+
+@Suite("userfaultfd write-protection on arranged memory (needs root)",
+       .enabled(if: TestEnvironment.isRoot, "needs root for userfaultfd (vm.unprivileged_userfaultfd may be 0)"))
+struct UffdWriteProtectTests {
+    @Test func privatePagesCarryTheUffdWPBit() throws {
+        let memory = try ArrangedMemory(pages: 8, backing: .privateAnonymous)
+        memory.write(0..<4)
+        let uffd = try memory.writeProtect(0..<8)
+        defer { close(uffd) }
+        let report = try scanSelf(memory.range)
+        let flags = pageFlags(report)
+        #expect(pageStates(report).prefix(4).allSatisfy { $0 == .present })
+        #expect(flags[0..<4].allSatisfy { $0.contains(.uffdWP) })
+    }
+
+    @Test func sharedMemoryMarkersAreNotSwap() throws {
+        // Write-protected shmem: present pages carry uffd-wp; pages that are not there get a
+        // uffd-wp PTE marker (bit 62 set, swap type 31), which the raw view calls swapped.
+        let memory = try ArrangedMemory(pages: 8, backing: .memfd(name: "uffd-wp", shared: true))
+        memory.write(0..<4)
+        let uffd = try memory.writeProtect(0..<8)
+        defer { close(uffd) }
+        let truth = try scanSelf(memory.range)
+        #expect(pageStates(truth) == pages(4, .present) + pages(4, .none))
+        #expect(pageFlags(truth)[0..<4].allSatisfy { $0.contains(.uffdWP) })
+        let kernel = pageStates(try scanSelf(memory.range, view: .kernel))
+        // Markers need UFFD_FEATURE_WP_UNPOPULATED (6.4+); this machine's kernel has it.
+        #expect(pageFlags(truth)[4..<8].allSatisfy { $0.contains([.nonSwapEntry, .uffdWP]) })
+        #expect(kernel == pages(4, .present) + pages(4, .swapped))
+    }
+}

@@ -95,6 +95,12 @@ long CPagestat_fstatfs_type(int fd);
 int CPagestat_swapon(const char *path);
 int CPagestat_swapoff(const char *path);
 
+/// Write-protects [addr, addr + len) with userfaultfd (UFFDIO_REGISTER_MODE_WP, then
+/// UFFDIO_WRITEPROTECT; shmem and unpopulated pages included where the kernel has the features),
+/// for tests and the lab. Returns the userfaultfd, to keep open while the protection should last,
+/// or -1 with errno.
+int CPagestat_uffd_writeprotect(void *addr, size_t len);
+
 /// pipe2(fds, O_CLOEXEC): 0 or -1 with errno.
 int CPagestat_pipe_cloexec(int fds[2]);
 

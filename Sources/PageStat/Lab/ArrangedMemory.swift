@@ -105,6 +105,14 @@ public final class ArrangedMemory: @unchecked Sendable {
         try advise(pages, CPagestat_MADV_PAGEOUT)
     }
 
+    /// Write-protects `pages` with userfaultfd; the returned descriptor keeps the protection
+    /// registered until it is closed.
+    public func writeProtect(_ pages: Range<Int>) throws(PageStatError) -> Int32 {
+        let uffd = CPagestat_uffd_writeprotect(base + pages.lowerBound * pageSize, pages.count * pageSize)
+        guard uffd >= 0 else { throw .system(call: "userfaultfd write-protect", errno: Errno(rawValue: errno)) }
+        return uffd
+    }
+
     /// Installs guard pages with MADV_GUARD_INSTALL (Linux 6.13+).
     public func installGuard(_ pages: Range<Int>) throws(PageStatError) {
         try advise(pages, CPagestat_MADV_GUARD_INSTALL)

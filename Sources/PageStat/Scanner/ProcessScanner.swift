@@ -110,10 +110,10 @@ public final class ProcessScanner {
         if !PageCacheObject.cachestatSupported {
             notes.add("cachestat(2) is not available (Linux 6.5+): a swapped shared page still in the swap cache is reported as cached")
         }
-        if options.hugeAndZeroFlags && !scanCategories.contains([.huge, .pfnZero]) {
+        let tables = kpageTables(options, notes: &notes)
+        if options.hugeAndZeroFlags && tables.pfnFlags == nil && !scanCategories.contains([.huge, .pfnZero]) {
             notes.add("PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags")
         }
-        let tables = kpageTables(options, notes: &notes)
         lap("maps")
         let scanned = mappings.map { mapping in options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range }
 
