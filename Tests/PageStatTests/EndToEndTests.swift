@@ -138,6 +138,12 @@ struct ShowEndToEndTests {
         let notes = try #require(json["notes"] as? [String])
         #expect(notes.contains { $0.contains("map_files needs CAP_SYS_ADMIN") })
         #expect(notes.contains { $0.contains("no PFNs or swap locations") })
+        // Root's libraries: mincore would lie about them, so their unmapped pages are unknown.
+        #expect(notes.contains { $0.contains("neither owns nor may write") })
+        let mappings = try #require(json["mappings"] as? [[String: Any]])
+        let libc = try #require(mappings.first { ($0["path"] as? String)?.contains("libc.so") == true && ($0["permissions"] as? String) == "r-xp" })
+        let libcStates = Set((libc["runs"] as? [[String: Any]] ?? []).compactMap { $0["state"] as? String })
+        #expect(!libcStates.contains("cached") && !libcStates.contains("none"))
         // memfd: its pwrite, swapped and untouched pages are unknown; present ones are still known.
         let memfd = jsonPageStates(try runs(json, mappingStart: try #require(regions["memfd"])))
         #expect(memfd == pages(16, .unknown) + pages(16, .present) + pages(32, .unknown))

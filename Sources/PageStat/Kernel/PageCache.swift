@@ -21,6 +21,10 @@ public final class PageCacheObject {
     /// Pages the object holds (st_blocks): for shmem, resident and swapped pages and fallocated
     /// ones, not holes.
     public let allocatedPages: UInt64
+    /// Whether mincore(2) tells the truth about this file to us: the kernel reports every page of
+    /// a file resident unless the caller owns it, may write it or has CAP_FOWNER (and cachestat
+    /// refuses such callers since 2025).
+    public let residencyVisible: Bool
     private var window: (address: UnsafeMutableRawPointer, offset: UInt64, length: UInt64)?
 
     static let tmpfsMagic: Int = 0x0102_1994
@@ -34,10 +38,13 @@ public final class PageCacheObject {
             size = UInt64(max(0, st.st_size))
             isPageCacheBacked = (st.st_mode & S_IFMT) == S_IFREG
             allocatedPages = UInt64(max(0, st.st_blocks)) * 512 / UInt64(pageSize)
+            residencyVisible = geteuid() == 0 || st.st_uid == geteuid()
+                || access("/proc/self/fd/\(fd.rawValue)", W_OK) == 0
         } else {
             size = 0
             isPageCacheBacked = false
             allocatedPages = 0
+            residencyVisible = false
         }
         isShmem = CPagestat_fstatfs_type(fd.rawValue) == Self.tmpfsMagic
     }

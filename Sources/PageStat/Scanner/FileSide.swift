@@ -72,6 +72,9 @@ final class FileSide {
     /// Classifies the object's pages `[first, first + count)` (page offsets into the object) and
     /// emits them in order as runs of `swapped`, `cached` or `none`.
     func resolve(first: UInt64, count: UInt64, emit: Emit) throws(PageStatError) {
+        guard object.residencyVisible else {
+            throw .permissionDenied(what: "the page cache of a file we neither own nor may write (mincore would call every page resident)")
+        }
         let end = first + count
         let eofPage = (object.size + pageSize - 1) / pageSize
         let inFileEnd = min(end, max(first, eofPage))

@@ -241,8 +241,11 @@ public final class ProcessScanner {
             guard !pending.isEmpty else { continue }
             let mapping = reports[index].mapping
             let object: PageCacheObject
-            do {
+            do throws(PageStatError) {
                 object = try openObject(mapping)
+                guard object.residencyVisible else {
+                    throw PageStatError.permissionDenied(what: "residency")
+                }
             } catch {
                 notes.add(unknownReason(error, mapping: mapping))
                 continue  // pending runs stay unknown
@@ -381,6 +384,8 @@ public final class ProcessScanner {
     private func unknownReason(_ error: PageStatError, mapping: Mapping) -> String {
         let what = mapping.kind.isShmem ? "swapped or cached shared pages" : "cached file pages"
         switch error {
+        case .permissionDenied(what: "residency"):
+            return "\(what) are unknown in files this user neither owns nor may write: mincore(2) reports every page of those resident and cachestat(2) refuses (run as root)"
         case .permissionDenied:
             return "\(what) are unknown: opening /proc/\(pid)/map_files needs CAP_SYS_ADMIN (run as root)"
         default:
