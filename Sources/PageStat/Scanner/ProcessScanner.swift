@@ -133,7 +133,7 @@ public final class ProcessScanner {
         }
         let totalPages = scanned.reduce(UInt64(0)) { $0 + $1.length / pageSize }
         let threads = totalPages >= Self.parallelThreshold ? min(workers, chunks.count) : 1
-        let chunkResults = try parallelMap(count: chunks.count, threads: threads, makeWorker: makeWorker) {
+        var chunkResults = try parallelMap(count: chunks.count, threads: threads, makeWorker: makeWorker) {
             (worker: PageTableWorker, index: Int) throws(PageStatError) -> ([PageRun], MemoryUse?) in
             let chunk = chunks[index]
             let mapping = mappings[chunk.mapping]
@@ -157,7 +157,6 @@ public final class ProcessScanner {
             MappingReport(mapping: mappings[$0], scanned: scanned[$0], runs: [])
         }
         var mapcounts: [MemoryUse?] = Array(repeating: tables.counts != nil ? MemoryUse() : nil, count: mappings.count)
-        var chunkRuns = chunkResults.map(\.0)
         var chunkIndex = 0
         for index in reports.indices {
             // A mapping's chunks, joined where a run goes on across a chunk boundary; a mapping
@@ -166,12 +165,14 @@ public final class ProcessScanner {
             var builder = RunBuilder(pageSize: pageSize)
             while chunkIndex < chunks.count && chunks[chunkIndex].mapping == index {
                 if let use = chunkResults[chunkIndex].1 { mapcounts[index]?.merge(mapcounts: use) }
+                // Moved out, so that a fragmented scan never holds its runs twice.
+                let runs = chunkResults[chunkIndex].0
+                chunkResults[chunkIndex].0 = []
                 if first && (chunkIndex + 1 == chunks.count || chunks[chunkIndex + 1].mapping != index) {
-                    reports[index].runs = chunkRuns[chunkIndex]
+                    reports[index].runs = runs
                 } else {
-                    builder.append(contentsOf: chunkRuns[chunkIndex])
+                    builder.append(contentsOf: runs)
                 }
-                chunkRuns[chunkIndex] = []
                 first = false
                 chunkIndex += 1
             }
