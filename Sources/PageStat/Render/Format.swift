@@ -65,8 +65,13 @@ public struct JSONWriter {
             count += bytes.count
         }
 
+        @inline(__always)
         func append(_ string: StaticString) {
-            string.withUTF8Buffer { append($0) }
+            guard string.hasPointerRepresentation else { return string.withUTF8Buffer { append($0) } }
+            let length = string.utf8CodeUnitCount
+            reserve(length)
+            (base + count).update(from: string.utf8Start, count: length)
+            count += length
         }
     }
 

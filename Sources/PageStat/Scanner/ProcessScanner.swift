@@ -329,7 +329,7 @@ public final class ProcessScanner {
                     begin = end
                 }
             }
-            replacements.sort { $0.run < $1.run }
+            // Items were made from each mapping's pending runs in order: already sorted by run.
             var builder = RunBuilder(pageSize: pageSize)
             var next = 0
             for (index, var run) in reports[reportIndex].runs.enumerated() {
