@@ -78,18 +78,14 @@ extension Pagestat {
             try arrangeShmemFile(memfd, q: q)
             // A /dev/shm (tmpfs) file, the same layout; unlinked right away, kept open by the mapping.
             let shmPath = "/dev/shm/pagestat-fixture-\(getpid())"
-            let shmFD = open(shmPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-            guard shmFD >= 0 else { throw .system(call: "open \(shmPath)", errno: .init(rawValue: errno)) }
+            let shmFD = try createFile(shmPath)
             defer { close(shmFD); unlink(shmPath) }
-            guard ftruncate(shmFD, off_t(pages * ProcFS.pageSize)) == 0 else { throw .system(call: "ftruncate", errno: .init(rawValue: errno)) }
             let tmpfs = try ArrangedMemory(pages: pages, backing: .file(fd: shmFD, shared: true))
             try arrangeShmemFile(tmpfs, q: q)
             // A /dev/shm file held open but never mapped: [0,q) written with pwrite.
             let openPath = "/dev/shm/pagestat-fixture-open-\(getpid())"
-            let openFD = open(openPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-            guard openFD >= 0 else { throw .system(call: "open \(openPath)", errno: .init(rawValue: errno)) }
+            let openFD = try createFile(openPath)
             defer { close(openFD); unlink(openPath) }
-            guard ftruncate(openFD, off_t(pages * ProcFS.pageSize)) == 0 else { throw .system(call: "ftruncate", errno: .init(rawValue: errno)) }
             var openBlock = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
             for page in 0..<q {
                 openBlock[0] = UInt8(truncatingIfNeeded: page)
@@ -163,6 +159,19 @@ extension Pagestat {
             writeOut(json.output + "\n")
             // Hold everything until our parent closes standard input (or dies).
             waitForEOF()
+        }
+
+        /// A new file of `pages` pages (a hole), open read-write; the caller unlinks it.
+        private func createFile(_ path: String) throws(PageStatError) -> Int32 {
+            let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
+            guard ftruncate(fd, off_t(pages * ProcFS.pageSize)) == 0 else {
+                let error = errno
+                close(fd)
+                unlink(path)
+                throw .system(call: "ftruncate \(path)", errno: .init(rawValue: error))
+            }
+            return fd
         }
 
         private func arrangeShmemFile(_ memory: ArrangedMemory, q: Int) throws(PageStatError) {

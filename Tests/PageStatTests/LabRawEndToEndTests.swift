@@ -60,20 +60,10 @@ func showStates(pid: Int32, range: String) throws -> [PageState] {
 
 /// `pagestat raw` as a child: its binary output as entries.
 func rawEntries(pid: Int32, range: String, kernel: Bool = false) throws -> [UInt64] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: TestEnvironment.pagestatPath)
-    process.arguments = ["raw", "--pid", String(pid), "--range", range] + (kernel ? ["--kernel"] : [])
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0 && errors.isEmpty, "\(errors)")
-    try #require(data.count % 8 == 0)
-    return data.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+    let run = try runPagestat(["raw", "--pid", String(pid), "--range", range] + (kernel ? ["--kernel"] : []))
+    #expect(run.status == 0 && run.stderr.isEmpty, "\(run.stderr)")
+    try #require(run.output.count % 8 == 0)
+    return run.output.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
 }
 
 /// Checks that `raw` equals `kernel` (itself equal to a direct pread) except at `swapped`, where

@@ -59,8 +59,11 @@ func smapsEntry(pid: Int32 = getpid(), containing address: UInt64) throws -> Pro
 /// A child process: runs the built pagestat with arguments, returns its exit status and output.
 struct Run {
     var status: Int32
-    var stdout: String
+    /// Standard output as it came, for binary output such as `raw`'s.
+    var output: Data
     var stderr: String
+
+    var stdout: String { String(decoding: output, as: UTF8.self) }
 }
 
 /// Points `process` at the built pagestat with `arguments`, as another user (no capabilities)
@@ -99,8 +102,7 @@ func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-               stderr: String(decoding: errData, as: UTF8.self))
+    return Run(status: process.terminationStatus, output: outData, stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// `pagestat fixture` running as a child: every layout, arranged, until `stop()`.

@@ -252,11 +252,4 @@ public struct JSONWriter {
         }
         buffer.append(0x22)
     }
-
-    /// `string` as a JSON string literal.
-    public static func quote(_ string: String) -> String {
-        let writer = JSONWriter()
-        writer.appendQuoted(string)
-        return writer.output
-    }
 }
