@@ -23,7 +23,7 @@ struct Pagestat: ParsableCommand {
         Start with `pagestat demo`.
 
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
-        5 range not mapped, 6 process exited during the scan, 7 kernel lacks an interface, \
+        5 range not mapped, 6 process exited or executed a new program during the scan, 7 kernel lacks an interface, \
         8 process has no address space (kernel thread), 64 usage error.
         """,
         subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Lab.self, Bench.self, Demo.self,
@@ -39,7 +39,7 @@ enum ExitStatus {
         case .noSuchProcess: 3
         case .permissionDenied: 4
         case .rangeNotMapped: 5
-        case .processExited: 6
+        case .processExited, .addressSpaceReplaced: 6
         case .unsupported: 7
         case .noAddressSpace: 8
         case .invalidInput: 64

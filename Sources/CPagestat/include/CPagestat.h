@@ -104,4 +104,13 @@ int CPagestat_uffd_writeprotect(void *addr, size_t len);
 /// pipe2(fds, O_CLOEXEC): 0 or -1 with errno.
 int CPagestat_pipe_cloexec(int fds[2]);
 
+/// pidfd_open(pid, 0) through the raw syscall (Linux 5.3+, 434 on every architecture): a
+/// descriptor that stays bound to this very process and becomes readable when it exits.
+int CPagestat_pidfd_open(int pid);
+
+/// For tests: vfork(2) a child that, still sharing this process's address space, writes its pid
+/// (a raw pid_t) to `out`, waits for one byte (or EOF) on `in`, then execv(path, argv). Returns in
+/// the parent, with the child's pid or -1, once the child has exec'd or exited.
+int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *const argv[]);
+
 #endif

@@ -23,7 +23,9 @@ public struct PagemapEntry: RawRepresentable, Sendable, Hashable {
     /// Bit 56 (4.2+): exclusively mapped.
     public var isExclusive: Bool { rawValue & (1 << 56) != 0 }
     /// Bit 55: soft-dirty.
-    public var isSoftDirty: Bool { rawValue & (1 << 55) != 0 }
+    public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
+    /// Bit 55, which pagemap also sets on empty entries of a VM_SOFTDIRTY mapping.
+    public static let softDirtyBit: UInt64 = 1 << 55
     /// Bits 0-54: the PFN when present; zero without CAP_SYS_ADMIN.
     public var pfn: UInt64 { rawValue & ((1 << 55) - 1) }
     /// Bits 0-4 of a swap entry: the swap type (the index of the swap area).
@@ -67,6 +69,13 @@ public struct Pagemap: ~Copyable {
             throw .fromProc(error, pid: pid, call: "open /proc/\(pid)/pagemap",
                             what: "/proc/\(pid)/pagemap (needs ptrace read access to the process)")
         }
+    }
+
+    /// Opens pagemap relative to a pinned process's /proc directory.
+    public init(handle: ProcessHandle, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
+        pid = handle.pid
+        self.pageSize = UInt64(pageSize)
+        fd = try handle.open("pagemap", what: "/proc/\(handle.pid)/pagemap (needs ptrace read access to the process)")
     }
 
     deinit { try? fd.close() }

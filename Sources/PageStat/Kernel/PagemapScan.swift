@@ -47,6 +47,35 @@ public enum PagemapScan {
         return supported
     }
 
+    /// The address of the first page in `[start, end)` with a page-table entry (present, or
+    /// non-present and not empty: swap, migration, PTE marker), or nil when there is none.
+    /// The kernel stops at the first such page (max_pages 1) and skips empty page tables
+    /// whole, so the cost follows what is populated, never the size of the range.
+    public static func firstPopulated(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64) throws(PageStatError) -> UInt64? {
+        var region = Region()
+        var arg = CPagestat_pm_scan_arg()
+        arg.size = UInt64(MemoryLayout<CPagestat_pm_scan_arg>.size)
+        arg.start = start
+        arg.end = end
+        arg.vec_len = 1
+        arg.max_pages = 1
+        arg.category_anyof_mask = Categories.present.rawValue | Categories.swapped.rawValue
+        arg.return_mask = 0
+        let result = withUnsafeMutablePointer(to: &region) { pointer in
+            arg.vec = UInt64(UInt(bitPattern: pointer))
+            return retryingInterrupts { CPagestat_pagemap_scan(fd.rawValue, &arg) }
+        }
+        switch result {
+        case .success(let count):
+            return count > 0 ? max(start, region.start) : nil
+        case .failure(.badAddress):
+            return nil
+        case .failure(let error):
+            if error == .noSuchProcess { throw .processExited(pid: pid) }
+            throw .system(call: "ioctl PAGEMAP_SCAN /proc/\(pid)/pagemap", errno: error)
+        }
+    }
+
     /// Scans `[start, end)` and calls `body` with each batch of regions whose categories meet
     /// `anyOf` (all regions when empty), reporting only `returnMask`. Loops on walk_end.
     /// The corresponding C call is `ioctl(fd, PAGEMAP_SCAN, &arg)`.

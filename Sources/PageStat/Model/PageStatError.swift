@@ -10,6 +10,9 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
     case rangeNotMapped(pid: Int32, range: AddressRange)
     /// The process went away while it was being scanned.
     case processExited(pid: Int32)
+    /// The process replaced its address space while it was being scanned (exec, or the exec of
+    /// a vfork child that shared its parent's): what was read belongs to no current process.
+    case addressSpaceReplaced(pid: Int32)
     /// The process exists but has no user address space: a kernel thread or a zombie.
     case noAddressSpace(pid: Int32)
     /// The running kernel lacks an interface that this operation needs.
@@ -25,6 +28,7 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
         case .permissionDenied(let what): "permission denied: \(what)"
         case .rangeNotMapped(let pid, let range): "range \(range) is not mapped in process \(pid)"
         case .processExited(let pid): "process \(pid) exited during the scan"
+        case .addressSpaceReplaced(let pid): "process \(pid) executed a new program during the scan (its address space was replaced); scan it again"
         case .noAddressSpace(let pid): "process \(pid) has no user address space (a kernel thread or a zombie)"
         case .unsupported(let what): "not supported by this kernel: \(what)"
         case .invalidInput(let message): message

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import SystemPackage
+
+/// One inspected process, pinned: a pidfd (pidfd_open(2), Linux 5.3+) and a descriptor of its
+/// `/proc/PID` directory, both opened once. Every file of the process is opened relative to the
+/// directory (openat(2)), so a pid reused by another process is never read by mistake: once the
+/// process is reaped, reads through the directory fail with ESRCH.
+///
+/// Descriptors of `/proc/PID/maps` and `/proc/PID/pagemap` hold the address space (the mm) that
+/// the process had when they were opened. After an exec they read nothing; after a vfork
+/// child's exec they go on reading the parent's. `identity()` tells such a switch.
+public final class ProcessHandle: Sendable {
+    public let pid: Int32
+    /// pidfd_open(2); -1 where the kernel lacks it or the pid is not a thread-group leader.
+    private let pidfd: Int32
+    /// `/proc/PID`, O_DIRECTORY.
+    private let directory: Int32
+
+    /// Opens the pidfd, then `/proc/PID`, then checks through the pidfd that the process did not
+    /// exit in between (so the directory is this process's, not a successor's).
+    public init(pid: Int32) throws(PageStatError) {
+        guard pid > 0 else { throw .invalidInput("invalid pid \(pid): expected a positive process id") }
+        self.pid = pid
+        pidfd = CPagestat_pidfd_open(pid)
+        let opened = Glibc.open("/proc/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if opened < 0 {
+            let error = Errno(rawValue: errno)
+            if pidfd >= 0 { close(pidfd) }
+            if error == .noSuchFileOrDirectory || error == .noSuchProcess { throw .noSuchProcess(pid: pid) }
+            throw .system(call: "open /proc/\(pid)", errno: error)
+        }
+        directory = opened
+        if pidfd >= 0 && Self.readable(pidfd) {
+            // It exited before /proc/PID was opened: a zombie (its memory is gone), or reaped and
+            // its number reused by another process.
+            let zombie = (try? readBytes("stat")).map(Self.isZombie) == true
+            close(pidfd)
+            close(directory)
+            throw zombie ? .noAddressSpace(pid: pid) : .noSuchProcess(pid: pid)
+        }
+    }
+
+    deinit {
+        if pidfd >= 0 { close(pidfd) }
+        close(directory)
+    }
+
+    /// Whether the process has exited (a zombie counts): the pidfd polls readable, or, without
+    /// a pidfd, `/proc/PID/stat` is gone or says Z or X.
+    public var hasExited: Bool {
+        if pidfd >= 0 { return Self.readable(pidfd) }
+        guard let stat = try? readBytes("stat") else { return true }
+        return Self.isZombie(stat)
+    }
+
+    /// Whether a `/proc/PID/stat` line says Z (zombie) or X (dead); its state follows the
+    /// command name, which ends at the last ')'.
+    static func isZombie(_ stat: [UInt8]) -> Bool {
+        guard let close = stat.lastIndex(of: 0x29), close + 2 < stat.count else { return true }
+        let state = stat[close + 2]
+        return state == 0x5a || state == 0x58
+    }
+
+    private static func readable(_ fd: Int32) -> Bool {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, 0) > 0 && poller.revents & Int16(POLLIN) != 0
+    }
+
+    /// openat(2) of a file of the process, read-only; the errno mapped to what a user should see.
+    public func open(_ name: String, what: String) throws(PageStatError) -> FileDescriptor {
+        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw error(Errno(rawValue: errno), call: "open /proc/\(pid)/\(name)", what: what) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// The whole of a file of the process, read until EOF (/proc files report size 0).
+    public func readBytes(_ name: String, what: String? = nil) throws(PageStatError) -> [UInt8] {
+        let fd = try open(name, what: what ?? "/proc/\(pid)/\(name)")
+        defer { try? fd.close() }
+        return try readAll(fd, name: name, what: what ?? "/proc/\(pid)/\(name)")
+    }
+
+    /// Reads an open file of the process from its start to EOF; the same descriptor can be read
+    /// again (seq_file starts over at offset 0).
+    public func readAll(_ fd: FileDescriptor, name: String, what: String) throws(PageStatError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 1 << 16)
+        var filled = 0
+        while true {
+            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
+            let count: Int
+            do {
+                count = try system {
+                    try bytes.withUnsafeMutableBytes {
+                        try fd.read(fromAbsoluteOffset: Int64(filled),
+                                    into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), retryOnInterrupt: true)
+                    }
+                }
+            } catch {
+                throw self.error(error, call: "read /proc/\(pid)/\(name)", what: what)
+            }
+            if count == 0 { break }
+            filled += count
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+
+    /// What a failed call on a file of this process means for the user.
+    func error(_ error: Errno, call: String, what: String) -> PageStatError {
+        switch error {
+        case .noSuchProcess, .noSuchFileOrDirectory:
+            if hasExited { return .processExited(pid: pid) }
+            // ESRCH from a live process: it has no mm (a kernel thread).
+            return error == .noSuchProcess ? .noAddressSpace(pid: pid) : .system(call: call, errno: error)
+        case .permissionDenied, .notPermitted:
+            return .permissionDenied(what: what)
+        default:
+            return .system(call: call, errno: error)
+        }
+    }
+
+    /// The address space's fingerprint from `/proc/PID/stat`: where the kernel placed code,
+    /// data, stack, heap start, arguments and environment (fields 26-28 and 45-51). An exec
+    /// replaces every one of them (and ASLR moves them even for the same program); they never
+    /// change otherwise. Nil when the kernel hides them (no ptrace read access) or there is no
+    /// address space.
+    public func identity() throws(PageStatError) -> AddressSpaceIdentity? {
+        try AddressSpaceIdentity(stat: readBytes("stat"))
+    }
+}
+
+/// The fixed layout points of one address space, from `/proc/PID/stat` (see `ProcessHandle`).
+public struct AddressSpaceIdentity: Sendable, Hashable {
+    public var values: [UInt64]
+
+    /// Parses a stat line; nil when the layout fields are all zero (hidden or no mm).
+    public init?(stat: [UInt8]) {
+        // Fields after the command name, which ends at the last ')' and may hold anything.
+        guard let close = stat.lastIndex(of: 0x29) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: 0x20)
+        // fields[0] is field 3 (state): field n sits at n - 3.
+        let wanted = [26, 27, 28, 45, 46, 47, 48, 49, 50, 51]
+        guard fields.count > 51 - 3 else { return nil }
+        var values: [UInt64] = []
+        for field in wanted {
+            var value: UInt64 = 0
+            for byte in fields[field - 3] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value &* 10 &+ UInt64(byte - 0x30)
+            }
+            values.append(value)
+        }
+        guard values.contains(where: { $0 != 0 }) else { return nil }
+        self.values = values
+    }
+}
