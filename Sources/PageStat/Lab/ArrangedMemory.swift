@@ -27,7 +27,9 @@ public final class ArrangedMemory: @unchecked Sendable {
     public var address: UInt64 { UInt64(UInt(bitPattern: base)) }
     public var range: AddressRange { AddressRange(start: address, end: address + UInt64(pages * pageSize)) }
 
-    public init(pages: Int, backing: Backing) throws(PageStatError) {
+    /// Maps `pages` pages of `backing`. `reserve: false` maps with MAP_NORESERVE: no commit
+    /// accounting, for reservations larger than memory and swap.
+    public init(pages: Int, backing: Backing, reserve: Bool = true) throws(PageStatError) {
         self.pages = pages
         pageSize = ProcFS.pageSize
         let length = pages * pageSize
@@ -51,6 +53,7 @@ public final class ArrangedMemory: @unchecked Sendable {
             fd = descriptor
             flags = shared ? MAP_SHARED : MAP_PRIVATE
         }
+        if !reserve { flags |= MAP_NORESERVE }
         guard let pointer = mmap(nil, length, PROT_READ | PROT_WRITE, flags, fd, 0), pointer != MAP_FAILED else {
             let error = Errno(rawValue: errno)
             if ownsFD { close(fd) }

@@ -56,6 +56,9 @@ public final class ChildProcess {
         return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Closes the child's standard input: it reads EOF.
+    public func closeInput() { if stdinFD >= 0 { close(stdinFD); stdinFD = -1 } }
+
     /// Sends `signal` to the child.
     public func signal(_ signal: Int32) { if !reaped { kill(pid, signal) } }
 

@@ -17,6 +17,9 @@ struct PageTablePass {
     /// Privileged: THP and zero pages told from the PFNs themselves (and /proc/kpageflags for
     /// THP candidates) instead of a second walk with PAGEMAP_SCAN.
     var flagsFromPFNs: PFNFlagSource?
+    /// Whether long empty stretches are skipped with PAGEMAP_SCAN instead of read entry by entry
+    /// (not on device mappings, whose VM_PFNMAP pages PAGEMAP_SCAN does not walk).
+    var skipEmpty = false
 
     init(decoder: PagemapDecoder) { self.decoder = decoder }
 }
@@ -149,23 +152,41 @@ final class PageTableWorker {
 
     /// Reads pagemap over `range` in batches and feeds the decoded pages to `builder`. Pages with
     /// equal state-relevant bits are decoded once per stretch, not once per page.
+    ///
+    /// With `pass.skipEmpty`, the page table is read only where it is populated: at the start and
+    /// after every batch that ends in a long empty stretch, PAGEMAP_SCAN finds the next populated
+    /// page and the stretch before it becomes one run, so a 64 TiB reservation costs what its
+    /// populated pages cost. Dense memory never pays for the probe beyond one call per chunk.
     func readPageTable(_ range: AddressRange, pass: inout PageTablePass,
                        into builder: inout RunBuilder) throws(PageStatError) {
         var address = range.start
         let hugeBytes = UInt64(PFNFlagSource.hugePages) * pageSize
+        var probe = pass.skipEmpty && !scanCategories.isEmpty
         while address < range.end {
+            if probe {
+                probe = false
+                address = try skipEmpty(from: address, to: range.end, decoder: pass.decoder, into: &builder)
+                if address >= range.end { return }
+            }
             var wanted = Int(min(UInt64(entries.count), (range.end - address) / pageSize))
             // End batches on 2 MiB boundaries, so that no huge page straddles two of them.
             let end = address + UInt64(wanted) * pageSize
             if pass.flagsFromPFNs != nil, end < range.end, end % hugeBytes != 0, end - end % hugeBytes > address {
                 wanted = Int((end - end % hugeBytes - address) / pageSize)
             }
-            let got = try read(at: address, count: wanted)
-            if got == 0 {
-                if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-                // Past the address space pagemap covers (e.g. [vsyscall]).
-                builder.append(start: address, pages: (range.end - address) / pageSize, state: .unknown, flags: [])
-                return
+            var got = try read(at: address, count: wanted)
+            // Nothing at a user address: the address space is gone (exit or exec); the scanner
+            // tells which.
+            if got == 0 { throw .processExited(pid: pid) }
+            // A long empty tail: decode up to it, then let PAGEMAP_SCAN find what follows.
+            if pass.skipEmpty && !scanCategories.isEmpty && address + UInt64(got) * pageSize < range.end {
+                let empty = Self.emptyTail(UnsafeBufferPointer(rebasing: entries[0..<got]))
+                if empty >= Self.skipThreshold && empty < got {
+                    got -= empty
+                    probe = true
+                } else if empty == got {
+                    probe = true
+                }
             }
             let batch = UnsafeBufferPointer(rebasing: entries[0..<got])
             if let source = pass.flagsFromPFNs {
@@ -205,6 +226,35 @@ final class PageTableWorker {
             }
             address += UInt64(got) * pageSize
         }
+    }
+
+    /// Empty stretches shorter than this (in pages) are read, not probed: one PAGEMAP_SCAN call
+    /// costs about what reading 512 empty entries does.
+    static let skipThreshold = 512
+
+    /// How many entries at the end of `batch` read "empty" (no page-table entry; bit 55 may be
+    /// set on a VM_SOFTDIRTY mapping), all alike.
+    static func emptyTail(_ batch: UnsafeBufferPointer<UInt64>) -> Int {
+        guard let last = batch.last, last & ~PagemapEntry.softDirtyBit == 0 else { return 0 }
+        var index = batch.count - 1
+        while index > 0 && batch[index - 1] == last { index -= 1 }
+        return batch.count - index
+    }
+
+    /// Skips the empty stretch that starts at `address`: PAGEMAP_SCAN names the next populated
+    /// page, and the stretch before it is appended as one run of the entry pagemap gives there
+    /// (read once, so a VM_SOFTDIRTY mapping keeps its bit). Returns where reading resumes.
+    private func skipEmpty(from address: UInt64, to end: UInt64, decoder: PagemapDecoder,
+                           into builder: inout RunBuilder) throws(PageStatError) -> UInt64 {
+        let next = try PagemapScan.firstPopulated(fd: pagemap, pid: pid, start: address, end: end) ?? end
+        guard next > address else { return address }
+        guard try read(at: address, count: 1) == 1 else { throw .processExited(pid: pid) }
+        let empty = entries[0]
+        // Populated since the probe: read it instead.
+        guard empty & ~PagemapEntry.softDirtyBit == 0 else { return address }
+        let decoded = decoder.decode(empty)
+        builder.append(start: address, pages: (next - address) / pageSize, state: decoded.state, flags: decoded.flags)
+        return next
     }
 
     /// pread(2) of `count` entries from the page at `address`; fewer at the end of the address

@@ -35,12 +35,24 @@ public struct ScanOptions: Sendable {
 /// zero-page flags, and each shared object's page cache through /proc/PID/map_files.
 /// Reads metadata only: the target's memory is never read, faulted or swapped in.
 /// Large scans are split into chunks that every online core works on.
+///
+/// A scanner is pinned to one process and one address space: the process through a pidfd and a
+/// `/proc/PID` directory descriptor (`ProcessHandle`), the address space through the maps and
+/// pagemap descriptors opened together at init. A scan that finds the process exited or its
+/// address space replaced (exec, a vfork child's exec) throws instead of answering for another
+/// one; mappings that changed while they were read come back `unknown`, with a note.
 public final class ProcessScanner {
     public let pid: Int32
+    /// The pinned process.
+    public let handle: ProcessHandle
     public let pageSize: UInt64
     /// CAP_SYS_ADMIN: PFNs, swap locations, map_files.
     public let privileged: Bool
     let pagemap: Pagemap
+    /// /proc/PID/maps, opened with pagemap: both read the same address space.
+    private let maps: FileDescriptor
+    /// The address space's fingerprint when the descriptors were opened.
+    private let identity: AddressSpaceIdentity?
     let scanCategories: PagemapScan.Categories
     let batchPages: Int
     /// Worker threads for large scans (the online cores, at most 8).
@@ -54,15 +66,41 @@ public final class ProcessScanner {
     static let parallelThreshold: UInt64 = 1 << 15
 
     public init(pid: Int32, batchPages: Int = 1 << 16) throws(PageStatError) {
-        guard pid > 0 else { throw .invalidInput("invalid pid \(pid)") }
-        guard ProcFS.processExists(pid) else { throw .noSuchProcess(pid: pid) }
+        handle = try ProcessHandle(pid: pid)
         self.pid = pid
         pageSize = UInt64(ProcFS.pageSize)
         privileged = ProcFS.hasSysAdmin()
-        pagemap = try Pagemap(pid: pid)
+        // Open both views of the address space between two looks at its fingerprint: equal
+        // fingerprints mean no exec came between the opens.
+        let before = try handle.identity()
+        pagemap = try Pagemap(handle: handle)
+        maps = try handle.open("maps", what: "/proc/\(pid)/maps (needs ptrace read access)")
+        do { identity = try handle.identity() } catch { try? maps.close(); throw error }
+        if before != identity {
+            try? maps.close()
+            throw .addressSpaceReplaced(pid: pid)
+        }
         scanCategories = PagemapScan.supportedCategories(fd: pagemap.fileDescriptor)
         self.batchPages = batchPages
         workers = max(1, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }
+
+    deinit { try? maps.close() }
+
+    /// The mappings, read through the descriptor opened with pagemap.
+    private func readMappings() throws(PageStatError) -> [Mapping] {
+        let bytes = try handle.readAll(maps, name: "maps", what: "/proc/\(pid)/maps (needs ptrace read access)")
+        let devices = ProcFS.shmemDevices(pid: pid)
+        return bytes.withUnsafeBufferPointer { ProcMaps.parse(bytes: $0, shmemDevices: devices) }
+    }
+
+    /// Whether the process still has the address space the scanner was opened on; throws the
+    /// error that says what became of it.
+    private func checkAddressSpace() throws(PageStatError) {
+        if handle.hasExited { throw .processExited(pid: pid) }
+        let now: AddressSpaceIdentity?
+        do { now = try handle.identity() } catch { throw handle.hasExited ? .processExited(pid: pid) : error }
+        if now != identity { throw .addressSpaceReplaced(pid: pid) }
     }
 
     /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
@@ -83,9 +121,12 @@ public final class ProcessScanner {
     public func scan(_ options: ScanOptions = ScanOptions()) throws(PageStatError) -> ProcessReport {
         do {
             return try scanOrFail(options)
-        } catch .noSuchProcess {
-            // It was there when the scanner opened its pagemap.
-            throw .processExited(pid: pid)
+        } catch .noSuchProcess, .processExited {
+            // The address space went away under a read: the process exited, or it replaced its
+            // address space with exec (the descriptors then read nothing).
+            if handle.hasExited { throw .processExited(pid: pid) }
+            try checkAddressSpace()
+            throw .addressSpaceReplaced(pid: pid)
         }
     }
 
@@ -97,8 +138,10 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
-        var mappings = try ProcMaps.read(pid: pid)
-        if mappings.isEmpty && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+        try checkAddressSpace()
+        var mappings = try readMappings()
+        // An address space that has mappings never reads empty: it is gone (exit or exec).
+        if mappings.isEmpty { throw .processExited(pid: pid) }
         if let range = options.range {
             mappings = mappings.filter { $0.range.overlaps(range) }
             if mappings.isEmpty { throw .rangeNotMapped(pid: pid, range: range) }
@@ -116,16 +159,30 @@ public final class ProcessScanner {
         }
         lap("maps")
         let scanned = mappings.map { mapping in options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range }
+        for mapping in mappings where mapping.range.start >= Self.userSpaceEnd {
+            notes.add("\(mapping.path.isEmpty ? mapping.range.description : mapping.path): unknown: it lies above the user address space that /proc/PID/pagemap covers (a page the kernel provides, with no page-table entry to read)")
+        }
 
-        // The page tables, in chunks, on every core.
+        // The page tables, in chunks, on every core. Where PAGEMAP_SCAN finds a long stretch
+        // with no page-table entries, the stretch is one chunk whatever its size.
         var chunks: [(mapping: Int, range: AddressRange)] = []
-        for (index, range) in scanned.enumerated() {
+        for (index, range) in scanned.enumerated() where mappings[index].range.start < Self.userSpaceEnd {
             var start = range.start
+            let chunkBytes = Self.chunkPages * pageSize
+            let huge = UInt64(PFNFlagSource.hugePages) * pageSize
             while start < range.end {
-                let chunkBytes = Self.chunkPages * pageSize
+                if Self.skipsEmpty(mappings[index]) && !scanCategories.isEmpty && range.end - start > chunkBytes {
+                    let next = try PagemapScan.firstPopulated(fd: pagemap.fileDescriptor, pid: pid, start: start,
+                                                              end: range.end) ?? range.end
+                    let aligned = next == range.end ? next : max(start, next - next % huge)
+                    if aligned - start >= chunkBytes {
+                        chunks.append((index, AddressRange(start: start, end: aligned)))
+                        start = aligned
+                        continue
+                    }
+                }
                 var end = range.end - start > chunkBytes ? start + chunkBytes : range.end
                 // Chunks end on 2 MiB boundaries: a huge page is seen whole by one worker.
-                let huge = UInt64(PFNFlagSource.hugePages) * pageSize
                 if end < range.end && end % huge != 0 && end - end % huge > start { end -= end % huge }
                 chunks.append((index, AddressRange(start: start, end: end)))
                 start = end
@@ -148,13 +205,17 @@ public final class ProcessScanner {
             }
             pass.counts = tables.counts
             pass.flags = tables.flags
+            pass.skipEmpty = Self.skipsEmpty(mapping)
             if pass.counts != nil { pass.use = MemoryUse() }
             var builder = RunBuilder(pageSize: pageSize)
             try worker.readPageTable(chunk.range, pass: &pass, into: &builder)
             return (builder.runs, pass.use)
         }
         var reports: [MappingReport] = mappings.indices.map {
-            MappingReport(mapping: mappings[$0], scanned: scanned[$0], runs: [])
+            let outside = mappings[$0].range.start >= Self.userSpaceEnd
+            return MappingReport(mapping: mappings[$0], scanned: scanned[$0],
+                                 runs: outside ? [PageRun(start: scanned[$0].start, pages: scanned[$0].length / pageSize,
+                                                          state: .unknown, flags: [])] : [])
         }
         var mapcounts: [MemoryUse?] = Array(repeating: tables.counts != nil ? MemoryUse() : nil, count: mappings.count)
         var chunkIndex = 0
@@ -189,11 +250,45 @@ public final class ProcessScanner {
             }
         }
         lap("file side")
-        if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+        // Mappings that changed while they were read: their answers may be of another mapping.
+        try checkAddressSpace()
+        let after = try readMappings()
+        if after.isEmpty { throw .processExited(pid: pid) }
+        let changed = Self.changedMappings(reports.map(\.mapping), now: after)
+        for index in changed {
+            let scannedRange = reports[index].scanned
+            reports[index].runs = [PageRun(start: scannedRange.start, pages: scannedRange.length / pageSize,
+                                           state: .unknown, flags: [])]
+            if options.accounting { reports[index].use = MemoryUse() }
+        }
+        if !changed.isEmpty {
+            notes.add("\(changed.count) mapping\(changed.count == 1 ? "" : "s") changed during the scan (unmapped, remapped or replaced); their pages are unknown")
+        }
         var report = ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
                                    notes: notes.lines, mappings: reports)
         report.timings = timings
         return report
+    }
+
+    /// Mappings at or above this address lie outside what pagemap covers ([vsyscall]).
+    static let userSpaceEnd: UInt64 = 1 << 63
+
+    /// Whether empty stretches of a mapping may be skipped with PAGEMAP_SCAN: not on device
+    /// mappings (VM_PFNMAP and VM_IO pages are not walked by PAGEMAP_SCAN) or special ones.
+    static func skipsEmpty(_ mapping: Mapping) -> Bool {
+        mapping.kind != .special && !(mapping.kind == .file && mapping.path.hasPrefix("/dev/"))
+    }
+
+    /// Indices of `before` whose line no longer stands, exactly, in `now` (both in address order).
+    static func changedMappings(_ before: [Mapping], now: [Mapping]) -> [Int] {
+        var changed: [Int] = []
+        var cursor = 0
+        for (index, mapping) in before.enumerated() {
+            while cursor < now.count && now[cursor].range.start < mapping.range.start { cursor += 1 }
+            if cursor < now.count && now[cursor] == mapping { continue }
+            changed.append(index)
+        }
+        return changed
     }
 
     private func makeWorker() -> PageTableWorker {

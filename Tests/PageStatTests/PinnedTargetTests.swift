@@ -1,0 +1,136 @@
+import CPagestat
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// A scanner is pinned to one process and one address space: exec, a vfork child's exec, exit
+/// and zombies are told apart and reported, never answered for with another address space.
+/// Each case is arranged on a real child process.
+@Suite("Pinned target: exec, vfork, exit, zombie, changed mappings")
+struct PinnedTargetTests {
+    /// Polls `condition` every millisecond for up to five seconds.
+    func waitUntil(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<5000 {
+            if condition() { return true }
+            usleep(1000)
+        }
+        return false
+    }
+
+    func executable(_ pid: Int32) -> String? { try? ProcFS.readLink("/proc/\(pid)/exe") }
+
+    func state(_ pid: Int32) -> UInt8? {
+        guard let stat = try? ProcFS.readBytes("/proc/\(pid)/stat", pid: pid, what: "stat"),
+              let close = stat.lastIndex(of: 0x29), close + 2 < stat.count else { return nil }
+        return stat[close + 2]
+    }
+
+    @Test func execAfterPinningIsReportedNotAnswered() throws {
+        // sh waits for EOF on its input, then replaces itself with sleep.
+        let child = try ChildProcess(["/bin/sh", "-c", "read x; exec /bin/sleep 100"], captureOutput: false)
+        defer { child.signal(SIGKILL); child.wait() }
+        let shell = executable(child.pid)
+        let scanner = try ProcessScanner(pid: child.pid)
+        child.closeInput()
+        #expect(waitUntil { executable(child.pid) != shell }, "the child never exec'd")
+        #expect(throws: PageStatError.addressSpaceReplaced(pid: child.pid)) { try scanner.scan() }
+        // A new scanner pins the new program and reads it.
+        let fresh = try ProcessScanner(pid: child.pid).scan()
+        #expect(fresh.mappings.contains { $0.mapping.path.hasSuffix("/sleep") })
+    }
+
+    @Test func vforkChildThatExecsIsReportedNotReadFromItsParent() throws {
+        // The child shares this process's address space until it execs: pinned then, its
+        // descriptors keep reading ours afterwards, while its maps would name another program.
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        #expect(CPagestat_pipe_cloexec(&toChild) == 0 && CPagestat_pipe_cloexec(&fromChild) == 0)
+        let inFD = toChild[0], outFD = fromChild[1]
+        // vfork suspends the calling thread until the child execs: call it from another thread.
+        let started = DispatchSemaphore(value: 0)
+        let spawner = Thread {
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("100"), nil]
+            var argvCopy = argv
+            _ = CPagestat_vfork_exec_after_byte(inFD, outFD, "/bin/sleep", &argvCopy)
+            for pointer in argv { free(pointer) }
+            started.signal()
+        }
+        spawner.start()
+        var child: Int32 = 0
+        #expect(read(fromChild[0], &child, MemoryLayout<Int32>.size) == MemoryLayout<Int32>.size)
+        defer {
+            kill(child, SIGKILL)
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            for fd in toChild + fromChild { close(fd) }
+        }
+        // Pinned while it shares our address space.
+        let scanner = try ProcessScanner(pid: child)
+        var byte: UInt8 = 1
+        #expect(write(toChild[1], &byte, 1) == 1)
+        started.wait()
+        #expect(waitUntil { executable(child)?.hasSuffix("/sleep") == true })
+        #expect(throws: PageStatError.addressSpaceReplaced(pid: child)) { try scanner.scan() }
+    }
+
+    @Test func killedButNotReapedIsExitedNotUnknown() throws {
+        let child = try ChildProcess(["/bin/sleep", "100"], captureOutput: false)
+        defer { child.wait() }
+        let scanner = try ProcessScanner(pid: child.pid)
+        child.signal(SIGKILL)
+        // Not reaped: /proc/PID stays, a zombie without memory.
+        #expect(waitUntil { state(child.pid) == UInt8(ascii: "Z") })
+        #expect(throws: PageStatError.processExited(pid: child.pid)) { try scanner.scan() }
+        // A new scan of the zombie: no address space (exit 8), not an empty report.
+        #expect(throws: PageStatError.noAddressSpace(pid: child.pid)) { try ProcessScanner(pid: child.pid) }
+        let run = try runPagestat(["show", "--pid", String(child.pid)])
+        #expect(run.status == 8, "\(run.stderr)")
+        #expect(run.stdout.isEmpty)
+    }
+
+    @Test func reapedProcessIsNoSuchProcess() throws {
+        let child = try ChildProcess(["/bin/sleep", "100"], captureOutput: false)
+        let scanner = try ProcessScanner(pid: child.pid)
+        child.signal(SIGKILL)
+        child.wait()
+        #expect(throws: PageStatError.processExited(pid: child.pid)) { try scanner.scan() }
+        #expect(throws: PageStatError.noSuchProcess(pid: child.pid)) { try ProcessScanner(pid: child.pid) }
+    }
+
+    @Test func mappingsThatChangeBetweenReadsAreFound() {
+        func mapping(_ start: UInt64, _ end: UInt64, _ path: String = "", permissions: String = "rw-p") -> Mapping {
+            Mapping(range: AddressRange(start: start, end: end), permissions: permissions, offset: 0, deviceMajor: 0,
+                    deviceMinor: 0, inode: 0, path: path, kind: .privateAnon)
+        }
+        let before = [mapping(0x1000, 0x3000), mapping(0x5000, 0x6000, "[heap]"), mapping(0x8000, 0x9000),
+                      mapping(0xa000, 0xb000)]
+        // The first stays, the heap grew, the third was unmapped, the fourth changed protection.
+        let now = [mapping(0x1000, 0x3000), mapping(0x5000, 0x7000, "[heap]"),
+                   mapping(0xa000, 0xb000, permissions: "r--p")]
+        #expect(ProcessScanner.changedMappings(before, now: now) == [1, 2, 3])
+        #expect(ProcessScanner.changedMappings(before, now: before).isEmpty)
+    }
+
+    @Test func vsyscallIsUnknownWithItsReason() throws {
+        let report = try ProcessScanner(pid: getpid()).scan()
+        let above = report.mappings.filter { $0.mapping.range.start >= ProcessScanner.userSpaceEnd }
+        try #require(!above.isEmpty, "this machine maps no [vsyscall]")
+        for mapping in above {
+            #expect(mapping.runs.allSatisfy { $0.state == .unknown })
+        }
+        #expect(report.notes.contains { $0.hasPrefix("[vsyscall]: unknown: it lies above the user address space") })
+    }
+
+    @Test func identityParsesTheLayoutFieldsAfterAHostileName() throws {
+        // A command name with spaces and parentheses: fields are counted from the last ')'.
+        let fields = (3...52).map { String($0) }.joined(separator: " ")
+        let stat = Array("42 (a) b (c) \(fields)".utf8)
+        let identity = try #require(AddressSpaceIdentity(stat: stat))
+        #expect(identity.values == [26, 27, 28, 45, 46, 47, 48, 49, 50, 51])
+        let hidden = Array("42 (k) \((3...52).map { $0 == 3 ? "S" : "0" }.joined(separator: " "))".utf8)
+        #expect(AddressSpaceIdentity(stat: hidden) == nil)
+        #expect(ProcessHandle.isZombie(Array("7 (x) y) Z 1".utf8)))
+        #expect(!ProcessHandle.isZombie(Array("7 (x) y) S 1".utf8)))
+    }
+}
