@@ -177,8 +177,9 @@ struct SystemViewTests {
         let files = try #require(try jsonObject(run)["files"] as? [[String: Any]])
         #expect(files.count == 3)
         for file in [files[0], files[2]] {  // the /dev/shm file and the memfd: same layout
-            #expect(file["pages"] as? [String: Int] == ["cached": 2 * q, "dirty": file["pages"].flatMap { ($0 as? [String: Int])?["dirty"] } ?? -1,
-                                                        "writeback": 0, "swapped": q, "holes": q])
+            // shmem never tags its pages dirty in the page cache (its dirty_folio is a no-op), so
+            // cachestat counts none of the written pages as dirty.
+            #expect(file["pages"] as? [String: Int] == ["cached": 2 * q, "dirty": 0, "writeback": 0, "swapped": q, "holes": q])
             let runs = try #require(file["runs"] as? [[String: Any]])
             #expect(runs.map { $0["state"] as? String ?? "" } == ["cached", "swapped", "none"])
             #expect(runs.map { $0["pages"] as? Int ?? 0 } == [2 * q, q, q])
@@ -221,8 +222,12 @@ struct SystemErrorTests {
     }
 
     @Test func summaryOfAKernelThread() throws {
+        // As root kthreadd's maps read empty: no address space. Others may not read its pagemap.
         let run = try runPagestat(["summary", "--pid", "2"])
-        #expect(run.status == 8 || run.status == 4)
+        #expect(run.status == (TestEnvironment.isRoot ? 8 : 4), "\(run.stderr)")
         #expect(run.stderr.split(separator: "\n").count == 1)
+        if TestEnvironment.isRoot {
+            #expect(try runPagestat(["summary", "--pid", "2"], asUser: 65534).status == 4)
+        }
     }
 }

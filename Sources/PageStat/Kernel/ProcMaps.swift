@@ -39,8 +39,9 @@ public enum ProcMaps {
                 default: return nil
                 }
                 let (shifted, overflow) = value.multipliedReportingOverflow(by: radix)
-                guard !overflow else { return nil }
-                value = shifted + digit
+                let (sum, carry) = shifted.addingReportingOverflow(digit)
+                guard !overflow && !carry else { return nil }
+                value = sum
                 index += 1
             }
             return index > start ? value : nil
@@ -48,23 +49,28 @@ public enum ProcMaps {
         skipSpaces()
         guard let start = number(radix: 16, until: 0x2d), index < count else { return nil }  // '-'
         index += 1
-        guard let end = number(radix: 16, until: 0x20) else { return nil }
+        guard let end = number(radix: 16, until: 0x20), end > start else { return nil }
         skipSpaces()
         let permissionsStart = index
         while index < count && bytes[index] != 0x20 { index += 1 }
-        guard index - permissionsStart == 4 else { return nil }
+        // r or -, w or -, x or -, then s (shared) or p (private).
+        guard index - permissionsStart == 4,
+              bytes[permissionsStart] == 0x72 || bytes[permissionsStart] == 0x2d,
+              bytes[permissionsStart + 1] == 0x77 || bytes[permissionsStart + 1] == 0x2d,
+              bytes[permissionsStart + 2] == 0x78 || bytes[permissionsStart + 2] == 0x2d,
+              bytes[permissionsStart + 3] == 0x73 || bytes[permissionsStart + 3] == 0x70 else { return nil }
         let permissions = permissionsStart..<index
         skipSpaces()
         guard let offset = number(radix: 16, until: 0x20) else { return nil }
         skipSpaces()
         guard let major = number(radix: 16, until: 0x3a), index < count else { return nil }  // ':'
         index += 1
-        guard let minor = number(radix: 16, until: 0x20) else { return nil }
+        guard let minor = number(radix: 16, until: 0x20), major <= UInt32.max, minor <= UInt32.max else { return nil }
         skipSpaces()
         guard let inode = number(radix: 10, until: 0x20) else { return nil }
         skipSpaces()
         return ByteLine(range: AddressRange(start: start, end: end), permissions: permissions, offset: offset,
-                        device: Device(major: UInt32(truncatingIfNeeded: major), minor: UInt32(truncatingIfNeeded: minor)),
+                        device: Device(major: UInt32(major), minor: UInt32(minor)),
                         inode: inode, path: index..<count)
     }
 
@@ -93,7 +99,8 @@ public enum ProcMaps {
         return .file
     }
 
-    /// Parses /proc/PID/maps text.
+    /// Parses /proc/PID/maps text. A path is maps' text as it stands: the kernel writes a newline
+    /// in a name as `\012` and nothing else escaped (not even a backslash), so it is not unescaped.
     public static func parse(_ text: String, shmemDevices: Set<Device> = []) -> [Mapping] {
         var text = text
         return text.withUTF8 { parse(bytes: $0, shmemDevices: shmemDevices) }
@@ -104,9 +111,8 @@ public enum ProcMaps {
         var mappings: [Mapping] = []
         forEachLine(bytes) { line in
             guard let fields = parseLine(bytes: line) else { return }
-            var pathEnd = fields.path.upperBound
-            while pathEnd > fields.path.lowerBound && line[pathEnd - 1] == 0x20 { pathEnd -= 1 }
-            let path = String(decoding: UnsafeBufferPointer(rebasing: line[fields.path.lowerBound..<pathEnd]), as: UTF8.self)
+            // The padding before the name is skipped; spaces after it are the name's own.
+            let path = String(decoding: UnsafeBufferPointer(rebasing: line[fields.path]), as: UTF8.self)
             let permissions = String(decoding: UnsafeBufferPointer(rebasing: line[fields.permissions]), as: UTF8.self)
             let shared = line[fields.permissions.upperBound - 1] == 0x73  // 's'
             mappings.append(Mapping(
@@ -163,19 +169,31 @@ public enum ProcMaps {
                 entries[entries.count - 1].vmFlags = String(decoding: value, as: UTF8.self).split(separator: " ").map(String.init)
                 return
             }
-            var index = 0
-            while index < value.count && value[index] == 0x20 { index += 1 }
-            var number: UInt64 = 0
-            let digitsStart = index
-            while index < value.count, value[index] >= 0x30, value[index] <= 0x39 {
-                number = number &* 10 &+ UInt64(value[index] - 0x30)
-                index += 1
-            }
-            guard index > digitsStart else { return }
-            let kilobytes = index + 3 <= value.count && value[index] == 0x20 && value[index + 1] == 0x6b && value[index + 2] == 0x42
-            entries[entries.count - 1].fields[key] = kilobytes ? number * 1024 : number
+            guard let number = smapsValue(value) else { return }
+            entries[entries.count - 1].fields[key] = number
         }
         return entries
+    }
+
+    /// The value of a smaps `Key: value [kB]` line, after its colon: kB values in bytes; nil when
+    /// there is no number or it does not fit 64 bits.
+    static func smapsValue(_ value: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        var index = 0
+        while index < value.count && value[index] == 0x20 { index += 1 }
+        var number: UInt64 = 0
+        let digitsStart = index
+        while index < value.count, value[index] >= 0x30, value[index] <= 0x39 {
+            let (shifted, overflow) = number.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = shifted.addingReportingOverflow(UInt64(value[index] - 0x30))
+            guard !overflow && !carry else { return nil }
+            number = sum
+            index += 1
+        }
+        guard index > digitsStart else { return nil }
+        let kilobytes = index + 3 <= value.count && value[index] == 0x20 && value[index + 1] == 0x6b && value[index + 2] == 0x42
+        guard kilobytes else { return number }
+        let (bytes, overflow) = number.multipliedReportingOverflow(by: 1024)
+        return overflow ? nil : bytes
     }
 
     /// Reads and parses /proc/PID/maps, classifying tmpfs files with the process's mountinfo.
@@ -199,15 +217,7 @@ public enum ProcMaps {
                     return
                 }
                 guard inVMA, line.count > wanted.count, line.starts(with: wanted) else { return }
-                var index = wanted.count
-                while index < line.count && line[index] == 0x20 { index += 1 }
-                var number: UInt64 = 0
-                while index < line.count, line[index] >= 0x30, line[index] <= 0x39 {
-                    number = number &* 10 &+ UInt64(line[index] - 0x30)
-                    index += 1
-                }
-                let kilobytes = index + 3 <= line.count && line[index + 1] == 0x6b
-                found = kilobytes ? number * 1024 : number
+                found = smapsValue(UnsafeBufferPointer(rebasing: line[wanted.count...]))
             }
         }
         return found

@@ -14,12 +14,14 @@ public enum SwapArea {
         public var usedKiB: UInt64
     }
 
-    /// Parses /proc/swaps text (a header line, then `Filename Type Size Used Priority`).
+    /// Parses /proc/swaps text (a header line, then `Filename Type Size Used Priority`). The
+    /// kernel writes a space, tab, newline or backslash in a filename as `\ooo` (`\040`); the
+    /// path comes back unescaped.
     public static func parse(_ text: String) -> [Entry] {
         text.split(separator: "\n").dropFirst().compactMap { line in
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count >= 4, let size = UInt64(fields[2]), let used = UInt64(fields[3]) else { return nil }
-            return Entry(path: String(fields[0]), type: String(fields[1]), sizeKiB: size, usedKiB: used)
+            return Entry(path: ProcEscape.unescape(fields[0]), type: String(fields[1]), sizeKiB: size, usedKiB: used)
         }
     }
 

@@ -51,34 +51,44 @@ public final class MemoryCgroup {
     /// The memory hierarchy to use, from /proc/self/mountinfo and /proc/self/cgroup text: a v1
     /// `memory` hierarchy when one is mounted (hybrid systems keep the controller there), else the
     /// v2 hierarchy (whether its memory controller is on is checked when the cgroup is made).
+    ///
+    /// mountinfo escapes a space, tab, newline or backslash in a path as `\ooo`; the mount point
+    /// comes back unescaped. A mount may show a subtree of its hierarchy (its ROOT field, as in a
+    /// container without a cgroup namespace); `current` is then relative to that subtree.
     public static func locate(mountinfo: String, selfCgroup: String) -> Hierarchy? {
-        var v1: String?
-        var v2: String?
+        var v1: (root: String, mountPoint: String)?
+        var v2: (root: String, mountPoint: String)?
+        // `ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`
         for line in mountinfo.split(separator: "\n") {
             let fields = line.split(separator: " ")
-            guard let separator = fields.firstIndex(of: "-"), separator + 3 < fields.count, fields.count > 4 else { continue }
-            let mountPoint = String(fields[4])
+            guard let separator = fields.firstIndex(of: "-"), separator > 4, separator + 3 < fields.count else { continue }
+            let mount = (root: ProcEscape.unescape(fields[3]), mountPoint: ProcEscape.unescape(fields[4]))
             switch fields[separator + 1] {
             case "cgroup" where fields[separator + 3].split(separator: ",").contains("memory"):
-                v1 = v1 ?? mountPoint
+                v1 = v1 ?? mount
             case "cgroup2":
-                v2 = v2 ?? mountPoint
+                v2 = v2 ?? mount
             default: continue
             }
         }
         // /proc/self/cgroup lines: `ID:CONTROLLERS:PATH`; v2's line is `0::PATH`.
-        func current(where match: (Substring) -> Bool) -> String {
+        func current(under root: String, where match: (Substring) -> Bool) -> String {
             for line in selfCgroup.split(separator: "\n") {
                 let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-                if parts.count == 3 && match(parts[1]) { return String(parts[2]) }
+                guard parts.count == 3 && match(parts[1]) else { continue }
+                let path = String(parts[2])
+                guard root != "/" else { return path }
+                if path == root { return "/" }
+                return path.hasPrefix(root + "/") ? String(path.dropFirst(root.count)) : path
             }
             return "/"
         }
         if let v1 {
-            return Hierarchy(version: .v1, mountPoint: v1, current: current { $0.split(separator: ",").contains("memory") })
+            return Hierarchy(version: .v1, mountPoint: v1.mountPoint,
+                             current: current(under: v1.root) { $0.split(separator: ",").contains("memory") })
         }
         if let v2 {
-            return Hierarchy(version: .v2, mountPoint: v2, current: current { $0.isEmpty })
+            return Hierarchy(version: .v2, mountPoint: v2.mountPoint, current: current(under: v2.root) { $0.isEmpty })
         }
         return nil
     }
