@@ -62,7 +62,7 @@ extension Pagestat {
             json.beginObject()
             json.field("pid", getpid())
             json.field("mappings", count)
-            json.field("object_pages", objectPages)
+            json.field("pages", objectPages)
             json.field("written", written)
             json.field("paged_out", swapped)
             json.field("start", memory.address)
