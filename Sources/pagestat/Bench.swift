@@ -21,6 +21,14 @@ extension Pagestat {
             --runs runs after a warm-up. Needs root (cgroup) and swap.
 
             The default size finishes in about a minute here; --pages 4194304 is the seed's 16 GiB.
+
+            With --mappings N (repeatable) it measures the system views instead: a child maps one \
+            memfd N times, one page per mapping (`pagestat fixture --repeated-mappings N`), and \
+            `pagestat objects --format json` runs as a whole process over the machine; `top`'s \
+            work (page tables, then each object's swapped pages split among its mappers) is timed \
+            in this process over the child alone, so that other processes on the machine do not \
+            count. Medians of --runs runs after a warm-up. When N mappings do not fit under \
+            vm.max_map_count, it raises the limit for the run and restores it after.
             """
         )
 
@@ -36,13 +44,99 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Only the cells whose name contains this text (e.g. \"shared\", \"alternate\").", valueName: "text"))
         var only: String?
 
+        @Option(help: ArgumentHelp("Measure objects and top over one memfd mapped N times instead (repeatable).", valueName: "n"))
+        var mappings: [Int] = []
+
         func validate() throws {
             guard pages >= 4096 && pages % 1024 == 0 else { throw ValidationError("--pages must be a multiple of 1024, at least 4096") }
             guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
+            guard mappings.allSatisfy({ $0 >= 1 && $0 <= 10_000_000 }) else { throw ValidationError("--mappings must be 1...10000000") }
         }
 
         func run() throws {
-            try reportingErrors { () throws(PageStatError) in try measure() }
+            try reportingErrors { () throws(PageStatError) in
+                if mappings.isEmpty { try measure() } else { try measureMappings() }
+            }
+        }
+
+        /// `objects` and `top` over one memfd mapped N times, for each N of --mappings.
+        private func measureMappings() throws(PageStatError) {
+            guard geteuid() == 0 else { throw .permissionDenied(what: "bench --mappings opens other processes' objects: run it as root") }
+            guard !SwapArea.active().isEmpty else { throw .unsupported("swap is off: bench --mappings pages part of the object out (swapon)") }
+            let executable = try selfExecutable()
+            writeOut("""
+            pagestat bench --mappings: one memfd mapped N times (one page per mapping, a quarter of \
+            the object swapped); objects: `pagestat objects --format json`, a whole process over the \
+            machine; top: SystemScanner.top over the child alone, in this process; median of \(runs) \
+            runs after a warm-up; \
+            \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, kernel \(kernelRelease())\n\n
+            """)
+            var table = TextTable(headers: ["MAPPINGS", "OBJECTS", "OBJECTS PEAK RSS", "TOP (CHILD ONLY)"], rightAligned: [0, 1, 2, 3])
+            for count in mappings {
+                printError("pagestat bench: \(count) mappings: setting up")
+                let limit = try MapCountLimit(atLeast: count + 1024)
+                defer { limit.restore() }
+                let fixture = try ChildProcess([executable, "fixture", "--repeated-mappings", String(count)], captureOutput: true)
+                defer {
+                    fixture.signal(SIGTERM)
+                    fixture.wait()
+                }
+                guard let line = fixture.readLine(), let pid = Self.number("pid", in: line) else {
+                    throw .system(call: "pagestat fixture --repeated-mappings (no layout line)", errno: .ioError)
+                }
+                let objects = try wholeProcess([executable, "objects", "--format", "json"])
+                var shares: UInt64 = 0
+                let top = try median { () throws(PageStatError) in
+                    let report = SystemScanner.top(pids: [Int32(pid)])
+                    guard let row = report.processes.first else { throw .processExited(pid: Int32(pid)) }
+                    shares = row.use.shmemSwap
+                }
+                // Every swapped page is mapped by the child alone: its share is all of them.
+                let expected = UInt64(count / 4 * ProcFS.pageSize)
+                if shares != expected {
+                    printError("pagestat bench: top counted \(shares) bytes of swapped shared memory, \(expected) expected")
+                }
+                table.add([String(count), BenchTables.seconds(objects.seconds), humanBytes(UInt64(objects.peakKiB) * 1024),
+                           BenchTables.seconds(top)])
+            }
+            writeOut(table.render())
+        }
+
+        /// Raises /proc/sys/vm/max_map_count to at least `atLeast` until `restore()`.
+        struct MapCountLimit {
+            static let path = "/proc/sys/vm/max_map_count"
+            let original: Int?
+
+            init(atLeast wanted: Int) throws(PageStatError) {
+                guard let current = RepeatedMappings.maxMapCount() else { throw .unsupported("no /proc/sys/vm/max_map_count") }
+                guard current < wanted else {
+                    original = nil
+                    return
+                }
+                try Self.write(wanted)
+                original = current
+                printError("pagestat bench: raised vm.max_map_count from \(current) to \(wanted) for this run")
+            }
+
+            func restore() {
+                guard let original else { return }
+                do {
+                    try Self.write(original)
+                    printError("pagestat bench: restored vm.max_map_count to \(original)")
+                } catch {
+                    printError("pagestat bench: could not restore vm.max_map_count to \(original): \(error)")
+                }
+            }
+
+            static func write(_ value: Int) throws(PageStatError) {
+                let fd = open(path, O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
+                defer { close(fd) }
+                let bytes = Array("\(value)\n".utf8)
+                guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+                    throw .system(call: "write \(path)", errno: .init(rawValue: errno))
+                }
+            }
         }
 
         struct Cell {

@@ -33,10 +33,44 @@ extension Pagestat {
         @Option(help: "With --map: the pages to read, FIRST-END (end exclusive).")
         var read: String?
 
+        @Option(help: ArgumentHelp("Instead of the layouts, map one memfd this many times, one page per mapping (see --object-pages).", valueName: "n"))
+        var repeatedMappings: Int?
+
+        @Option(help: ArgumentHelp("With --repeated-mappings: the memfd's pages (default: one per mapping); mapping i maps page i % PAGES. The first half of the pages is written, the first quarter paged out.", valueName: "pages"))
+        var objectPages: Int?
+
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
-                if let map { try mapOnly(map) } else { try arrange() }
+                if let map {
+                    try mapOnly(map)
+                } else if let repeatedMappings {
+                    try mapRepeatedly(repeatedMappings, objectPages: objectPages ?? repeatedMappings)
+                } else {
+                    try arrange()
+                }
             }
+        }
+
+        /// One memfd mapped `count` times: pages [0, P/2) written (at least one), [0, P/4) paged out.
+        private func mapRepeatedly(_ count: Int, objectPages: Int) throws(PageStatError) {
+            let memory = try RepeatedMappings(mappings: count, objectPages: objectPages, name: "pagestat-repeated")
+            let written = max(1, objectPages / 2)
+            let swapped = objectPages / 4
+            memory.write(0..<written)
+            try memory.pageOut(0..<swapped)
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            json.field("mappings", count)
+            json.field("pages", objectPages)
+            json.field("written", written)
+            json.field("paged_out", swapped)
+            json.field("start", memory.address)
+            json.field("memfd", "/proc/\(getpid())/fd/\(memory.fd)")
+            json.endObject()
+            writeOut(json.output + "\n")
+            waitForEOF()
+            withExtendedLifetime(memory) {}
         }
 
         /// Maps another process's object and reads some of its pages: a second mapper.

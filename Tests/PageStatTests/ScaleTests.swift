@@ -27,8 +27,8 @@ struct ScaleTests {
             return run
         }
         let object = try PageCacheObject.open(pid: getpid(), range: memory.range)
-        return ObjectCountCache.shortcut(report: mapping, object: object, mappings: try ProcMaps.read(pid: getpid()),
-                                         pageSize: UInt64(TestEnvironment.pageSize))
+        var counts = ObjectCountCache(mappings: try ProcMaps.read(pid: getpid()))
+        return counts.shortcut(report: mapping, object: object, pageSize: UInt64(TestEnvironment.pageSize))
     }
 
     @Test func everyUnmappedPageSwapped() throws {

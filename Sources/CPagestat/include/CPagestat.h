@@ -15,6 +15,10 @@ static const int CPagestat_SEEK_HOLE = 4;
 // open(2) flag that glibc only exports with _GNU_SOURCE: do not update the file's access time.
 static const int CPagestat_O_NOATIME = 01000000;
 
+// mmap(2) flag (Linux 4.17+) that glibc only exports with _GNU_SOURCE: map at exactly this
+// address, or fail with EEXIST rather than replace what is there.
+static const int CPagestat_MAP_FIXED_NOREPLACE = 0x100000;
+
 // madvise(2) advice values that Debian 12's headers may lack.
 static const int CPagestat_MADV_COLD = 20;
 static const int CPagestat_MADV_PAGEOUT = 21;

@@ -6,6 +6,9 @@
 /// Resident pages are R = D - S and resident pages this process does not map are C = R - P.
 /// With C = 0 every pending page is swapped or a hole; with S = 0 every one is cached or a hole;
 /// S = U or C = U or S = C = 0 settles them all at once.
+///
+/// One cache serves one scan: how many of the process's mappings map each object is counted once,
+/// on first use, so asking for every mapping stays linear in the mappings.
 struct ObjectCountCache {
     enum Shortcut: Equatable {
         /// Every pending page has this state.
@@ -14,15 +17,31 @@ struct ObjectCountCache {
         case data(FileSide.DataMode)
     }
 
-    static func shortcut(report: MappingReport, object: PageCacheObject, mappings: [Mapping],
-                         pageSize: UInt64) -> Shortcut? {
+    private let mappings: [Mapping]
+    private var mappingsPerObject: [ObjectID: Int]?
+
+    init(mappings: [Mapping]) {
+        self.mappings = mappings
+    }
+
+    /// How many of the process's mappings map object `id`.
+    mutating func mappingCount(of id: ObjectID) -> Int {
+        if mappingsPerObject == nil {
+            var counts: [ObjectID: Int] = [:]
+            for mapping in mappings { counts[ObjectID(mapping), default: 0] += 1 }
+            mappingsPerObject = counts
+        }
+        return mappingsPerObject?[id] ?? 0
+    }
+
+    mutating func shortcut(report: MappingReport, object: PageCacheObject, pageSize: UInt64) -> Shortcut? {
         let mapping = report.mapping
         let objectPages = (object.size + pageSize - 1) / pageSize
         guard mapping.kind.isShmem, mapping.isShared, object.isShmem, report.scanned == mapping.range,
               mapping.offset == 0, mapping.range.length / pageSize == objectPages, objectPages > 0 else { return nil }
         // The only mapping of this object in the process, so its present pages are distinct object pages.
         let id = ObjectID(mapping)
-        guard mappings.lazy.filter({ ObjectID($0) == id }).count == 1 else { return nil }
+        guard mappingCount(of: id) == 1 else { return nil }
         var present: UInt64 = 0
         var pending: UInt64 = 0
         for run in report.runs {

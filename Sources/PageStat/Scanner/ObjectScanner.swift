@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPagestat
+import SystemPackage
 
 /// A process that maps a shared object or holds it open.
 public struct ObjectUser: Sendable, Hashable {
@@ -9,6 +10,8 @@ public struct ObjectUser: Sendable, Hashable {
     public var command: String
     public var maps: Bool
     public var holdsOpen: Bool
+    /// How many of the process's mappings map the object.
+    public var mappings: Int = 0
 }
 
 /// A shared-memory object, seen from its file side: "did someone write to this page, is it
@@ -35,14 +38,21 @@ public struct ObjectsReport: Sendable {
 
 extension SystemScanner {
     /// Every shared-memory object on the machine, found through the processes that map it or hold
-    /// it open, and SysV segments from /proc/sysvipc/shm. Each object is opened and counted once
-    /// (cachestat: resident pages in nr_cache, swapped ones in nr_evicted).
+    /// it open, and SysV segments from /proc/sysvipc/shm. Each process's maps are read once and
+    /// each mapping is filed under its object (device, inode) in a dictionary, so the work is
+    /// linear in the mappings; each object is then opened and counted once (cachestat: resident
+    /// pages in nr_cache, swapped ones in nr_evicted). What could not be read is said in the notes.
     public static func objects() -> ObjectsReport {
         let pageSize = UInt64(ProcFS.pageSize)
+        var notes = SystemNotes()
         var shmemDevices = Set<ObjectID>()  // devices only (inode 0)
-        let mountinfo = (try? ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")) ?? ""
-        for device in ProcMaps.shmemDevices(mountinfo: mountinfo) {
-            shmemDevices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
+        do {
+            let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
+            for device in ProcMaps.shmemDevices(mountinfo: mountinfo) {
+                shmemDevices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
+            }
+        } catch {
+            notes.add("tmpfs files held open but not mapped are not listed: /proc/self/mountinfo could not be read (\(error))")
         }
         // memfds and shared anonymous memory live on the kernel's internal shm mount: learn its
         // device from a memfd of our own.
@@ -53,30 +63,59 @@ extension SystemScanner {
                 var id = ObjectID(st)
                 id.inode = 0
                 shmemDevices.insert(id)
+            } else {
+                notes.add("memfds held open but not mapped are not listed: fstat of a memfd failed (\(Errno(rawValue: errno)))")
             }
             close(probe)
+        } else {
+            notes.add("memfds held open but not mapped are not listed: memfd_create failed (\(Errno(rawValue: errno)))")
         }
 
         struct Found {
             var path: String
-            var openers: [String]
-            var users: [Int32: ObjectUser]
+            /// Every way to open the object, in the order found.
+            var openers: [ObjectOpener] = []
+            var users: [Int32: ObjectUser] = [:]
+
+            mutating func add(_ opener: ObjectOpener?, user: ObjectUser, maps: Bool) {
+                if let opener { openers.append(opener) }
+                var entry = users[user.pid] ?? user
+                if maps {
+                    entry.maps = true
+                    entry.mappings += 1
+                } else {
+                    entry.holdsOpen = true
+                }
+                users[user.pid] = entry
+            }
         }
+        // Filed in place (`found[id, default:]`): an entry's arrays are never copied, whatever the
+        // number of mappings.
         var found: [ObjectID: Found] = [:]
+        var sysvFound: [UInt64: Found] = [:]  // by shmid
         var unreadable = 0
-        var notes = Notes()
         for pid in ProcFS.pids() where pid != getpid() {
-            guard let maps = try? ProcMaps.read(pid: pid) else {
-                if ProcFS.processExists(pid) { unreadable += 1 }
+            let maps: [Mapping]
+            do {
+                maps = try ProcMaps.read(pid: pid)
+            } catch {
+                if ProcFS.processExists(pid) {
+                    unreadable += 1
+                    if case .permissionDenied = error {} else if case .noAddressSpace = error {} else {
+                        notes.add("process \(pid) (\(ProcFS.command(pid) ?? "?")): its maps could not be read (\(error))")
+                    }
+                }
                 continue
             }
             let command = ProcFS.command(pid) ?? "?"
-            for mapping in maps where mapping.kind.isShmem && !mapping.path.hasPrefix("/SYSV") {
-                let id = ObjectID(mapping)
-                var entry = found[id] ?? Found(path: mapping.path, openers: [], users: [:])
-                entry.openers.append("/proc/\(pid)/map_files/\(String(mapping.range.start, radix: 16))-\(String(mapping.range.end, radix: 16))")
-                entry.users[pid, default: ObjectUser(pid: pid, command: command, maps: false, holdsOpen: false)].maps = true
-                found[id] = entry
+            let user = ObjectUser(pid: pid, command: command, maps: false, holdsOpen: false)
+            for mapping in maps where mapping.kind.isShmem || mapping.path.hasPrefix("/SYSV") {
+                if mapping.path.hasPrefix("/SYSV") {
+                    sysvFound[mapping.inode, default: Found(path: mapping.path)].add(nil, user: user, maps: true)
+                } else {
+                    found[ObjectID(mapping), default: Found(path: mapping.path)]
+                        .add(.mapFiles(pid: pid, range: mapping.range), user: user, maps: true)
+                }
             }
             for (fd, target) in ProcFS.openFiles(pid) {
                 var st = stat()
@@ -85,50 +124,54 @@ extension SystemScanner {
                 var device = ObjectID(st)
                 device.inode = 0
                 guard shmemDevices.contains(device) else { continue }
-                let id = ObjectID(st)
-                var entry = found[id] ?? Found(path: target, openers: [], users: [:])
-                entry.openers.append(path)
-                entry.users[pid, default: ObjectUser(pid: pid, command: command, maps: false, holdsOpen: false)].holdsOpen = true
-                found[id] = entry
+                found[ObjectID(st), default: Found(path: target)].add(.descriptor(pid: pid, fd: fd), user: user, maps: false)
             }
         }
 
         var objects: [SharedObject] = []
+        var refused = 0
         for (id, entry) in found {
             var object = SharedObject(kind: kind(of: entry.path), path: entry.path, id: id, size: 0,
                                       users: entry.users.values.sorted { $0.pid < $1.pid })
-            if let opened = entry.openers.lazy.compactMap({ try? PageCacheObject.open(path: $0, pid: 0, what: $0) }).first {
+            switch ObjectOpener.openFirst(entry.openers) {
+            case .success(let opened):
                 object.size = opened.size
                 let pages = (opened.size + pageSize - 1) / pageSize
-                if let stat = try? opened.cachestat(offset: 0, length: pages * pageSize) {
+                do {
+                    let stat = try opened.cachestat(offset: 0, length: pages * pageSize)
                     object.resident = stat.nr_cache
                     object.swapped = stat.nr_evicted
                     object.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
-                } else {
-                    notes.add("some objects' pages are unknown: cachestat(2) failed on them")
+                } catch {
+                    notes.add("\(id.label(entry.path)): its pages are unknown: cachestat(2) failed (\(error))")
                 }
-            } else {
-                notes.add("some objects could not be opened (map_files and other processes' fds need root): their pages are unknown")
+            case .failure(.permissionDenied):
+                refused += 1
+            case .failure(let error):
+                notes.add("\(id.label(entry.path)): its pages are unknown: it could not be opened (\(error))")
             }
             objects.append(object)
         }
-        // SysV segments: the kernel counts their resident and swapped bytes itself.
-        var sysvUsers: [UInt64: [ObjectUser]] = [:]
-        for pid in ProcFS.pids() where pid != getpid() {
-            guard let maps = try? ProcMaps.read(pid: pid) else { continue }
-            for mapping in maps where mapping.path.hasPrefix("/SYSV") {
-                let user = ObjectUser(pid: pid, command: ProcFS.command(pid) ?? "?", maps: true, holdsOpen: false)
-                if !(sysvUsers[mapping.inode] ?? []).contains(user) { sysvUsers[mapping.inode, default: []].append(user) }
-            }
+        if refused > 0 {
+            notes.add("\(refused) objects could not be opened (map_files and other processes' fds need root): their pages are unknown")
         }
-        for segment in SysVShm.segments() {
+        // SysV segments: the kernel counts their resident and swapped bytes itself.
+        let segments: [SysVShm.Segment]
+        do {
+            segments = SysVShm.parse(try ProcFS.readText("/proc/sysvipc/shm", pid: 0, what: "/proc/sysvipc/shm"))
+        } catch {
+            segments = []
+            notes.add("SysV segments are not listed: /proc/sysvipc/shm could not be read (\(error))")
+        }
+        for segment in segments {
             let pages = (segment.size + pageSize - 1) / pageSize
             let resident = segment.rss / pageSize
             let swapped = segment.swap / pageSize
+            let users = (sysvFound[segment.shmid]?.users ?? [:]).values.sorted { $0.pid < $1.pid }
             objects.append(SharedObject(
                 kind: "sysv", path: "/SYSV" + hex8(segment.key), id: ObjectID(deviceMajor: 0, deviceMinor: 0, inode: segment.shmid),
                 size: segment.size, resident: resident, swapped: swapped,
-                holes: pages - min(pages, resident + swapped), users: sysvUsers[segment.shmid] ?? []))
+                holes: pages - min(pages, resident + swapped), users: users))
         }
         objects.sort { ($0.size, $1.path) > ($1.size, $0.path) }
         return ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.lines)

@@ -332,6 +332,7 @@ public final class ProcessScanner {
             var mode: FileSide.DataMode
         }
         var items: [Item] = []
+        var objectCounts = ObjectCountCache(mappings: mappings)
         for index in reports.indices where enabled {
             let pending = reports[index].runs.indices.filter { reports[index].runs[$0].flags.contains(.pendingFileSide) }
             guard !pending.isEmpty else { continue }
@@ -347,8 +348,7 @@ public final class ProcessScanner {
                 continue  // pending runs stay unknown
             }
             var mode = FileSide.DataMode.perPage
-            if let shortcut = ObjectCountCache.shortcut(report: reports[index], object: object, mappings: mappings,
-                                                    pageSize: pageSize) {
+            if let shortcut = objectCounts.shortcut(report: reports[index], object: object, pageSize: pageSize) {
                 switch shortcut {
                 case .all(let state):
                     for run in pending { reports[index].runs[run].state = state }

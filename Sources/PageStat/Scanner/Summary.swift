@@ -16,8 +16,12 @@ public struct SummaryReport: Sendable {
     public static func make(pid: Int32, kernelPageFlags: Bool = false) throws(PageStatError) -> SummaryReport {
         let scanner = try ProcessScanner(pid: pid)
         let report = try scanner.scan(ScanOptions(accounting: true, kernelPageFlags: kernelPageFlags))
-        let smaps = (try? ProcMaps.readSmaps(pid: pid)) ?? []
-        return SummaryReport(report: report, warnings: disagreements(report, smaps: smaps))
+        do {
+            let smaps = try ProcMaps.readSmaps(pid: pid)
+            return SummaryReport(report: report, warnings: disagreements(report, smaps: smaps))
+        } catch {
+            return SummaryReport(report: report, warnings: ["smaps could not be read (\(error)): Rss, Pss and Swap are not cross-checked"])
+        }
     }
 
     /// The lines where our counts and smaps' differ.

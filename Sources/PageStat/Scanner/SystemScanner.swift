@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPagestat
 import Dispatch
 import Synchronization
 
@@ -28,6 +29,12 @@ public struct ObjectID: Hashable, Sendable, Comparable {
     public static func < (a: ObjectID, b: ObjectID) -> Bool {
         (a.deviceMajor, a.deviceMinor, a.inode) < (b.deviceMajor, b.deviceMinor, b.inode)
     }
+
+    /// An object named for a note: its path and, since paths repeat ("/dev/zero (deleted)"), its
+    /// device and inode as maps prints them.
+    func label(_ path: String) -> String {
+        "\(path.isEmpty ? "[unnamed]" : path) (\(deviceMajor):\(deviceMinor) inode \(inode))"
+    }
 }
 
 /// One process's memory use, with swapped shared memory split fairly among its mappers.
@@ -54,6 +61,61 @@ struct ObjectMapping: Sendable {
     var range: AddressRange
     var first: UInt64
     var end: UInt64
+    /// The path maps shows, for notes.
+    var path: String = ""
+}
+
+/// A way to open a shared object: one mapping's /proc/PID/map_files entry, or a descriptor that
+/// a process holds (/proc/PID/fd/N).
+enum ObjectOpener: Sendable {
+    case mapFiles(pid: Int32, range: AddressRange)
+    case descriptor(pid: Int32, fd: Int32)
+
+    var pid: Int32 {
+        switch self {
+        case .mapFiles(let pid, _), .descriptor(let pid, _): pid
+        }
+    }
+
+    func open() throws(PageStatError) -> PageCacheObject {
+        switch self {
+        case .mapFiles(let pid, let range):
+            return try PageCacheObject.open(pid: pid, range: range)
+        case .descriptor(let pid, let fd):
+            let path = "/proc/\(pid)/fd/\(fd)"
+            return try PageCacheObject.open(path: path, pid: 0, what: path)
+        }
+    }
+
+    /// Opens the object through the first opener that works. A process that refused once (no
+    /// permission) or went away is not asked again, so the cost stays linear in the openers
+    /// however many mappings fail; the first error is returned when none works.
+    static func openFirst<Openers: Sequence<ObjectOpener>>(_ openers: Openers) -> Result<PageCacheObject, PageStatError> {
+        var refused = Set<Int32>()
+        var firstError: PageStatError?
+        for opener in openers where !refused.contains(opener.pid) {
+            do {
+                return .success(try opener.open())
+            } catch {
+                switch error {
+                case .permissionDenied, .noSuchProcess, .processExited, .noAddressSpace: refused.insert(opener.pid)
+                default: break
+                }
+                firstError = firstError ?? error
+            }
+        }
+        return .failure(firstError ?? .unsupported("no process maps or holds it any more"))
+    }
+}
+
+/// Notes of the system views: each said once, however many objects or processes repeat it.
+struct SystemNotes {
+    private var seen = Set<String>()
+    private(set) var lines: [String] = []
+
+    mutating func add(_ line: String) {
+        if seen.insert(line).inserted { lines.append(line) }
+    }
 }
 
 /// System-wide views: every process (`top`) and every shared-memory object (`objects`).
@@ -62,7 +124,12 @@ public enum SystemScanner {
     /// Scans every process with both cores. Shared objects are settled once each: the swapped
     /// pages of every stretch of an object are split evenly among the processes mapping it.
     public static func top(progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
-        let pids = ProcFS.pids().filter { $0 != getpid() }
+        top(pids: ProcFS.pids().filter { $0 != getpid() }, progress: progress)
+    }
+
+    /// `top` over the processes `pids` alone: each shared object's swapped pages are split among
+    /// those of them that map it.
+    public static func top(pids: [Int32], progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
         let pageSize = UInt64(ProcFS.pageSize)
         struct Collected {
             var processes: [ProcessUse] = []
@@ -70,7 +137,7 @@ public enum SystemScanner {
             var unreadable = 0
             var vanished = 0
             var done = 0
-            var notes = Notes()
+            var notes = SystemNotes()
         }
         let collected = Mutex(Collected())
         DispatchQueue.concurrentPerform(iterations: 2) { worker in
@@ -88,7 +155,10 @@ public enum SystemScanner {
                         }
                     case .failure(.noSuchProcess), .failure(.processExited): state.vanished += 1
                     case .failure(.noAddressSpace): break  // kernel threads have no memory to show
-                    case .failure: state.unreadable += 1
+                    case .failure(.permissionDenied): state.unreadable += 1  // counted; without root there are many
+                    case .failure(let error):
+                        state.unreadable += 1
+                        state.notes.add("process \(pid) (\(ProcFS.command(pid) ?? "?")) could not be read: \(error)")
                     }
                     progress?(state.done, pids.count)
                 }
@@ -97,18 +167,39 @@ public enum SystemScanner {
         var state = collected.withLock { $0 }
         // Settle each shared object once and split its swapped pages among its mappers.
         var shares: [Int32: UInt64] = [:]
-        for (_, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
-            guard let object = mappings.lazy.compactMap({ try? PageCacheObject.open(pid: $0.pid, range: $0.range) }).first else {
-                state.notes.add("some shared objects could not be opened (map_files needs CAP_SYS_ADMIN): their swapped pages are not counted")
+        var refused = 0
+        for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
+            let object: PageCacheObject
+            switch ObjectOpener.openFirst(mappings.lazy.map { ObjectOpener.mapFiles(pid: $0.pid, range: $0.range) }) {
+            case .success(let opened): object = opened
+            case .failure(.permissionDenied):
+                refused += 1
+                continue
+            case .failure(let error):
+                state.notes.add("\(id.label(mappings[0].path)): could not be opened (\(error)): its swapped pages are not counted")
                 continue
             }
+            var failures = 0
+            var firstFailure: PageStatError?
             for (interval, pids) in coverage(mappings) {
-                guard let stat = try? object.cachestat(offset: interval.lowerBound * pageSize,
-                                                       length: UInt64(interval.count) * pageSize),
-                      stat.nr_evicted > 0 else { continue }
+                let stat: CPagestat_cachestat
+                do {
+                    stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
+                } catch {
+                    failures += 1
+                    firstFailure = firstFailure ?? error
+                    continue
+                }
+                guard stat.nr_evicted > 0 else { continue }
                 let share = stat.nr_evicted * pageSize / UInt64(pids.count)
                 for pid in pids { shares[pid, default: 0] += share }
             }
+            if let firstFailure {
+                state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
+            }
+        }
+        if refused > 0 {
+            state.notes.add("\(refused) shared objects could not be opened (map_files needs CAP_SYS_ADMIN): their swapped pages are not counted")
         }
         for index in state.processes.indices {
             let share = shares[state.processes[index].pid] ?? 0
@@ -136,7 +227,7 @@ public enum SystemScanner {
                 if m.kind.isShmem {
                     let first = m.offset / pageSize
                     objects.append((ObjectID(m), ObjectMapping(pid: pid, range: m.range, first: first,
-                                                               end: first + m.range.length / pageSize)))
+                                                               end: first + m.range.length / pageSize, path: m.path)))
                 }
             }
             if !report.privileged { use.pss = nil; use.uss = nil }
@@ -147,15 +238,37 @@ public enum SystemScanner {
         }
     }
 
-    /// Splits the mapped pages of one object into intervals with a constant set of mapping processes.
+    /// Splits the mapped pages of one object into intervals with a constant set of mapping
+    /// processes: one interval between each two neighbouring ends of mappings that some mapping
+    /// covers, with its processes in order. A sweep over the sorted ends, keeping how many of
+    /// each process's mappings are open: O(m log m) for m mappings, plus the processes listed.
     static func coverage(_ mappings: [ObjectMapping]) -> [(Range<UInt64>, [Int32])] {
-        var points = Set<UInt64>()
-        for mapping in mappings { points.insert(mapping.first); points.insert(mapping.end) }
-        let sorted = points.sorted()
+        // Where each mapping starts (+1) and ends (-1); at one page, starts first.
+        var ends: [(page: UInt64, delta: Int, pid: Int32)] = []
+        ends.reserveCapacity(2 * mappings.count)
+        for mapping in mappings {
+            ends.append((mapping.first, 1, mapping.pid))
+            ends.append((mapping.end, -1, mapping.pid))
+        }
+        ends.sort { ($0.page, $1.delta) < ($1.page, $0.delta) }
+        var open: [Int32: Int] = [:]
+        var pids: [Int32] = []  // the processes with a mapping open, in order
         var result: [(Range<UInt64>, [Int32])] = []
-        for (low, high) in zip(sorted, sorted.dropFirst()) {
-            let pids = Set(mappings.filter { $0.first <= low && high <= $0.end }.map(\.pid)).sorted()
-            if !pids.isEmpty { result.append((low..<high, pids)) }
+        var index = 0
+        while index < ends.count {
+            let page = ends[index].page
+            while index < ends.count && ends[index].page == page {
+                let (_, delta, pid) = ends[index]
+                let count = open[pid, default: 0] + delta
+                open[pid] = count
+                if delta > 0 && count == 1 {
+                    pids.insert(pid, at: pids.partitioningIndex { $0 >= pid })
+                } else if delta < 0 && count == 0 {
+                    pids.remove(at: pids.partitioningIndex { $0 >= pid })
+                }
+                index += 1
+            }
+            if index < ends.count && !pids.isEmpty { result.append((page..<ends[index].page, pids)) }
         }
         return result
     }
@@ -168,5 +281,19 @@ extension MemoryUse {
         use.pss = 0
         use.uss = 0
         return use
+    }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongs`, in an array where every element that
+    /// does comes after every one that does not (a binary search).
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongs(self[middle]) { high = middle } else { low = middle + 1 }
+        }
+        return low
     }
 }
