@@ -106,7 +106,7 @@ public enum ProcMaps {
             guard let fields = parseLine(bytes: line) else { return }
             var pathEnd = fields.path.upperBound
             while pathEnd > fields.path.lowerBound && line[pathEnd - 1] == 0x20 { pathEnd -= 1 }
-            let path = String(decoding: UnsafeBufferPointer(rebasing: line[fields.path.lowerBound..<pathEnd]), as: UTF8.self)
+            let path = NameBytes.decode(UnsafeBufferPointer(rebasing: line[fields.path.lowerBound..<pathEnd]))
             let permissions = String(decoding: UnsafeBufferPointer(rebasing: line[fields.permissions]), as: UTF8.self)
             let shared = line[fields.permissions.upperBound - 1] == 0x73  // 's'
             mappings.append(Mapping(
