@@ -5,6 +5,7 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
@@ -24,6 +25,10 @@ int CPagestat_cachestat(int fd, struct CPagestat_cachestat_range *range, struct 
 
 int CPagestat_memfd_create(const char *name, unsigned int flags) {
     return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+int CPagestat_set_comm(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
 }
 
 int CPagestat_mincore(void *addr, size_t length, unsigned char *vec) {

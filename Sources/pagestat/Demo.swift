@@ -88,7 +88,7 @@ extension Pagestat {
                     base: memory.address, pageSize: pageSize, done: done,
                     kernel: kernel.mappings.flatMap(\.runs), truth: truth.mappings.flatMap(\.runs)))
             }
-            for note in notes.lines { writeOut("note: \(note)\n") }
+            for note in notes.lines { writeOut("note: \(escapedName(note))\n") }
             writeOut("""
 
             Try it on any process: pagestat show --pid PID (add --kernel-view to see pagemap's side).

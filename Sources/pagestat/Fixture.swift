@@ -39,15 +39,109 @@ extension Pagestat {
         @Option(help: ArgumentHelp("With --repeated-mappings: the memfd's pages (default: one per mapping); mapping i maps page i % PAGES. The first half of the pages is written, the first quarter paged out.", valueName: "pages"))
         var objectPages: Int?
 
+        @Option(help: ArgumentHelp("Instead of the layouts, give hostile names (these bytes, in hex) to this process's comm, a memfd and two files in --file-directory.", valueName: "hex"))
+        var hostileName: String?
+
+        @Flag(help: "Instead of the layouts, map --pages pages of shared memory followed by a 16-page hole; unmap them on an 'unmap' line on standard input.")
+        var vanish = false
+
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
                 if let map {
                     try mapOnly(map)
                 } else if let repeatedMappings {
                     try mapRepeatedly(repeatedMappings, objectPages: objectPages ?? repeatedMappings)
+                } else if let hostileName {
+                    try hostileNames(hostileName)
+                } else if vanish {
+                    try vanishing()
                 } else {
                     try arrange()
                 }
+            }
+        }
+
+        /// Names with every byte a hostile process may choose: the comm (prctl PR_SET_NAME, first
+        /// 15 bytes), a memfd (mapped, `pages` pages, [0, pages/2) written), a tmpfs file `m`+NAME
+        /// (mapped, the same) and a file `o`+NAME held open, never mapped ([0, 1) written).
+        private func hostileNames(_ hex: String) throws(PageStatError) {
+            let digits = Array(hex.utf8)
+            guard digits.count % 2 == 0 else { throw .invalidInput("--hostile-name takes an even number of hex digits") }
+            var name: [UInt8] = []
+            for index in stride(from: 0, to: digits.count, by: 2) {
+                guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else {
+                    throw .invalidInput("--hostile-name: not hex")
+                }
+                name.append(byte)
+            }
+            guard !name.isEmpty, !name.contains(0), !name.contains(0x2f) else {
+                throw .invalidInput("--hostile-name: the name must be non-empty, without NUL or '/'")
+            }
+            let cName = name.map { CChar(bitPattern: $0) } + [0]
+            guard CPagestat_set_comm(cName) == 0 else { throw .system(call: "prctl(PR_SET_NAME)", errno: .init(rawValue: errno)) }
+            let memfdFD = CPagestat_memfd_create(cName, 1 /* MFD_CLOEXEC */)
+            guard memfdFD >= 0 else { throw .system(call: "memfd_create", errno: .init(rawValue: errno)) }
+            defer { close(memfdFD) }
+            guard ftruncate(memfdFD, off_t(pages * ProcFS.pageSize)) == 0 else {
+                throw .system(call: "ftruncate", errno: .init(rawValue: errno))
+            }
+            let memfd = try ArrangedMemory(pages: pages, backing: .file(fd: memfdFD, shared: true))
+            memfd.write(0..<pages / 2)
+            let directory = NameBytes.bytes(of: fileDirectory) + [0x2f]
+            let mappedPath = NameBytes.decode(directory + [0x6d] + name)  // "m" + name
+            let mappedFD = try createFile(mappedPath)
+            defer { close(mappedFD); _ = NameBytes.withCString(mappedPath) { unlink($0) } }
+            let mapped = try ArrangedMemory(pages: pages, backing: .file(fd: mappedFD, shared: true))
+            mapped.write(0..<pages / 2)
+            let openPath = NameBytes.decode(directory + [0x6f] + name)  // "o" + name
+            let openFD = try createFile(openPath)
+            defer { close(openFD); _ = NameBytes.withCString(openPath) { unlink($0) } }
+            var block = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
+            _ = block.withUnsafeMutableBytes { Glibc.pwrite(openFD, $0.baseAddress, $0.count, 0) }
+
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            json.field("pages", pages)
+            json.key("regions")
+            json.beginObject()
+            json.field("memfd", memfd.address)
+            json.field("tmpfs", mapped.address)
+            json.endObject()
+            json.endObject()
+            writeOut(json.output + "\n")
+            waitForEOF()
+        }
+
+        /// `pages` pages of shared anonymous memory, one page in 512 written, then a 16-page hole
+        /// (never mapped by anyone: it was part of the mapping and is unmapped at once). On a line
+        /// `unmap` on standard input, unmaps the pages and answers `unmapped`; holds on until EOF.
+        private func vanishing() throws(PageStatError) {
+            let pageSize = ProcFS.pageSize
+            guard let base = mmap(nil, (pages + 16) * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+                  base != MAP_FAILED else {
+                throw .system(call: "mmap", errno: .init(rawValue: errno))
+            }
+            munmap(base + pages * pageSize, 16 * pageSize)
+            for page in stride(from: 0, to: pages, by: 512) {
+                base.storeBytes(of: 0x5a, toByteOffset: page * pageSize, as: UInt8.self)
+            }
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            json.field("pages", pages)
+            json.field("start", UInt64(UInt(bitPattern: base)))
+            json.endObject()
+            writeOut(json.output + "\n")
+            var line: [UInt8] = []
+            var byte: UInt8 = 0
+            while Glibc.read(0, &byte, 1) > 0 {
+                guard byte == 0x0a else { line.append(byte); continue }
+                if line == Array("unmap".utf8) {
+                    munmap(base, pages * pageSize)
+                    writeOut("unmapped\n")
+                }
+                line = []
             }
         }
 
@@ -197,12 +291,12 @@ extension Pagestat {
 
         /// A new file of `pages` pages (a hole), open read-write; the caller unlinks it.
         private func createFile(_ path: String) throws(PageStatError) -> Int32 {
-            let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            let fd = NameBytes.withCString(path) { open($0, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600) }
             guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
             guard ftruncate(fd, off_t(pages * ProcFS.pageSize)) == 0 else {
                 let error = errno
                 close(fd)
-                unlink(path)
+                _ = NameBytes.withCString(path) { unlink($0) }
                 throw .system(call: "ftruncate \(path)", errno: .init(rawValue: error))
             }
             return fd

@@ -29,6 +29,13 @@ struct Pagestat: ParsableCommand {
         subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Lab.self, Bench.self, Demo.self,
                       Fixture.self]
     )
+
+    /// The arguments with every byte kept (`NameBytes`), so a file name that is not UTF-8 can be
+    /// named on the command line; `CommandLine.arguments` would replace such bytes.
+    static func main() {
+        let arguments = (1..<Int(CommandLine.argc)).map { NameBytes.decode(cString: CommandLine.unsafeArgv[$0]!) }
+        main(arguments)
+    }
 }
 
 /// Exit codes, one per kind of failure.
@@ -52,7 +59,7 @@ func reportingErrors(_ body: () throws(PageStatError) -> Void) throws {
     do {
         try body()
     } catch {
-        printError("pagestat: \(error)")
+        printError("pagestat: \(escapedName(error.description))")
         throw ExitCode(ExitStatus.code(for: error))
     }
 }

@@ -26,9 +26,15 @@ extension Pagestat {
             patch would have reported, minus the location.
 
             Shared pages that are in memory but not mapped by the process (`cached` in \
-            `pagestat show`) stay 0, as they did with that patch, which only looked for swap. \
-            Pages of the range outside any mapping read what the kernel gives there (0); at \
-            least one mapping must overlap the range. The range is widened to whole pages.
+            `pagestat show`) stay 0, as they did with that patch, which only looked for swap.
+
+            The range is widened to whole pages (start rounded down, end rounded up). Every \
+            page of it must lie in a mapping: otherwise raw writes nothing and exits 5, naming \
+            the first part that is not mapped. A mapping that goes away while raw is writing \
+            does not stop it: from then on the entries of its pages are what pagemap gives for \
+            unmapped addresses (0), the output still has one entry per page of the range, and \
+            a note on stderr names the part that was no longer mapped. If the process exits, \
+            raw stops (exit 6).
 
             Finding the swapped shared pages needs root (/proc/PID/map_files); without it the \
             entries are the kernel's and a note on stderr says so. Like pagemap, it is a \
@@ -48,7 +54,7 @@ extension Pagestat {
         @Option(help: "The process to read.")
         var pid: Int32
 
-        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G).", valueName: "range"))
+        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String
 
         @Flag(help: "The kernel's own entries, unchanged.")
@@ -73,7 +79,7 @@ extension Pagestat {
                 } catch .system(call: _, errno: let error) where error == .brokenPipe {
                     return
                 }
-                for note in raw.notes.lines { printError("pagestat: note: \(note)") }
+                for note in raw.notes.lines { printError("pagestat: note: \(escapedName(note))") }
             }
         }
     }

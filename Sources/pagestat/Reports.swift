@@ -144,7 +144,7 @@ extension Pagestat {
             var worst: PageStatError?
             var reports: [FileReport] = []
             let files = FileScanner.expand(paths, recursive: recursive) { path, error in
-                printError("pagestat: \(error)")
+                printError("pagestat: \(escapedName(error.description))")
                 worst = worst ?? error
             }
             for path in files {
@@ -152,7 +152,7 @@ extension Pagestat {
                     reports.append(try FileScanner.scan(path: path, withRuns: pages))
                 } catch {
                     let line = error.description.hasPrefix(path) ? error.description : "\(path): \(error)"
-                    printError("pagestat: \(line)")
+                    printError("pagestat: \(escapedName(line))")
                     if case .unsupported = error {
                         throw ExitCode(ExitStatus.code(for: error))
                     }

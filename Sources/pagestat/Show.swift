@@ -29,7 +29,7 @@ extension Pagestat {
         @Option(help: "The process to inspect.")
         var pid: Int32
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G).", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String?
 
         @Option(help: "Output format: text or json.")

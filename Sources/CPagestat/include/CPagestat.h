@@ -14,6 +14,8 @@ static const int CPagestat_SEEK_HOLE = 4;
 
 // open(2) flag that glibc only exports with _GNU_SOURCE: do not update the file's access time.
 static const int CPagestat_O_NOATIME = 01000000;
+// open(2) flag that glibc only exports with _GNU_SOURCE: a descriptor for the path alone, opening nothing.
+static const int CPagestat_O_PATH = 010000000;
 
 // mmap(2) flag (Linux 4.17+) that glibc only exports with _GNU_SOURCE: map at exactly this
 // address, or fail with EEXIST rather than replace what is there.
@@ -88,6 +90,9 @@ int CPagestat_cachestat(int fd, struct CPagestat_cachestat_range *range, struct 
 
 /// memfd_create(name, flags) through the raw syscall; fd or -1 with errno.
 int CPagestat_memfd_create(const char *name, unsigned int flags);
+
+/// prctl(PR_SET_NAME, name): the calling thread's comm (prctl is variadic: Swift cannot call it).
+int CPagestat_set_comm(const char *name);
 
 /// mincore(addr, length, vec) with an unsigned char vector; 0 or -1 with errno.
 int CPagestat_mincore(void *addr, size_t length, unsigned char *vec);

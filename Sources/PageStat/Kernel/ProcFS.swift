@@ -100,8 +100,8 @@ public enum ProcFS {
 
     /// The command name of a process (/proc/PID/comm), or nil when it is gone.
     public static func command(_ pid: Int32) -> String? {
-        guard let text = try? readText("/proc/\(pid)/comm", pid: pid, what: "comm") else { return nil }
-        return String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))
+        guard let bytes = try? readBytes("/proc/\(pid)/comm", pid: pid, what: "comm") else { return nil }
+        return NameBytes.decode(bytes.last == 0x0a ? Array(bytes.dropLast()) : bytes)
     }
 
     /// The open descriptors of a process: (fd number, link target), from /proc/PID/fd.
@@ -117,7 +117,7 @@ public enum ProcFS {
             guard let fd = Int32(name) else { continue }
             let count = readlink("/proc/\(pid)/fd/\(fd)", &buffer, buffer.count - 1)
             guard count > 0 else { continue }
-            let target = buffer[0..<count].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
+            let target = buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
             files.append((fd, target))
         }
         return files

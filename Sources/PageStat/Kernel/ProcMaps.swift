@@ -112,7 +112,7 @@ public enum ProcMaps {
         forEachLine(bytes) { line in
             guard let fields = parseLine(bytes: line) else { return }
             // The padding before the name is skipped; spaces after it are the name's own.
-            let path = String(decoding: UnsafeBufferPointer(rebasing: line[fields.path]), as: UTF8.self)
+            let path = NameBytes.decode(UnsafeBufferPointer(rebasing: line[fields.path]))
             let permissions = String(decoding: UnsafeBufferPointer(rebasing: line[fields.permissions]), as: UTF8.self)
             let shared = line[fields.permissions.upperBound - 1] == 0x73  // 's'
             mappings.append(Mapping(

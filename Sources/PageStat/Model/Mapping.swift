@@ -19,51 +19,97 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "0x\(String(start, radix: 16))-0x\(String(end, radix: 16))" }
 
-    /// Parses `START-END` or `START+LENGTH`; numbers are hexadecimal with `0x`, else decimal,
-    /// and a length may carry a binary unit suffix (K, M, G, T).
-    public init(parsing text: String) throws(PageStatError) {
-        func number(_ s: Substring, allowUnit: Bool) -> UInt64? {
-            var s = s.trimmingCharacters(in: " ")
-            var multiplier: UInt64 = 1
-            if allowUnit {
-                // 4K, 4KB, 4KiB (binary units, case-insensitive).
-                if s.uppercased().hasSuffix("IB") { s = String(s.dropLast(2)) } else if s.uppercased().hasSuffix("B") && !s.hasPrefix("0x") { s = String(s.dropLast()) }
-                if let last = s.last, let shift = ["K": 10, "M": 20, "G": 30, "T": 40][last.uppercased()] {
-                    multiplier = 1 << UInt64(shift)
-                    s = String(s.dropLast())
-                }
-            }
-            let value: UInt64?
-            if s.hasPrefix("0x") || s.hasPrefix("0X") {
-                value = UInt64(s.dropFirst(2), radix: 16)
-            } else {
-                value = UInt64(s, radix: 10)
-            }
-            guard let value else { return nil }
-            let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
-            return overflow ? nil : product
-        }
-        if let plus = text.firstIndex(of: "+") {
-            guard let start = number(text[..<plus], allowUnit: false),
-                  let length = number(text[text.index(after: plus)...], allowUnit: true),
-                  length > 0, start <= UInt64.max - length
-            else { throw .invalidInput("invalid range '\(text)': expected START+LENGTH with LENGTH > 0") }
-            self.init(start: start, end: start + length)
-        } else if let dash = text.firstIndex(of: "-") {
-            guard let start = number(text[..<dash], allowUnit: false),
-                  let end = number(text[text.index(after: dash)...], allowUnit: false),
-                  end > start
-            else { throw .invalidInput("invalid range '\(text)': expected START-END with END > START") }
-            self.init(start: start, end: end)
-        } else {
-            throw .invalidInput("invalid range '\(text)': expected START-END or START+LENGTH (0x-prefixed hex or decimal)")
-        }
+    /// The range widened to whole pages: start rounded down, end rounded up; nil when the end
+    /// would round up past 2^64.
+    public func pageAligned(pageSize: UInt64) -> AddressRange? {
+        let remainder = end % pageSize
+        let (roundedEnd, overflow) = end.addingReportingOverflow(remainder == 0 ? 0 : pageSize - remainder)
+        guard !overflow else { return nil }
+        return AddressRange(start: start - start % pageSize, end: roundedEnd)
     }
-}
 
-private extension Substring {
-    func trimmingCharacters(in set: Character) -> String {
-        String(drop(while: { $0 == set }).reversed().drop(while: { $0 == set }).reversed())
+    /// Parses `START-END` or `START+LENGTH` and widens it to whole pages of `pageSize` (start
+    /// rounded down, end rounded up). Numbers are hexadecimal with `0x`, else decimal; a length
+    /// may carry a binary unit (K, M, G, T, optionally followed by B or iB). An error names the
+    /// part that is wrong: start, end, length or unit.
+    public init(parsing text: String, pageSize: UInt64 = UInt64(ProcFS.pageSize)) throws(PageStatError) {
+        func invalid(_ reason: String) -> PageStatError {
+            .invalidInput("invalid range '\(escapedName(text))': \(reason)")
+        }
+        let start: UInt64
+        let end: UInt64
+        if let plus = text.firstIndex(of: "+") {
+            start = try Self.number(text[..<plus], part: "start", allowUnit: false).get(invalid)
+            let lengthText = text[text.index(after: plus)...]
+            let length = try Self.number(lengthText, part: "length", allowUnit: true).get(invalid)
+            guard length > 0 else { throw invalid("length '\(escapedName(String(lengthText)))': must be greater than 0") }
+            let (sum, overflow) = start.addingReportingOverflow(length)
+            guard !overflow else {
+                throw invalid("length '\(escapedName(String(lengthText)))': START+LENGTH passes the top of the address space (2^64)")
+            }
+            end = sum
+            guard AddressRange(start: start, end: end).pageAligned(pageSize: pageSize) != nil else {
+                throw invalid("length '\(escapedName(String(lengthText)))': the end, rounded up to a whole page, passes the top of the address space (2^64)")
+            }
+        } else if let dash = text.firstIndex(of: "-") {
+            start = try Self.number(text[..<dash], part: "start", allowUnit: false).get(invalid)
+            let endText = text[text.index(after: dash)...]
+            end = try Self.number(endText, part: "end", allowUnit: false).get(invalid)
+            guard end > start else {
+                throw invalid("end '\(escapedName(String(endText)))': must be greater than start '\(escapedName(String(text[..<dash])))'")
+            }
+            guard AddressRange(start: start, end: end).pageAligned(pageSize: pageSize) != nil else {
+                throw invalid("end '\(escapedName(String(endText)))': rounded up to a whole page, it passes the top of the address space (2^64)")
+            }
+        } else {
+            throw invalid("expected START-END or START+LENGTH (0x-prefixed hex or decimal)")
+        }
+        self = AddressRange(start: start, end: end).pageAligned(pageSize: pageSize)!
+    }
+
+    /// A number of a range: `0x` hexadecimal or decimal, a length with an optional unit.
+    /// Fails with the reason, naming the part.
+    private static func number(_ raw: Substring, part: String, allowUnit: Bool) -> NumberResult {
+        var text = raw.drop(while: { $0 == " " })
+        while text.last == " " { text.removeLast() }
+        let shown = "\(part) '\(escapedName(String(text)))'"
+        let hexadecimal = text.hasPrefix("0x") || text.hasPrefix("0X")
+        let body = hexadecimal ? text.dropFirst(2) : text
+        let digits = body.prefix { character in
+            guard let ascii = character.asciiValue else { return false }
+            return (0x30...0x39).contains(ascii) || (hexadecimal && ((0x61...0x66).contains(ascii) || (0x41...0x46).contains(ascii)))
+        }
+        let suffix = body[digits.endIndex...]
+        guard !digits.isEmpty, suffix.isEmpty || allowUnit else {
+            return .failure("\(shown): not a number (0x-prefixed hex or decimal)")
+        }
+        var multiplier: UInt64 = 1
+        if !suffix.isEmpty {
+            var unit = suffix.uppercased()
+            if unit.hasSuffix("IB") && unit.count == 3 { unit.removeLast(2) } else if unit.hasSuffix("B") { unit.removeLast() }
+            let shifts: [String: UInt64] = ["": 0, "K": 10, "M": 20, "G": 30, "T": 40]
+            guard let shift = shifts[unit] else {
+                return .failure("\(shown): unknown unit '\(escapedName(String(suffix)))' (use K, M, G or T)")
+            }
+            multiplier = 1 << shift
+        }
+        guard let value = UInt64(digits, radix: hexadecimal ? 16 : 10) else {
+            return .failure("\(shown): larger than 2^64 - 1")
+        }
+        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? .failure("\(shown): larger than 2^64 - 1") : .success(product)
+    }
+
+    private enum NumberResult {
+        case success(UInt64)
+        case failure(String)
+
+        func get(_ error: (String) -> PageStatError) throws(PageStatError) -> UInt64 {
+            switch self {
+            case .success(let value): value
+            case .failure(let reason): throw error(reason)
+            }
+        }
     }
 }
 

@@ -203,6 +203,27 @@ public struct JSONWriter {
     public mutating func field(_ name: String, _ string: String) { key(name); value(string) }
     public mutating func field<T: BinaryInteger>(_ name: String, _ number: T) { key(name); value(number) }
     public mutating func field(_ name: String, _ bool: Bool) { key(name); value(bool) }
+    /// A name from the kernel (a path, a command): `"key": "text"` with the name's valid UTF-8 as
+    /// it is and each byte that is not UTF-8 as U+FFFD; when there are such bytes, also
+    /// `"key_bytes": "hex"`, the name's exact bytes in lowercase hexadecimal (see `NameBytes`).
+    public mutating func field(_ key: String, name: String) {
+        self.key(key)
+        if NameBytes.isValidUTF8(name) {
+            value(NameBytes.lossy(name))
+        } else {
+            let bytes = NameBytes.bytes(of: name)
+            value(String(decoding: bytes, as: UTF8.self))
+            let digits = Array("0123456789abcdef".utf8)
+            var hex = [UInt8]()
+            hex.reserveCapacity(bytes.count * 2)
+            for byte in bytes {
+                hex.append(digits[Int(byte >> 4)])
+                hex.append(digits[Int(byte & 0xF)])
+            }
+            field(key + "_bytes", String(decoding: hex, as: UTF8.self))
+        }
+    }
+
     public mutating func field(_ name: String, strings: [String]) {
         key(name)
         beginArray()
@@ -230,14 +251,22 @@ public struct JSONWriter {
     private func appendQuoted(_ string: String) {
         buffer.append(0x22)
         // Most strings need no escaping: copy them whole.
+        // 0xF4 may start a scalar that stands for a byte that is not UTF-8 (`NameBytes`).
         let plain = string.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
-            for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5c { return false }
+            for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5c || byte == 0xF4 { return false }
             buffer.append(utf8)
             return true
         }
         if plain != true {
             let hex = Array("0123456789abcdef".utf8)
-            for byte in string.utf8 {
+            for scalar in string.unicodeScalars {
+                guard scalar.isASCII else {
+                    // A byte that is not UTF-8 reads as U+FFFD here; `field(_:name:)` keeps it exactly.
+                    let written = NameBytes.rawByte(scalar) == nil ? scalar : "\u{FFFD}"
+                    for byte in String(written).utf8 { buffer.append(byte) }
+                    continue
+                }
+                let byte = UInt8(scalar.value)
                 switch byte {
                 case 0x22: buffer.append(0x5c); buffer.append(0x22)
                 case 0x5c: buffer.append(0x5c); buffer.append(0x5c)

@@ -3,6 +3,7 @@ public enum ReportRenderer {
     /// The JSON contract: `{"pid", "page_size", "privileged", "view", "notes", "mappings": [{"start",
     /// "end", "permissions", "offset", "path", "kind", "runs": [{"start", "pages", "state", "flags"
     /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
+    /// A path that is not valid UTF-8 also gets `"path_bytes"` (see `JSONWriter.field(_:name:)`).
     public static func json(_ report: ProcessReport) -> String {
         var json = JSONWriter()
         write(report, into: &json)
@@ -32,7 +33,7 @@ public enum ReportRenderer {
             json.field("end", mapping.scanned.end)
             json.field("permissions", mapping.mapping.permissions)
             json.field("offset", mapping.mapping.offset + (mapping.scanned.start - mapping.mapping.range.start))
-            json.field("path", mapping.mapping.path)
+            json.field("path", name: mapping.mapping.path)
             json.field("kind", mapping.mapping.kind.rawValue)
             json.key("runs")
             json.beginArray()
@@ -94,7 +95,7 @@ public enum ReportRenderer {
             let m = mapping.mapping
             let size = mapping.scanned.length
             out += "\n\(hex(mapping.scanned.start))-\(hex(mapping.scanned.end)) \(m.permissions) "
-            out += "\(pad(humanBytes(size), 10)) \(pad(m.kind.rawValue, 12)) \(m.path)\n"
+            out += "\(pad(humanBytes(size), 10)) \(pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
             out += "    " + summary(mapping.counts, pageSize: pageSize) + "\n"
             for run in mapping.runs {
                 var line = "    \(hex(run.start)) \(pad(String(run.pages), 9, right: true)) pages "
@@ -109,7 +110,7 @@ public enum ReportRenderer {
             }
         }
         out += "\ntotal: " + summary(report.counts, pageSize: pageSize) + "\n"
-        for note in report.notes { out += "note: \(note)\n" }
+        for note in report.notes { out += "note: \(escapedName(note))\n" }
         return out
     }
 

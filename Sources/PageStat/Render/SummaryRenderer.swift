@@ -33,7 +33,7 @@ public enum SummaryRenderer {
                 json.field("start", mapping.scanned.start)
                 json.field("end", mapping.scanned.end)
                 json.field("kind", mapping.mapping.kind.rawValue)
-                json.field("path", mapping.mapping.path)
+                json.field("path", name: mapping.mapping.path)
                 usageJSON(mapping.counts, mapping.use ?? MemoryUse(), into: &json)
                 if kernelFlags {
                     json.key("kernel_flags")
@@ -82,7 +82,7 @@ public enum SummaryRenderer {
             for mapping in report.mappings {
                 size += mapping.scanned.length
                 table.add(row(mapping.scanned.description, mapping.mapping.kind.rawValue, mapping.scanned.length,
-                              mapping.counts, mapping.use ?? MemoryUse(), mapping.mapping.path))
+                              mapping.counts, mapping.use ?? MemoryUse(), escapedName(mapping.mapping.path)))
                 if kernelFlags {
                     let flags = kernelFlagCounts(mapping.runs)
                     if !flags.isEmpty {
@@ -94,8 +94,8 @@ public enum SummaryRenderer {
             table.add(row("total", "", size, report.counts, summary.totals, ""))
             out += table.render()
             if report.counts.unknown > 0 { out += "unknown: \(report.counts.unknown) pages\n" }
-            for warning in summary.warnings { out += "warning: \(warning)\n" }
-            for note in report.notes { out += "note: \(note)\n" }
+            for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
+            for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
         }
     }
@@ -141,7 +141,7 @@ public enum SummaryRenderer {
             for process in processes {
                 json.beginObject()
                 json.field("pid", process.pid)
-                json.field("command", process.command)
+                json.field("command", name: process.command)
                 json.field("rss", process.use.rss)
                 json.field("pss", optional: process.use.pss)
                 json.field("uss", optional: process.use.uss)
@@ -168,14 +168,14 @@ public enum SummaryRenderer {
             for process in processes {
                 table.add([String(process.pid), humanBytes(process.use.rss), optionalSize(process.use.pss),
                            optionalSize(process.use.uss), humanBytes(process.use.swap),
-                           humanBytes(process.use.shmemSwap), process.command])
+                           humanBytes(process.use.shmemSwap), escapedName(process.command)])
             }
             var out = table.render()
             out += "\(report.processes.count) processes"
             if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
             out += "; swapped shared memory is split evenly among the processes mapping each page\n"
-            for note in report.notes { out += "note: \(note)\n" }
+            for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
         }
     }
@@ -183,8 +183,9 @@ public enum SummaryRenderer {
     // MARK: objects
 
     public static func objects(_ report: ObjectsReport, format: OutputFormat) -> String {
-        func users(_ object: SharedObject) -> String {
-            object.users.map { "\($0.pid)/\($0.command)" }.joined(separator: " ")
+        /// `pid/command ...`; text output escapes the commands, CSV quotes the field instead.
+        func users(_ object: SharedObject, escaped: Bool) -> String {
+            object.users.map { "\($0.pid)/\(escaped ? escapedName($0.command) : $0.command)" }.joined(separator: " ")
         }
         switch format {
         case .json:
@@ -195,7 +196,7 @@ public enum SummaryRenderer {
             for object in report.objects {
                 json.beginObject()
                 json.field("kind", object.kind)
-                json.field("path", object.path)
+                json.field("path", name: object.path)
                 json.field("inode", object.id.inode)
                 json.field("size", object.size)
                 json.key("pages")
@@ -209,7 +210,7 @@ public enum SummaryRenderer {
                 for user in object.users {
                     json.beginObject()
                     json.field("pid", user.pid)
-                    json.field("command", user.command)
+                    json.field("command", name: user.command)
                     json.field("maps", user.maps)
                     json.field("holds_open", user.holdsOpen)
                     json.endObject()
@@ -227,7 +228,7 @@ public enum SummaryRenderer {
             for object in report.objects {
                 csv.add([object.kind, object.path, String(object.id.inode), String(object.size),
                          optionalNumber(object.resident), optionalNumber(object.swapped), optionalNumber(object.holes),
-                         users(object)])
+                         users(object, escaped: false)])
             }
             return csv.render()
         case .text:
@@ -237,12 +238,12 @@ public enum SummaryRenderer {
             for object in report.objects {
                 table.add([object.kind, humanBytes(object.size), optionalSize(object.resident.map { $0 * pageSize }),
                            optionalSize(object.swapped.map { $0 * pageSize }), optionalSize(object.holes.map { $0 * pageSize }),
-                           object.path, users(object)])
+                           escapedName(object.path), users(object, escaped: true)])
             }
             var out = table.render() + "\(report.objects.count) shared-memory objects"
             if report.unreadable > 0 { out += ", \(report.unreadable) processes could not be read" }
             out += "\n"
-            for note in report.notes { out += "note: \(note)\n" }
+            for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
         }
     }
@@ -262,7 +263,7 @@ public enum SummaryRenderer {
             json.beginArray()
             for report in reports {
                 json.beginObject()
-                json.field("path", report.path)
+                json.field("path", name: report.path)
                 json.field("size", report.size)
                 json.key("pages")
                 json.beginObject()
@@ -296,12 +297,12 @@ public enum SummaryRenderer {
                                   rightAligned: [0, 1, 2, 3, 4, 5, 6])
             var out = ""
             for report in reports {
-                table.add([humanBytes(report.size)] + values(report).map { $0.map { String($0) } ?? "-" } + [report.path])
+                table.add([humanBytes(report.size)] + values(report).map { $0.map { String($0) } ?? "-" } + [escapedName(report.path)])
             }
             out += table.render()
             for report in reports {
                 guard let runs = report.runs else { continue }
-                out += "\n\(report.path):\n"
+                out += "\n\(escapedName(report.path)):\n"
                 for run in runs {
                     out += "    page \(run.first)-\(run.first + run.pages - 1)  \(run.pages) pages  \(run.state)\n"
                 }

@@ -38,7 +38,10 @@ public struct CSVTable {
 
     public mutating func add(_ row: [String]) { rows.append(row) }
 
+    /// A field, quoted when it needs to be. Names' bytes that are not UTF-8 (`NameBytes`) are
+    /// written as U+FFFD: CSV is text; the JSON output keeps them exactly.
     public static func field(_ value: String) -> String {
+        let value = NameBytes.lossy(value)
         guard value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return value }
         var quoted = "\""
         for character in value {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPagestat
 
 /// A run of a file's pages with one state, by page offset into the file.
 public struct FileRun: Sendable, Hashable {
@@ -34,7 +35,7 @@ public enum FileScanner {
     public static func scan(path: String, withRuns: Bool) throws(PageStatError) -> FileReport {
         let object: PageCacheObject
         do {
-            object = try PageCacheObject.open(path: path, pid: getpid(), what: path)
+            object = try openExact(path)
         } catch .unsupported {
             throw .invalidInput("\(path): not a regular file")
         }
@@ -65,6 +66,20 @@ public enum FileScanner {
         return report
     }
 
+    /// Opens `path` by its exact bytes (`NameBytes`): a name that is not UTF-8 is first opened
+    /// O_PATH by its bytes, then reopened through /proc/self/fd (which opens nothing else).
+    private static func openExact(_ path: String) throws(PageStatError) -> PageCacheObject {
+        guard NameBytes.containsByteScalars(path) else {
+            return try PageCacheObject.open(path: path, pid: getpid(), what: path)
+        }
+        let fd = NameBytes.withCString(path) { open($0, CPagestat_O_PATH | O_CLOEXEC) }
+        guard fd >= 0 else {
+            throw errno == ENOENT ? .invalidInput("\(path): no such file") : .system(call: "open \(path)", errno: .init(rawValue: errno))
+        }
+        defer { close(fd) }
+        return try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: path)
+    }
+
     /// The regular files named by `paths`, directories walked when `recursive` (symbolic links
     /// to directories are not followed). Unreadable entries are reported through `failure`.
     public static func expand(_ paths: [String], recursive: Bool,
@@ -72,7 +87,7 @@ public enum FileScanner {
         var files: [String] = []
         for path in paths {
             var st = stat()
-            guard stat(path, &st) == 0 else {
+            guard NameBytes.withCString(path, { stat($0, &st) }) == 0 else {
                 failure(path, errno == ENOENT ? .invalidInput("\(path): no such file") : .permissionDenied(what: path))
                 continue
             }
@@ -90,14 +105,14 @@ public enum FileScanner {
     }
 
     private static func walk(_ directory: String, into files: inout [String], failure: (String, PageStatError) -> Void) {
-        guard let dir = opendir(directory) else {
+        guard let dir = NameBytes.withCString(directory, { opendir($0) }) else {
             failure(directory, .permissionDenied(what: directory))
             return
         }
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                NameBytes.decode(Array(raw.prefix(while: { $0 != 0 })))
             }
             if name != "." && name != ".." { names.append(name) }
         }
@@ -105,7 +120,7 @@ public enum FileScanner {
         for name in names.sorted() {
             let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
             var st = stat()
-            guard lstat(path, &st) == 0 else { continue }
+            guard NameBytes.withCString(path, { lstat($0, &st) }) == 0 else { continue }
             switch st.st_mode & S_IFMT {
             case S_IFDIR: walk(path, into: &files, failure: failure)
             case S_IFREG: files.append(path)

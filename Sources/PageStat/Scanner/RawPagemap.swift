@@ -10,7 +10,8 @@ import Glibc
 ///   in the object's page cache, which user space cannot read.
 /// - Every other entry is the kernel's own, bit for bit. That includes shared pages in memory but
 ///   not mapped by the process (`cached`): the patch only looked for swap entries, so they stay 0.
-/// - Pages outside any mapping read what the kernel gives there (0).
+/// - Every page of the range must be mapped when it starts; a mapping that goes away while it
+///   reads gives what the kernel gives for unmapped pages (0) from then on.
 ///
 /// How: pagemap is read in large batches. For a batch in a shmem mapping (shared anonymous, memfd,
 /// tmpfs, SysV), `ProcessScanner` first finds the batch's swapped pages, and those of its entries
@@ -43,14 +44,22 @@ public final class RawPagemap {
     deinit { buffer.deallocate() }
 
     /// Writes the entries of every page of `range` (widened to whole pages) to `sink`. With
-    /// `kernelOnly`, the kernel's entries unchanged. Throws `.rangeNotMapped` when no mapping
-    /// overlaps the range. Returns how many entries it wrote: fewer than the range has pages only
-    /// where the kernel's pagemap ends (past the user address space, or the process exited).
+    /// `kernelOnly`, the kernel's entries unchanged. Returns how many entries it wrote: fewer
+    /// than the range has pages only where the kernel's pagemap ends (past the user address
+    /// space, as for [vsyscall]). Throws `.processExited` when the process's memory goes away.
+    ///
+    /// Before writing anything it checks that every page of the range lies in a mapping, and
+    /// throws `.rangeNotMapped` with the first part that does not (nothing written). A mapping
+    /// that goes away while the range is read does not stop it: the entries of its pages are
+    /// then what the kernel's pagemap gives for unmapped addresses (0), and a note names the
+    /// part that was no longer mapped at the end.
     @discardableResult
     public func stream(_ range: AddressRange, kernelOnly: Bool = false, to sink: Sink) throws(PageStatError) -> UInt64 {
-        let range = AddressRange(start: range.start / pageSize * pageSize,
-                                 end: (range.end + pageSize - 1) / pageSize * pageSize)
+        guard let range = range.pageAligned(pageSize: pageSize), !range.isEmpty else {
+            throw .invalidInput("range \(range): empty, or its end rounds up past the top of the address space (2^64)")
+        }
         let mappings = try overlappingMappings(range)
+        if let gap = Self.firstUnmapped(range, mappings) { throw .rangeNotMapped(pid: pid, range: gap) }
         var written: UInt64 = 0
         var cursor = range.start
         var complete = true
@@ -65,9 +74,23 @@ public final class RawPagemap {
         if complete { _ = try copy(from: cursor, to: range.end, truthOf: nil, sink, &written) }
         let expected = range.length / pageSize
         if written < expected {
-            notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space, or the process exited)")
+            notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space)")
+        } else if let now = try? ProcMaps.read(pid: pid).filter({ $0.range.overlaps(range) }),
+                  let gap = Self.firstUnmapped(range, now) {
+            notes.add("\(gap) was unmapped while the range was read: from then on its entries are what pagemap gives for unmapped addresses (0)")
         }
         return written
+    }
+
+    /// The first part of `range` that lies in none of `mappings` (sorted, as maps lists them).
+    static func firstUnmapped(_ range: AddressRange, _ mappings: [Mapping]) -> AddressRange? {
+        var cursor = range.start
+        for mapping in mappings where mapping.range.end > cursor {
+            if mapping.range.start > cursor { return AddressRange(start: cursor, end: min(mapping.range.start, range.end)) }
+            cursor = mapping.range.end
+            if cursor >= range.end { return nil }
+        }
+        return cursor < range.end ? AddressRange(start: cursor, end: range.end) : nil
     }
 
     private func overlappingMappings(_ range: AddressRange) throws(PageStatError) -> [Mapping] {
@@ -77,16 +100,18 @@ public final class RawPagemap {
         } catch .noSuchProcess {
             throw .processExited(pid: pid)
         }
-        if mappings.isEmpty {
-            if !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-            throw .rangeNotMapped(pid: pid, range: range)
-        }
+        if mappings.isEmpty && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
         return mappings
     }
 
     /// The swapped pages of `part` of a shmem mapping, as sorted ranges, from the scanner's truth.
     private func swappedPages(_ mapping: Mapping, _ part: AddressRange) throws(PageStatError) -> [AddressRange] {
-        let report = try scanner.scan(ScanOptions(range: part, hugeAndZeroFlags: false))
+        let report: ProcessReport
+        do {
+            report = try scanner.scan(ScanOptions(range: part, hugeAndZeroFlags: false))
+        } catch .rangeNotMapped {
+            return []  // unmapped since: pagemap gives 0 there, and there is nothing to mark
+        }
         for note in report.notes { notes.add(note) }
         return report.mappings.flatMap(\.runs).compactMap { run in
             run.state == .swapped ? AddressRange(start: run.start, end: run.start + run.pages * pageSize) : nil
@@ -112,7 +137,14 @@ public final class RawPagemap {
             try sink(UnsafeRawBufferPointer(batch))
             written += UInt64(got)
             address += UInt64(got) * pageSize
-            if got < wanted { return false }
+            if got < wanted {
+                // pagemap ends early when the process's memory is gone (it exited, maybe a zombie
+                // not yet reaped) or past the user address space ([vsyscall]).
+                if !ProcFS.processExists(pid) || ((try? ProcMaps.read(pid: pid))?.isEmpty ?? true) {
+                    throw .processExited(pid: pid)
+                }
+                return false
+            }
         }
         return true
     }
