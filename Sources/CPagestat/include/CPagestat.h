@@ -12,8 +12,10 @@
 static const int CPagestat_SEEK_DATA = 3;
 static const int CPagestat_SEEK_HOLE = 4;
 
-// open(2) flag that glibc only exports with _GNU_SOURCE: do not update the file's access time.
+// open(2) flags that glibc only exports with _GNU_SOURCE (values checked against fcntl.h in
+// shim.c): do not update the file's access time; open a path only (no read, no driver's open).
 static const int CPagestat_O_NOATIME = 01000000;
+static const int CPagestat_O_PATH = 010000000;
 
 // madvise(2) advice values that Debian 12's headers may lack.
 static const int CPagestat_MADV_COLD = 20;
@@ -90,6 +92,9 @@ int CPagestat_mincore(void *addr, size_t length, unsigned char *vec);
 
 /// The f_type of the filesystem under fd (fstatfs), or -1 with errno.
 long CPagestat_fstatfs_type(int fd);
+
+/// mknod(path, S_IFCHR | mode, makedev(major, minor)), for tests: 0 or -1 with errno.
+int CPagestat_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor);
 
 /// swapon(path, 0) and swapoff(path): 0 or -1 with errno.
 int CPagestat_swapon(const char *path);

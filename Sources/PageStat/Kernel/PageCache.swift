@@ -54,37 +54,125 @@ public final class PageCacheObject {
         try? fd.close()
     }
 
-    /// Opens the object behind the mapping at `range` of `pid` through
-    /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), without
-    /// updating its access time where the kernel lets us.
-    public static func open(pid: Int32, range: AddressRange) throws(PageStatError) -> PageCacheObject {
-        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
-        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)")
+    /// A file's identity as a maps line names it: the device (major:minor) and the inode.
+    public struct Identity: Equatable, Sendable, CustomStringConvertible {
+        public var deviceMajor: UInt32
+        public var deviceMinor: UInt32
+        public var inode: UInt64
+
+        public init(deviceMajor: UInt32, deviceMinor: UInt32, inode: UInt64) {
+            self.deviceMajor = deviceMajor
+            self.deviceMinor = deviceMinor
+            self.inode = inode
+        }
+
+        /// What a maps line says backs `mapping`.
+        public init(_ mapping: Mapping) {
+            self.init(deviceMajor: mapping.deviceMajor, deviceMinor: mapping.deviceMinor, inode: mapping.inode)
+        }
+
+        init(_ st: stat) {
+            let dev = UInt64(st.st_dev)
+            self.init(deviceMajor: ProcessScanner.major(dev), deviceMinor: ProcessScanner.minor(dev), inode: UInt64(st.st_ino))
+        }
+
+        public var description: String {
+            "\(String(deviceMajor, radix: 16)):\(String(deviceMinor, radix: 16)) inode \(inode)"
+        }
     }
 
-    /// Opens a path read-only (O_NOATIME where allowed), if it is a regular file: opening a
-    /// device or a FIFO that a process maps would run its driver's open or block, so those are
-    /// refused after a stat(2), which opens nothing.
-    public static func open(path: String, pid: Int32, what: String) throws(PageStatError) -> PageCacheObject {
+    /// Opens the object behind `mapping` of `pid`: through /proc/PID/map_files/START-END when
+    /// privileged, else through the mapped path if it still names that very inode. Either way the
+    /// object must be the one the maps line names (device and inode): otherwise the mapping (or
+    /// the path) changed since maps was read, and this throws `.objectChanged`.
+    public static func open(mapping: Mapping, pid: Int32) throws(PageStatError) -> PageCacheObject {
+        let expected = Identity(mapping)
+        let mapFilesError: PageStatError
+        do {
+            return try open(pid: pid, range: mapping.range, expecting: expected)
+        } catch {
+            if error == .processExited(pid: pid) || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            if case .objectChanged = error { throw error }
+            mapFilesError = error
+        }
+        let path = mapping.path
+        guard path.hasPrefix("/") && !path.hasSuffix(" (deleted)") else { throw mapFilesError }
+        do {
+            // The path as maps printed it has no symbolic link to follow; one there now is not the object.
+            return try open(path: path, pid: pid, what: path, followingSymlinks: false, expecting: expected)
+        } catch {
+            if case .objectChanged = error { throw error }
+            throw mapFilesError
+        }
+    }
+
+    /// Opens the object behind the mapping at `range` of `pid` through
+    /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), checked against
+    /// `expected` when given.
+    public static func open(pid: Int32, range: AddressRange, expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
+        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
+        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)", expecting: expected)
+    }
+
+    /// Opens `path` for reading its page cache, if it is a regular file (or a shared memory
+    /// object, a regular file on tmpfs), without ever opening anything else: opening a FIFO
+    /// blocks, opening a device runs its driver. The path is first opened with O_PATH, which
+    /// opens nothing (no read access, no driver, no FIFO wait), and that descriptor is checked
+    /// with fstat(2): against `expected` when given, then for S_ISREG. Only then is the very same
+    /// inode opened for reading, through /proc/self/fd/N (O_RDONLY|O_NONBLOCK|O_NOCTTY, and
+    /// O_NOATIME where allowed), and checked again. Symbolic links are followed unless
+    /// `followingSymlinks` is false (then a link is not the object).
+    public static func open(path: String, pid: Int32, what: String, followingSymlinks: Bool = true,
+                            expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
+        let pathFlags = O_CLOEXEC | CPagestat_O_PATH | (followingSymlinks ? 0 : O_NOFOLLOW)
+        let pathFD: Int32
+        switch retryingInterrupts({ Glibc.open(path, pathFlags) }) {
+        case .success(let fd): pathFD = fd
+        case .failure(let error): throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
+        }
+        defer { close(pathFD) }
         var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw .fromProc(Errno(rawValue: errno), pid: pid, call: "stat \(path)", what: what)
+        guard fstat(pathFD, &st) == 0 else {
+            throw .system(call: "fstat \(path)", errno: Errno(rawValue: errno))
+        }
+        let found = Identity(st)
+        if let expected, found != expected {
+            throw .objectChanged("\(path) is \(found), not the \(expected) that maps named: the mapping changed")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw .unsupported("\(path) is not a regular file or shared memory object: its page cache is not asked")
+            throw .unsupported("\(path) is not a regular file or shared memory object (\(fileType(st.st_mode))): it is not opened and its page cache is not asked")
         }
+        // Reopen the inode behind the O_PATH descriptor itself: nothing can be swapped in between.
+        let reopen = "/proc/self/fd/\(pathFD)"
         var lastError = Errno.noSuchFileOrDirectory
         for noatime in [true, false] {
-            var options: FileDescriptor.OpenOptions = [.closeOnExec]
-            if noatime { options.insert(FileDescriptor.OpenOptions(rawValue: CPagestat_O_NOATIME)) }
-            do {
-                return PageCacheObject(fd: try system { try FileDescriptor.open(path, .readOnly, options: options) })
-            } catch {
+            let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (noatime ? CPagestat_O_NOATIME : 0)
+            switch retryingInterrupts({ Glibc.open(reopen, flags) }) {
+            case .success(let fd):
+                var again = stat()
+                guard fstat(fd, &again) == 0, Identity(again) == found, (again.st_mode & S_IFMT) == S_IFREG else {
+                    close(fd)
+                    throw .objectChanged("\(path) changed while it was opened")
+                }
+                return PageCacheObject(fd: FileDescriptor(rawValue: fd))
+            case .failure(let error):
                 lastError = error
                 if error != .notPermitted { break }
             }
         }
         throw .fromProc(lastError, pid: pid, call: "open \(path)", what: what)
+    }
+
+    private static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFDIR: "a directory"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
     }
 
     // MARK: lseek SEEK_DATA / SEEK_HOLE

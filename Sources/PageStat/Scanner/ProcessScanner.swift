@@ -361,25 +361,9 @@ public final class ProcessScanner {
     }
 
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
-    /// it still names the very same inode.
+    /// it still names the very same inode; never a device or FIFO (see `PageCacheObject.open`).
     func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
-        var mapFilesError: PageStatError?
-        do {
-            return try PageCacheObject.open(pid: pid, range: mapping.range)
-        } catch {
-            if error == .processExited(pid: pid) || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-            mapFilesError = error
-        }
-        let path = mapping.path
-        if path.hasPrefix("/") && !path.hasSuffix(" (deleted)"),
-           let object = try? PageCacheObject.open(path: path, pid: pid, what: path) {
-            var st = stat()
-            if fstat(object.fd.rawValue, &st) == 0, UInt64(st.st_ino) == mapping.inode,
-               Self.major(UInt64(st.st_dev)) == mapping.deviceMajor, Self.minor(UInt64(st.st_dev)) == mapping.deviceMinor {
-                return object
-            }
-        }
-        throw mapFilesError ?? .unsupported("no way to open the object")
+        try PageCacheObject.open(mapping: mapping, pid: pid)
     }
 
     private func unknownReason(_ error: PageStatError, mapping: Mapping) -> String {
@@ -389,6 +373,8 @@ public final class ProcessScanner {
             return "\(what) are unknown in files this user neither owns nor may write: mincore(2) reports every page of those resident and cachestat(2) refuses (run as root)"
         case .permissionDenied:
             return "\(what) are unknown: opening /proc/\(pid)/map_files needs CAP_SYS_ADMIN (run as root)"
+        case .objectChanged(let message):
+            return "\(what) of \(mapping.range) are unknown: \(message)"
         default:
             return "\(what) are unknown where the object could not be opened: \(error)"
         }
