@@ -41,6 +41,12 @@ long CPagestat_fstatfs_type(int fd) {
     return (long)fs.f_type;
 }
 
+long CPagestat_fstatfs_block_size(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return -1;
+    return (long)fs.f_bsize;
+}
+
 int CPagestat_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor) {
     return mknod(path, S_IFCHR | mode, makedev(major, minor));
 }

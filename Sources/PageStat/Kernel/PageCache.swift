@@ -21,6 +21,11 @@ public final class PageCacheObject {
     /// Pages the object holds (st_blocks): for shmem, resident and swapped pages and fallocated
     /// ones, not holes.
     public let allocatedPages: UInt64
+    /// The huge page size when the object lives on hugetlbfs (statfs HUGETLBFS_MAGIC; f_bsize),
+    /// else nil. Such an object has no cachestat (EOPNOTSUPP), SEEK_DATA calls all of it data,
+    /// mincore sees only our own mapped pages, and mapping it may take huge pages from the pool:
+    /// it is never mapped here (see `HugetlbSide`).
+    public let hugePageSize: UInt64?
     /// Whether mincore(2) tells the truth about this file to us: the kernel reports every page of
     /// a file resident unless the caller owns it, may write it or has CAP_FOWNER (and cachestat
     /// refuses such callers since 2025).
@@ -46,11 +51,20 @@ public final class PageCacheObject {
             allocatedPages = 0
             residencyVisible = false
         }
-        isShmem = CPagestat_fstatfs_type(fd.rawValue) == Self.tmpfsMagic
+        let filesystem = CPagestat_fstatfs_type(fd.rawValue)
+        isShmem = filesystem == Self.tmpfsMagic
+        if filesystem == CPagestat_HUGETLBFS_MAGIC, case let size = CPagestat_fstatfs_block_size(fd.rawValue), size > 0 {
+            hugePageSize = UInt64(size)
+        } else {
+            hugePageSize = nil
+        }
     }
 
+    /// Whether the object lives on hugetlbfs.
+    public var isHugetlb: Bool { hugePageSize != nil }
+
     deinit {
-        if let window { munmap(window.address, Int(window.length)) }
+        if let window { Self.unmapWindow(window.address, length: Int(window.length)) }
         try? fd.close()
     }
 
@@ -229,12 +243,38 @@ public final class PageCacheObject {
     private func mapWindow(covering length: UInt64) throws(PageStatError) {
         let rounded = (max(size, length) + pageSize - 1) / pageSize * pageSize
         if let window, window.length >= rounded { return }
-        if let window { munmap(window.address, Int(window.length)) }
+        if let window { Self.unmapWindow(window.address, length: Int(window.length)) }
         window = nil
         guard rounded > 0 else { throw .invalidInput("empty object") }
-        guard let address = mmap(nil, Int(rounded), PROT_READ, MAP_SHARED, fd.rawValue, 0), address != MAP_FAILED
+        guard let address = try mapWindow(offset: 0, length: Int(rounded))
         else { throw .system(call: "mmap (a window on the object)", errno: Errno(rawValue: errno)) }
         window = (address, 0, rounded)
+    }
+
+    /// Maps `length` bytes of the object from `offset` PROT_READ, MAP_SHARED|MAP_NORESERVE (no
+    /// commitment is taken for it), followed by one PROT_NONE anonymous page: no two windows of
+    /// ours are ever adjacent, so the kernel never merges two of them into one VMA (windows of
+    /// one object at following offsets would merge, and smaps would count them as one). Never on
+    /// hugetlbfs, where a shared mapping takes huge pages from the pool. Unmap with
+    /// `unmapWindow`. nil with errno on failure.
+    private func mapWindow(offset: UInt64, length: Int) throws(PageStatError) -> UnsafeMutableRawPointer? {
+        guard !isHugetlb else { throw .unsupported("a window on a hugetlbfs object (it would reserve huge pages)") }
+        let total = length + Int(pageSize)
+        guard let area = mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), area != MAP_FAILED
+        else { return nil }
+        guard let address = mmap(area, length, PROT_READ, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd.rawValue, off_t(offset)),
+              address != MAP_FAILED else {
+            let error = errno
+            munmap(area, total)
+            errno = error
+            return nil
+        }
+        return address
+    }
+
+    /// Unmaps a window made by `mapWindow(offset:length:)` and its guard page.
+    private static func unmapWindow(_ address: UnsafeMutableRawPointer, length: Int) {
+        munmap(address, length + ProcFS.pageSize)
     }
 
     /// Swapped pages in each stretch `[first, first + pages)` of the object (page offsets): one
@@ -244,12 +284,11 @@ public final class PageCacheObject {
     public func swappedPages(inStretches stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) -> [UInt64?] {
         guard isShmem, !stretches.isEmpty else { return stretches.map { _ in nil } }
         var windows: [(address: UnsafeMutableRawPointer?, length: Int)] = []
-        defer { for window in windows { if let address = window.address { munmap(address, window.length) } } }
+        defer { for window in windows { if let address = window.address { Self.unmapWindow(address, length: window.length) } } }
         var starts: [UInt64: Int] = [:]
         for (index, stretch) in stretches.enumerated() {
             let length = Int(stretch.pages * pageSize)
-            let address = mmap(nil, length, PROT_READ, MAP_SHARED, fd.rawValue, off_t(stretch.first * pageSize))
-            if let address, address != MAP_FAILED {
+            if let address = try mapWindow(offset: stretch.first * pageSize, length: length) {
                 windows.append((address, length))
                 starts[UInt64(UInt(bitPattern: address))] = index
             } else {
