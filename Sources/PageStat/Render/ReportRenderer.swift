@@ -1,7 +1,7 @@
 /// Renders a `ProcessReport` as the `show` command prints it.
 public enum ReportRenderer {
     /// The JSON contract: `{"pid", "page_size", "privileged", "view", "notes", "mappings": [{"start",
-    /// "end", "permissions", "offset", "path", "kind", "runs": [{"start", "pages", "state", "flags"
+    /// "end", "permissions", "offset", "path", "kind" [, "huge_page_size"], "runs": [{"start", "pages", "state", "flags"
     /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
     public static func json(_ report: ProcessReport) -> String {
         var json = JSONWriter()
@@ -34,6 +34,7 @@ public enum ReportRenderer {
             json.field("offset", mapping.mapping.offset + (mapping.scanned.start - mapping.mapping.range.start))
             json.field("path", mapping.mapping.path)
             json.field("kind", mapping.mapping.kind.rawValue)
+            if let hugePageSize = mapping.mapping.hugePageSize { json.field("huge_page_size", hugePageSize) }
             json.key("runs")
             json.beginArray()
             for run in mapping.runs {

@@ -236,6 +236,8 @@ public final class ProcessScanner {
             var runs: [Int]  // indices of pending runs in that report
             var mode: FileSide.DataMode
         }
+        // hugetlb mappings first, in whole huge pages and without a mapping of our own (HugetlbSide).
+        try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject)
         var items: [Item] = []
         for index in reports.indices where enabled {
             let pending = reports[index].runs.indices.filter { reports[index].runs[$0].flags.contains(.pendingFileSide) }
