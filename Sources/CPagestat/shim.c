@@ -6,10 +6,15 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+_Static_assert(CPagestat_O_NOATIME == O_NOATIME, "O_NOATIME");
+_Static_assert(CPagestat_O_PATH == O_PATH, "O_PATH");
 
 #ifndef __NR_cachestat
 #define __NR_cachestat 451
@@ -39,6 +44,16 @@ long CPagestat_fstatfs_type(int fd) {
     struct statfs fs;
     if (fstatfs(fd, &fs) != 0) return -1;
     return (long)fs.f_type;
+}
+
+long CPagestat_fstatfs_block_size(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return -1;
+    return (long)fs.f_bsize;
+}
+
+int CPagestat_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor) {
+    return mknod(path, S_IFCHR | mode, makedev(major, minor));
 }
 
 int CPagestat_swapon(const char *path) { return swapon(path, 0); }

@@ -23,8 +23,9 @@ struct Pagestat: ParsableCommand {
         Start with `pagestat demo`.
 
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
-        5 range not mapped, 6 process exited or executed a new program during the scan, 7 kernel lacks an interface, \
-        8 process has no address space (kernel thread), 64 usage error.
+        5 range not mapped, 6 process exited or executed a new program during the scan, \
+        7 kernel lacks an interface, 8 process has no address space (kernel thread), \
+        9 an object changed while it was read, 64 usage error.
         """,
         subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Lab.self, Bench.self, Demo.self,
                       Fixture.self]
@@ -49,6 +50,7 @@ enum ExitStatus {
         case .processExited, .addressSpaceReplaced: 6
         case .unsupported: 7
         case .noAddressSpace: 8
+        case .objectChanged: 9
         case .invalidInput: 64
         }
     }

@@ -12,7 +12,8 @@
 static const int CPagestat_SEEK_DATA = 3;
 static const int CPagestat_SEEK_HOLE = 4;
 
-// open(2) flag that glibc only exports with _GNU_SOURCE: do not update the file's access time.
+// open(2) flags that glibc only exports with _GNU_SOURCE (values checked against fcntl.h in
+// shim.c): do not update the file's access time; open a path only (no read, no driver's open).
 static const int CPagestat_O_NOATIME = 01000000;
 // open(2) flag that glibc only exports with _GNU_SOURCE: a descriptor for the path alone, opening nothing.
 static const int CPagestat_O_PATH = 010000000;
@@ -20,6 +21,12 @@ static const int CPagestat_O_PATH = 010000000;
 // mmap(2) flag (Linux 4.17+) that glibc only exports with _GNU_SOURCE: map at exactly this
 // address, or fail with EEXIST rather than replace what is there.
 static const int CPagestat_MAP_FIXED_NOREPLACE = 0x100000;
+// memfd_create(2) flags for hugetlbfs files: MFD_HUGETLB, and the huge page size as log2 << 26.
+static const unsigned int CPagestat_MFD_HUGETLB = 4U;
+static const unsigned int CPagestat_MFD_HUGE_SHIFT = 26;
+
+// statfs f_type of hugetlbfs (linux/magic.h).
+static const long CPagestat_HUGETLBFS_MAGIC = 0x958458f6;
 
 // madvise(2) advice values that Debian 12's headers may lack.
 static const int CPagestat_MADV_COLD = 20;
@@ -99,6 +106,12 @@ int CPagestat_mincore(void *addr, size_t length, unsigned char *vec);
 
 /// The f_type of the filesystem under fd (fstatfs), or -1 with errno.
 long CPagestat_fstatfs_type(int fd);
+
+/// The f_bsize of the filesystem under fd (fstatfs): the huge page size on hugetlbfs; -1 with errno.
+long CPagestat_fstatfs_block_size(int fd);
+
+/// mknod(path, S_IFCHR | mode, makedev(major, minor)), for tests: 0 or -1 with errno.
+int CPagestat_mknod_char(const char *path, unsigned int mode, unsigned int major, unsigned int minor);
 
 /// swapon(path, 0) and swapoff(path): 0 or -1 with errno.
 int CPagestat_swapon(const char *path);

@@ -21,6 +21,11 @@ public final class PageCacheObject {
     /// Pages the object holds (st_blocks): for shmem, resident and swapped pages and fallocated
     /// ones, not holes.
     public let allocatedPages: UInt64
+    /// The huge page size when the object lives on hugetlbfs (statfs HUGETLBFS_MAGIC; f_bsize),
+    /// else nil. Such an object has no cachestat (EOPNOTSUPP), SEEK_DATA calls all of it data,
+    /// mincore sees only our own mapped pages, and mapping it may take huge pages from the pool:
+    /// it is never mapped here (see `HugetlbSide`).
+    public let hugePageSize: UInt64?
     /// Whether mincore(2) tells the truth about this file to us: the kernel reports every page of
     /// a file resident unless the caller owns it, may write it or has CAP_FOWNER (and cachestat
     /// refuses such callers since 2025).
@@ -46,45 +51,142 @@ public final class PageCacheObject {
             allocatedPages = 0
             residencyVisible = false
         }
-        isShmem = CPagestat_fstatfs_type(fd.rawValue) == Self.tmpfsMagic
+        let filesystem = CPagestat_fstatfs_type(fd.rawValue)
+        isShmem = filesystem == Self.tmpfsMagic
+        if filesystem == CPagestat_HUGETLBFS_MAGIC, case let size = CPagestat_fstatfs_block_size(fd.rawValue), size > 0 {
+            hugePageSize = UInt64(size)
+        } else {
+            hugePageSize = nil
+        }
     }
 
+    /// Whether the object lives on hugetlbfs.
+    public var isHugetlb: Bool { hugePageSize != nil }
+
     deinit {
-        if let window { munmap(window.address, Int(window.length)) }
+        if let window { Self.unmapWindow(window.address, length: Int(window.length)) }
         try? fd.close()
     }
 
-    /// Opens the object behind the mapping at `range` of `pid` through
-    /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), without
-    /// updating its access time where the kernel lets us.
-    public static func open(pid: Int32, range: AddressRange) throws(PageStatError) -> PageCacheObject {
-        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
-        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)")
+    /// A file's identity as a maps line names it: the device (major:minor) and the inode.
+    public struct Identity: Equatable, Sendable, CustomStringConvertible {
+        public var deviceMajor: UInt32
+        public var deviceMinor: UInt32
+        public var inode: UInt64
+
+        public init(deviceMajor: UInt32, deviceMinor: UInt32, inode: UInt64) {
+            self.deviceMajor = deviceMajor
+            self.deviceMinor = deviceMinor
+            self.inode = inode
+        }
+
+        /// What a maps line says backs `mapping`.
+        public init(_ mapping: Mapping) {
+            self.init(deviceMajor: mapping.deviceMajor, deviceMinor: mapping.deviceMinor, inode: mapping.inode)
+        }
+
+        init(_ st: stat) {
+            let dev = UInt64(st.st_dev)
+            self.init(deviceMajor: ProcessScanner.major(dev), deviceMinor: ProcessScanner.minor(dev), inode: UInt64(st.st_ino))
+        }
+
+        public var description: String {
+            "\(String(deviceMajor, radix: 16)):\(String(deviceMinor, radix: 16)) inode \(inode)"
+        }
     }
 
-    /// Opens a path read-only (O_NOATIME where allowed), if it is a regular file: opening a
-    /// device or a FIFO that a process maps would run its driver's open or block, so those are
-    /// refused after a stat(2), which opens nothing.
-    public static func open(path: String, pid: Int32, what: String) throws(PageStatError) -> PageCacheObject {
+    /// Opens the object behind `mapping` of `pid`: through /proc/PID/map_files/START-END when
+    /// privileged, else through the mapped path if it still names that very inode. Either way the
+    /// object must be the one the maps line names (device and inode): otherwise the mapping (or
+    /// the path) changed since maps was read, and this throws `.objectChanged`.
+    public static func open(mapping: Mapping, pid: Int32) throws(PageStatError) -> PageCacheObject {
+        let expected = Identity(mapping)
+        let mapFilesError: PageStatError
+        do {
+            return try open(pid: pid, range: mapping.range, expecting: expected)
+        } catch {
+            if error == .processExited(pid: pid) || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            if case .objectChanged = error { throw error }
+            mapFilesError = error
+        }
+        let path = mapping.path
+        guard path.hasPrefix("/") && !path.hasSuffix(" (deleted)") else { throw mapFilesError }
+        do {
+            // The path as maps printed it has no symbolic link to follow; one there now is not the object.
+            return try open(path: path, pid: pid, what: path, followingSymlinks: false, expecting: expected)
+        } catch {
+            if case .objectChanged = error { throw error }
+            throw mapFilesError
+        }
+    }
+
+    /// Opens the object behind the mapping at `range` of `pid` through
+    /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), checked against
+    /// `expected` when given.
+    public static func open(pid: Int32, range: AddressRange, expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
+        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
+        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)", expecting: expected)
+    }
+
+    /// Opens `path` for reading its page cache, if it is a regular file (or a shared memory
+    /// object, a regular file on tmpfs), without ever opening anything else: opening a FIFO
+    /// blocks, opening a device runs its driver. The path is first opened with O_PATH, which
+    /// opens nothing (no read access, no driver, no FIFO wait), and that descriptor is checked
+    /// with fstat(2): against `expected` when given, then for S_ISREG. Only then is the very same
+    /// inode opened for reading, through /proc/self/fd/N (O_RDONLY|O_NONBLOCK|O_NOCTTY, and
+    /// O_NOATIME where allowed), and checked again. Symbolic links are followed unless
+    /// `followingSymlinks` is false (then a link is not the object).
+    public static func open(path: String, pid: Int32, what: String, followingSymlinks: Bool = true,
+                            expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
+        let pathFlags = O_CLOEXEC | CPagestat_O_PATH | (followingSymlinks ? 0 : O_NOFOLLOW)
+        let pathFD: Int32
+        switch retryingInterrupts({ Glibc.open(path, pathFlags) }) {
+        case .success(let fd): pathFD = fd
+        case .failure(let error): throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
+        }
+        defer { close(pathFD) }
         var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw .fromProc(Errno(rawValue: errno), pid: pid, call: "stat \(path)", what: what)
+        guard fstat(pathFD, &st) == 0 else {
+            throw .system(call: "fstat \(path)", errno: Errno(rawValue: errno))
+        }
+        let found = Identity(st)
+        if let expected, found != expected {
+            throw .objectChanged("\(path) is \(found), not the \(expected) that maps named: the mapping changed")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw .unsupported("\(path) is not a regular file or shared memory object: its page cache is not asked")
+            throw .unsupported("\(path) is not a regular file or shared memory object (\(fileType(st.st_mode))): it is not opened and its page cache is not asked")
         }
+        // Reopen the inode behind the O_PATH descriptor itself: nothing can be swapped in between.
+        let reopen = "/proc/self/fd/\(pathFD)"
         var lastError = Errno.noSuchFileOrDirectory
         for noatime in [true, false] {
-            var options: FileDescriptor.OpenOptions = [.closeOnExec]
-            if noatime { options.insert(FileDescriptor.OpenOptions(rawValue: CPagestat_O_NOATIME)) }
-            do {
-                return PageCacheObject(fd: try system { try FileDescriptor.open(path, .readOnly, options: options) })
-            } catch {
+            let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (noatime ? CPagestat_O_NOATIME : 0)
+            switch retryingInterrupts({ Glibc.open(reopen, flags) }) {
+            case .success(let fd):
+                var again = stat()
+                guard fstat(fd, &again) == 0, Identity(again) == found, (again.st_mode & S_IFMT) == S_IFREG else {
+                    close(fd)
+                    throw .objectChanged("\(path) changed while it was opened")
+                }
+                return PageCacheObject(fd: FileDescriptor(rawValue: fd))
+            case .failure(let error):
                 lastError = error
                 if error != .notPermitted { break }
             }
         }
         throw .fromProc(lastError, pid: pid, call: "open \(path)", what: what)
+    }
+
+    private static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFDIR: "a directory"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
     }
 
     // MARK: lseek SEEK_DATA / SEEK_HOLE
@@ -141,12 +243,38 @@ public final class PageCacheObject {
     private func mapWindow(covering length: UInt64) throws(PageStatError) {
         let rounded = (max(size, length) + pageSize - 1) / pageSize * pageSize
         if let window, window.length >= rounded { return }
-        if let window { munmap(window.address, Int(window.length)) }
+        if let window { Self.unmapWindow(window.address, length: Int(window.length)) }
         window = nil
         guard rounded > 0 else { throw .invalidInput("empty object") }
-        guard let address = mmap(nil, Int(rounded), PROT_READ, MAP_SHARED, fd.rawValue, 0), address != MAP_FAILED
+        guard let address = try mapWindow(offset: 0, length: Int(rounded))
         else { throw .system(call: "mmap (a window on the object)", errno: Errno(rawValue: errno)) }
         window = (address, 0, rounded)
+    }
+
+    /// Maps `length` bytes of the object from `offset` PROT_READ, MAP_SHARED|MAP_NORESERVE (no
+    /// commitment is taken for it), followed by one PROT_NONE anonymous page: no two windows of
+    /// ours are ever adjacent, so the kernel never merges two of them into one VMA (windows of
+    /// one object at following offsets would merge, and smaps would count them as one). Never on
+    /// hugetlbfs, where a shared mapping takes huge pages from the pool. Unmap with
+    /// `unmapWindow`. nil with errno on failure.
+    private func mapWindow(offset: UInt64, length: Int) throws(PageStatError) -> UnsafeMutableRawPointer? {
+        guard !isHugetlb else { throw .unsupported("a window on a hugetlbfs object (it would reserve huge pages)") }
+        let total = length + Int(pageSize)
+        guard let area = mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), area != MAP_FAILED
+        else { return nil }
+        guard let address = mmap(area, length, PROT_READ, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd.rawValue, off_t(offset)),
+              address != MAP_FAILED else {
+            let error = errno
+            munmap(area, total)
+            errno = error
+            return nil
+        }
+        return address
+    }
+
+    /// Unmaps a window made by `mapWindow(offset:length:)` and its guard page.
+    private static func unmapWindow(_ address: UnsafeMutableRawPointer, length: Int) {
+        munmap(address, length + ProcFS.pageSize)
     }
 
     /// Swapped pages in each stretch `[first, first + pages)` of the object (page offsets): one
@@ -156,12 +284,11 @@ public final class PageCacheObject {
     public func swappedPages(inStretches stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) -> [UInt64?] {
         guard isShmem, !stretches.isEmpty else { return stretches.map { _ in nil } }
         var windows: [(address: UnsafeMutableRawPointer?, length: Int)] = []
-        defer { for window in windows { if let address = window.address { munmap(address, window.length) } } }
+        defer { for window in windows { if let address = window.address { Self.unmapWindow(address, length: window.length) } } }
         var starts: [UInt64: Int] = [:]
         for (index, stretch) in stretches.enumerated() {
             let length = Int(stretch.pages * pageSize)
-            let address = mmap(nil, length, PROT_READ, MAP_SHARED, fd.rawValue, off_t(stretch.first * pageSize))
-            if let address, address != MAP_FAILED {
+            if let address = try mapWindow(offset: stretch.first * pageSize, length: length) {
                 windows.append((address, length))
                 starts[UInt64(UInt(bitPattern: address))] = index
             } else {

@@ -101,13 +101,15 @@ public enum ProcMaps {
 
     /// Parses /proc/PID/maps text. A path is maps' text as it stands: the kernel writes a newline
     /// in a name as `\012` and nothing else escaped (not even a backslash), so it is not unescaped.
-    public static func parse(_ text: String, shmemDevices: Set<Device> = []) -> [Mapping] {
+    public static func parse(_ text: String, shmemDevices: Set<Device> = [], hugetlbDevices: [Device: UInt64] = [:]) -> [Mapping] {
         var text = text
-        return text.withUTF8 { parse(bytes: $0, shmemDevices: shmemDevices) }
+        return text.withUTF8 { parse(bytes: $0, shmemDevices: shmemDevices, hugetlbDevices: hugetlbDevices) }
     }
 
-    /// Parses /proc/PID/maps bytes.
-    public static func parse(bytes: UnsafeBufferPointer<UInt8>, shmemDevices: Set<Device> = []) -> [Mapping] {
+    /// Parses /proc/PID/maps bytes. Mappings on a device of `hugetlbDevices` (hugetlbfs, with its
+    /// huge page size) are `hugetlb`.
+    public static func parse(bytes: UnsafeBufferPointer<UInt8>, shmemDevices: Set<Device> = [],
+                             hugetlbDevices: [Device: UInt64] = [:]) -> [Mapping] {
         var mappings: [Mapping] = []
         forEachLine(bytes) { line in
             guard let fields = parseLine(bytes: line) else { return }
@@ -118,7 +120,9 @@ public enum ProcMaps {
             mappings.append(Mapping(
                 range: fields.range, permissions: permissions, offset: fields.offset,
                 deviceMajor: fields.device.major, deviceMinor: fields.device.minor, inode: fields.inode, path: path,
-                kind: kind(path: path[...], shared: shared, device: fields.device, shmemDevices: shmemDevices)))
+                kind: hugetlbDevices[fields.device] != nil ? .hugetlb
+                    : kind(path: path[...], shared: shared, device: fields.device, shmemDevices: shmemDevices),
+                hugePageSize: hugetlbDevices[fields.device]))
         }
         return mappings
     }
@@ -199,8 +203,15 @@ public enum ProcMaps {
     /// Reads and parses /proc/PID/maps, classifying tmpfs files with the process's mountinfo.
     public static func read(pid: Int32) throws(PageStatError) -> [Mapping] {
         let maps = try ProcFS.readBytes("/proc/\(pid)/maps", pid: pid, what: "/proc/\(pid)/maps (needs ptrace read access)")
+        return parse(maps: maps, pid: pid)
+    }
+
+    /// Parses maps bytes read from process `pid`, classifying tmpfs and hugetlbfs files with the
+    /// process's mounts.
+    static func parse(maps: [UInt8], pid: Int32) -> [Mapping] {
         let devices = ProcFS.shmemDevices(pid: pid)
-        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices) }
+        let hugetlb = HugetlbFS.devices(pid: pid)
+        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices, hugetlbDevices: hugetlb) }
     }
 
     /// One counter of one VMA of /proc/PID/smaps (kB values in bytes), without parsing the rest.

@@ -125,9 +125,12 @@ public enum MappingKind: String, Sendable, CaseIterable {
     case file
     /// [vdso], [vvar], [vsyscall] and the like: kernel-provided, no object to look at.
     case special
+    /// hugetlbfs: MAP_HUGETLB memory (shared or private), SHM_HUGETLB segments, MFD_HUGETLB
+    /// memfds and files on a hugetlbfs mount. Never swapped; not transparent huge pages.
+    case hugetlb
 
     /// Whether pages not in the page table are looked up in the object's page cache.
-    public var hasFileSide: Bool { self == .sharedAnon || self == .shmem || self == .file }
+    public var hasFileSide: Bool { self == .sharedAnon || self == .shmem || self == .file || self == .hugetlb }
     /// Whether the object's pages can be swapped (shmem), as opposed to written back to a file.
     public var isShmem: Bool { self == .sharedAnon || self == .shmem }
 }
@@ -145,9 +148,11 @@ public struct Mapping: Sendable, Hashable {
     /// The path column, possibly empty, possibly ending in " (deleted)".
     public var path: String
     public var kind: MappingKind
+    /// The huge page size of a `hugetlb` mapping (its KernelPageSize), else nil.
+    public var hugePageSize: UInt64?
 
     public init(range: AddressRange, permissions: String, offset: UInt64, deviceMajor: UInt32,
-                deviceMinor: UInt32, inode: UInt64, path: String, kind: MappingKind) {
+                deviceMinor: UInt32, inode: UInt64, path: String, kind: MappingKind, hugePageSize: UInt64? = nil) {
         self.range = range
         self.permissions = permissions
         self.offset = offset
@@ -156,6 +161,7 @@ public struct Mapping: Sendable, Hashable {
         self.inode = inode
         self.path = path
         self.kind = kind
+        self.hugePageSize = hugePageSize
     }
 
     public var isShared: Bool { permissions.hasSuffix("s") }

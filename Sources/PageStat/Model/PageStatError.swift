@@ -17,6 +17,9 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
     case noAddressSpace(pid: Int32)
     /// The running kernel lacks an interface that this operation needs.
     case unsupported(String)
+    /// The object behind a mapping or path is not the one maps named (device and inode): the
+    /// mapping or the path changed while it was being read.
+    case objectChanged(String)
     /// Bad input from the user: an invalid range, an unknown flag name.
     case invalidInput(String)
     /// A system call failed for another reason.
@@ -31,6 +34,7 @@ public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
         case .addressSpaceReplaced(let pid): "process \(pid) executed a new program during the scan (its address space was replaced); scan it again"
         case .noAddressSpace(let pid): "process \(pid) has no user address space (a kernel thread or a zombie)"
         case .unsupported(let what): "not supported by this kernel: \(what)"
+        case .objectChanged(let message): "object changed: \(message)"
         case .invalidInput(let message): message
         case .system(let call, let errno): "\(call): \(errno)"
         }

@@ -1,7 +1,7 @@
 /// Renders a `ProcessReport` as the `show` command prints it.
 public enum ReportRenderer {
     /// The JSON contract: `{"pid", "page_size", "privileged", "view", "notes", "mappings": [{"start",
-    /// "end", "permissions", "offset", "path", "kind", "runs": [{"start", "pages", "state", "flags"
+    /// "end", "permissions", "offset", "path", "kind" [, "huge_page_size"], "runs": [{"start", "pages", "state", "flags"
     /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
     /// A path that is not valid UTF-8 also gets `"path_bytes"` (see `JSONWriter.field(_:name:)`).
     public static func json(_ report: ProcessReport) -> String {
@@ -35,6 +35,7 @@ public enum ReportRenderer {
             json.field("offset", mapping.mapping.offset + (mapping.scanned.start - mapping.mapping.range.start))
             json.field("path", name: mapping.mapping.path)
             json.field("kind", mapping.mapping.kind.rawValue)
+            if let hugePageSize = mapping.mapping.hugePageSize { json.field("huge_page_size", hugePageSize) }
             json.key("runs")
             json.beginArray()
             for run in mapping.runs {

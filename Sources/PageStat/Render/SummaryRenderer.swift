@@ -265,6 +265,7 @@ public enum SummaryRenderer {
                 json.beginObject()
                 json.field("path", name: report.path)
                 json.field("size", report.size)
+                if let hugePageSize = report.hugePageSize { json.field("huge_page_size", hugePageSize) }
                 json.key("pages")
                 json.beginObject()
                 for (key, value) in zip(keys, values(report)) { if let value { json.field(key, value) } }

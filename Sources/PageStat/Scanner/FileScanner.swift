@@ -16,15 +16,19 @@ public struct FileReport: Sendable {
     public var size: UInt64
     /// Whether the file lives on tmpfs (shmem), where pages swap instead of being written back.
     public var isShmem: Bool
+    /// Pages in the page cache; on hugetlbfs, the base pages of the huge pages the file holds.
     public var cached: UInt64
-    public var dirty: UInt64
-    public var writeback: UInt64
+    /// Dirty and under-writeback pages (cachestat); nil on hugetlbfs, which has no writeback.
+    public var dirty: UInt64?
+    public var writeback: UInt64?
     /// Regular files: pages evicted from the cache (cachestat nr_evicted).
     public var evicted: UInt64?
     /// tmpfs: pages in swap (cachestat nr_evicted counts shmem swap entries).
     public var swapped: UInt64?
-    /// tmpfs: pages never written (no memory, no swap).
+    /// tmpfs and hugetlbfs: pages never written (no memory, no swap).
     public var holes: UInt64?
+    /// hugetlbfs: the huge page size; counts and runs stay in base pages, whole huge pages each.
+    public var hugePageSize: UInt64?
     /// Runs of page states when asked for: cached, swapped or none.
     public var runs: [FileRun]?
 }
@@ -39,6 +43,7 @@ public enum FileScanner {
         } catch .unsupported {
             throw .invalidInput("\(path): not a regular file")
         }
+        if let hugePageSize = object.hugePageSize { return hugetlbfs(path: path, object: object, hugePageSize: hugePageSize, withRuns: withRuns) }
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
         let stat = try object.cachestat(offset: 0, length: pages * pageSize)
@@ -78,6 +83,24 @@ public enum FileScanner {
         }
         defer { close(fd) }
         return try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: path)
+    }
+
+    /// A hugetlbfs file: st_blocks counts the huge pages it holds, and that is all hugetlbfs tells
+    /// without a mapping (no cachestat; SEEK_DATA calls every page data), so runs are known only
+    /// when it holds none or all of them (see `HugetlbSide`).
+    private static func hugetlbfs(path: String, object: PageCacheObject, hugePageSize: UInt64,
+                                  withRuns: Bool) -> FileReport {
+        let pageSize = object.pageSize
+        let pages = (object.size + pageSize - 1) / pageSize
+        let held = min(pages, object.allocatedPages)
+        var report = FileReport(path: path, size: object.size, isShmem: false, cached: held, dirty: nil, writeback: nil)
+        report.holes = pages - held
+        report.hugePageSize = hugePageSize
+        if withRuns && pages > 0 {
+            let state: PageState = held == 0 ? .none : held == pages ? .cached : .unknown
+            report.runs = [FileRun(first: 0, pages: pages, state: state)]
+        }
+        return report
     }
 
     /// The regular files named by `paths`, directories walked when `recursive` (symbolic links

@@ -10,8 +10,9 @@ struct PagemapDecoder {
     /// Whether a page-table entry that reads "empty" leaves the question to the file side.
     var emptyGoesToFileSide: Bool { view == .truth && kind.hasFileSide }
     /// Whether a bit-62 entry can be real swap here: shmem and shared file pages never get swap
-    /// entries in a page table (the kernel clears the entry and keeps swap in the page cache).
-    var swapEntriesPossible: Bool { !(kind.isShmem && shared) && !(kind == .file && shared) }
+    /// entries in a page table (the kernel clears the entry and keeps swap in the page cache),
+    /// and hugetlb pages are never swapped at all.
+    var swapEntriesPossible: Bool { !(kind.isShmem && shared) && !(kind == .file && shared) && kind != .hugetlb }
 
     @inline(__always)
     func decode(_ raw: UInt64) -> (state: PageState, flags: PageFlags, pfn: UInt64?, swap: SwapLocation?) {

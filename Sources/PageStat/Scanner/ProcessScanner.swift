@@ -89,9 +89,7 @@ public final class ProcessScanner {
 
     /// The mappings, read through the descriptor opened with pagemap.
     private func readMappings() throws(PageStatError) -> [Mapping] {
-        let bytes = try handle.readAll(maps, name: "maps", what: "/proc/\(pid)/maps (needs ptrace read access)")
-        let devices = ProcFS.shmemDevices(pid: pid)
-        return bytes.withUnsafeBufferPointer { ProcMaps.parse(bytes: $0, shmemDevices: devices) }
+        ProcMaps.parse(maps: try handle.readAll(maps, name: "maps", what: "/proc/\(pid)/maps (needs ptrace read access)"), pid: pid)
     }
 
     /// Whether the process still has the address space the scanner was opened on; throws the
@@ -331,6 +329,8 @@ public final class ProcessScanner {
             var runs: [Int]  // indices of pending runs in that report
             var mode: FileSide.DataMode
         }
+        // hugetlb mappings first, in whole huge pages and without a mapping of our own (HugetlbSide).
+        try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject)
         var items: [Item] = []
         var objectCounts = ObjectCountCache(mappings: mappings)
         for index in reports.indices where enabled {
@@ -456,25 +456,9 @@ public final class ProcessScanner {
     }
 
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
-    /// it still names the very same inode.
+    /// it still names the very same inode; never a device or FIFO (see `PageCacheObject.open`).
     func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
-        var mapFilesError: PageStatError?
-        do {
-            return try PageCacheObject.open(pid: pid, range: mapping.range)
-        } catch {
-            if error == .processExited(pid: pid) || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-            mapFilesError = error
-        }
-        let path = mapping.path
-        if path.hasPrefix("/") && !path.hasSuffix(" (deleted)"),
-           let object = try? PageCacheObject.open(path: path, pid: pid, what: path) {
-            var st = stat()
-            if fstat(object.fd.rawValue, &st) == 0, UInt64(st.st_ino) == mapping.inode,
-               Self.major(UInt64(st.st_dev)) == mapping.deviceMajor, Self.minor(UInt64(st.st_dev)) == mapping.deviceMinor {
-                return object
-            }
-        }
-        throw mapFilesError ?? .unsupported("no way to open the object")
+        try PageCacheObject.open(mapping: mapping, pid: pid)
     }
 
     private func unknownReason(_ error: PageStatError, mapping: Mapping) -> String {
@@ -484,6 +468,8 @@ public final class ProcessScanner {
             return "\(what) are unknown in files this user neither owns nor may write: mincore(2) reports every page of those resident and cachestat(2) refuses (run as root)"
         case .permissionDenied:
             return "\(what) are unknown: opening /proc/\(pid)/map_files needs CAP_SYS_ADMIN (run as root)"
+        case .objectChanged(let message):
+            return "\(what) of \(mapping.range) are unknown: \(message)"
         default:
             return "\(what) are unknown where the object could not be opened: \(error)"
         }

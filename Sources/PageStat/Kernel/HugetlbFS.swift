@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import Synchronization
+
+/// Where hugetlbfs lives, so that maps lines on it are classified `hugetlb`: the devices of its
+/// superblocks, each with its huge page size.
+///
+/// Two kinds of superblock: hugetlbfs mounts a process sees (/proc/PID/mountinfo, fstype
+/// `hugetlbfs`, super option `pagesize=`), and the kernel's internal mounts, one per huge page
+/// size, behind MAP_HUGETLB memory, SHM_HUGETLB segments and MFD_HUGETLB memfds. Those are in no
+/// mountinfo; their devices are learnt from an empty MFD_HUGETLB memfd of each size (an empty
+/// file reserves and allocates no huge page).
+public enum HugetlbFS {
+    /// hugetlbfs mounts in mountinfo text: device → huge page size in bytes (`pagesize=`, else
+    /// `defaultPageSize`).
+    public static func devices(mountinfo text: String, defaultPageSize: UInt64) -> [ProcMaps.Device: UInt64] {
+        var devices: [ProcMaps.Device: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 3, let separator = fields.firstIndex(of: "-"), separator + 1 < fields.count,
+                  fields[separator + 1] == "hugetlbfs" else { continue }
+            let numbers = fields[2].split(separator: ":")
+            guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { continue }
+            var size = defaultPageSize
+            if separator + 3 < fields.count {
+                for option in fields[separator + 3].split(separator: ",") where option.hasPrefix("pagesize=") {
+                    if let parsed = parseSize(option.dropFirst("pagesize=".count)) { size = parsed }
+                }
+            }
+            devices[ProcMaps.Device(major: major, minor: minor)] = size
+        }
+        return devices
+    }
+
+    /// `2M`, `1G`, `2048K`, `2097152` → bytes.
+    static func parseSize(_ text: Substring) -> UInt64? {
+        guard let last = text.last else { return nil }
+        let shifts: [Character: UInt64] = ["K": 10, "k": 10, "M": 20, "m": 20, "G": 30, "g": 30]
+        if let shift = shifts[last] { return UInt64(text.dropLast()).map { $0 << shift } }
+        return UInt64(text)
+    }
+
+    /// The huge page sizes this kernel offers (/sys/kernel/mm/hugepages/hugepages-NkB), in bytes.
+    public static let pageSizes: [UInt64] = {
+        guard let dir = opendir("/sys/kernel/mm/hugepages") else { return [] }
+        defer { closedir(dir) }
+        var sizes: [UInt64] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
+                  let kilobytes = UInt64(name.dropFirst("hugepages-".count).dropLast(2)) else { continue }
+            sizes.append(kilobytes * 1024)
+        }
+        return sizes.sorted()
+    }()
+
+    /// The default huge page size (Hugepagesize in /proc/meminfo), or 2 MiB.
+    public static let defaultPageSize: UInt64 = {
+        let meminfo = (try? ProcFS.readText("/proc/meminfo", pid: getpid(), what: "/proc/meminfo")) ?? ""
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("Hugepagesize:") {
+            let number = line.dropFirst("Hugepagesize:".count).split(separator: " ").first.flatMap { UInt64($0) }
+            if let number { return number * 1024 }
+        }
+        return 2 << 20
+    }()
+
+    /// The devices of the kernel's internal hugetlbfs mounts, one per huge page size.
+    public static let internalDevices: [ProcMaps.Device: UInt64] = {
+        var devices: [ProcMaps.Device: UInt64] = [:]
+        for size in pageSizes where size.nonzeroBitCount == 1 {
+            let flags = 1 /* MFD_CLOEXEC */ | CPagestat_MFD_HUGETLB
+                | (UInt32(size.trailingZeroBitCount) << CPagestat_MFD_HUGE_SHIFT)
+            let fd = CPagestat_memfd_create("pagestat-hugetlb-probe", flags)
+            guard fd >= 0 else { continue }
+            var st = stat()
+            if fstat(fd, &st) == 0 {
+                let identity = PageCacheObject.Identity(st)
+                devices[ProcMaps.Device(major: identity.deviceMajor, minor: identity.deviceMinor)] = size
+            }
+            close(fd)
+        }
+        return devices
+    }()
+
+    /// Every hugetlbfs device a process can map: its mounts and the internal ones. Cached per
+    /// mount namespace for a second, so that a scan of every process reads few mountinfo files
+    /// and a mount made since is seen.
+    static func devices(pid: Int32) -> [ProcMaps.Device: UInt64] {
+        guard !pageSizes.isEmpty else { return [:] }
+        let namespace = (try? ProcFS.readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        if let known = cache.withLock({ $0[namespace] }), now.tv_sec - known.time <= 1 { return known.devices }
+        let mountinfo = (try? ProcFS.readText("/proc/\(pid)/mountinfo", pid: pid, what: "mountinfo")) ?? ""
+        let devices = internalDevices.merging(Self.devices(mountinfo: mountinfo, defaultPageSize: defaultPageSize)) { $1 }
+        cache.withLock { $0[namespace] = (now.tv_sec, devices) }
+        return devices
+    }
+
+    private static let cache = Mutex<[String: (time: Int, devices: [ProcMaps.Device: UInt64])]>([:])
+}

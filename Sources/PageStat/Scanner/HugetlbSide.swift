@@ -1,0 +1,202 @@
+/// Settles the pages of hugetlb mappings that the page table leaves open, in whole huge pages.
+///
+/// hugetlbfs answers little from its file side: cachestat refuses it (EOPNOTSUPP), lseek
+/// SEEK_DATA calls every byte below the end data (it has no SEEK_DATA of its own), mincore sees
+/// only the caller's own page table, and a mapping of our own would take huge pages from the pool
+/// (a shared one even reserves them in the file until it is truncated). What it does tell without
+/// a mapping is a count: st_blocks, the huge pages the file holds. So:
+/// - a huge page of the object that this process maps as a file page (pagemap bit 61) somewhere
+///   in the scan is in the file: pending pages there are `cached`;
+/// - of the object's other huge pages, st_blocks minus those says how many hold memory: none of
+///   them (`none`), all of them (`cached`), or some, which are `unknown` with that count in the
+///   notes;
+/// - pages past the end of the file are `none` (touching them raises SIGBUS);
+/// - private anonymous hugetlb memory (MAP_PRIVATE|MAP_HUGETLB) has no file side: its pages are
+///   present or `none`, and no object is opened.
+/// Hugetlb pages are never `thp`: that flag (PAGEMAP_SCAN PAGE_IS_HUGE, kpageflags HUGE) is
+/// dropped from their runs.
+enum HugetlbSide {
+    /// The path maps shows for MAP_HUGETLB memory (hugetlb_file_setup's name, unlinked).
+    static let anonymousPath = "/anon_hugepage (deleted)"
+
+    /// Resolves the pending runs of every `hugetlb` mapping in `reports` (when `enabled`) and
+    /// drops `thp` from their runs. `open` opens a mapping's object.
+    static func settle(_ reports: inout [MappingReport], pageSize: UInt64, enabled: Bool, notes: inout Notes,
+                       open: (Mapping) throws(PageStatError) -> PageCacheObject) throws(PageStatError) {
+        var objects: [ObjectID: [Int]] = [:]
+        for index in reports.indices where reports[index].mapping.kind == .hugetlb {
+            dropTHP(&reports[index], pageSize: pageSize)
+            let mapping = reports[index].mapping
+            let pending = reports[index].runs.contains { $0.flags.contains(.pendingFileSide) }
+            guard enabled, pending else { continue }
+            if mapping.path == anonymousPath && !mapping.isShared {
+                replacePending(&reports[index], pageSize: pageSize) { _, pages, emit in emit(pages, .none) }
+                continue
+            }
+            objects[ObjectID(mapping), default: []].append(index)
+        }
+        for (_, indices) in objects.sorted(by: { $0.key < $1.key }) {
+            let mapping = reports[indices[0]].mapping
+            let object: PageCacheObject
+            do throws(PageStatError) {
+                object = try open(mapping)
+            } catch {
+                if case .processExited = error { throw error }
+                notes.add(reason(error, mapping: mapping))
+                continue  // pending runs stay unknown
+            }
+            guard let hugePageSize = object.hugePageSize, hugePageSize % pageSize == 0 else {
+                notes.add("\(label(mapping)): maps named a hugetlbfs object but the object is not on hugetlbfs; its unmapped pages are unknown")
+                continue
+            }
+            let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize,
+                                  mapped: mappedHugePages(reports, indices, pageSize: pageSize, hugePageSize: hugePageSize))
+            if let note = verdict.note(label(mapping)) { notes.add(note) }
+            for index in indices {
+                replacePending(&reports[index], pageSize: pageSize) { offset, pages, emit in
+                    // Whole huge pages share a state: split the stretch at huge page boundaries
+                    // where the state changes.
+                    var offset = offset
+                    var left = pages
+                    while left > 0 {
+                        let hugeIndex = offset / hugePageSize
+                        let state = verdict.state(ofHugePage: hugeIndex)
+                        var take = min(left, ((hugeIndex + 1) * hugePageSize - offset) / pageSize)
+                        // Following huge pages in the same state join the run.
+                        while take < left, verdict.state(ofHugePage: (offset + take * pageSize) / hugePageSize) == state {
+                            take = min(left, take + hugePageSize / pageSize)
+                        }
+                        emit(take, state)
+                        offset += take * pageSize
+                        left -= take
+                    }
+                }
+            }
+        }
+    }
+
+    /// What st_blocks and the page table together say about an object's huge pages.
+    struct Verdict {
+        /// Huge pages below the end of the file.
+        let filePages: UInt64
+        /// Huge pages (object indices, sorted ranges) this process maps as file pages.
+        let mapped: [Range<UInt64>]
+        /// Of the file's huge pages not in `mapped`: how many hold memory (st_blocks), and how many there are.
+        let unmappedHolding: UInt64?
+        let unmapped: UInt64
+
+        init(object: PageCacheObject, pageSize: UInt64, hugePageSize: UInt64, mapped: [Range<UInt64>]) {
+            let filePages = object.size / hugePageSize
+            let inFile = mapped.compactMap { range in
+                range.lowerBound < filePages ? range.lowerBound..<min(range.upperBound, filePages) : nil
+            }
+            self.filePages = filePages
+            self.mapped = inFile
+            let mappedCount = inFile.reduce(UInt64(0)) { $0 + UInt64($1.count) }
+            let holding = object.allocatedPages * pageSize / hugePageSize
+            let unmapped = filePages - mappedCount
+            self.unmapped = unmapped
+            // Fewer pages held than mapped, or more than there are: the file changed meanwhile.
+            unmappedHolding = holding >= mappedCount && holding - mappedCount <= unmapped ? holding - mappedCount : nil
+        }
+
+        func state(ofHugePage index: UInt64) -> PageState {
+            if index >= filePages { return .none }
+            if isMapped(index) { return .cached }
+            switch unmappedHolding {
+            case 0: return .none
+            case unmapped: return .cached
+            default: return .unknown
+            }
+        }
+
+        private func isMapped(_ index: UInt64) -> Bool {
+            var low = 0
+            var high = mapped.count
+            while low < high {
+                let middle = (low + high) / 2
+                if mapped[middle].upperBound <= index { low = middle + 1 } else { high = middle }
+            }
+            return low < mapped.count && mapped[low].contains(index)
+        }
+
+        func note(_ label: String) -> String? {
+            guard let holding = unmappedHolding else {
+                return "\(label): the hugetlbfs file changed while it was counted; its huge pages not mapped here are unknown"
+            }
+            guard holding != 0 && holding != unmapped else { return nil }
+            return "\(label): \(holding) of the \(unmapped) huge pages of this hugetlbfs file that this process does not map hold memory, but hugetlbfs tells no more than that count (no cachestat, SEEK_DATA calls every page data, mincore would need a mapping that takes huge pages): which ones is unknown"
+        }
+    }
+
+    /// The object's huge pages (indices) that the scanned parts of `indices` map as file pages.
+    static func mappedHugePages(_ reports: [MappingReport], _ indices: [Int], pageSize: UInt64,
+                                hugePageSize: UInt64) -> [Range<UInt64>] {
+        var ranges: [Range<UInt64>] = []
+        for index in indices {
+            let mapping = reports[index].mapping
+            for run in reports[index].runs where run.state == .present && run.flags.contains(.file) {
+                let offset = mapping.offset + (run.start - mapping.range.start)
+                let end = offset + run.pages * pageSize
+                ranges.append(offset / hugePageSize..<(end + hugePageSize - 1) / hugePageSize)
+            }
+        }
+        ranges.sort { $0.lowerBound < $1.lowerBound }
+        var merged: [Range<UInt64>] = []
+        for range in ranges {
+            if let last = merged.last, range.lowerBound <= last.upperBound {
+                merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+            } else {
+                merged.append(range)
+            }
+        }
+        return merged
+    }
+
+    /// Replaces each pending run of `report` with what `settle(objectOffset, pages, emit)` emits
+    /// (pages in order), and rebuilds the runs.
+    private static func replacePending(
+        _ report: inout MappingReport, pageSize: UInt64,
+        _ settle: (_ offset: UInt64, _ pages: UInt64, _ emit: (UInt64, PageState) -> Void) -> Void
+    ) {
+        let mapping = report.mapping
+        var builder = RunBuilder(pageSize: pageSize)
+        for run in report.runs {
+            guard run.flags.contains(.pendingFileSide) else {
+                builder.append(run)
+                continue
+            }
+            let flags = run.flags.subtracting(.pendingFileSide)
+            var address = run.start
+            settle(mapping.offset + (run.start - mapping.range.start), run.pages) { pages, state in
+                builder.append(start: address, pages: pages, state: state, flags: flags)
+                address += pages * pageSize
+            }
+        }
+        report.runs = builder.runs
+    }
+
+    /// Drops `thp` from a hugetlb mapping's runs (joining runs it alone kept apart).
+    private static func dropTHP(_ report: inout MappingReport, pageSize: UInt64) {
+        guard report.runs.contains(where: { $0.flags.contains(.thp) }) else { return }
+        var builder = RunBuilder(pageSize: pageSize)
+        for var run in report.runs {
+            run.flags.remove(.thp)
+            builder.append(run)
+        }
+        report.runs = builder.runs
+    }
+
+    private static func label(_ mapping: Mapping) -> String {
+        mapping.path.isEmpty ? mapping.range.description : "\(mapping.path) at \(mapping.range)"
+    }
+
+    private static func reason(_ error: PageStatError, mapping: Mapping) -> String {
+        switch error {
+        case .permissionDenied:
+            return "hugetlb pages not mapped here are unknown: opening /proc/PID/map_files needs CAP_SYS_ADMIN (run as root)"
+        default:
+            return "\(label(mapping)): hugetlb pages not mapped here are unknown where the object could not be opened: \(error)"
+        }
+    }
+}
