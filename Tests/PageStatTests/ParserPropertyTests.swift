@@ -160,7 +160,7 @@ extension SeededGenerator {
         }
         let mapping = Mapping(range: AddressRange(start: start, end: end), permissions: permissions, offset: offset,
                               deviceMajor: device.major, deviceMinor: device.minor, inode: inode,
-                              path: String(decoding: path, as: UTF8.self), kind: kind)
+                              path: NameBytes.decode(path), kind: kind)
         return GeneratedMapsLine(bytes: bytes, mapping: mapping, inodeStart: inodeStart, inodeEnd: inodeEnd, pathStart: pathStart)
     }
 
@@ -244,7 +244,7 @@ struct ParserPropertyTests {
                 var expected = line.mapping
                 expected.inode = UInt64(String(decoding: line.bytes[line.inodeStart..<min(cut, line.inodeEnd)], as: UTF8.self))!
                 let path = line.pathStart.map { start in cut > start ? Array(line.bytes[start..<cut]) : [] } ?? []
-                expected.path = String(decoding: path, as: UTF8.self)
+                expected.path = NameBytes.decode(path)
                 // A cut name may change the kind; whole lines check kinds.
                 expected.kind = parsed.first?.kind ?? expected.kind
                 #expect(parsed == [expected], "\(context)")

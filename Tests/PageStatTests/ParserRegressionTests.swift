@@ -20,7 +20,7 @@ struct ParserRegressionTests {
         let maps = parseMaps(try corpusBytes("maps/real-odd-names.txt"), shmemDevices: [])
         #expect(maps.map(\.path) == ["/tmp/esc2/gone\\012file (deleted)",
                                      "/tmp/esc2/ends in space ",  // was trimmed to "…space"
-                                     "/tmp/esc2/tab\tback\\slash \u{FFFD}\u{FFFD}",
+                                     "/tmp/esc2/tab\tback\\slash \u{10FFFF}\u{10FFFE}",
                                      "/tmp/esc2/new\\012line"])
         #expect(maps.map(\.inode) == [16220191, 16220190, 16220189, 16220186])
         #expect(maps.allSatisfy { $0.kind == .file && $0.isShared && $0.deviceMajor == 0xfe })

@@ -86,20 +86,7 @@ public enum HugetlbFS {
         return devices
     }()
 
-    /// Every hugetlbfs device a process can map: its mounts and the internal ones. Cached per
-    /// mount namespace for a second, so that a scan of every process reads few mountinfo files
-    /// and a mount made since is seen.
-    static func devices(pid: Int32) -> [ProcMaps.Device: UInt64] {
-        guard !pageSizes.isEmpty else { return [:] }
-        let namespace = (try? ProcFS.readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        if let known = cache.withLock({ $0[namespace] }), now.tv_sec - known.time <= 1 { return known.devices }
-        let mountinfo = (try? ProcFS.readText("/proc/\(pid)/mountinfo", pid: pid, what: "mountinfo")) ?? ""
-        let devices = internalDevices.merging(Self.devices(mountinfo: mountinfo, defaultPageSize: defaultPageSize)) { $1 }
-        cache.withLock { $0[namespace] = (now.tv_sec, devices) }
-        return devices
-    }
-
-    private static let cache = Mutex<[String: (time: Int, devices: [ProcMaps.Device: UInt64])]>([:])
+    /// Every hugetlbfs device a process can map: its mounts and the internal ones (see
+    /// `MountTable`).
+    static func devices(pid: Int32) -> [ProcMaps.Device: UInt64] { MountTable.devices(pid: pid).hugetlb }
 }

@@ -25,37 +25,38 @@ public enum ProcFS {
             throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
         }
         defer { try? fd.close() }
+        do {
+            return try readAll(fd: fd.rawValue)
+        } catch {
+            throw .fromProc(error, pid: pid, call: "read \(path)", what: what)
+        }
+    }
+
+    /// An open /proc file from its start to EOF, in large preads (/proc files report size 0; a
+    /// seq_file read again from offset 0 starts over).
+    static func readAll(fd: Int32) throws(Errno) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 1 << 16)
         var filled = 0
         while true {
             if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
-            let count: Int
-            do {
-                count = try system {
-                    try bytes.withUnsafeMutableBytes { try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), retryOnInterrupt: true) }
-                }
-            } catch {
-                throw .fromProc(error, pid: pid, call: "read \(path)", what: what)
+            let result = bytes.withUnsafeMutableBytes { buffer in
+                retryingInterrupts { pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled)) }
             }
-            if count == 0 { break }
-            filled += count
+            switch result {
+            case .success(let count):
+                if count == 0 {
+                    bytes.removeSubrange(filled...)
+                    return bytes
+                }
+                filled += count
+            case .failure(let error):
+                throw error
+            }
         }
-        bytes.removeSubrange(filled...)
-        return bytes
     }
 
-    /// tmpfs devices as the process sees its mounts (/proc/PID/mountinfo), cached per mount
-    /// namespace: most processes share one.
-    static func shmemDevices(pid: Int32) -> Set<ProcMaps.Device> {
-        let namespace = (try? readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
-        if let known = shmemDeviceCache.withLock({ $0[namespace] }) { return known }
-        let mountinfo = (try? readText("/proc/\(pid)/mountinfo", pid: pid, what: "mountinfo")) ?? ""
-        let devices = ProcMaps.shmemDevices(mountinfo: mountinfo)
-        shmemDeviceCache.withLock { $0[namespace] = devices }
-        return devices
-    }
-
-    private static let shmemDeviceCache = Mutex<[String: Set<ProcMaps.Device>]>([:])
+    /// tmpfs devices as the process sees its mounts (/proc/PID/mountinfo, see `MountTable`).
+    static func shmemDevices(pid: Int32) -> Set<ProcMaps.Device> { MountTable.devices(pid: pid).shmem }
 
     /// readlink(2) of a /proc link.
     static func readLink(_ path: String) throws(PageStatError) -> String {

@@ -209,9 +209,8 @@ public enum ProcMaps {
     /// Parses maps bytes read from process `pid`, classifying tmpfs and hugetlbfs files with the
     /// process's mounts.
     static func parse(maps: [UInt8], pid: Int32) -> [Mapping] {
-        let devices = ProcFS.shmemDevices(pid: pid)
-        let hugetlb = HugetlbFS.devices(pid: pid)
-        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices, hugetlbDevices: hugetlb) }
+        let devices = MountTable.devices(pid: pid)
+        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices.shmem, hugetlbDevices: devices.hugetlb) }
     }
 
     /// One counter of one VMA of /proc/PID/smaps (kB values in bytes), without parsing the rest.

@@ -86,26 +86,11 @@ public final class ProcessHandle: Sendable {
     /// Reads an open file of the process from its start to EOF; the same descriptor can be read
     /// again (seq_file starts over at offset 0).
     public func readAll(_ fd: FileDescriptor, name: String, what: String) throws(PageStatError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 1 << 16)
-        var filled = 0
-        while true {
-            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
-            let count: Int
-            do {
-                count = try system {
-                    try bytes.withUnsafeMutableBytes {
-                        try fd.read(fromAbsoluteOffset: Int64(filled),
-                                    into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), retryOnInterrupt: true)
-                    }
-                }
-            } catch {
-                throw self.error(error, call: "read /proc/\(pid)/\(name)", what: what)
-            }
-            if count == 0 { break }
-            filled += count
+        do {
+            return try ProcFS.readAll(fd: fd.rawValue)
+        } catch {
+            throw self.error(error, call: "read /proc/\(pid)/\(name)", what: what)
         }
-        bytes.removeSubrange(filled...)
-        return bytes
     }
 
     /// What a failed call on a file of this process means for the user.

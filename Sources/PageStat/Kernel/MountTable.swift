@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// The filesystems behind mappings, per mount namespace, from /proc/PID/mountinfo: which devices
+/// are tmpfs (shmem) and which hugetlbfs (with their huge page size).
+///
+/// Most processes share a namespace, so it is read once per namespace and kept with its file open:
+/// the kernel marks an open mountinfo POLLPRI after every mount or unmount in that namespace
+/// (proc(5)), and only then is it read again. A mount made since the last read is never missed.
+enum MountTable {
+    struct Devices: Sendable {
+        var shmem: Set<ProcMaps.Device>
+        var hugetlb: [ProcMaps.Device: UInt64]
+    }
+
+    private struct Entry {
+        var fd: Int32
+        var devices: Devices
+    }
+
+    private static let entries = Mutex<[String: Entry]>([:])
+
+    /// The tmpfs and hugetlbfs devices that process `pid` sees.
+    static func devices(pid: Int32) -> Devices {
+        let namespace = (try? ProcFS.readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
+        if let known = entries.withLock({ $0[namespace] }), !changed(known.fd) { return known.devices }
+        // Opened before it is read: a mount after the read marks this descriptor.
+        let fd = open("/proc/\(pid)/mountinfo", O_RDONLY | O_CLOEXEC)
+        var text = ""
+        if fd >= 0 {
+            text = (try? ProcFS.readAll(fd: fd)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        let devices = Devices(shmem: ProcMaps.shmemDevices(mountinfo: text),
+                              hugetlb: HugetlbFS.pageSizes.isEmpty ? [:] : HugetlbFS.internalDevices.merging(
+                                  HugetlbFS.devices(mountinfo: text, defaultPageSize: HugetlbFS.defaultPageSize)) { $1 })
+        entries.withLock { table in
+            if let old = table[namespace] { close(old.fd) }
+            if fd >= 0 { table[namespace] = Entry(fd: fd, devices: devices) } else { table[namespace] = nil }
+        }
+        return devices
+    }
+
+    /// Whether the mount table behind `fd` changed since it was opened or last asked.
+    private static func changed(_ fd: Int32) -> Bool {
+        var poller = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
+        return poll(&poller, 1, 0) != 0
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+@Suite("Mount table: a mount made after the first look is seen")
+struct MountTableTests {
+    @Test func tmpfsMountedLaterIsShmem() throws {
+        try #require(TestEnvironment.isRoot, "needs root to mount (see EnvironmentTests)")
+        let directory = NSTemporaryDirectory() + "pagestat-mount-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = MountTable.devices(pid: getpid())  // cached before the mount
+        guard mount("tmpfs", directory, "tmpfs", 0, "size=1m") == 0 else {
+            Issue.record("mount tmpfs: \(String(cString: strerror(errno)))")
+            return
+        }
+        defer { umount2(directory, 0) }
+        var st = stat()
+        #expect(stat(directory, &st) == 0)
+        let device = ProcMaps.Device(major: UInt32(st.st_dev >> 8 & 0xfff), minor: UInt32(st.st_dev & 0xff | (st.st_dev >> 12) & ~0xff))
+        #expect(MountTable.devices(pid: getpid()).shmem.contains(device))
+        umount2(directory, 0)
+        #expect(!MountTable.devices(pid: getpid()).shmem.contains(device))
+    }
+}
