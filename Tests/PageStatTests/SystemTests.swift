@@ -101,6 +101,13 @@ struct SystemViewTests {
         let text = try runPagestat(["summary", "--pid", String(a.pid)]).stdout
         #expect(text.contains("/memfd:pagestat-fixture (deleted)") && text.contains("\ntotal "))
         #expect(!text.split(separator: "\n").contains { $0.hasPrefix("warning:") && $0.contains("pagestat-fixture") })
+        // The private region's q read-only pages map the zero page: present, not in RSS, and said so.
+        let privateStart = try a.range("private-anon").start
+        let privateRow = try #require(mappings.first { ($0["start"] as? NSNumber)?.uint64Value == privateStart })
+        #expect((privateRow["pages"] as? [String: Int])?["present"] == 2 * q)
+        #expect(privateRow["rss"] as? Int == q * page)
+        #expect(privateRow["zero_page"] as? Int == q * page)
+        #expect(text.contains("zero page: PRESENT counts "))
     }
 
     @Test func topSplitsSwappedSharedMemoryAmongMappers() throws {

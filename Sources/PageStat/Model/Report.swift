@@ -124,6 +124,9 @@ public struct MemoryUse: Sendable, Hashable {
     public var swap: UInt64 = 0
     /// Swapped pages of shared memory (shmem, shared anonymous memory, SysV).
     public var shmemSwap: UInt64 = 0
+    /// Present pages that map the shared zero page (read, never written): counted present, left
+    /// out of `rss` as smaps leaves them out.
+    public var zeroPage: UInt64 = 0
     /// PSS kept with 12 fraction bits until the end, as smaps does.
     var pssScaled: UInt64 = 0
     var ussBytes: UInt64 = 0
@@ -148,7 +151,8 @@ public struct MemoryUse: Sendable, Hashable {
     init(runs: [PageRun], pageSize: UInt64, mapcounts: MemoryUse?, shmem: Bool = false) {
         for run in runs {
             switch run.state {
-            case .present where !run.flags.contains(.zeroPage): rss += run.pages * pageSize
+            case .present where run.flags.contains(.zeroPage): zeroPage += run.pages * pageSize
+            case .present: rss += run.pages * pageSize
             case .swapped: swap += run.pages * pageSize
             default: break
             }
@@ -164,6 +168,7 @@ public struct MemoryUse: Sendable, Hashable {
         lhs.rss += rhs.rss
         lhs.swap += rhs.swap
         lhs.shmemSwap += rhs.shmemSwap
+        lhs.zeroPage += rhs.zeroPage
         lhs.pss = lhs.pss.flatMap { a in rhs.pss.map { a + $0 } }
         lhs.uss = lhs.uss.flatMap { a in rhs.uss.map { a + $0 } }
     }

@@ -94,6 +94,9 @@ public enum SummaryRenderer {
             table.add(row("total", "", size, report.counts, summary.totals, ""))
             out += table.render()
             if report.counts.unknown > 0 { out += "unknown: \(report.counts.unknown) pages\n" }
+            if summary.totals.zeroPage > 0 {
+                out += "zero page: PRESENT counts \(summary.totals.zeroPage / UInt64(report.pageSize)) pages that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
+            }
             for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
             for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
@@ -109,6 +112,7 @@ public enum SummaryRenderer {
         json.field("pss", optional: use.pss)
         json.field("uss", optional: use.uss)
         json.field("swap", use.swap)
+        json.field("zero_page", use.zeroPage)
     }
 
     // MARK: top
