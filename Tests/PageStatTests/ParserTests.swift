@@ -108,8 +108,11 @@ struct ParserTests {
         #expect(anon.decode(0x4400_0000_0000_009f).state == .none)
         #expect(anon.decode(0x4400_0000_0000_009f).flags.contains(.guardRegion))
         #expect(anon.decode(present).pfn == 0x1234)
-        // A migration entry (type 29 here) stands for a page in memory.
-        #expect(anon.decode(UInt64(1 << 62) | 29).state == .present)
+        // A migration, device or hwpoison entry (type 29 here) is never taken for a present page
+        // nor for swap: unknown, flagged, and the scanner says why.
+        #expect(anon.decode(UInt64(1 << 62) | 29).state == .unknown)
+        #expect(anon.decode(UInt64(1 << 62) | 29).flags == [.nonSwapEntry])
+        #expect(anon.decode(UInt64(1 << 62) | 29).swap == nil)
 
         let shmem = PagemapDecoder(kind: .shmem, shared: true, privileged: true, view: .truth)
         #expect(shmem.decode(0).state == .unknown)

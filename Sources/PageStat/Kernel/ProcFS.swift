@@ -66,20 +66,32 @@ public enum ProcFS {
         return buffer[0..<count].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
     }
 
-    /// Whether this process has CAP_SYS_ADMIN in its effective set (bit 21 of CapEff), which
-    /// pagemap needs to give PFNs and swap locations and map_files needs to open objects.
+    /// Whether the kernel gives this process what CAP_SYS_ADMIN brings: PFNs and swap locations
+    /// in pagemap, and objects opened through map_files. Tested, not read off a capability bit
+    /// (a user namespace, a seccomp filter or a future kernel may disagree with CapEff): a page
+    /// of our own, written, must read back from /proc/self/pagemap with a non-zero PFN, and its
+    /// /proc/self/map_files entry must open.
     public static func hasSysAdmin() -> Bool { sysAdmin }
 
     private static let sysAdmin: Bool = {
-        guard let status = try? readText("/proc/self/status", pid: getpid(), what: "/proc/self/status") else {
-            return false
-        }
-        for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
-            let hex = line.dropFirst("CapEff:".count).drop(while: { $0 == " " || $0 == "\t" })
-            guard let caps = UInt64(hex, radix: 16) else { return false }
-            return caps & (1 << 21) != 0
-        }
-        return false
+        let length = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard let page = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
+              page != MAP_FAILED else { return false }
+        defer { munmap(page, length) }
+        page.storeBytes(of: 1, as: UInt8.self)
+        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var entry: UInt64 = 0
+        let address = UInt(bitPattern: page)
+        guard pread(fd, &entry, 8, off_t(address / UInt(length) * 8)) == 8 else { return false }
+        let decoded = PagemapEntry(rawValue: entry)
+        guard decoded.isPresent && decoded.pfn != 0 else { return false }
+        let object = open("/proc/self/map_files/\(String(address, radix: 16))-\(String(address + UInt(length), radix: 16))",
+                          O_RDONLY | O_CLOEXEC)
+        guard object >= 0 else { return false }
+        close(object)
+        return true
     }()
 
     /// The system page size.

@@ -30,11 +30,12 @@ struct PagemapDecoder {
                 if entry.isSpecialSwapType {
                     flags.insert(.nonSwapEntry)
                     // Type 31 is a PTE marker (uffd-wp, guard); the rest are migration, device and
-                    // hwpoison entries, which stand for a page in memory.
+                    // hwpoison entries: a page being moved, in device memory or lost, which no
+                    // state here describes (the scanner notes why).
                     if entry.swapType == 31 {
                         return emptyGoesToFileSide ? (.unknown, flags.union(.pendingFileSide), nil, nil) : (.none, flags, nil, nil)
                     }
-                    return (.present, flags, nil, nil)
+                    return (.unknown, flags, nil, nil)
                 }
                 return (.swapped, flags, nil, SwapLocation(type: entry.swapType, offset: entry.swapOffset))
             }

@@ -238,6 +238,12 @@ public final class ProcessScanner {
             if !builder.runs.isEmpty { reports[index].runs = builder.runs }
         }
 
+        let special = reports.reduce(UInt64(0)) { total, report in
+            report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
+        }
+        if special > 0 {
+            notes.add("\(special) page\(special == 1 ? "" : "s") unknown: a migration, device or hwpoison entry in the page table (a page being moved, in device memory or lost), flagged non-swap-entry")
+        }
         lap("page table")
         // The file side of what the page tables left open (it also drops the pending marks).
         try resolveFileSide(&reports, all: mappings, threads: threads, enabled: options.fileSide, notes: &notes)
