@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPagestat
 import PageStat
 
 #if canImport(Glibc)
@@ -111,8 +112,13 @@ extension Pagestat {
             try SwapArea.enableFile(at: path, bytes: bytes)
             demoSwapPath = strdup(path)
             for sig in [SIGINT, SIGTERM, SIGHUP] {
+                // Async-signal-safe: two system calls on a C string made before, then _exit; no
+                // allocation, no Swift strings, no free.
                 signal(sig) { signo in
-                    removeDemoSwap()
+                    if let path = demoSwapPath {
+                        _ = CPagestat_swapoff(path)
+                        _ = unlink(path)
+                    }
                     _exit(128 + signo)
                 }
             }
