@@ -80,7 +80,7 @@ extension Pagestat {
                 if format == .json {
                     ReportRenderer.writeJSON(report) { writeOut($0) }
                 } else {
-                    writeOut(ReportRenderer.text(report))
+                    ReportRenderer.writeText(report) { writeOut($0) }
                 }
             }
         }

@@ -88,6 +88,14 @@ public enum ReportRenderer {
 
     /// Text for a person: one line per mapping and per run, sizes in human units, totals, notes.
     public static func text(_ report: ProcessReport) -> String {
+        var whole = ""
+        writeText(report) { whole += $0 }
+        return whole
+    }
+
+    /// The text of `text(_:)`, handed to `sink` in pieces of about 64 KiB, so that a report of
+    /// millions of runs is never held twice, once as runs and once as text.
+    public static func writeText(_ report: ProcessReport, to sink: (String) -> Void) {
         let pageSize = UInt64(report.pageSize)
         var out = "pid \(report.pid): \(report.mappings.count) mappings, page size \(humanBytes(pageSize)), "
         out += report.privileged ? "privileged" : "unprivileged"
@@ -108,11 +116,15 @@ public enum ReportRenderer {
                 if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
                 if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
                 out += line + "\n"
+                if out.utf8.count >= 1 << 16 {
+                    sink(out)
+                    out = ""
+                }
             }
         }
         out += "\ntotal: " + summary(report.counts, pageSize: pageSize) + "\n"
         for note in report.notes { out += "note: \(escapedName(note))\n" }
-        return out
+        sink(out)
     }
 
     /// `present 1.0 MiB, swapped 4.0 KiB, ...`, states with zero pages left out.
