@@ -98,7 +98,7 @@ enum ObjectOpener: Sendable {
                 return .success(try opener.open())
             } catch {
                 switch error {
-                case .permissionDenied, .noSuchProcess, .processExited, .noAddressSpace: refused.insert(opener.pid)
+                case .permissionDenied, .noSuchProcess, .processExited, .addressSpaceReplaced, .noAddressSpace: refused.insert(opener.pid)
                 default: break
                 }
                 firstError = firstError ?? error
@@ -153,7 +153,7 @@ public enum SystemScanner {
                             for (id, mapping) in result.1 { state.objects[id, default: []].append(mapping) }
                             for note in result.2 { state.notes.add(note) }
                         }
-                    case .failure(.noSuchProcess), .failure(.processExited): state.vanished += 1
+                    case .failure(.noSuchProcess), .failure(.processExited), .failure(.addressSpaceReplaced): state.vanished += 1
                     case .failure(.noAddressSpace): break  // kernel threads have no memory to show
                     case .failure(.permissionDenied): state.unreadable += 1  // counted; without root there are many
                     case .failure(let error):
