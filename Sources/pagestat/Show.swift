@@ -69,18 +69,19 @@ extension Pagestat {
                 let (ours, kernel) = try matchFlags()
                 let options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
                                           view: kernelView ? .kernel : .truth, kernelPageFlags: flags || !kernel.isEmpty)
-                var report = try scanner.scan(options)
-                if match != nil {
-                    report.mappings = report.mappings.compactMap { mapping in
-                        var mapping = mapping
-                        mapping.runs = mapping.runs.filter { $0.has(flags: ours, kernelFlags: kernel) }
-                        return mapping.runs.isEmpty ? nil : mapping
-                    }
-                }
+                // Streamed: each mapping is written as soon as it is settled.
+                let filter = match == nil ? nil : (flags: ours, kernel: kernel)
+                let pageSize = UInt64(ProcFS.pageSize)
                 if format == .json {
-                    ReportRenderer.writeJSON(report) { writeOut($0) }
+                    var stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
+                                                  view: options.view, match: filter) { writeOut($0) }
+                    let result = try scanner.scan(options, into: &stream)
+                    stream.finish(notes: result.notes)
                 } else {
-                    ReportRenderer.writeText(report) { writeOut($0) }
+                    var stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
+                                                  view: options.view, match: filter) { writeOut($0) }
+                    let result = try scanner.scan(options, into: &stream)
+                    stream.finish(notes: result.notes)
                 }
             }
         }

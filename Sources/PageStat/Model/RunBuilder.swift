@@ -6,6 +6,9 @@ public struct RunBuilder: Sendable {
 
     public init(pageSize: UInt64) { self.pageSize = pageSize }
 
+    /// Room for `count` runs in all, so that joining known pieces never grows the array twice over.
+    public mutating func reserveCapacity(_ count: Int) { runs.reserveCapacity(count) }
+
     /// Appends `pages` pages starting at `start`; merges with the last run when it continues it.
     @inline(__always)
     public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,

@@ -1,89 +1,21 @@
 /// Renders a `ProcessReport` as the `show` command prints it.
 public enum ReportRenderer {
-    /// The JSON contract: `{"pid", "page_size", "privileged", "view", "notes", "mappings": [{"start",
+    /// The JSON contract: `{"pid", "page_size", "privileged", "view", "mappings": [{"start",
     /// "end", "permissions", "offset", "path", "kind" [, "huge_page_size"], "runs": [{"start", "pages", "state", "flags"
-    /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}}`. Addresses are byte integers.
-    /// A path that is not valid UTF-8 also gets `"path_bytes"` (see `JSONWriter.field(_:name:)`).
+    /// [, "pfn"] [, "swap": {"type", "offset"}]}]}], "totals": {...}, "notes": [...]}`. Addresses are byte
+    /// integers. A path that is not valid UTF-8 also gets `"path_bytes"` (see `JSONWriter.field(_:name:)`).
     public static func json(_ report: ProcessReport) -> String {
-        var json = JSONWriter()
-        write(report, into: &json)
-        return json.output + "\n"
+        var whole: [UInt8] = []
+        writeJSON(report) { whole.append(contentsOf: $0) }
+        return String(decoding: whole, as: UTF8.self)
     }
 
     /// Streams the JSON report to `sink` in 64 KiB pieces.
     public static func writeJSON(_ report: ProcessReport, to sink: @escaping (UnsafeRawBufferPointer) -> Void) {
-        var json = JSONWriter(sink: sink)
-        write(report, into: &json)
-        json.flush()
-        [UInt8(0x0a)].withUnsafeBytes(sink)
-    }
-
-    static func write(_ report: ProcessReport, into json: inout JSONWriter) {
-        json.beginObject()
-        json.field("pid", report.pid)
-        json.field("page_size", report.pageSize)
-        json.field("privileged", report.privileged)
-        json.field("view", report.view.rawValue)
-        json.field("notes", strings: report.notes)
-        json.key("mappings")
-        json.beginArray()
-        for mapping in report.mappings {
-            json.beginObject()
-            json.field("start", mapping.scanned.start)
-            json.field("end", mapping.scanned.end)
-            json.field("permissions", mapping.mapping.permissions)
-            json.field("offset", mapping.mapping.offset + (mapping.scanned.start - mapping.mapping.range.start))
-            json.field("path", name: mapping.mapping.path)
-            json.field("kind", mapping.mapping.kind.rawValue)
-            if let hugePageSize = mapping.mapping.hugePageSize { json.field("huge_page_size", hugePageSize) }
-            json.key("runs")
-            json.beginArray()
-            for run in mapping.runs {
-                // The hot loop of a fragmented report: each run written in one go.
-                json.rawElement()
-                json.raw("{\"start\":")
-                json.raw(run.start)
-                json.raw(",\"pages\":")
-                json.raw(run.pages)
-                json.raw(",\"state\":\"")
-                json.raw(run.state.staticName)
-                json.raw("\",\"flags\":[")
-                if !run.flags.isEmpty {
-                    json.rawNames(PageFlags.staticNames.lazy.filter { run.flags.contains($0.0) }.map(\.1))
-                }
-                json.raw("]")
-                if let kernelFlags = run.kernelFlags {
-                    json.raw(",\"kernel_flags\":[")
-                    json.rawNames(KPageFlags.staticNames.lazy.filter { kernelFlags.rawValue & (1 << UInt64($0.bit)) != 0 }.map(\.name))
-                    json.raw("]")
-                }
-                if let pfn = run.pfn {
-                    json.raw(",\"pfn\":")
-                    json.raw(pfn)
-                }
-                if let swap = run.swap {
-                    json.raw(",\"swap\":{\"type\":")
-                    json.raw(UInt64(swap.type))
-                    json.raw(",\"offset\":")
-                    json.raw(swap.offset)
-                    json.raw("}")
-                }
-                json.raw("}")
-                json.rawElementDone()
-            }
-            json.endArray()
-            json.endObject()
-        }
-        json.endArray()
-        json.key("totals")
-        countsJSON(report.counts, into: &json)
-        json.endObject()
-    }
-
-    static func countsJSON(_ counts: PageCounts, into json: inout JSONWriter) {
-        json.beginObject()
-        for state in PageState.allCases { json.field(state.description, counts[state]) }
-        json.endObject()
+        var stream = JSONReportStream(pid: report.pid, pageSize: UInt64(report.pageSize), privileged: report.privileged,
+                                      view: report.view, sink: sink)
+        stream.feed(report.mappings)
+        stream.finish(notes: report.notes)
     }
 
     /// Text for a person: one line per mapping and per run, sizes in human units, totals, notes.
@@ -93,38 +25,53 @@ public enum ReportRenderer {
         return whole
     }
 
-    /// The text of `text(_:)`, handed to `sink` in pieces of about 64 KiB, so that a report of
-    /// millions of runs is never held twice, once as runs and once as text.
-    public static func writeText(_ report: ProcessReport, to sink: (String) -> Void) {
-        let pageSize = UInt64(report.pageSize)
-        var out = "pid \(report.pid): \(report.mappings.count) mappings, page size \(humanBytes(pageSize)), "
-        out += report.privileged ? "privileged" : "unprivileged"
-        out += report.view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
-        for mapping in report.mappings {
-            let m = mapping.mapping
-            let size = mapping.scanned.length
-            out += "\n\(hex(mapping.scanned.start))-\(hex(mapping.scanned.end)) \(m.permissions) "
-            out += "\(pad(humanBytes(size), 10)) \(pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
-            out += "    " + summary(mapping.counts, pageSize: pageSize) + "\n"
-            for run in mapping.runs {
-                var line = "    \(hex(run.start)) \(pad(String(run.pages), 9, right: true)) pages "
-                line += "\(pad(humanBytes(run.pages * pageSize), 10, right: true))  "
-                let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
-                line += details ? run.state.description : pad(run.state.description, 8)
-                if !run.flags.isEmpty { line += " " + run.flags.description }
-                if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty { line += " [" + kernelFlags.names.joined(separator: ",") + "]" }
-                if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
-                if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
-                out += line + "\n"
-                if out.utf8.count >= 1 << 16 {
-                    sink(out)
-                    out = ""
-                }
-            }
+    /// The text of `text(_:)`, handed to `sink` in pieces of about 64 KiB.
+    public static func writeText(_ report: ProcessReport, to sink: @escaping (String) -> Void) {
+        var stream = TextReportStream(pid: report.pid, pageSize: UInt64(report.pageSize), privileged: report.privileged,
+                                      view: report.view, sink: sink)
+        stream.feed(report.mappings)
+        stream.finish(notes: report.notes)
+    }
+
+    /// One run of the JSON contract, in one go: the hot loop of a fragmented report.
+    @inline(__always)
+    static func writeRun(_ run: PageRun, into json: inout JSONWriter) {
+        json.rawElement()
+        json.raw("{\"start\":")
+        json.raw(run.start)
+        json.raw(",\"pages\":")
+        json.raw(run.pages)
+        json.raw(",\"state\":\"")
+        json.raw(run.state.staticName)
+        json.raw("\",\"flags\":[")
+        if !run.flags.isEmpty {
+            json.rawNames(PageFlags.staticNames.lazy.filter { run.flags.contains($0.0) }.map(\.1))
         }
-        out += "\ntotal: " + summary(report.counts, pageSize: pageSize) + "\n"
-        for note in report.notes { out += "note: \(escapedName(note))\n" }
-        sink(out)
+        json.raw("]")
+        if let kernelFlags = run.kernelFlags {
+            json.raw(",\"kernel_flags\":[")
+            json.rawNames(KPageFlags.staticNames.lazy.filter { kernelFlags.rawValue & (1 << UInt64($0.bit)) != 0 }.map(\.name))
+            json.raw("]")
+        }
+        if let pfn = run.pfn {
+            json.raw(",\"pfn\":")
+            json.raw(pfn)
+        }
+        if let swap = run.swap {
+            json.raw(",\"swap\":{\"type\":")
+            json.raw(UInt64(swap.type))
+            json.raw(",\"offset\":")
+            json.raw(swap.offset)
+            json.raw("}")
+        }
+        json.raw("}")
+        json.rawElementDone()
+    }
+
+    static func countsJSON(_ counts: PageCounts, into json: inout JSONWriter) {
+        json.beginObject()
+        for state in PageState.allCases { json.field(state.description, counts[state]) }
+        json.endObject()
     }
 
     /// `present 1.0 MiB, swapped 4.0 KiB, ...`, states with zero pages left out.
@@ -139,5 +86,171 @@ public enum ReportRenderer {
         guard string.count < width else { return string }
         let padding = String(repeating: " ", count: width - string.count)
         return right ? padding + string : string + padding
+    }
+}
+
+extension ScanConsumer {
+    /// Hands over materialised mappings, as a scan would.
+    public mutating func feed(_ mappings: [MappingReport]) {
+        for mapping in mappings {
+            begin(mapping.mapping, scanned: mapping.scanned)
+            runs(mapping.runs)
+            end(use: mapping.use)
+        }
+    }
+}
+
+/// The `show` JSON report written as a scan streams it: each run as it arrives, the totals and
+/// notes at the end, in 64 KiB pieces to `sink`. With `match`, only runs that have those flags,
+/// and only mappings with such a run.
+public struct JSONReportStream: ScanConsumer {
+    private var json: JSONWriter
+    private let sink: (UnsafeRawBufferPointer) -> Void
+    private let match: (flags: PageFlags, kernel: KPageFlags)?
+    private var totals = PageCounts()
+    private var pending: (mapping: Mapping, scanned: AddressRange)?
+
+    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView,
+                match: (flags: PageFlags, kernel: KPageFlags)? = nil,
+                sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.sink = sink
+        self.match = match
+        json = JSONWriter(sink: sink)
+        json.beginObject()
+        json.field("pid", pid)
+        json.field("page_size", pageSize)
+        json.field("privileged", privileged)
+        json.field("view", view.rawValue)
+        json.key("mappings")
+        json.beginArray()
+    }
+
+    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+        pending = (mapping, scanned)
+        if match == nil { openMapping() }
+    }
+
+    /// Writes the mapping's fields, once, before its first run (with `match`, only if one matches).
+    private mutating func openMapping() {
+        guard let (mapping, scanned) = pending else { return }
+        pending = nil
+        json.beginObject()
+        json.field("start", scanned.start)
+        json.field("end", scanned.end)
+        json.field("permissions", mapping.permissions)
+        json.field("offset", mapping.offset + (scanned.start - mapping.range.start))
+        json.field("path", name: mapping.path)
+        json.field("kind", mapping.kind.rawValue)
+        if let hugePageSize = mapping.hugePageSize { json.field("huge_page_size", hugePageSize) }
+        json.key("runs")
+        json.beginArray()
+        opened = true
+    }
+
+    private var opened = false
+
+    public mutating func runs(_ runs: [PageRun]) {
+        for run in runs {
+            if let match, !run.has(flags: match.flags, kernelFlags: match.kernel) { continue }
+            if pending != nil { openMapping() }
+            totals[run.state] += run.pages
+            ReportRenderer.writeRun(run, into: &json)
+        }
+    }
+
+    public mutating func end(use: MemoryUse?) {
+        pending = nil
+        guard opened else { return }
+        json.endArray()
+        json.endObject()
+        opened = false
+    }
+
+    /// Closes the report with its totals and notes.
+    public mutating func finish(notes: [String]) {
+        json.endArray()
+        json.key("totals")
+        ReportRenderer.countsJSON(totals, into: &json)
+        json.field("notes", strings: notes)
+        json.endObject()
+        json.flush()
+        [UInt8(0x0a)].withUnsafeBytes(sink)
+    }
+}
+
+/// The `show` text report written as a scan streams it: a line per mapping, a line per run, the
+/// mapping's page counts after its runs, totals and notes at the end; handed to `sink` in pieces
+/// of about 64 KiB. With `match`, only runs that have those flags, and only mappings with such a run.
+public struct TextReportStream: ScanConsumer {
+    private let pageSize: UInt64
+    private let sink: (String) -> Void
+    private let match: (flags: PageFlags, kernel: KPageFlags)?
+    private var out: String
+    private var counts = PageCounts()
+    private var totals = PageCounts()
+    private var mappings = 0
+    private var pending: (mapping: Mapping, scanned: AddressRange)?
+
+    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView,
+                match: (flags: PageFlags, kernel: KPageFlags)? = nil, sink: @escaping (String) -> Void) {
+        self.pageSize = pageSize
+        self.sink = sink
+        self.match = match
+        out = "pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")"
+        out += view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
+    }
+
+    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+        pending = (mapping, scanned)
+        counts = PageCounts()
+        if match == nil { openMapping() }
+    }
+
+    private mutating func openMapping() {
+        guard let (m, scanned) = pending else { return }
+        pending = nil
+        mappings += 1
+        out += "\n\(hex(scanned.start))-\(hex(scanned.end)) \(m.permissions) "
+        out += "\(ReportRenderer.pad(humanBytes(scanned.length), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
+        opened = true
+    }
+
+    private var opened = false
+
+    public mutating func runs(_ runs: [PageRun]) {
+        for run in runs {
+            if let match, !run.has(flags: match.flags, kernelFlags: match.kernel) { continue }
+            if pending != nil { openMapping() }
+            counts[run.state] += run.pages
+            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) pages "
+            line += "\(ReportRenderer.pad(humanBytes(run.pages * pageSize), 10, right: true))  "
+            let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
+            line += details ? run.state.description : ReportRenderer.pad(run.state.description, 8)
+            if !run.flags.isEmpty { line += " " + run.flags.description }
+            if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty { line += " [" + kernelFlags.names.joined(separator: ",") + "]" }
+            if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
+            if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
+            out += line + "\n"
+            if out.utf8.count >= 1 << 16 {
+                sink(out)
+                out = ""
+            }
+        }
+    }
+
+    public mutating func end(use: MemoryUse?) {
+        pending = nil
+        guard opened else { return }
+        out += "    = " + ReportRenderer.summary(counts, pageSize: pageSize) + "\n"
+        totals += counts
+        opened = false
+    }
+
+    /// Closes the report with its totals and notes.
+    public mutating func finish(notes: [String]) {
+        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(mappings) mapping\(mappings == 1 ? "" : "s")\n"
+        for note in notes { out += "note: \(escapedName(note))\n" }
+        sink(out)
+        out = ""
     }
 }

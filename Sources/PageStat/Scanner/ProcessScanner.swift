@@ -115,10 +115,24 @@ public final class ProcessScanner {
         }
     }
 
-    /// Scans every mapping (or those overlapping `options.range`).
+    /// Scans every mapping (or those overlapping `options.range`) into one report.
     public func scan(_ options: ScanOptions = ScanOptions()) throws(PageStatError) -> ProcessReport {
+        var collector = ReportCollector()
+        let result = try scan(options, into: &collector)
+        var report = ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
+                                   notes: result.notes, mappings: collector.mappings)
+        report.timings = result.timings
+        return report
+    }
+
+    /// Scans every mapping (or those overlapping `options.range`) and hands each one to
+    /// `consumer` as soon as it is settled, in address order. Memory is bounded by a wave of
+    /// page-table chunks (about 1 GiB of address space) or, for a mapping with a file side, by
+    /// that mapping; never by the whole report.
+    public func scan<Consumer: ScanConsumer>(_ options: ScanOptions,
+                                             into consumer: inout Consumer) throws(PageStatError) -> ScanResult {
         do {
-            return try scanOrFail(options)
+            return try scanOrFail(options, into: &consumer)
         } catch .noSuchProcess, .processExited {
             // The address space went away under a read: the process exited, or it replaced its
             // address space with exec (the descriptors then read nothing).
@@ -128,7 +142,8 @@ public final class ProcessScanner {
         }
     }
 
-    private func scanOrFail(_ options: ScanOptions) throws(PageStatError) -> ProcessReport {
+    private func scanOrFail<Consumer: ScanConsumer>(_ options: ScanOptions,
+                                                    into consumer: inout Consumer) throws(PageStatError) -> ScanResult {
         var clock = Stopwatch.now()
         var timings: [(phase: String, seconds: Double)] = []
         func lap(_ phase: String) {
@@ -163,7 +178,7 @@ public final class ProcessScanner {
 
         // The page tables, in chunks, on every core. Where PAGEMAP_SCAN finds a long stretch
         // with no page-table entries, the stretch is one chunk whatever its size.
-        var chunks: [(mapping: Int, range: AddressRange)] = []
+        var chunks: [(mapping: Int, range: AddressRange, empty: Bool)] = []
         for (index, range) in scanned.enumerated() where mappings[index].range.start < Self.userSpaceEnd {
             var start = range.start
             let chunkBytes = Self.chunkPages * pageSize
@@ -174,7 +189,7 @@ public final class ProcessScanner {
                                                               end: range.end) ?? range.end
                     let aligned = next == range.end ? next : max(start, next - next % huge)
                     if aligned - start >= chunkBytes {
-                        chunks.append((index, AddressRange(start: start, end: aligned)))
+                        chunks.append((index, AddressRange(start: start, end: aligned), true))
                         start = aligned
                         continue
                     }
@@ -182,96 +197,180 @@ public final class ProcessScanner {
                 var end = range.end - start > chunkBytes ? start + chunkBytes : range.end
                 // Chunks end on 2 MiB boundaries: a huge page is seen whole by one worker.
                 if end < range.end && end % huge != 0 && end - end % huge > start { end -= end % huge }
-                chunks.append((index, AddressRange(start: start, end: end)))
+                chunks.append((index, AddressRange(start: start, end: end), false))
                 start = end
             }
         }
         let totalPages = scanned.reduce(UInt64(0)) { $0 + $1.length / pageSize }
         let threads = totalPages >= Self.parallelThreshold ? min(workers, chunks.count) : 1
-        var chunkResults = try parallelMap(count: chunks.count, threads: threads, makeWorker: makeWorker) {
-            (worker: PageTableWorker, index: Int) throws(PageStatError) -> ([PageRun], MemoryUse?) in
-            let chunk = chunks[index]
-            let mapping = mappings[chunk.mapping]
-            var pass = PageTablePass(decoder: PagemapDecoder(kind: mapping.kind, shared: mapping.isShared,
-                                                             privileged: privileged, view: options.view))
-            if options.hugeAndZeroFlags {
-                if let source = tables.pfnFlags {
-                    pass.flagsFromPFNs = source
-                } else {
-                    pass.extra = try worker.hugeAndZeroRegions(chunk.range)
+        lap("plan")
+
+        // Waves: consecutive chunks, about `wavePages` of address space each, read in parallel,
+        // settled, checked against maps and handed on before the next wave is read. A mapping
+        // whose pages may go to the file side stays in one wave (its object's counts settle it
+        // whole); other mappings may span waves.
+        let chunksOf = Self.chunkRanges(chunks.map(\.mapping), mappings: mappings.count)
+        var waves: [[(mapping: Int, chunks: Range<Int>)]] = [[]]
+        var wavePages: UInt64 = 0
+        var waveChunks = 0
+        for index in mappings.indices {
+            let splittable = !(options.view == .truth && options.fileSide && mappings[index].kind.hasFileSide)
+            var start = chunksOf[index].lowerBound
+            repeat {
+                var end = start
+                while end < chunksOf[index].upperBound {
+                    // An empty stretch found by PAGEMAP_SCAN costs one run, whatever its size.
+                    wavePages += chunks[end].empty ? 1 : chunks[end].range.length / pageSize
+                    waveChunks += 1
+                    end += 1
+                    if splittable && (wavePages >= Self.wavePages || waveChunks >= Self.waveChunks) { break }
                 }
-            }
-            pass.counts = tables.counts
-            pass.flags = tables.flags
-            pass.skipEmpty = Self.skipsEmpty(mapping)
-            if pass.counts != nil { pass.use = MemoryUse() }
-            var builder = RunBuilder(pageSize: pageSize)
-            try worker.readPageTable(chunk.range, pass: &pass, into: &builder)
-            return (builder.runs, pass.use)
-        }
-        var reports: [MappingReport] = mappings.indices.map {
-            let outside = mappings[$0].range.start >= Self.userSpaceEnd
-            return MappingReport(mapping: mappings[$0], scanned: scanned[$0],
-                                 runs: outside ? [PageRun(start: scanned[$0].start, pages: scanned[$0].length / pageSize,
-                                                          state: .unknown, flags: [])] : [])
-        }
-        var mapcounts: [MemoryUse?] = Array(repeating: tables.counts != nil ? MemoryUse() : nil, count: mappings.count)
-        var chunkIndex = 0
-        for index in reports.indices {
-            // A mapping's chunks, joined where a run goes on across a chunk boundary; a mapping
-            // of one chunk keeps its array as it is.
-            var first = true
-            var builder = RunBuilder(pageSize: pageSize)
-            while chunkIndex < chunks.count && chunks[chunkIndex].mapping == index {
-                if let use = chunkResults[chunkIndex].1 { mapcounts[index]?.merge(mapcounts: use) }
-                // Moved out, so that a fragmented scan never holds its runs twice.
-                let runs = chunkResults[chunkIndex].0
-                chunkResults[chunkIndex].0 = []
-                if first && (chunkIndex + 1 == chunks.count || chunks[chunkIndex + 1].mapping != index) {
-                    reports[index].runs = runs
-                } else {
-                    builder.append(contentsOf: runs)
+                waves[waves.count - 1].append((index, start..<end))
+                start = end
+                if wavePages >= Self.wavePages || waveChunks >= Self.waveChunks {
+                    waves.append([])
+                    wavePages = 0
+                    waveChunks = 0
                 }
-                first = false
-                chunkIndex += 1
-            }
-            if !builder.runs.isEmpty { reports[index].runs = builder.runs }
+            } while start < chunksOf[index].upperBound
         }
 
-        let special = reports.reduce(UInt64(0)) { total, report in
-            report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
+        var special: UInt64 = 0
+        var changedMappings = Set<Int>()
+        /// The last run of a mapping that goes on in the next wave, held back so that no run is
+        /// split between two hand-overs.
+        var carry: PageRun?
+        var readSeconds = 0.0
+        var settleSeconds = 0.0
+        for wave in waves where !wave.isEmpty {
+            var clock = Stopwatch.now()
+            let waveChunkIndices = wave.flatMap { Array($0.chunks) }
+            var chunkResults = try parallelMap(count: waveChunkIndices.count, threads: min(threads, waveChunkIndices.count),
+                                               makeWorker: makeWorker) {
+                (worker: PageTableWorker, position: Int) throws(PageStatError) -> ([PageRun], MemoryUse?) in
+                let chunk = chunks[waveChunkIndices[position]]
+                let mapping = mappings[chunk.mapping]
+                var pass = PageTablePass(decoder: PagemapDecoder(kind: mapping.kind, shared: mapping.isShared,
+                                                                 privileged: privileged, view: options.view))
+                if options.hugeAndZeroFlags {
+                    if let source = tables.pfnFlags {
+                        pass.flagsFromPFNs = source
+                    } else {
+                        pass.extra = try worker.hugeAndZeroRegions(chunk.range)
+                    }
+                }
+                pass.counts = tables.counts
+                pass.flags = tables.flags
+                pass.skipEmpty = Self.skipsEmpty(mapping)
+                if pass.counts != nil { pass.use = MemoryUse() }
+                var builder = RunBuilder(pageSize: pageSize)
+                try worker.readPageTable(chunk.range, pass: &pass, into: &builder)
+                return (builder.runs, pass.use)
+            }
+            // Each piece of the wave as a report of the stretch it covers; chunks joined where a
+            // run goes on across a boundary.
+            var reports: [MappingReport] = []
+            var mapcounts: [MemoryUse?] = []
+            var position = 0
+            for (pieceIndex, piece) in wave.enumerated() {
+                let index = piece.mapping
+                let mapping = mappings[index]
+                var use: MemoryUse? = tables.counts != nil ? MemoryUse() : nil
+                var builder = RunBuilder(pageSize: pageSize)
+                var runs: [PageRun] = []
+                if piece.chunks.count > 1 || carry != nil {
+                    var total = pieceIndex == 0 && carry != nil ? 1 : 0
+                    for offset in 0..<piece.chunks.count { total += chunkResults[position + offset].0.count }
+                    builder.reserveCapacity(total)
+                }
+                if pieceIndex == 0, let held = carry { builder.append(held) }
+                carry = nil
+                for _ in piece.chunks {
+                    if let chunkUse = chunkResults[position].1 { use?.merge(mapcounts: chunkUse) }
+                    // Moved out, so that a fragmented scan never holds its runs twice.
+                    let chunkRuns = chunkResults[position].0
+                    chunkResults[position].0 = []
+                    if builder.runs.isEmpty && runs.isEmpty && piece.chunks.count == 1 {
+                        runs = chunkRuns
+                    } else {
+                        builder.append(contentsOf: chunkRuns)
+                    }
+                    position += 1
+                }
+                if !builder.runs.isEmpty { runs = builder.runs }
+                if mapping.range.start >= Self.userSpaceEnd {
+                    runs = [PageRun(start: scanned[index].start, pages: scanned[index].length / pageSize, state: .unknown, flags: [])]
+                }
+                let start = runs.first?.start ?? scanned[index].start
+                let end = runs.last.map { $0.start + $0.pages * pageSize } ?? scanned[index].start
+                reports.append(MappingReport(mapping: mapping, scanned: AddressRange(start: start, end: end), runs: runs))
+                mapcounts.append(use)
+            }
+            special += reports.reduce(UInt64(0)) { total, report in
+                report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
+            }
+            readSeconds += Double(Stopwatch.now() - clock) / 1e9
+            clock = Stopwatch.now()
+            // The file side of what the page tables left open (it also drops the pending marks).
+            try resolveFileSide(&reports, all: mappings, threads: threads, enabled: options.fileSide, notes: &notes)
+            if options.accounting {
+                for index in reports.indices {
+                    reports[index].use = MemoryUse(runs: reports[index].runs, pageSize: pageSize, mapcounts: mapcounts[index],
+                                                   shmem: reports[index].mapping.kind.isShmem)
+                }
+            }
+            // Mappings that changed while they were read: their answers may be of another mapping.
+            try checkAddressSpace()
+            let now = try readMappings()
+            if now.isEmpty { throw .processExited(pid: pid) }
+            for index in Self.changedMappings(reports.map(\.mapping), now: now) {
+                changedMappings.insert(wave[index].mapping)
+                let part = reports[index].scanned
+                reports[index].runs = [PageRun(start: part.start, pages: part.length / pageSize, state: .unknown, flags: [])]
+                if options.accounting { reports[index].use = MemoryUse() }
+            }
+            settleSeconds += Double(Stopwatch.now() - clock) / 1e9
+            // Hand the wave on, holding back the last run of a mapping that goes on.
+            for (pieceIndex, piece) in wave.enumerated() {
+                let index = piece.mapping
+                if piece.chunks.lowerBound == chunksOf[index].lowerBound {
+                    consumer.begin(mappings[index], scanned: scanned[index])
+                }
+                var runs = reports[pieceIndex].runs
+                reports[pieceIndex].runs = []
+                let last = piece.chunks.upperBound == chunksOf[index].upperBound
+                if !last { carry = runs.popLast() }
+                if !runs.isEmpty { consumer.runs(runs) }
+                if last { consumer.end(use: reports[pieceIndex].use) }
+            }
         }
+        timings.append(("page table", readSeconds))
+        timings.append(("file side", settleSeconds))
         if special > 0 {
             notes.add("\(special) page\(special == 1 ? "" : "s") unknown: a migration, device or hwpoison entry in the page table (a page being moved, in device memory or lost), flagged non-swap-entry")
         }
-        lap("page table")
-        // The file side of what the page tables left open (it also drops the pending marks).
-        try resolveFileSide(&reports, all: mappings, threads: threads, enabled: options.fileSide, notes: &notes)
-        if options.accounting {
-            for index in reports.indices {
-                reports[index].use = MemoryUse(runs: reports[index].runs, pageSize: pageSize, mapcounts: mapcounts[index],
-                                               shmem: mappings[index].kind.isShmem)
-            }
+        if !changedMappings.isEmpty {
+            notes.add("\(changedMappings.count) mapping\(changedMappings.count == 1 ? "" : "s") changed during the scan (unmapped, remapped or replaced); their pages are unknown")
         }
-        lap("file side")
-        // Mappings that changed while they were read: their answers may be of another mapping.
-        try checkAddressSpace()
-        let after = try readMappings()
-        if after.isEmpty { throw .processExited(pid: pid) }
-        let changed = Self.changedMappings(reports.map(\.mapping), now: after)
-        for index in changed {
-            let scannedRange = reports[index].scanned
-            reports[index].runs = [PageRun(start: scannedRange.start, pages: scannedRange.length / pageSize,
-                                           state: .unknown, flags: [])]
-            if options.accounting { reports[index].use = MemoryUse() }
+        return ScanResult(notes: notes.lines, timings: timings)
+    }
+
+    /// Address space per wave, in pages (1 GiB), and chunks per wave: a wave of every other
+    /// page holds 128 Ki runs, about 4 MiB.
+    static let wavePages: UInt64 = 1 << 18
+    static let waveChunks = 1 << 16
+
+    /// For each mapping, the range of its chunks in `owners` (the mapping of each chunk, in order).
+    static func chunkRanges(_ owners: [Int], mappings: Int) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(mappings)
+        var cursor = 0
+        for index in 0..<mappings {
+            let start = cursor
+            while cursor < owners.count && owners[cursor] == index { cursor += 1 }
+            ranges.append(start..<cursor)
         }
-        if !changed.isEmpty {
-            notes.add("\(changed.count) mapping\(changed.count == 1 ? "" : "s") changed during the scan (unmapped, remapped or replaced); their pages are unknown")
-        }
-        var report = ProcessReport(pid: pid, pageSize: Int(pageSize), privileged: privileged, view: options.view,
-                                   notes: notes.lines, mappings: reports)
-        report.timings = timings
-        return report
+        return ranges
     }
 
     /// Mappings at or above this address lie outside what pagemap covers ([vsyscall]).

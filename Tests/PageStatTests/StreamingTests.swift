@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// A scan handed on as it is produced: pieces of a large private mapping arrive in order, never
+/// split a run, and add up to exactly what the kernel holds.
+@Suite("Streamed scans")
+struct StreamingTests {
+    /// Records what a scan hands over.
+    struct Recorder: ScanConsumer {
+        var begun: [(Mapping, AddressRange)] = []
+        var pieces: [[PageRun]] = []
+        var ended = 0
+
+        mutating func begin(_ mapping: Mapping, scanned: AddressRange) { begun.append((mapping, scanned)) }
+        mutating func runs(_ runs: [PageRun]) { pieces.append(runs) }
+        mutating func end(use: MemoryUse?) { ended += 1 }
+    }
+
+    @Test func largePrivateMappingArrivesInPiecesThatJoinExactly() throws {
+        let pageSize = TestEnvironment.pageSize
+        // 5 GiB, more than one wave: one page in 16 written (no empty stretch long enough to be
+        // skipped), and a dense block across the first wave's end, about 256 Ki pages in.
+        let pages = 5 << 18
+        let memory = try ArrangedMemory(pages: pages, backing: .privateAnonymous, reserve: false)
+        try memory.advise(0..<pages, MADV_NOHUGEPAGE)
+        for page in stride(from: 0, to: pages, by: 16) { memory.write(page..<page + 1) }
+        let dense = (1 << 18) - 4096..<(1 << 18) + 80_000
+        memory.write(dense)
+
+        var recorder = Recorder()
+        let scanner = try ProcessScanner(pid: getpid())
+        _ = try scanner.scan(ScanOptions(range: memory.range, hugeAndZeroFlags: false), into: &recorder)
+        try #require(recorder.begun.count == 1 && recorder.ended == 1)
+        #expect(recorder.begun[0].1 == memory.range)
+        #expect(recorder.pieces.count >= 2, "a 5 GiB mapping without a file side should arrive in pieces")
+
+        let runs = recorder.pieces.flatMap { $0 }
+        // Contiguous, covering the range, and never two runs that should have been one.
+        var next = memory.range.start
+        for (index, run) in runs.enumerated() {
+            #expect(run.start == next)
+            next = run.start + run.pages * UInt64(pageSize)
+            if index > 0 {
+                #expect(!runs[index - 1].continues(run.state, run.flags, run.kernelFlags), "run \(index) should have joined the one before")
+            }
+        }
+        #expect(next == memory.range.end)
+        // Page by page: what was written is present, the rest none.
+        var expected = [PageState](repeating: .none, count: pages)
+        for page in stride(from: 0, to: pages, by: 16) { expected[page] = .present }
+        for page in dense { expected[page] = .present }
+        let states = runs.flatMap { Array(repeating: $0.state, count: Int($0.pages)) }
+        #expect(states == expected)
+        // The first piece ends inside the dense block (waves end after 256 Ki pages of chunks of
+        // 64 Ki, the first one perhaps shortened to a 2 MiB boundary)...
+        let firstEnd = Int((recorder.pieces[0].last.map { $0.start + $0.pages * UInt64(pageSize) } ?? 0) - memory.range.start) / pageSize
+        #expect(dense.contains(firstEnd), "first piece ends at page \(firstEnd)")
+        // ...and yet the dense block is one run.
+        #expect(runs.contains { $0.state == .present && $0.pages >= UInt64(dense.count) })
+    }
+
+    @Test func streamedJSONEqualsTheMaterialisedReport() throws {
+        let memory = try ArrangedMemory(pages: 4096, backing: .privateAnonymous)
+        memory.write(0..<100)
+        memory.write(2000..<2100)
+        let scanner = try ProcessScanner(pid: getpid())
+        let options = ScanOptions(range: memory.range)
+        var streamed: [UInt8] = []
+        var stream = JSONReportStream(pid: getpid(), pageSize: UInt64(TestEnvironment.pageSize), privileged: scanner.privileged,
+                                      view: .truth) { streamed.append(contentsOf: $0) }
+        let result = try scanner.scan(options, into: &stream)
+        stream.finish(notes: result.notes)
+        let materialised = ReportRenderer.json(try scanner.scan(options))
+        #expect(String(decoding: streamed, as: UTF8.self) == materialised)
+    }
+}
