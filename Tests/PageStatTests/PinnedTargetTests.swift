@@ -134,3 +134,36 @@ struct PinnedTargetTests {
         #expect(!ProcessHandle.isZombie(Array("7 (x) y) S 1".utf8)))
     }
 }
+
+/// A process that executes a new program every few milliseconds, scanned over and over: every
+/// answer is either a whole, consistent report or exit 6 naming the exec, never a report of the
+/// wrong address space (unknown pages beyond [vsyscall]'s, or a crash).
+@Suite("Pinned target under a process that keeps executing")
+struct ExecLoopTests {
+    @Test func scansOfAnExecLoopAreWholeOrExit6() throws {
+        let script = NSTemporaryDirectory() + "pagestat-exec-loop-\(getpid()).sh"
+        try "sleep 0.003\nexec /bin/sh \"$0\"\n".write(toFile: script, atomically: true, encoding: .utf8)
+        defer { unlink(script) }
+        let child = try ChildProcess(["/bin/sh", script], captureOutput: false)
+        defer { child.signal(SIGKILL); child.wait() }
+        var replaced = 0
+        for _ in 0..<40 {
+            let run = try runPagestat(["show", "--pid", String(child.pid), "--format", "json"])
+            switch run.status {
+            case 0:
+                let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+                let totals = try #require(json["totals"] as? [String: Int])
+                // [vsyscall]'s one page is the only unknown a consistent scan of sh has.
+                #expect((totals["unknown"] ?? -1) <= 1, "\(json["notes"] ?? "")")
+            case 6:
+                #expect(run.stderr.hasSuffix("executed a new program during the scan (its address space was replaced); scan it again\n")
+                        || run.stderr.hasSuffix("exited during the scan\n"), "\(run.stderr)")
+                #expect(run.stderr.split(separator: "\n").count == 1)
+                replaced += 1
+            default:
+                Issue.record("exit \(run.status): \(run.stderr)")
+            }
+        }
+        print("exec loop: \(replaced) of 40 scans saw the exec and said so")
+    }
+}
