@@ -70,18 +70,19 @@ extension Pagestat {
                 let options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
                                           view: kernelView ? .kernel : .truth, kernelPageFlags: flags || !kernel.isEmpty)
                 // Streamed: each mapping is written as soon as it is settled.
-                let filter = match == nil ? nil : (flags: ours, kernel: kernel)
                 let pageSize = UInt64(ProcFS.pageSize)
                 if format == .json {
-                    var stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view, match: filter) { writeOut($0) }
-                    let result = try scanner.scan(options, into: &stream)
-                    stream.finish(notes: result.notes)
+                    let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
+                                                  view: options.view) { writeOut($0) }
+                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish(notes: result.notes)
                 } else {
-                    var stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view, match: filter) { writeOut($0) }
-                    let result = try scanner.scan(options, into: &stream)
-                    stream.finish(notes: result.notes)
+                    let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
+                                                  view: options.view) { writeOut($0) }
+                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish(notes: result.notes)
                 }
             }
         }

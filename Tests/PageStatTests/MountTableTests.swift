@@ -18,7 +18,8 @@ struct MountTableTests {
         defer { umount2(directory, 0) }
         var st = stat()
         #expect(stat(directory, &st) == 0)
-        let device = ProcMaps.Device(major: UInt32(st.st_dev >> 8 & 0xfff), minor: UInt32(st.st_dev & 0xff | (st.st_dev >> 12) & ~0xff))
+        let id = ObjectID(st)
+        let device = ProcMaps.Device(major: id.deviceMajor, minor: id.deviceMinor)
         #expect(MountTable.devices(pid: getpid()).shmem.contains(device))
         umount2(directory, 0)
         #expect(!MountTable.devices(pid: getpid()).shmem.contains(device))

@@ -69,31 +69,7 @@ public final class PageCacheObject {
     }
 
     /// A file's identity as a maps line names it: the device (major:minor) and the inode.
-    public struct Identity: Equatable, Sendable, CustomStringConvertible {
-        public var deviceMajor: UInt32
-        public var deviceMinor: UInt32
-        public var inode: UInt64
-
-        public init(deviceMajor: UInt32, deviceMinor: UInt32, inode: UInt64) {
-            self.deviceMajor = deviceMajor
-            self.deviceMinor = deviceMinor
-            self.inode = inode
-        }
-
-        /// What a maps line says backs `mapping`.
-        public init(_ mapping: Mapping) {
-            self.init(deviceMajor: mapping.deviceMajor, deviceMinor: mapping.deviceMinor, inode: mapping.inode)
-        }
-
-        init(_ st: stat) {
-            let dev = UInt64(st.st_dev)
-            self.init(deviceMajor: ProcessScanner.major(dev), deviceMinor: ProcessScanner.minor(dev), inode: UInt64(st.st_ino))
-        }
-
-        public var description: String {
-            "\(String(deviceMajor, radix: 16)):\(String(deviceMinor, radix: 16)) inode \(inode)"
-        }
-    }
+    public typealias Identity = ObjectID
 
     /// Opens the object behind `mapping` of `pid`: through /proc/PID/map_files/START-END when
     /// privileged, else through the mapped path if it still names that very inode. Either way the

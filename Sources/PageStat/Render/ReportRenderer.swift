@@ -101,20 +101,15 @@ extension ScanConsumer {
 }
 
 /// The `show` JSON report written as a scan streams it: each run as it arrives, the totals and
-/// notes at the end, in 64 KiB pieces to `sink`. With `match`, only runs that have those flags,
-/// and only mappings with such a run.
+/// notes at the end, in 64 KiB pieces to `sink`.
 public struct JSONReportStream: ScanConsumer {
     private var json: JSONWriter
     private let sink: (UnsafeRawBufferPointer) -> Void
-    private let match: (flags: PageFlags, kernel: KPageFlags)?
     private var totals = PageCounts()
-    private var pending: (mapping: Mapping, scanned: AddressRange)?
 
     public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView,
-                match: (flags: PageFlags, kernel: KPageFlags)? = nil,
                 sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         self.sink = sink
-        self.match = match
         json = JSONWriter(sink: sink)
         json.beginObject()
         json.field("pid", pid)
@@ -126,14 +121,6 @@ public struct JSONReportStream: ScanConsumer {
     }
 
     public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
-        pending = (mapping, scanned)
-        if match == nil { openMapping() }
-    }
-
-    /// Writes the mapping's fields, once, before its first run (with `match`, only if one matches).
-    private mutating func openMapping() {
-        guard let (mapping, scanned) = pending else { return }
-        pending = nil
         json.beginObject()
         json.field("start", scanned.start)
         json.field("end", scanned.end)
@@ -144,26 +131,18 @@ public struct JSONReportStream: ScanConsumer {
         if let hugePageSize = mapping.hugePageSize { json.field("huge_page_size", hugePageSize) }
         json.key("runs")
         json.beginArray()
-        opened = true
     }
-
-    private var opened = false
 
     public mutating func runs(_ runs: [PageRun]) {
         for run in runs {
-            if let match, !run.has(flags: match.flags, kernelFlags: match.kernel) { continue }
-            if pending != nil { openMapping() }
             totals[run.state] += run.pages
             ReportRenderer.writeRun(run, into: &json)
         }
     }
 
     public mutating func end(use: MemoryUse?) {
-        pending = nil
-        guard opened else { return }
         json.endArray()
         json.endObject()
-        opened = false
     }
 
     /// Closes the report with its totals and notes.
@@ -180,47 +159,31 @@ public struct JSONReportStream: ScanConsumer {
 
 /// The `show` text report written as a scan streams it: a line per mapping, a line per run, the
 /// mapping's page counts after its runs, totals and notes at the end; handed to `sink` in pieces
-/// of about 64 KiB. With `match`, only runs that have those flags, and only mappings with such a run.
+/// of about 64 KiB.
 public struct TextReportStream: ScanConsumer {
     private let pageSize: UInt64
     private let sink: (String) -> Void
-    private let match: (flags: PageFlags, kernel: KPageFlags)?
     private var out: String
     private var counts = PageCounts()
     private var totals = PageCounts()
     private var mappings = 0
-    private var pending: (mapping: Mapping, scanned: AddressRange)?
 
-    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView,
-                match: (flags: PageFlags, kernel: KPageFlags)? = nil, sink: @escaping (String) -> Void) {
+    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView, sink: @escaping (String) -> Void) {
         self.pageSize = pageSize
         self.sink = sink
-        self.match = match
         out = "pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")"
         out += view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
     }
 
-    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
-        pending = (mapping, scanned)
+    public mutating func begin(_ m: Mapping, scanned: AddressRange) {
         counts = PageCounts()
-        if match == nil { openMapping() }
-    }
-
-    private mutating func openMapping() {
-        guard let (m, scanned) = pending else { return }
-        pending = nil
         mappings += 1
         out += "\n\(hex(scanned.start))-\(hex(scanned.end)) \(m.permissions) "
         out += "\(ReportRenderer.pad(humanBytes(scanned.length), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
-        opened = true
     }
-
-    private var opened = false
 
     public mutating func runs(_ runs: [PageRun]) {
         for run in runs {
-            if let match, !run.has(flags: match.flags, kernelFlags: match.kernel) { continue }
-            if pending != nil { openMapping() }
             counts[run.state] += run.pages
             var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) pages "
             line += "\(ReportRenderer.pad(humanBytes(run.pages * pageSize), 10, right: true))  "
@@ -239,11 +202,8 @@ public struct TextReportStream: ScanConsumer {
     }
 
     public mutating func end(use: MemoryUse?) {
-        pending = nil
-        guard opened else { return }
         out += "    = " + ReportRenderer.summary(counts, pageSize: pageSize) + "\n"
         totals += counts
-        opened = false
     }
 
     /// Closes the report with its totals and notes.
@@ -252,5 +212,50 @@ public struct TextReportStream: ScanConsumer {
         for note in notes { out += "note: \(escapedName(note))\n" }
         sink(out)
         out = ""
+    }
+}
+
+/// Passes on only the runs that have every flag of a `show --match` (pagestat's and the kernel's),
+/// and only the mappings that have such a run: a mapping is begun before its first match.
+public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
+    public var base: Base
+    let flags: PageFlags
+    let kernelFlags: KPageFlags
+    private var pending: (mapping: Mapping, scanned: AddressRange)?
+    private var begun = false
+
+    public init(_ base: Base, flags: PageFlags, kernelFlags: KPageFlags) {
+        self.base = base
+        self.flags = flags
+        self.kernelFlags = kernelFlags
+    }
+
+    /// Whether any flag is asked for; without one every run and mapping passes as it is.
+    private var filtering: Bool { !flags.isEmpty || !kernelFlags.isEmpty }
+
+    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+        pending = (mapping, scanned)
+        begun = false
+        if !filtering {
+            base.begin(mapping, scanned: scanned)
+            begun = true
+        }
+    }
+
+    public mutating func runs(_ runs: [PageRun]) {
+        guard filtering else { return base.runs(runs) }
+        let matching = runs.filter { $0.has(flags: flags, kernelFlags: kernelFlags) }
+        guard !matching.isEmpty else { return }
+        if !begun, let (mapping, scanned) = pending {
+            base.begin(mapping, scanned: scanned)
+            begun = true
+        }
+        base.runs(matching)
+    }
+
+    public mutating func end(use: MemoryUse?) {
+        if begun { base.end(use: use) }
+        begun = false
+        pending = nil
     }
 }

@@ -72,20 +72,46 @@ public final class ProcessScanner {
         privileged = ProcFS.hasSysAdmin()
         // Open both views of the address space between two looks at its fingerprint: equal
         // fingerprints mean no exec came between the opens.
-        let before = try handle.identity()
-        pagemap = try Pagemap(handle: handle)
-        maps = try handle.open("maps", what: "/proc/\(pid)/maps (needs ptrace read access)")
-        do { identity = try handle.identity() } catch { try? maps.close(); throw error }
-        if before != identity {
-            try? maps.close()
-            throw .addressSpaceReplaced(pid: pid)
-        }
+        let views = try Self.openViews(handle)
+        pagemap = views.pagemap
+        maps = views.maps
+        identity = views.identity
         scanCategories = PagemapScan.supportedCategories(fd: pagemap.fileDescriptor)
         self.batchPages = batchPages
         workers = max(1, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     }
 
     deinit { try? maps.close() }
+
+    /// pagemap and maps of one address space, and its fingerprint.
+    private struct Views: ~Copyable {
+        var pagemap: Pagemap
+        var maps: FileDescriptor
+        var identity: AddressSpaceIdentity?
+    }
+
+    /// Opens both views of the address space between two looks at its fingerprint: equal
+    /// fingerprints mean no exec came between the opens. A process caught in the middle of an
+    /// exec (its new layout still being set up, as right after posix_spawn returns) is given a
+    /// few milliseconds to finish.
+    private static func openViews(_ handle: ProcessHandle) throws(PageStatError) -> Views {
+        var attempt = 0
+        while true {
+            let before = try handle.identity()
+            let pagemap = try Pagemap(handle: handle)
+            let maps = try handle.open("maps", what: "/proc/\(handle.pid)/maps (needs ptrace read access)")
+            let after: AddressSpaceIdentity?
+            do { after = try handle.identity() } catch { try? maps.close(); throw error }
+            attempt += 1
+            // No fingerprint yet is a layout still being set up, unless it stays so.
+            if before == after && (after != nil || attempt == 5) {
+                return Views(pagemap: pagemap, maps: maps, identity: after)
+            }
+            try? maps.close()
+            if attempt == 5 { throw .addressSpaceReplaced(pid: handle.pid) }
+            usleep(2000)
+        }
+    }
 
     /// The mappings, read through the descriptor opened with pagemap.
     private func readMappings() throws(PageStatError) -> [Mapping] {
@@ -580,8 +606,6 @@ public final class ProcessScanner {
         }
     }
 
-    static func major(_ dev: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)) }
-    static func minor(_ dev: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff)) }
 }
 
 /// Report notes, each said once.

@@ -5,38 +5,6 @@ import CPagestat
 import Dispatch
 import Synchronization
 
-/// A file or shmem object, by device and inode (as maps and stat(2) name it).
-public struct ObjectID: Hashable, Sendable, Comparable {
-    public var deviceMajor: UInt32
-    public var deviceMinor: UInt32
-    public var inode: UInt64
-
-    public init(deviceMajor: UInt32, deviceMinor: UInt32, inode: UInt64) {
-        self.deviceMajor = deviceMajor
-        self.deviceMinor = deviceMinor
-        self.inode = inode
-    }
-
-    init(_ mapping: Mapping) {
-        self.init(deviceMajor: mapping.deviceMajor, deviceMinor: mapping.deviceMinor, inode: mapping.inode)
-    }
-
-    init(_ st: stat) {
-        self.init(deviceMajor: ProcessScanner.major(UInt64(st.st_dev)), deviceMinor: ProcessScanner.minor(UInt64(st.st_dev)),
-                  inode: UInt64(st.st_ino))
-    }
-
-    public static func < (a: ObjectID, b: ObjectID) -> Bool {
-        (a.deviceMajor, a.deviceMinor, a.inode) < (b.deviceMajor, b.deviceMinor, b.inode)
-    }
-
-    /// An object named for a note: its path and, since paths repeat ("/dev/zero (deleted)"), its
-    /// device and inode as maps prints them.
-    func label(_ path: String) -> String {
-        "\(path.isEmpty ? "[unnamed]" : path) (\(deviceMajor):\(deviceMinor) inode \(inode))"
-    }
-}
-
 /// One process's memory use, with swapped shared memory split fairly among its mappers.
 public struct ProcessUse: Sendable {
     public var pid: Int32
