@@ -153,8 +153,11 @@ struct ExecLoopTests {
             case 0:
                 let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
                 let totals = try #require(json["totals"] as? [String: Int])
-                // [vsyscall]'s one page is the only unknown a consistent scan of sh has.
-                #expect((totals["unknown"] ?? -1) <= 1, "\(json["notes"] ?? "")")
+                let notes = try #require(json["notes"] as? [String])
+                // [vsyscall]'s one page is the only unknown of a consistent scan of sh, unless a
+                // mapping changed while it was read (sh's heap as it starts), which a note says.
+                let changed = notes.contains { $0.contains("changed during the scan") }
+                #expect((totals["unknown"] ?? -1) <= 1 || changed, "\(notes)")
             case 6:
                 #expect(run.stderr.hasSuffix("executed a new program during the scan (its address space was replaced); scan it again\n")
                         || run.stderr.hasSuffix("exited during the scan\n"), "\(run.stderr)")
