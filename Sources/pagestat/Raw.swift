@@ -60,6 +60,8 @@ extension Pagestat {
         @Flag(help: "The kernel's own entries, unchanged.")
         var kernel = false
 
+        @OptionGroup var engineOption: EngineOption
+
         func validate() throws {
             do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
         }
@@ -71,7 +73,7 @@ extension Pagestat {
                 guard isatty(1) == 0 else {
                     throw .invalidInput("refusing to write binary pagemap entries to a terminal: pipe them to `hexdump -C` or redirect them to a file")
                 }
-                let raw = try RawPagemap(pid: pid)
+                let raw = try RawPagemap(pid: pid, engine: engineOption.engine)
                 do throws(PageStatError) {
                     try raw.stream(try AddressRange(parsing: range), kernelOnly: kernel) { (bytes: UnsafeRawBufferPointer) throws(PageStatError) in
                         try writeAll(bytes)

@@ -33,9 +33,11 @@ extension Pagestat {
         @Flag(help: "Count the kernel's page flags (/proc/kpageflags, root) per mapping.")
         var flags = false
 
+        @OptionGroup var engineOption: EngineOption
+
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
-                let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags)
+                let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
                 writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags))
             }
         }

@@ -38,6 +38,8 @@ extension Pagestat {
         @Flag(help: "Report what the raw kernel page table (pagemap) alone says.")
         var kernelView = false
 
+        @OptionGroup var engineOption: EngineOption
+
         @Flag(help: "Add the kernel's page flags (/proc/kpageflags, root) to present pages, named as page-types names them.")
         var flags = false
 
@@ -67,8 +69,9 @@ extension Pagestat {
             try reportingErrors { () throws(PageStatError) in
                 let scanner = try ProcessScanner(pid: pid)
                 let (ours, kernel) = try matchFlags()
-                let options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
+                var options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
                                           view: kernelView ? .kernel : .truth, kernelPageFlags: flags || !kernel.isEmpty)
+                options.engine = engineOption.engine
                 // Streamed: each mapping is written as soon as it is settled.
                 let pageSize = UInt64(ProcFS.pageSize)
                 if format == .json {

@@ -268,7 +268,7 @@ struct FlagAndFallbackTests {
         for _ in 0..<5 where !settled {
             let before = try residentPages(fd: try #require(memory.fd), pages: 48)
             states = []
-            try FileSide(object: object, useCachestat: false).resolve(first: 0, count: 48) { count, state, _ in
+            try SyscallFileSide(object: object, useCachestat: false).resolve(first: 0, count: 48) { count, state, _, _ in
                 states += pages(Int(count), state)
             }
             guard before == (try residentPages(fd: try #require(memory.fd), pages: 48)) else { continue }
@@ -281,7 +281,7 @@ struct FlagAndFallbackTests {
         #expect(settled, "the swap cache kept changing under five reads")
         // With cachestat they are told apart.
         states = []
-        try FileSide(object: object).resolve(first: 0, count: 48) { count, state, _ in states += pages(Int(count), state) }
+        try SyscallFileSide(object: object).resolve(first: 0, count: 48) { count, state, _, _ in states += pages(Int(count), state) }
         #expect(states == pages(16, .cached) + pages(16, .swapped) + pages(16, .none))
     }
 }

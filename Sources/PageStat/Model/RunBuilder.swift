@@ -14,12 +14,23 @@ public struct RunBuilder: Sendable {
     public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
                                 pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
         guard pages > 0 else { return }
-        if let last = runs.last, last.continues(state, flags, kernelFlags), last.start + last.pages * pageSize == start {
+        if let last = runs.last, last.continues(state, flags, kernelFlags), last.start + last.pages * pageSize == start,
+           Self.swapContinues(last, swap) {
             runs[runs.count - 1].pages += pages
         } else {
             runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap,
                                 kernelFlags: kernelFlags))
         }
+    }
+
+    /// Whether a run with first-page location `swap` goes on from `last` in swap too: neither has
+    /// a location, or both are in the same area and the offsets follow on. A jump in offset
+    /// starts a new run, so that every run's pages sit at consecutive slots from its first.
+    @inline(__always)
+    static func swapContinues(_ last: PageRun, _ swap: SwapLocation?) -> Bool {
+        guard let swap else { return last.swap == nil }
+        guard let previous = last.swap else { return false }
+        return previous.type == swap.type && previous.offset &+ last.pages == swap.offset
     }
 
     public mutating func append(_ run: PageRun) {

@@ -58,7 +58,7 @@ public enum FileScanner {
         if withRuns {
             var runs: [FileRun] = []
             var next: UInt64 = 0
-            try FileSide(object: object).resolve(first: 0, count: pages) { count, state, _ in
+            try SyscallFileSide(object: object).resolve(first: 0, count: pages) { count, state, _, _ in
                 if let last = runs.last, last.state == state {
                     runs[runs.count - 1].pages += count
                 } else {

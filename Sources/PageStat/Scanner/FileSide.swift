@@ -1,4 +1,4 @@
-/// Settles the pages that a process's page table leaves open (shared memory swapped out or
+/// The `syscalls` engine of the file side. Settles the pages that a process's page table leaves open (shared memory swapped out or
 /// cached but unmapped, file pages in or out of the page cache) by asking the object's page
 /// cache, never its pages:
 /// - cachestat counts resident pages and, for shmem, swap entries (`nr_evicted`) in a range, so
@@ -7,7 +7,7 @@
 ///   (resident or swapped); each data page is walked at most once per mapping;
 /// - mincore on our own untouched mapping splits mixed data into out-of-core pages (swapped out)
 ///   and in-core ones (resident, or swapped but still in the swap cache), which cachestat splits.
-final class FileSide {
+final class SyscallFileSide: FileSideEngine {
     let object: PageCacheObject
     let pageSize: UInt64
     /// Without cachestat (before 6.5) in-core shmem pages count as resident: a swapped page that
@@ -17,14 +17,7 @@ final class FileSide {
     /// already told: every unmapped data page is swapped, or every one is cached.
     let dataMode: DataMode
 
-    enum DataMode: Sendable {
-        /// Ask page by page (mincore, cachestat).
-        case perPage
-        /// The object holds no resident page that this process does not map.
-        case swapped
-        /// The object holds no swapped page.
-        case cached
-    }
+    typealias DataMode = FileSide.DataMode
     private var vector: UnsafeMutableBufferPointer<UInt8>
     /// The last lseek answer: no data in `[from, dataStart)`, data in `[dataStart, dataEnd)`.
     private var memo: (from: UInt64, dataStart: UInt64, dataEnd: UInt64)?
@@ -67,11 +60,10 @@ final class FileSide {
 
     deinit { vector.deallocate() }
 
-    typealias Emit = (_ pages: UInt64, _ state: PageState, _ flags: PageFlags) -> Void
 
     /// Classifies the object's pages `[first, first + count)` (page offsets into the object) and
     /// emits them in order as runs of `swapped`, `cached` or `none`.
-    func resolve(first: UInt64, count: UInt64, emit: Emit) throws(PageStatError) {
+    func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
         guard object.residencyVisible else {
             throw .permissionDenied(what: "the page cache of a file we neither own nor may write (mincore would call every page resident)")
         }
@@ -84,7 +76,7 @@ final class FileSide {
             try classifyFilePages(first: first, end: inFileEnd, emit: emit)
         }
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
-        if end > inFileEnd { emit(end - inFileEnd, .none, []) }
+        if end > inFileEnd { emit(end - inFileEnd, .none, [], nil) }
     }
 
     /// The data extent at or after `page`, from memory or from lseek. A one-page extent costs one
@@ -122,29 +114,29 @@ final class FileSide {
 
     /// Shmem pages: one cachestat settles a uniform stretch; a mixed one is split into holes and
     /// data extents with lseek, and each extent is settled the same way.
-    private func classifyShmem(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
+    private func classifyShmem(first: UInt64, end: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let pages = end - first
         if useCachestat && dataMode == .perPage {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-            if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, []) }
-            if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
-            if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+            if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, [], nil) }
+            if stat.nr_evicted >= pages { return emit(pages, .swapped, [], nil) }
+            if stat.nr_cache >= pages { return emit(pages, .cached, [], nil) }
         }
         if let counted = stretchCounts[first], counted.pages == pages {
-            if counted.swapped == pages { return emit(pages, .swapped, []) }
-            if counted.swapped == 0 { return emit(pages, .none, []) }
+            if counted.swapped == pages { return emit(pages, .swapped, [], nil) }
+            if counted.swapped == 0 { return emit(pages, .none, [], nil) }
         }
         var page = first
         while page < end {
             guard let (dataStart, dataEnd) = try extent(from: page), dataStart < end else {
-                emit(end - page, .none, [])
+                emit(end - page, .none, [], nil)
                 return
             }
-            if dataStart > page { emit(dataStart - page, .none, []) }
+            if dataStart > page { emit(dataStart - page, .none, [], nil) }
             let stop = min(dataEnd, end)
             switch dataMode {
-            case .swapped: emit(stop - dataStart, .swapped, [])
-            case .cached: emit(stop - dataStart, .cached, [])
+            case .swapped: emit(stop - dataStart, .swapped, [], nil)
+            case .cached: emit(stop - dataStart, .cached, [], nil)
             case .perPage: try classifyShmemData(first: dataStart, end: stop,
                                   counted: !useCachestat || (dataStart == first && stop == end), emit: emit)
             }
@@ -154,45 +146,45 @@ final class FileSide {
 
     /// Shmem data pages (resident or swapped): out of core means swapped out; in core means
     /// resident, unless cachestat finds swap entries there (swapped, still in the swap cache).
-    private func classifyShmemData(first: UInt64, end: UInt64, counted: Bool, emit: Emit) throws(PageStatError) {
+    private func classifyShmemData(first: UInt64, end: UInt64, counted: Bool, emit: FileSideEmit) throws(PageStatError) {
         let pages = end - first
         if !counted {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-            if stat.nr_evicted >= pages { return emit(pages, .swapped, []) }
-            if stat.nr_cache >= pages { return emit(pages, .cached, []) }
+            if stat.nr_evicted >= pages { return emit(pages, .swapped, [], nil) }
+            if stat.nr_cache >= pages { return emit(pages, .cached, [], nil) }
         }
         try forEachResidencyRun(first: first, end: end) { (start, pages, inCore) throws(PageStatError) in
             if inCore && !useCachestat {
-                emit(pages, .cached, [])
+                emit(pages, .cached, [], nil)
             } else if inCore {
                 try splitBySwapEntries(first: start, pages: pages, emit: emit)
             } else {
-                emit(pages, .swapped, [])
+                emit(pages, .swapped, [], nil)
             }
         }
     }
 
     /// Regular file pages: in the page cache (`cached`) or not (`none`). cachestat settles
     /// uniform stretches in one call; mixed ones are asked page by page with mincore.
-    private func classifyFilePages(first: UInt64, end: UInt64, emit: Emit) throws(PageStatError) {
+    private func classifyFilePages(first: UInt64, end: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let pages = end - first
         if useCachestat, let stat = try? object.cachestat(offset: first * pageSize, length: pages * pageSize) {
-            if stat.nr_cache == 0 { emit(pages, .none, []); return }
-            if stat.nr_cache >= pages { emit(pages, .cached, []); return }
+            if stat.nr_cache == 0 { emit(pages, .none, [], nil); return }
+            if stat.nr_cache >= pages { emit(pages, .cached, [], nil); return }
         }
         try forEachResidencyRun(first: first, end: end) { (_, pages, inCore) in
-            emit(pages, inCore ? .cached : .none, [])
+            emit(pages, inCore ? .cached : .none, [], nil)
         }
     }
 
     /// Splits in-core shmem pages into resident (`cached`) and swapped-but-in-swap-cache pages by
     /// counting swap entries with cachestat, halving mixed stretches.
-    private func splitBySwapEntries(first: UInt64, pages: UInt64, emit: Emit) throws(PageStatError) {
+    private func splitBySwapEntries(first: UInt64, pages: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
         if stat.nr_evicted == 0 {
-            emit(pages, .cached, [])
+            emit(pages, .cached, [], nil)
         } else if stat.nr_evicted >= pages || pages == 1 {
-            emit(pages, .swapped, [])
+            emit(pages, .swapped, [], nil)
         } else {
             let half = pages / 2
             try splitBySwapEntries(first: first, pages: half, emit: emit)

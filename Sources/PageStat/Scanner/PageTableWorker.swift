@@ -228,6 +228,9 @@ final class PageTableWorker {
         }
     }
 
+    /// Bits 5-54 of a swap entry: its offset.
+    static let swapOffsetMask: UInt64 = ((1 << 55) - 1) & ~0x1f
+
     /// Empty stretches shorter than this (in pages) are read, not probed: one PAGEMAP_SCAN call
     /// costs about what reading 512 empty entries does.
     static let skipThreshold = 512
@@ -275,11 +278,14 @@ final class PageTableWorker {
             let mask: UInt64 = raw >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
             let key = raw & mask
             let kernelKey = kernelFlags.map { $0[index] & KPageFlags.documentedMask }
+            // A privileged swap entry's run goes on only at the next swap slot.
+            let swapRun = decoder.privileged && raw >> 62 == 1 && !PagemapEntry(rawValue: raw).isSpecialSwapType
             var end = index + 1
             while end < to {
                 let next = batch[end]
                 let nextMask: UInt64 = next >> 63 == 1 ? 0xFF80_0000_0000_0000 : 0xFF80_0000_0000_001F
                 if next & nextMask != key { break }
+                if swapRun && (next & Self.swapOffsetMask) != (batch[end - 1] & Self.swapOffsetMask) &+ (1 << 5) { break }
                 if let kernelFlags, kernelFlags[end] & KPageFlags.documentedMask != kernelKey { break }
                 end += 1
             }

@@ -19,6 +19,8 @@ public struct ScanOptions: Sendable {
     /// Whether to ask objects' page caches about pages the page table leaves open. Without it,
     /// those pages stay `unknown` (for callers that settle shared objects once, themselves).
     public var fileSide: Bool = true
+    /// Which engine asks them.
+    public var engine: FileSideEngineChoice = .auto
 
     public init(range: AddressRange? = nil, view: ReportView = .truth, hugeAndZeroFlags: Bool = true,
                 accounting: Bool = false, kernelPageFlags: Bool = false) {
@@ -177,6 +179,7 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
+        engine = options.engine
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -459,6 +462,8 @@ public final class ProcessScanner {
             var report: Int
             var runs: [Int]  // indices of pending runs in that report
             var mode: FileSide.DataMode
+            /// The BPF engine answers (else the syscalls engine).
+            var bpf: Bool
         }
         // hugetlb mappings first, in whole huge pages and without a mapping of our own (HugetlbSide).
         try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject)
@@ -479,7 +484,11 @@ public final class ProcessScanner {
                 continue  // pending runs stay unknown
             }
             var mode = FileSide.DataMode.perPage
-            if let shortcut = objectCounts.shortcut(report: reports[index], object: object, pageSize: pageSize) {
+            let pendingPages = pending.reduce(UInt64(0)) { $0 + reports[index].runs[$1].pages }
+            let bpf = try usesBPF(object: object, pendingPages: pendingPages, notes: &notes)
+            // The object's counts settle pages without walking them, but know no swap locations:
+            // not where the BPF engine answers.
+            if !bpf, let shortcut = objectCounts.shortcut(report: reports[index], object: object, pageSize: pageSize) {
                 switch shortcut {
                 case .all(let state):
                     for run in pending { reports[index].runs[run].state = state }
@@ -489,30 +498,36 @@ public final class ProcessScanner {
                 }
             }
             // Split big pending work into one item per worker, except on shmem, where lseek
-            // holds the inode lock and two workers would only wait for each other.
-            let pendingPages = pending.reduce(UInt64(0)) { $0 + reports[index].runs[$1].pages }
-            let parts = pendingPages >= Self.parallelThreshold && !object.isShmem ? max(1, threads) : 1
+            // holds the inode lock and two workers would only wait for each other, and for the
+            // BPF engine, whose one iterator answers one walk at a time.
+            let parts = pendingPages >= Self.parallelThreshold && !object.isShmem && !bpf ? max(1, threads) : 1
             var part: [Int] = []
             var partPages: UInt64 = 0
             for run in pending {
                 part.append(run)
                 partPages += reports[index].runs[run].pages
                 if partPages * UInt64(parts) >= pendingPages {
-                    items.append(Item(report: index, runs: part, mode: mode))
+                    items.append(Item(report: index, runs: part, mode: mode, bpf: bpf))
                     part = []
                     partPages = 0
                 }
             }
-            if !part.isEmpty { items.append(Item(report: index, runs: part, mode: mode)) }
+            if !part.isEmpty { items.append(Item(report: index, runs: part, mode: mode, bpf: bpf)) }
         }
         let snapshot = reports
         // Each item: its pending runs resolved into one list, and where each run's part ends.
+        let walker = try? bpfWalker?.get()
         let resolved = try parallelMap(count: items.count, threads: min(threads, items.count), makeWorker: { () }) {
             (_: Void, itemIndex: Int) throws(PageStatError) -> Result<([PageRun], [Int]), PageStatError> in
             let item = items[itemIndex]
             let report = snapshot[item.report]
             do throws(PageStatError) {
-                let fileSide = FileSide(object: try openObject(report.mapping), dataMode: item.mode)
+                let object = try openObject(report.mapping)
+                let fileSide: any FileSideEngine = if item.bpf, let walker {
+                    BPFFileSide(object: object, walker: walker)
+                } else {
+                    SyscallFileSide(object: object, dataMode: item.mode)
+                }
                 try fileSide.prepare(stretches: item.runs.map { runIndex in
                     let run = report.runs[runIndex]
                     return ((report.mapping.offset + (run.start - report.mapping.range.start)) / pageSize, run.pages)
@@ -575,14 +590,50 @@ public final class ProcessScanner {
     }
 
     /// One pending run, settled by the object's page cache, appended to `builder`.
-    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: FileSide,
+    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: any FileSideEngine,
                          into builder: inout RunBuilder) throws(PageStatError) {
         let flags = run.flags.subtracting(.pendingFileSide)
         let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
         var address = run.start
-        try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags in
-            builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags))
+        try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags, swap in
+            builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags), swap: swap)
             address += pages * pageSize
+        }
+    }
+
+    /// Which engine the scan's file side uses (`ScanOptions.engine`), and the BPF walker once
+    /// loaded (or why it could not be).
+    private var engine: FileSideEngineChoice = .auto
+    private var bpfWalker: Result<XArrayWalker, PageStatError>?
+
+    /// Shared memory with at least this many pages left to the file side is where the BPF
+    /// engine pays for its load (tens of milliseconds: libbpf reads the kernel's BTF) over the
+    /// lseek calls of the syscalls engine (about 0.4 us for each isolated swapped page).
+    static let bpfPaysPages: UInt64 = 1 << 16
+
+    /// Whether the BPF engine answers for `object`: always with `--engine bpf` (where it cannot
+    /// load, the scan fails with the reason), never with `syscalls`, and with `auto` for shared
+    /// memory with enough pending pages, where it loads. Notes say which engine ran and why.
+    private func usesBPF(object: PageCacheObject, pendingPages: UInt64, notes: inout Notes) throws(PageStatError) -> Bool {
+        switch engine {
+        case .syscalls:
+            return false
+        case .bpf:
+            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+            if case .failure(let error) = bpfWalker! { throw error }
+            notes.add("file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked")
+            return true
+        case .auto:
+            guard object.isShmem && pendingPages >= Self.bpfPaysPages else { return false }
+            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+            switch bpfWalker! {
+            case .success:
+                notes.add("file side: the BPF engine for shared memory with \(Self.bpfPaysPages) or more pages to settle (swap locations included), the syscalls engine elsewhere")
+                return true
+            case .failure(let error):
+                notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
+                return false
+            }
         }
     }
 

@@ -6,8 +6,9 @@ import Glibc
 /// x86_64 and arm64), with the gap closed the way the unmerged 2021 patch would have closed it: a
 /// page of shared memory that is swapped out, which pagemap reads as 0, gets bit 62 (PM_SWAP).
 ///
-/// - Its swap type and offset (bits 0-4 and 5-54) stay 0: the location of a swapped shmem page is
-///   in the object's page cache, which user space cannot read.
+/// - Its swap type and offset (bits 0-4 and 5-54) are the patch's too, where the BPF engine read
+///   them from the object's page-cache xarray (`engine`); with the syscalls engine, which cannot
+///   see them, they stay 0.
 /// - Every other entry is the kernel's own, bit for bit. That includes shared pages in memory but
 ///   not mapped by the process (`cached`): the patch only looked for swap entries, so they stay 0.
 /// - Every page of the range must be mapped when it starts; a mapping that goes away while it
@@ -29,13 +30,15 @@ public final class RawPagemap {
     /// What could not be known (from the scanner) and where the kernel gave fewer entries.
     public private(set) var notes = Notes()
     private let scanner: ProcessScanner
+    private let engine: FileSideEngineChoice
     private let buffer: UnsafeMutableBufferPointer<UInt64>
 
     /// Receives the entries, a batch at a time, as raw bytes.
     public typealias Sink = (UnsafeRawBufferPointer) throws(PageStatError) -> Void
 
-    public init(pid: Int32, batchPages: Int = 1 << 16) throws(PageStatError) {
+    public init(pid: Int32, batchPages: Int = 1 << 16, engine: FileSideEngineChoice = .auto) throws(PageStatError) {
         self.pid = pid
+        self.engine = engine
         scanner = try ProcessScanner(pid: pid, batchPages: batchPages)
         pageSize = scanner.pageSize
         buffer = .allocate(capacity: max(1, batchPages))
@@ -104,17 +107,33 @@ public final class RawPagemap {
         return mappings
     }
 
-    /// The swapped pages of `part` of a shmem mapping, as sorted ranges, from the scanner's truth.
-    private func swappedPages(_ mapping: Mapping, _ part: AddressRange) throws(PageStatError) -> [AddressRange] {
+    /// The swapped pages of `part` of a shmem mapping, as sorted ranges with the swap location of
+    /// their first page where the engine knew it, from the scanner's truth.
+    private func swappedPages(_ mapping: Mapping, _ part: AddressRange) throws(PageStatError) -> [SwappedRange] {
         let report: ProcessReport
         do {
-            report = try scanner.scan(ScanOptions(range: part, hugeAndZeroFlags: false))
+            var options = ScanOptions(range: part, hugeAndZeroFlags: false)
+            options.engine = engine
+            report = try scanner.scan(options)
         } catch .rangeNotMapped {
             return []  // unmapped since: pagemap gives 0 there, and there is nothing to mark
         }
         for note in report.notes { notes.add(note) }
         return report.mappings.flatMap(\.runs).compactMap { run in
-            run.state == .swapped ? AddressRange(start: run.start, end: run.start + run.pages * pageSize) : nil
+            run.state == .swapped
+                ? SwappedRange(range: AddressRange(start: run.start, end: run.start + run.pages * pageSize), swap: run.swap)
+                : nil
+        }
+    }
+
+    /// Swapped pages at consecutive addresses, and the swap slot of the first (the rest follow on).
+    public struct SwappedRange: Sendable, Equatable {
+        public var range: AddressRange
+        public var swap: SwapLocation?
+
+        public init(range: AddressRange, swap: SwapLocation? = nil) {
+            self.range = range
+            self.swap = swap
         }
     }
 
@@ -156,16 +175,31 @@ public final class RawPagemap {
     @discardableResult
     public static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
                                    pageSize: UInt64, swapped: [AddressRange], next: inout Int) -> Int {
+        markSwapped(entries, firstAddress: firstAddress, pageSize: pageSize,
+                    swapped: swapped.map { SwappedRange(range: $0) }, next: &next)
+    }
+
+    /// The same, and where a range's swap location is known, its pages' type and offset in bits
+    /// 0-4 and 5-54, as the patch encoded them.
+    @discardableResult
+    public static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
+                                   pageSize: UInt64, swapped: [SwappedRange], next: inout Int) -> Int {
         let batchEnd = firstAddress + UInt64(entries.count) * pageSize
         var marked = 0
-        while next < swapped.count && swapped[next].start < batchEnd {
-            let range = swapped[next]
+        while next < swapped.count && swapped[next].range.start < batchEnd {
+            let range = swapped[next].range
+            let swap = swapped[next].swap
             let from = max(range.start, firstAddress)
             let to = min(range.end, batchEnd)
             if from < to {
                 for index in Int((from - firstAddress) / pageSize)..<Int((to - firstAddress) / pageSize)
                 where entries[index] & (swapBit | presentBit) == 0 {
                     entries[index] |= swapBit
+                    if let swap {
+                        let page = firstAddress + UInt64(index) * pageSize
+                        let offset = swap.offset + (page - range.start) / pageSize
+                        entries[index] |= (offset << 5) & ((1 << 55) - 1) | UInt64(swap.type & 0x1f)
+                    }
                     marked += 1
                 }
             }

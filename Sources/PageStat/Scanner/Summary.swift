@@ -13,9 +13,12 @@ public struct SummaryReport: Sendable {
 
     /// Scans a process with accounting (and kernel page flags when asked), then compares each
     /// mapping's RSS, PSS and swap with smaps at its kB granularity.
-    public static func make(pid: Int32, kernelPageFlags: Bool = false) throws(PageStatError) -> SummaryReport {
+    public static func make(pid: Int32, kernelPageFlags: Bool = false,
+                            engine: FileSideEngineChoice = .auto) throws(PageStatError) -> SummaryReport {
         let scanner = try ProcessScanner(pid: pid)
-        let report = try scanner.scan(ScanOptions(accounting: true, kernelPageFlags: kernelPageFlags))
+        var options = ScanOptions(accounting: true, kernelPageFlags: kernelPageFlags)
+        options.engine = engine
+        let report = try scanner.scan(options)
         do {
             let smaps = try ProcMaps.readSmaps(pid: pid)
             return SummaryReport(report: report, warnings: disagreements(report, smaps: smaps))
