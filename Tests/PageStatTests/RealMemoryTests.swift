@@ -262,23 +262,14 @@ struct FlagAndFallbackTests {
         try pageOut(memory, 16..<32, expectSwapped: 16)
         let object = try PageCacheObject.open(pid: getpid(), range: memory.range)
         var states: [PageState] = []
-        // Swapped pages still in the swap cache look resident without cachestat: which ones are is
-        // the kernel's to say (mincore on a fresh mapping of the memfd, before and after).
-        var settled = false
-        for _ in 0..<5 where !settled {
-            let before = try residentPages(fd: try #require(memory.fd), pages: 48)
-            states = []
-            try SyscallFileSide(object: object, useCachestat: false).resolve(first: 0, count: 48) { count, state, _, _ in
-                states += pages(Int(count), state)
-            }
-            guard before == (try residentPages(fd: try #require(memory.fd), pages: 48)) else { continue }
-            settled = true
-            #expect(before[0..<16].allSatisfy { $0 } && !before[32..<48].contains(true))
-            #expect(Array(states[0..<16]) == pages(16, .cached))
-            #expect(Array(states[16..<32]) == before[16..<32].map { $0 ? PageState.cached : .swapped })
-            #expect(Array(states[32..<48]) == pages(16, .none))
+        // Swapped pages look resident to mincore while they sit in the swap cache; without
+        // cachestat they are told apart by counting swap entries through our own smaps.
+        let inSwapCache = try residentPages(fd: try #require(memory.fd), pages: 48)[16..<32].filter { $0 }.count
+        print("withoutCachestat: \(inSwapCache) of 16 swapped pages still in the swap cache")
+        try SyscallFileSide(object: object, useCachestat: false).resolve(first: 0, count: 48) { count, state, _, _ in
+            states += pages(Int(count), state)
         }
-        #expect(settled, "the swap cache kept changing under five reads")
+        #expect(states == pages(16, .cached) + pages(16, .swapped) + pages(16, .none))
         // With cachestat they are told apart.
         states = []
         try SyscallFileSide(object: object).resolve(first: 0, count: 48) { count, state, _, _ in states += pages(Int(count), state) }

@@ -10,8 +10,8 @@
 final class SyscallFileSide: FileSideEngine {
     let object: PageCacheObject
     let pageSize: UInt64
-    /// Without cachestat (before 6.5) in-core shmem pages count as resident: a swapped page that
-    /// still sits in the swap cache cannot be told from a resident one.
+    /// Without cachestat (before 6.5) in-core shmem pages are split by counting swap entries
+    /// through our own smaps instead (slower, as exact).
     let useCachestat: Bool
     /// What a data page (resident or swapped, per lseek) means here, when the object's counts
     /// already told: every unmapped data page is swapped, or every one is cached.
@@ -155,7 +155,7 @@ final class SyscallFileSide: FileSideEngine {
         }
         try forEachResidencyRun(first: first, end: end) { (start, pages, inCore) throws(PageStatError) in
             if inCore && !useCachestat {
-                emit(pages, .cached, [], nil)
+                try splitBySwapCounts(first: start, pages: pages, emit: emit)
             } else if inCore {
                 try splitBySwapEntries(first: start, pages: pages, emit: emit)
             } else {
@@ -189,6 +189,26 @@ final class SyscallFileSide: FileSideEngine {
             let half = pages / 2
             try splitBySwapEntries(first: first, pages: half, emit: emit)
             try splitBySwapEntries(first: first + half, pages: pages - half, emit: emit)
+        }
+    }
+
+    /// Without cachestat (before 6.5): splits in-core shmem pages into resident (`cached`) and
+    /// swapped-but-in-swap-cache pages by counting swap entries through our own smaps (the Swap
+    /// line of a partial mapping counts the object's swap entries in that stretch, swap cache or
+    /// not), halving mixed stretches. Where our own window cannot be mapped the pages are
+    /// `unknown`: mincore alone would call swapped pages resident.
+    private func splitBySwapCounts(first: UInt64, pages: UInt64, emit: FileSideEmit) throws(PageStatError) {
+        guard let swapped = try object.swappedPages(inStretches: [(first, pages)]).first ?? nil else {
+            return emit(pages, .unknown, [], nil)
+        }
+        if swapped == 0 {
+            emit(pages, .cached, [], nil)
+        } else if swapped >= pages || pages == 1 {
+            emit(pages, .swapped, [], nil)
+        } else {
+            let half = pages / 2
+            try splitBySwapCounts(first: first, pages: half, emit: emit)
+            try splitBySwapCounts(first: first + half, pages: pages - half, emit: emit)
         }
     }
 

@@ -193,7 +193,7 @@ public final class ProcessScanner {
             notes.add("not privileged (CAP_SYS_ADMIN): no PFNs or swap locations; a non-present page-table entry of private memory is taken as swap (it may be a PTE marker or migration entry)")
         }
         if !PageCacheObject.cachestatSupported {
-            notes.add("cachestat(2) is not available (Linux 6.5+): a swapped shared page still in the swap cache is reported as cached")
+            notes.add("cachestat(2) is not available (Linux 6.5+): swapped shared pages still in the swap cache are told from resident ones by counting swap entries through pagestat's own smaps (slower)")
         }
         let tables = kpageTables(options, notes: &notes)
         if options.hugeAndZeroFlags && tables.pfnFlags == nil && !scanCategories.contains([.huge, .pfnZero]) {
