@@ -89,12 +89,12 @@ extension Pagestat {
             memfd.write(0..<pages / 2)
             let directory = NameBytes.bytes(of: fileDirectory) + [0x2f]
             let mappedPath = NameBytes.decode(directory + [0x6d] + name)  // "m" + name
-            let mappedFD = try createFile(mappedPath)
+            let mappedFD = try ArrangedLayout.createFile(mappedPath, pages: pages)
             defer { close(mappedFD); _ = NameBytes.withCString(mappedPath) { unlink($0) } }
             let mapped = try ArrangedMemory(pages: pages, backing: .file(fd: mappedFD, shared: true))
             mapped.write(0..<pages / 2)
             let openPath = NameBytes.decode(directory + [0x6f] + name)  // "o" + name
-            let openFD = try createFile(openPath)
+            let openFD = try ArrangedLayout.createFile(openPath, pages: pages)
             defer { close(openFD); _ = NameBytes.withCString(openPath) { unlink($0) } }
             var block = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
             _ = block.withUnsafeMutableBytes { Glibc.pwrite(openFD, $0.baseAddress, $0.count, 0) }
@@ -196,72 +196,7 @@ extension Pagestat {
         }
 
         private func arrange() throws(PageStatError) {
-            let q = pages / 4
-            // Shared anonymous: [0,q) written then paged out, [q,2q) written, rest untouched.
-            let sharedAnon = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
-            sharedAnon.write(0..<2 * q)
-            try sharedAnon.pageOut(0..<q)
-            // memfd: [0,q) pwrite only, [q,2q) written, [2q,3q) written then paged out, rest untouched.
-            let memfd = try ArrangedMemory(pages: pages, backing: .memfd(name: "pagestat-fixture", shared: true))
-            try arrangeShmemFile(memfd, q: q)
-            // A /dev/shm (tmpfs) file, the same layout; unlinked right away, kept open by the mapping.
-            let shmPath = "/dev/shm/pagestat-fixture-\(getpid())"
-            let shmFD = try createFile(shmPath)
-            defer { close(shmFD); unlink(shmPath) }
-            let tmpfs = try ArrangedMemory(pages: pages, backing: .file(fd: shmFD, shared: true))
-            try arrangeShmemFile(tmpfs, q: q)
-            // A /dev/shm file held open but never mapped: [0,q) written with pwrite.
-            let openPath = "/dev/shm/pagestat-fixture-open-\(getpid())"
-            let openFD = try createFile(openPath)
-            defer { close(openFD); unlink(openPath) }
-            var openBlock = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
-            for page in 0..<q {
-                openBlock[0] = UInt8(truncatingIfNeeded: page)
-                _ = openBlock.withUnsafeBytes { pwrite(openFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }
-            }
-            // SysV shared memory: [0,q) written then paged out, [q,2q) written, rest untouched.
-            let shmid = shmget(IPC_PRIVATE, pages * ProcFS.pageSize, IPC_CREAT | 0o600)
-            guard shmid >= 0 else { throw .system(call: "shmget", errno: .init(rawValue: errno)) }
-            guard let sysv = shmat(shmid, nil, 0), sysv != UnsafeMutableRawPointer(bitPattern: -1) else {
-                shmctl(shmid, IPC_RMID, nil)
-                throw .system(call: "shmat", errno: .init(rawValue: errno))
-            }
-            shmctl(shmid, IPC_RMID, nil)
-            defer { shmdt(sysv) }
-            for page in 0..<2 * q { sysv.storeBytes(of: 0x33, toByteOffset: page * ProcFS.pageSize, as: UInt8.self) }
-            if madvise(sysv, q * ProcFS.pageSize, CPagestat_MADV_PAGEOUT) != 0 {
-                throw .system(call: "madvise", errno: .init(rawValue: errno))
-            }
-            // Private anonymous: [0,q) written then paged out, [q,2q) written, [2q,3q) read (zero
-            // page), [3q,3q+q/2) guard pages, rest untouched.
-            let privateAnon = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
-            privateAnon.write(0..<2 * q)
-            try privateAnon.pageOut(0..<q)
-            _ = privateAnon.read(2 * q..<3 * q)
-            try privateAnon.installGuard(3 * q..<3 * q + q / 2)
-            // A regular file: [0,q) cached by pread, [2q,3q) mapped and read, the rest dropped from
-            // the cache. Readahead is off (FADV_RANDOM, MADV_RANDOM) and the gaps keep fault-around
-            // from mapping the pread pages.
-            let filePath = "\(fileDirectory)/pagestat-fixture-\(getpid()).data"
-            let fileFD = open(filePath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-            guard fileFD >= 0 else { throw .system(call: "open \(filePath)", errno: .init(rawValue: errno)) }
-            defer { close(fileFD); unlink(filePath) }
-            var block = [UInt8](repeating: 0x77, count: ProcFS.pageSize)
-            for page in 0..<pages {
-                guard block.withUnsafeBytes({ pwrite(fileFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }) == ProcFS.pageSize else {
-                    throw .system(call: "pwrite", errno: .init(rawValue: errno))
-                }
-            }
-            fsync(fileFD)
-            posix_fadvise(fileFD, 0, 0, POSIX_FADV_DONTNEED)
-            posix_fadvise(fileFD, 0, 0, POSIX_FADV_RANDOM)
-            for page in 0..<q {
-                _ = block.withUnsafeMutableBytes { pread(fileFD, $0.baseAddress, $0.count, off_t(page * ProcFS.pageSize)) }
-            }
-            let file = try ArrangedMemory(pages: pages, backing: .file(fd: fileFD, shared: false))
-            try file.advise(0..<pages, MADV_RANDOM)
-            _ = file.read(2 * q..<3 * q)
-
+            let layout = try ArrangedLayout(pages: pages, fileDirectory: fileDirectory)
             var json = JSONWriter()
             json.beginObject()
             json.field("pid", getpid())
@@ -269,43 +204,20 @@ extension Pagestat {
             json.field("page_size", ProcFS.pageSize)
             json.key("regions")
             json.beginObject()
-            json.field("shared-anon", sharedAnon.address)
-            json.field("memfd", memfd.address)
-            json.field("tmpfs", tmpfs.address)
-            json.field("sysv", UInt64(UInt(bitPattern: sysv)))
-            json.field("private-anon", privateAnon.address)
-            json.field("file", file.address)
+            for region in ArrangedLayout.regionNames { json.field(region, layout.address(region) ?? 0) }
             json.endObject()
             json.key("paths")
             json.beginObject()
-            json.field("memfd", "/proc/\(getpid())/fd/\(memfd.fd ?? -1)")
-            json.field("tmpfs", shmPath)
-            json.field("tmpfs-open", openPath)
-            json.field("file", filePath)
+            json.field("memfd", "/proc/\(getpid())/fd/\(layout.memfd.fd ?? -1)")
+            json.field("tmpfs", layout.shmPath)
+            json.field("tmpfs-open", layout.openPath)
+            json.field("file", layout.filePath)
             json.endObject()
             json.endObject()
             writeOut(json.output + "\n")
             // Hold everything until our parent closes standard input (or dies).
             waitForEOF()
-        }
-
-        /// A new file of `pages` pages (a hole), open read-write; the caller unlinks it.
-        private func createFile(_ path: String) throws(PageStatError) -> Int32 {
-            let fd = NameBytes.withCString(path) { open($0, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600) }
-            guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
-            guard ftruncate(fd, off_t(pages * ProcFS.pageSize)) == 0 else {
-                let error = errno
-                close(fd)
-                _ = NameBytes.withCString(path) { unlink($0) }
-                throw .system(call: "ftruncate \(path)", errno: .init(rawValue: error))
-            }
-            return fd
-        }
-
-        private func arrangeShmemFile(_ memory: ArrangedMemory, q: Int) throws(PageStatError) {
-            try memory.pwrite(0..<q)
-            memory.write(q..<3 * q)
-            try memory.pageOut(2 * q..<3 * q)
+            withExtendedLifetime(layout) {}
         }
     }
 }
