@@ -1,20 +1,9 @@
 import ArgumentParser
-import CPagestat
 import PageStat
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// The temporary swap file the demo turned on, for the signal handler to remove.
-nonisolated(unsafe) private var demoSwapPath: UnsafeMutablePointer<CChar>?
-
-private func removeDemoSwap() {
-    guard let path = demoSwapPath else { return }
-    SwapArea.disableFile(at: String(cString: path))
-    free(path)
-    demoSwapPath = nil
-}
 
 extension Pagestat {
     struct Demo: ParsableCommand {
@@ -49,8 +38,8 @@ extension Pagestat {
         private func runDemo() throws(PageStatError) {
             let pageSize = UInt64(ProcFS.pageSize)
             writeOut("pagestat demo: the shared-memory gap in /proc/PID/pagemap, shown in this process (pid \(getpid()))\n\n")
-            try ensureSwap()
-            defer { removeDemoSwap() }
+            try TemporarySwap.ensure(directory: swapDirectory, bytes: UInt64(max(64 << 20, pages * ProcFS.pageSize * 2)))
+            defer { TemporarySwap.remove() }
 
             let third = pages / 3
             // 1. Shared anonymous memory: the seed's experiment.
@@ -95,34 +84,6 @@ extension Pagestat {
             Try it on any process: pagestat show --pid PID (add --kernel-view to see pagemap's side).
 
             """)
-        }
-
-        /// Makes sure swap is on: uses what is there, or (root) turns on a temporary swap file.
-        private func ensureSwap() throws(PageStatError) {
-            let active = SwapArea.active()
-            if !active.isEmpty {
-                writeOut("Swap: using \(active.map(\.path).joined(separator: ", ")).\n\n")
-                return
-            }
-            guard geteuid() == 0 else {
-                throw .unsupported("swap is off, and pages cannot be swapped out without it. Turn swap on (swapon), or run `pagestat demo` as root and it will turn on a temporary swap file")
-            }
-            let path = "\(swapDirectory)/pagestat-demo-\(getpid()).swap"
-            let bytes = UInt64(max(64 << 20, pages * ProcFS.pageSize * 2))
-            try SwapArea.enableFile(at: path, bytes: bytes)
-            demoSwapPath = strdup(path)
-            for sig in [SIGINT, SIGTERM, SIGHUP] {
-                // Async-signal-safe: two system calls on a C string made before, then _exit; no
-                // allocation, no Swift strings, no free.
-                signal(sig) { signo in
-                    if let path = demoSwapPath {
-                        _ = CPagestat_swapoff(path)
-                        _ = unlink(path)
-                    }
-                    _exit(128 + signo)
-                }
-            }
-            writeOut("Swap: none was on; turned on a temporary \(humanBytes(bytes)) swap file \(path) (removed at exit).\n\n")
         }
     }
 }

@@ -1,0 +1,187 @@
+import ArgumentParser
+import PageStat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Pagestat {
+    struct Doctor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What this kernel and this privilege level give pagestat, and whether to trust it here.",
+            discussion: """
+            Probes, on the running system, every interface pagestat reads (pagemap PFNs and swap \
+            locations, PAGEMAP_SCAN and its categories, cachestat, map_files, SEEK_DATA on \
+            shmem, smaps Swap, BTF and the BPF engine, soft-dirty, userfaultfd-wp, guard pages) \
+            and how memory is set up (swap areas, zswap, THP and shmem mTHP, hugetlbfs), and says \
+            what each missing piece costs in truth or speed.
+
+            --verify arranges memory in this process (shared anonymous, memfd, a /dev/shm file, \
+            SysV, private anonymous, a regular file cached and dropped; parts paged out, so it \
+            needs swap: as root with none on, it turns on a temporary swap file and removes it), \
+            scans it with every engine that loads here, and checks every page against what it \
+            arranged. Exit 10 if any page is wrong; pages that could not be told (unknown, with \
+            the reason in the notes) are counted, not wrong.
+
+            Examples:
+              pagestat doctor
+              pagestat doctor --verify
+              pagestat doctor --format json
+            """
+        )
+
+        @Option(help: "Output format: text or json.")
+        var format: OutputFormat = .text
+
+        @Flag(help: "Arrange memory of every kind and check every page pagestat reports.")
+        var verify = false
+
+        @Option(help: "Directory for the regular file and the temporary swap file (a disk filesystem, not tmpfs).")
+        var directory: String = "/var/tmp"
+
+        func validate() throws {
+            if format == .csv { throw ValidationError("doctor supports --format text or json") }
+        }
+
+        func run() throws {
+            var failed = false
+            try reportingErrors { () throws(PageStatError) in
+                let facts = HostFacts.probe()
+                var results: [Verification] = []
+                var notes = Notes()
+                if verify {
+                    if format == .text { writeOut(factsText(facts)) }
+                    // In JSON, what is said about swap goes to standard error.
+                    try TemporarySwap.ensure(directory: directory, bytes: 64 << 20,
+                                             say: format == .text ? writeOut : { printError($0, newline: false) })
+                    defer { TemporarySwap.remove() }
+                    (results, notes) = try verifyLayout(facts)
+                    failed = results.contains { $0.wrong > 0 }
+                    if format == .text { writeOut(verificationText(results, notes: notes)) }
+                } else if format == .text {
+                    writeOut(factsText(facts))
+                }
+                if format == .json { writeOut(json(facts, results: verify ? results : nil, notes: notes)) }
+            }
+            if failed { throw ExitCode(10) }
+        }
+
+        /// One region scanned by one engine, against what was arranged.
+        struct Verification {
+            var region: String
+            var engine: FileSideEngineChoice
+            var pages: Int
+            var right: Int
+            var wrong: Int
+            var unknown: Int
+            /// The first wrong page: (index, expected, reported).
+            var firstWrong: (Int, PageState, PageState)?
+        }
+
+        private func verifyLayout(_ facts: [HostFact]) throws(PageStatError) -> ([Verification], Notes) {
+            let layout = try ArrangedLayout(pages: 64, fileDirectory: directory)
+            let scanner = try ProcessScanner(pid: getpid())
+            var engines: [FileSideEngineChoice] = [.syscalls]
+            if facts.first(where: { $0.name == "BPF engine" })?.available == true { engines.append(.bpf) }
+            var results: [Verification] = []
+            var notes = Notes()
+            for engine in engines {
+                for region in ArrangedLayout.regionNames {
+                    guard let start = layout.address(region) else { continue }
+                    var options = ScanOptions(range: AddressRange(start: start, end: start + UInt64(layout.pages * ProcFS.pageSize)))
+                    options.engine = engine
+                    let report = try scanner.scan(options)
+                    for note in report.notes { notes.add(note) }
+                    let states = report.mappings.flatMap { $0.runs.flatMap { Array(repeating: $0.state, count: Int($0.pages)) } }
+                    let expected = layout.expected(region)
+                    var result = Verification(region: region, engine: engine, pages: expected.count, right: 0, wrong: 0, unknown: 0)
+                    for (index, want) in expected.enumerated() {
+                        let got = index < states.count ? states[index] : .unknown
+                        if got == want {
+                            result.right += 1
+                        } else if got == .unknown {
+                            result.unknown += 1
+                        } else {
+                            result.wrong += 1
+                            if result.firstWrong == nil { result.firstWrong = (index, want, got) }
+                        }
+                    }
+                    results.append(result)
+                }
+            }
+            withExtendedLifetime(layout) {}
+            return (results, notes)
+        }
+
+        private func factsText(_ facts: [HostFact]) -> String {
+            var table = TextTable(headers: ["FACT", "", "WHAT WAS FOUND"], rightAligned: [])
+            var costs: [String] = []
+            for fact in facts {
+                let mark = fact.available.map { $0 ? "yes" : "NO" } ?? ""
+                table.add([fact.name, mark, escapedName(fact.detail)])
+                if !fact.consequence.isEmpty && fact.available == false { costs.append("\(fact.name): \(fact.consequence)") }
+            }
+            var out = "pagestat doctor: pid \(getpid())\n\n" + table.render()
+            out += "\nengine (--engine auto): \(HostFacts.autoEngine(facts))\n"
+            if costs.isEmpty {
+                out += "Every interface pagestat uses is here.\n"
+            } else {
+                out += "\nWhat is missing costs:\n" + costs.map { "  \(escapedName($0))\n" }.joined()
+            }
+            return out
+        }
+
+        private func verificationText(_ results: [Verification], notes: Notes) -> String {
+            var table = TextTable(headers: ["REGION", "ENGINE", "PAGES", "RIGHT", "WRONG", "UNKNOWN", "FIRST WRONG PAGE"], rightAligned: [2, 3, 4, 5])
+            for result in results {
+                let first = result.firstWrong.map { "page \($0.0): arranged \($0.1), reported \($0.2)" } ?? ""
+                table.add([result.region, result.engine.rawValue, String(result.pages), String(result.right),
+                           String(result.wrong), String(result.unknown), first])
+            }
+            let wrong = results.reduce(0) { $0 + $1.wrong }
+            let unknown = results.reduce(0) { $0 + $1.unknown }
+            var out = "\nVerification on memory arranged in this process:\n\n" + table.render()
+            out += wrong == 0
+                ? "\nEvery page that pagestat could tell is right" + (unknown > 0 ? "; \(unknown) could not be told (see the notes).\n" : ".\n")
+                : "\n\(wrong) pages are WRONG: pagestat cannot be trusted on this host as it is.\n"
+            for note in notes.lines { out += "note: \(escapedName(note))\n" }
+            return out
+        }
+
+        private func json(_ facts: [HostFact], results: [Verification]?, notes: Notes) -> String {
+            var json = JSONWriter()
+            json.beginObject()
+            json.key("facts")
+            json.beginArray()
+            for fact in facts {
+                json.beginObject()
+                json.field("name", fact.name)
+                json.key("available")
+                if let available = fact.available { json.value(available) } else { json.null() }
+                json.field("detail", fact.detail)
+                json.field("consequence", fact.consequence)
+                json.endObject()
+            }
+            json.endArray()
+            json.field("auto_engine", HostFacts.autoEngine(facts))
+            if let results {
+                json.key("verification")
+                json.beginArray()
+                for result in results {
+                    json.beginObject()
+                    json.field("region", result.region)
+                    json.field("engine", result.engine.rawValue)
+                    json.field("pages", result.pages)
+                    json.field("right", result.right)
+                    json.field("wrong", result.wrong)
+                    json.field("unknown", result.unknown)
+                    json.endObject()
+                }
+                json.endArray()
+                json.field("notes", strings: notes.lines)
+            }
+            json.endObject()
+            return json.output + "\n"
+        }
+    }
+}
