@@ -25,7 +25,7 @@ struct Pagestat: ParsableCommand {
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
         5 range not mapped, 6 process exited or executed a new program during the scan, \
         7 kernel lacks an interface, 8 process has no address space (kernel thread), \
-        9 an object changed while it was read, 64 usage error.
+        9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error.
         """,
         subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self,
                       Fixture.self]
