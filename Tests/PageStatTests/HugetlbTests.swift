@@ -119,6 +119,22 @@ struct HugetlbTests {
     }
 
     /// `pagestat file` on hugetlbfs: no cachestat error; what st_blocks holds, in base pages.
+    /// Only part of a mapping scanned: the huge pages the process maps outside the range still
+    /// count (from the page tables of its whole mappings), so the counts settle the rest.
+    @Test func partOfAMappingIsSettledWithWhatTheProcessMapsElsewhere() throws {
+        let pool = try HugetlbPool(pages: 12)
+        defer { pool.close() }
+        // Three huge pages: the child touches the first; the other two hold nothing.
+        let path = try pool.file("partial", hugePages: 3, faulted: [])
+        let child = try FixtureProcess(arguments: ["fixture", "--map", path, "--read", "0-1"])
+        defer { child.stop() }
+        let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
+        let huge = UInt64(HugetlbPool.hugePage)
+        let report = try scanTakingNoHugePages(pid: child.pid, range: AddressRange(start: start + huge, end: start + 3 * huge))
+        // The file holds one huge page, the one mapped outside the range: these two hold none.
+        #expect(pageStates(report) == pages(2 * hugePageEntries, .none), "\(report.notes)")
+    }
+
     @Test func fileOnHugetlbfs() throws {
         let pool = try HugetlbPool(pages: 4)
         defer { pool.close() }

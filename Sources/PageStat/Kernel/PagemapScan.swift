@@ -76,11 +76,11 @@ public enum PagemapScan {
         }
     }
 
-    /// Scans `[start, end)` and calls `body` with each batch of regions whose categories meet
-    /// `anyOf` (all regions when empty), reporting only `returnMask`. Loops on walk_end.
-    /// The corresponding C call is `ioctl(fd, PAGEMAP_SCAN, &arg)`.
+    /// Scans `[start, end)` and calls `body` with each batch of regions whose categories include
+    /// all of `allOf` and meet `anyOf` (no condition when empty), reporting only `returnMask`.
+    /// Loops on walk_end. The corresponding C call is `ioctl(fd, PAGEMAP_SCAN, &arg)`.
     public static func scan(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64,
-                            anyOf: Categories, returnMask: Categories,
+                            allOf: Categories = [], anyOf: Categories, returnMask: Categories,
                             buffer: UnsafeMutableBufferPointer<Region>,
                             _ body: (UnsafeBufferPointer<Region>) -> Void) throws(PageStatError) {
         var next = start
@@ -91,6 +91,7 @@ public enum PagemapScan {
             arg.end = end
             arg.vec = UInt64(UInt(bitPattern: buffer.baseAddress))
             arg.vec_len = UInt64(buffer.count)
+            arg.category_mask = allOf.rawValue
             arg.category_anyof_mask = anyOf.rawValue
             arg.return_mask = returnMask.rawValue
             let result = retryingInterrupts { CPagestat_pagemap_scan(fd.rawValue, &arg) }

@@ -20,9 +20,12 @@ enum HugetlbSide {
     static let anonymousPath = "/anon_hugepage (deleted)"
 
     /// Resolves the pending runs of every `hugetlb` mapping in `reports` (when `enabled`) and
-    /// drops `thp` from their runs. `open` opens a mapping's object.
+    /// drops `thp` from their runs. `open` opens a mapping's object. `mappedByProcess` gives the
+    /// huge pages of a mapping's object that the process maps as file pages in any of its
+    /// mappings of it, scanned or not (nil when that cannot be told): the counts need all of them.
     static func settle(_ reports: inout [MappingReport], pageSize: UInt64, enabled: Bool, notes: inout Notes,
-                       open: (Mapping) throws(PageStatError) -> PageCacheObject) throws(PageStatError) {
+                       open: (Mapping) throws(PageStatError) -> PageCacheObject,
+                       mappedByProcess: (Mapping, UInt64) throws(PageStatError) -> [Range<UInt64>]?) throws(PageStatError) {
         var objects: [ObjectID: [Int]] = [:]
         for index in reports.indices where reports[index].mapping.kind == .hugetlb {
             dropTHP(&reports[index], pageSize: pageSize)
@@ -49,8 +52,18 @@ enum HugetlbSide {
                 notes.add("\(label(mapping)): maps named a hugetlbfs object but the object is not on hugetlbfs; its unmapped pages are unknown")
                 continue
             }
-            let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize,
-                                  mapped: mappedHugePages(reports, indices, pageSize: pageSize, hugePageSize: hugePageSize))
+            // Which huge pages this process maps: from the page tables of all its mappings of the
+            // object, not only the parts scanned here (a range, a wave). Where that cannot be
+            // told, what the scanned runs show is enough only if they are all there is.
+            var mapped = try mappedByProcess(mapping, hugePageSize)
+            if mapped == nil && indices.allSatisfy({ reports[$0].scanned == reports[$0].mapping.range }) {
+                mapped = mappedHugePages(reports, indices, pageSize: pageSize, hugePageSize: hugePageSize)
+            }
+            guard let mapped else {
+                notes.add("\(label(mapping)): the huge pages this process maps elsewhere in this object could not be told (no PAGEMAP_SCAN, Linux 6.7+, and the scan covered part of it); its unmapped huge pages are unknown")
+                continue
+            }
+            let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize, mapped: mapped)
             if let note = verdict.note(label(mapping)) { notes.add(note) }
             for index in indices {
                 replacePending(&reports[index], pageSize: pageSize) { offset, pages, emit in
@@ -136,11 +149,23 @@ enum HugetlbSide {
         for index in indices {
             let mapping = reports[index].mapping
             for run in reports[index].runs where run.state == .present && run.flags.contains(.file) {
-                let offset = mapping.offset + (run.start - mapping.range.start)
-                let end = offset + run.pages * pageSize
-                ranges.append(offset / hugePageSize..<(end + hugePageSize - 1) / hugePageSize)
+                ranges.append(hugePages(mapping, AddressRange(start: run.start, end: run.start + run.pages * pageSize),
+                                        hugePageSize: hugePageSize))
             }
         }
+        return merged(ranges)
+    }
+
+    /// The huge page indices of the object that `part` of `mapping` covers.
+    static func hugePages(_ mapping: Mapping, _ part: AddressRange, hugePageSize: UInt64) -> Range<UInt64> {
+        let offset = mapping.offset + (part.start - mapping.range.start)
+        let end = offset + part.length
+        return offset / hugePageSize..<(end + hugePageSize - 1) / hugePageSize
+    }
+
+    /// Sorted, joined where they touch or overlap.
+    static func merged(_ ranges: [Range<UInt64>]) -> [Range<UInt64>] {
+        var ranges = ranges
         ranges.sort { $0.lowerBound < $1.lowerBound }
         var merged: [Range<UInt64>] = []
         for range in ranges {

@@ -466,7 +466,10 @@ public final class ProcessScanner {
             var bpf: Bool
         }
         // hugetlb mappings first, in whole huge pages and without a mapping of our own (HugetlbSide).
-        try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject)
+        try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject) {
+            (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
+            try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
+        }
         var items: [Item] = []
         var objectCounts = ObjectCountCache(mappings: mappings)
         for index in reports.indices where enabled {
@@ -635,6 +638,26 @@ public final class ProcessScanner {
                 return false
             }
         }
+    }
+
+    /// The huge pages (object indices) of hugetlb object `id` that the process maps as file
+    /// pages, in any of its mappings of it: PAGEMAP_SCAN (present and file) over each whole
+    /// mapping. nil without PAGEMAP_SCAN.
+    private func mappedHugePages(of id: ObjectID, in mappings: [Mapping], hugePageSize: UInt64) throws(PageStatError) -> [Range<UInt64>]? {
+        guard scanCategories.contains([.present, .file]) else { return nil }
+        let buffer = UnsafeMutableBufferPointer<PagemapScan.Region>.allocate(capacity: 1024)
+        defer { buffer.deallocate() }
+        var ranges: [Range<UInt64>] = []
+        for mapping in mappings where mapping.kind == .hugetlb && ObjectID(mapping) == id {
+            try PagemapScan.scan(fd: pagemap.fileDescriptor, pid: pid, start: mapping.range.start, end: mapping.range.end,
+                                 allOf: [.present, .file], anyOf: [], returnMask: [.present], buffer: buffer) { regions in
+                for region in regions {
+                    ranges.append(HugetlbSide.hugePages(mapping, AddressRange(start: region.start, end: region.end),
+                                                        hugePageSize: hugePageSize))
+                }
+            }
+        }
+        return HugetlbSide.merged(ranges)
     }
 
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
