@@ -47,6 +47,8 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Measure objects and top over one memfd mapped N times instead (repeatable).", valueName: "n"))
         var mappings: [Int] = []
 
+        @OptionGroup var engineOption: EngineOption
+
         func validate() throws {
             guard pages >= 4096 && pages % 1024 == 0 else { throw ValidationError("--pages must be a multiple of 1024, at least 4096") }
             guard runs >= 1 && runs <= 100 else { throw ValidationError("--runs must be 1...100") }
@@ -156,6 +158,7 @@ extension Pagestat {
             var dd: Double?
             var show: Double?
             var showPeakKiB: Int?
+            var raw1: Double?
         }
 
         static let batches = [1, 8, 64, 512, 1024]
@@ -205,7 +208,9 @@ extension Pagestat {
             var counts = PageCounts()
             var phases: [(phase: String, seconds: Double)] = []
             let pagestat = try median { () throws(PageStatError) in
-                let report = try ProcessScanner(pid: pid32).scan(ScanOptions(range: range))
+                var options = ScanOptions(range: range)
+                options.engine = engineOption.engine
+                let report = try ProcessScanner(pid: pid32).scan(options)
                 let rendering = Stopwatch.seconds { ReportRenderer.writeJSON(report) { _ in } }
                 counts = report.counts
                 phases = report.timings + [("render JSON", rendering)]
@@ -217,12 +222,15 @@ extension Pagestat {
                 let skip = (start / UInt64(pageSize)) * 8
                 let dd = ["/bin/dd", "if=/proc/\(pid)/pagemap", "ibs=8192", "obs=1M", "skip=\(skip)", "count=\(bytes)",
                           "iflag=skip_bytes,count_bytes", "of=/dev/null", "status=none"]
-                let show = [executable, "show", "--pid", String(pid), "--range", "\(hex(range.start))+\(range.length)",
-                            "--format", "json"]
+                let rangeArgument = "\(hex(range.start))+\(range.length)"
+                let engine = ["--engine", engineOption.engine.rawValue]
+                let show = [executable, "show", "--pid", String(pid), "--range", rangeArgument, "--format", "json"] + engine
+                let rawCommand = [executable, "raw", "--pid", String(pid), "--range", rangeArgument] + engine
                 result.dd = try wholeProcess(dd).seconds
                 let measured = try wholeProcess(show)
                 result.show = measured.seconds
                 result.showPeakKiB = measured.peakKiB
+                result.raw1 = try wholeProcess(rawCommand).seconds
             }
             return result
         }
@@ -333,11 +341,13 @@ enum BenchTables {
         }
         out += phases.render()
         if results.contains(where: { $0.dd != nil }) {
-            out += "\nWhole process against whole process: dd ibs=8192 against pagestat show --range ... --format json.\n"
-            var whole = TextTable(headers: ["CELL", "DD", "PAGESTAT SHOW", "RATIO", "PAGESTAT PEAK RSS"], rightAligned: [1, 2, 3, 4])
+            out += "\nWhole process against whole process: dd ibs=8192 against pagestat show --range ... --format json and pagestat raw.\n"
+            var whole = TextTable(headers: ["CELL", "DD", "PAGESTAT SHOW", "RATIO", "PAGESTAT PEAK RSS", "PAGESTAT RAW", "RATIO"],
+                                  rightAligned: [1, 2, 3, 4, 5, 6])
             for result in results {
                 whole.add([result.cell.name, seconds(result.dd), seconds(result.show), ratio(result.show, result.dd),
-                           result.showPeakKiB.map { humanBytes(UInt64($0) * 1024) } ?? "-"])
+                           result.showPeakKiB.map { humanBytes(UInt64($0) * 1024) } ?? "-",
+                           seconds(result.raw1), ratio(result.raw1, result.dd)])
             }
             out += whole.render()
         }
