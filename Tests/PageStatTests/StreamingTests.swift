@@ -61,6 +61,40 @@ struct StreamingTests {
         #expect(runs.contains { $0.state == .present && $0.pages >= UInt64(dense.count) })
     }
 
+    @Test func largeSharedMappingIsSettledInPiecesThatJoinExactly() throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+        // 1.5 GiB of shared memory, more than one wave: one page in 16 written, and a dense
+        // block across the first wave's end, half of it paged out.
+        let pages = 3 << 17
+        let memory = try ArrangedMemory(pages: pages, backing: .sharedAnonymous, reserve: false)
+        for page in stride(from: 0, to: pages, by: 16) { memory.write(page..<page + 1) }
+        let dense = (1 << 18) - 2048..<(1 << 18) + 2048
+        memory.write(dense)
+        try memory.pageOut(dense.lowerBound..<dense.lowerBound + 2048)
+        try memory.pageOut((1 << 18) + 1024..<dense.upperBound)
+
+        var recorder = Recorder()
+        let scanner = try ProcessScanner(pid: getpid())
+        var options = ScanOptions(range: memory.range, hugeAndZeroFlags: false)
+        options.engine = .syscalls
+        _ = try scanner.scan(options, into: &recorder)
+        #expect(recorder.pieces.count >= 2, "a 1.5 GiB mapping should arrive in pieces")
+        let runs = recorder.pieces.flatMap { $0 }
+        for index in runs.indices.dropFirst() {
+            #expect(!runs[index - 1].continues(runs[index].state, runs[index].flags, runs[index].kernelFlags)
+                    || runs[index - 1].swap != nil, "run \(index) should have joined the one before")
+        }
+        var expected = [PageState](repeating: .none, count: pages)
+        for page in stride(from: 0, to: pages, by: 16) { expected[page] = .present }
+        for page in dense { expected[page] = .present }
+        for page in dense.lowerBound..<dense.lowerBound + 2048 { expected[page] = .swapped }
+        for page in (1 << 18) + 1024..<dense.upperBound { expected[page] = .swapped }
+        let states = runs.flatMap { Array(repeating: $0.state, count: Int($0.pages)) }
+        #expect(states.count == pages)
+        let wrong = zip(states, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+        #expect(wrong.isEmpty, "\(wrong.count) pages wrong, first \(wrong.first.map { "\($0): \(states[$0]) for \(expected[$0])" } ?? "")")
+    }
+
     @Test func streamedJSONEqualsTheMaterialisedReport() throws {
         let memory = try ArrangedMemory(pages: 4096, backing: .privateAnonymous)
         memory.write(0..<100)

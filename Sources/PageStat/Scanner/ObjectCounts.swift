@@ -24,6 +24,18 @@ struct ObjectCountCache {
         self.mappings = mappings
     }
 
+    /// What the object's counts alone say about any of its pages that a page table leaves open:
+    /// nothing allocated (all holes), nothing swapped (data is resident: cached), or nothing
+    /// resident (data is swapped). nil where they leave a choice.
+    static func objectShortcut(_ object: PageCacheObject) -> Shortcut? {
+        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+        let allocated = object.allocatedPages
+        if allocated == 0 { return .all(.none) }
+        if swapped == 0 { return .data(.cached) }
+        if swapped >= allocated { return .data(.swapped) }
+        return nil
+    }
+
     /// How many of the process's mappings map object `id`.
     mutating func mappingCount(of id: ObjectID) -> Int {
         if mappingsPerObject == nil {
@@ -37,8 +49,13 @@ struct ObjectCountCache {
     mutating func shortcut(report: MappingReport, object: PageCacheObject, pageSize: UInt64) -> Shortcut? {
         let mapping = report.mapping
         let objectPages = (object.size + pageSize - 1) / pageSize
-        guard mapping.kind.isShmem, mapping.isShared, object.isShmem, report.scanned == mapping.range,
-              mapping.offset == 0, mapping.range.length / pageSize == objectPages, objectPages > 0 else { return nil }
+        guard mapping.kind.isShmem, mapping.isShared, object.isShmem, objectPages > 0 else { return nil }
+        // Part of a mapping (a range, a wave of a large one): its present pages are not all known
+        // here, but the object's own counts still settle what a data page is where they leave
+        // no choice.
+        guard report.scanned == mapping.range, mapping.offset == 0, mapping.range.length / pageSize == objectPages else {
+            return Self.objectShortcut(object)
+        }
         // The only mapping of this object in the process, so its present pages are distinct object pages.
         let id = ObjectID(mapping)
         guard mappingCount(of: id) == 1 else { return nil }

@@ -155,8 +155,7 @@ public final class ProcessScanner {
 
     /// Scans every mapping (or those overlapping `options.range`) and hands each one to
     /// `consumer` as soon as it is settled, in address order. Memory is bounded by a wave of
-    /// page-table chunks (about 1 GiB of address space) or, for a mapping with a file side, by
-    /// that mapping; never by the whole report.
+    /// page-table chunks (about 1 GiB of address space), never by a mapping or the whole report.
     public func scan<Consumer: ScanConsumer>(_ options: ScanOptions,
                                              into consumer: inout Consumer) throws(PageStatError) -> ScanResult {
         do {
@@ -236,14 +235,13 @@ public final class ProcessScanner {
 
         // Waves: consecutive chunks, about `wavePages` of address space each, read in parallel,
         // settled, checked against maps and handed on before the next wave is read. A mapping
-        // whose pages may go to the file side stays in one wave (its object's counts settle it
-        // whole); other mappings may span waves.
+        // may span waves; each part is settled on its own (a shared object's counts settle a
+        // part where they leave no choice).
         let chunksOf = Self.chunkRanges(chunks.map(\.mapping), mappings: mappings.count)
         var waves: [[(mapping: Int, chunks: Range<Int>)]] = [[]]
         var wavePages: UInt64 = 0
         var waveChunks = 0
         for index in mappings.indices {
-            let splittable = !(options.view == .truth && options.fileSide && mappings[index].kind.hasFileSide)
             var start = chunksOf[index].lowerBound
             repeat {
                 var end = start
@@ -252,7 +250,7 @@ public final class ProcessScanner {
                     wavePages += chunks[end].empty ? 1 : chunks[end].range.length / pageSize
                     waveChunks += 1
                     end += 1
-                    if splittable && (wavePages >= Self.wavePages || waveChunks >= Self.waveChunks) { break }
+                    if wavePages >= Self.wavePages || waveChunks >= Self.waveChunks { break }
                 }
                 waves[waves.count - 1].append((index, start..<end))
                 start = end
