@@ -242,12 +242,14 @@ public final class ProcessScanner {
         var wavePages: UInt64 = 0
         var waveChunks = 0
         for index in mappings.indices {
+            let fileSided = options.view == .truth && options.fileSide && mappings[index].kind.hasFileSide
             var start = chunksOf[index].lowerBound
             repeat {
                 var end = start
                 while end < chunksOf[index].upperBound {
-                    // An empty stretch found by PAGEMAP_SCAN costs one run, whatever its size.
-                    wavePages += chunks[end].empty ? 1 : chunks[end].range.length / pageSize
+                    // An empty stretch found by PAGEMAP_SCAN costs one run, whatever its size,
+                    // unless the file side may split it (swapped shared pages read empty).
+                    wavePages += chunks[end].empty && !fileSided ? 1 : chunks[end].range.length / pageSize
                     waveChunks += 1
                     end += 1
                     if wavePages >= Self.wavePages || waveChunks >= Self.waveChunks { break }
