@@ -147,6 +147,26 @@ public struct MemoryUse: Sendable, Hashable {
         ussBytes += other.ussBytes
     }
 
+    /// Counts one run of the mapping (RSS, zero page, swap), as runs are handed on.
+    mutating func add(_ run: PageRun, pageSize: UInt64) {
+        switch run.state {
+        case .present where run.flags.contains(.zeroPage): zeroPage += run.pages * pageSize
+        case .present: rss += run.pages * pageSize
+        case .swapped: swap += run.pages * pageSize
+        default: break
+        }
+    }
+
+    /// Completes the counts of a mapping whose runs were all added: PSS and USS from the mapcount
+    /// sums of a privileged pass, shared memory's swap.
+    mutating func finish(mapcounts: MemoryUse?, shmem: Bool) {
+        if let mapcounts {
+            pss = mapcounts.pssScaled >> 12
+            uss = mapcounts.ussBytes
+        }
+        if shmem { shmemSwap = swap }
+    }
+
     /// Totals from a mapping's runs, with the PSS and USS of a privileged pass.
     init(runs: [PageRun], pageSize: UInt64, mapcounts: MemoryUse?, shmem: Bool = false) {
         for run in runs {

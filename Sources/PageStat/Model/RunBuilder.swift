@@ -33,6 +33,18 @@ public struct RunBuilder: Sendable {
         return previous.type == swap.type && previous.offset &+ last.pages == swap.offset
     }
 
+    /// Hands over the runs collected so far; with `keepingLast`, all but the last, which the
+    /// next pages may still continue.
+    public mutating func take(keepingLast: Bool) -> [PageRun] {
+        guard keepingLast, let last = runs.last else {
+            defer { runs = [] }
+            return runs
+        }
+        runs.removeLast()
+        defer { runs = [last] }
+        return runs
+    }
+
     public mutating func append(_ run: PageRun) {
         append(start: run.start, pages: run.pages, state: run.state, flags: run.flags, pfn: run.pfn, swap: run.swap,
                kernelFlags: run.kernelFlags)

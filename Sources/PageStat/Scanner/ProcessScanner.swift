@@ -271,6 +271,10 @@ public final class ProcessScanner {
         var carry: PageRun?
         var readSeconds = 0.0
         var settleSeconds = 0.0
+        /// The memory use of the mapping being handed on, and its mapcount sums (PSS, USS).
+        var use: MemoryUse?
+        var mapcountsOfMapping: MemoryUse?
+        var objectCounts = ObjectCountCache(mappings: mappings)
         for wave in waves where !wave.isEmpty {
             var clock = Stopwatch.now()
             let waveChunkIndices = wave.flatMap { Array($0.chunks) }
@@ -338,17 +342,8 @@ public final class ProcessScanner {
             special += reports.reduce(UInt64(0)) { total, report in
                 report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
             }
-            readSeconds += Double(Stopwatch.now() - clock) / 1e9
-            clock = Stopwatch.now()
-            // The file side of what the page tables left open (it also drops the pending marks).
-            try resolveFileSide(&reports, all: mappings, threads: threads, enabled: options.fileSide, notes: &notes)
-            if options.accounting {
-                for index in reports.indices {
-                    reports[index].use = MemoryUse(runs: reports[index].runs, pageSize: pageSize, mapcounts: mapcounts[index],
-                                                   shmem: reports[index].mapping.kind.isShmem)
-                }
-            }
-            // Mappings that changed while they were read: their answers may be of another mapping.
+            // Mappings that changed while their page tables were read: their answers may be of
+            // another mapping.
             try checkAddressSpace()
             let now = try readMappings()
             if now.isEmpty { throw .processExited(pid: pid) }
@@ -356,22 +351,49 @@ public final class ProcessScanner {
                 changedMappings.insert(wave[index].mapping)
                 let part = reports[index].scanned
                 reports[index].runs = [PageRun(start: part.start, pages: part.length / pageSize, state: .unknown, flags: [])]
-                if options.accounting { reports[index].use = MemoryUse() }
             }
-            settleSeconds += Double(Stopwatch.now() - clock) / 1e9
-            // Hand the wave on, holding back the last run of a mapping that goes on.
+            readSeconds += Double(Stopwatch.now() - clock) / 1e9
+            clock = Stopwatch.now()
+            // hugetlb mappings first, in whole huge pages and without a mapping of our own.
+            try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: options.fileSide, notes: &notes, open: openObject) {
+                (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
+                try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
+            }
+            // Then each piece in order: the file side of what the page tables left open, handed
+            // on as it is settled, a run never split between two hand-overs.
             for (pieceIndex, piece) in wave.enumerated() {
                 let index = piece.mapping
                 if piece.chunks.lowerBound == chunksOf[index].lowerBound {
                     consumer.begin(mappings[index], scanned: scanned[index])
+                    use = options.accounting ? MemoryUse() : nil
+                    mapcountsOfMapping = tables.counts != nil ? MemoryUse() : nil
                 }
-                var runs = reports[pieceIndex].runs
+                if let pieceCounts = mapcounts[pieceIndex] { mapcountsOfMapping?.merge(mapcounts: pieceCounts) }
+                var out = RunBuilder(pageSize: pageSize)
+                if let held = carry { out.append(held) }
+                carry = nil
+                func handOver(keepingLast: Bool) {
+                    let runs = out.take(keepingLast: keepingLast)
+                    guard !runs.isEmpty else { return }
+                    if use != nil { for run in runs { use!.add(run, pageSize: pageSize) } }
+                    consumer.runs(runs)
+                }
+                let report = reports[pieceIndex]
                 reports[pieceIndex].runs = []
-                let last = piece.chunks.upperBound == chunksOf[index].upperBound
-                if !last { carry = runs.popLast() }
-                if !runs.isEmpty { consumer.runs(runs) }
-                if last { consumer.end(use: reports[pieceIndex].use) }
+                try settle(report, all: mappings, counts: &objectCounts, enabled: options.fileSide, notes: &notes) { run in
+                    out.append(run)
+                    if out.runs.count >= Self.handOverRuns { handOver(keepingLast: true) }
+                }
+                if piece.chunks.upperBound == chunksOf[index].upperBound {
+                    handOver(keepingLast: false)
+                    use?.finish(mapcounts: mapcountsOfMapping, shmem: mappings[index].kind.isShmem)
+                    consumer.end(use: use)
+                } else {
+                    handOver(keepingLast: true)
+                    carry = out.runs.last
+                }
             }
+            settleSeconds += Double(Stopwatch.now() - clock) / 1e9
         }
         timings.append(("page table", readSeconds))
         timings.append(("file side", settleSeconds))
@@ -388,6 +410,8 @@ public final class ProcessScanner {
     /// page holds 128 Ki runs, about 4 MiB.
     static let wavePages: UInt64 = 1 << 18
     static let waveChunks = 1 << 16
+    /// Settled runs are handed on in batches of about this many.
+    static let handOverRuns = 1 << 14
 
     /// For each mapping, the range of its chunks in `owners` (the mapping of each chunk, in order).
     static func chunkRanges(_ owners: [Int], mappings: Int) -> [Range<Int>] {
@@ -453,153 +477,95 @@ public final class ProcessScanner {
 
     // MARK: file side
 
-    /// Replaces the pending runs of every mapping with what its object's page cache says. Shared
-    /// memory mapped whole is first settled from the object's counts where they leave no doubt;
-    /// the rest is split among the workers, each with its own descriptor of the object.
-    private func resolveFileSide(_ reports: inout [MappingReport], all mappings: [Mapping], threads: Int,
-                                 enabled: Bool, notes: inout Notes) throws(PageStatError) {
-        struct Item {
-            var report: Int
-            var runs: [Int]  // indices of pending runs in that report
-            var mode: FileSide.DataMode
-            /// The BPF engine answers (else the syscalls engine).
-            var bpf: Bool
-        }
-        // hugetlb mappings first, in whole huge pages and without a mapping of our own (HugetlbSide).
-        try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: enabled, notes: &notes, open: openObject) {
-            (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
-            try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
-        }
-        var items: [Item] = []
-        var objectCounts = ObjectCountCache(mappings: mappings)
-        for index in reports.indices where enabled {
-            let pending = reports[index].runs.indices.filter { reports[index].runs[$0].flags.contains(.pendingFileSide) }
-            guard !pending.isEmpty else { continue }
-            let mapping = reports[index].mapping
-            let object: PageCacheObject
-            do throws(PageStatError) {
-                object = try openObject(mapping)
-                guard object.residencyVisible else {
-                    throw PageStatError.permissionDenied(what: "residency")
-                }
-            } catch {
-                notes.add(unknownReason(error, mapping: mapping))
-                continue  // pending runs stay unknown
+    /// Emits the runs of `report` (a mapping, or a piece of one) in order, each pending run
+    /// replaced by what its object's page cache says. Shared memory mapped whole is first settled
+    /// from the object's counts where they leave no doubt. Where the object cannot be opened or
+    /// asked, pending pages are `unknown` and a note says why.
+    private func settle(_ report: MappingReport, all mappings: [Mapping], counts objectCounts: inout ObjectCountCache,
+                        enabled: Bool, notes: inout Notes, emit: (PageRun) -> Void) throws(PageStatError) {
+        let mapping = report.mapping
+        let pendingPages = report.runs.reduce(UInt64(0)) { $0 + ($1.flags.contains(.pendingFileSide) ? $1.pages : 0) }
+        // hugetlb pages were settled (or left unknown, with their note) by HugetlbSide.
+        guard enabled, pendingPages > 0, mapping.kind != .hugetlb else {
+            for var run in report.runs {
+                run.flags.remove(.pendingFileSide)
+                emit(run)
             }
-            var mode = FileSide.DataMode.perPage
-            let pendingPages = pending.reduce(UInt64(0)) { $0 + reports[index].runs[$1].pages }
+            return
+        }
+        var fileSide: (any FileSideEngine)?
+        var settledAs: PageState?
+        do throws(PageStatError) {
+            let object = try openObject(mapping)
+            guard object.residencyVisible else { throw PageStatError.permissionDenied(what: "residency") }
             let bpf = try usesBPF(object: object, pendingPages: pendingPages, notes: &notes)
+            var mode = FileSide.DataMode.perPage
             // The object's counts settle pages without walking them, but know no swap locations:
             // not where the BPF engine answers.
-            if !bpf, let shortcut = objectCounts.shortcut(report: reports[index], object: object, pageSize: pageSize) {
+            if !bpf, let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize) {
                 switch shortcut {
-                case .all(let state):
-                    for run in pending { reports[index].runs[run].state = state }
-                    continue
-                case .data(let dataMode):
-                    mode = dataMode
+                case .all(let state): settledAs = state
+                case .data(let dataMode): mode = dataMode
                 }
             }
-            // Split big pending work into one item per worker, except on shmem, where lseek
-            // holds the inode lock and two workers would only wait for each other, and for the
-            // BPF engine, whose one iterator answers one walk at a time.
-            let parts = pendingPages >= Self.parallelThreshold && !object.isShmem && !bpf ? max(1, threads) : 1
-            var part: [Int] = []
-            var partPages: UInt64 = 0
-            for run in pending {
-                part.append(run)
-                partPages += reports[index].runs[run].pages
-                if partPages * UInt64(parts) >= pendingPages {
-                    items.append(Item(report: index, runs: part, mode: mode, bpf: bpf))
-                    part = []
-                    partPages = 0
-                }
-            }
-            if !part.isEmpty { items.append(Item(report: index, runs: part, mode: mode, bpf: bpf)) }
-        }
-        let snapshot = reports
-        // Each item: its pending runs resolved into one list, and where each run's part ends.
-        let walker = try? bpfWalker?.get()
-        let resolved = try parallelMap(count: items.count, threads: min(threads, items.count), makeWorker: { () }) {
-            (_: Void, itemIndex: Int) throws(PageStatError) -> Result<([PageRun], [Int]), PageStatError> in
-            let item = items[itemIndex]
-            let report = snapshot[item.report]
-            do throws(PageStatError) {
-                let object = try openObject(report.mapping)
-                let fileSide: any FileSideEngine = if item.bpf, let walker {
+            if settledAs == nil {
+                let engine: any FileSideEngine = if bpf, let walker = try? bpfWalker?.get() {
                     BPFFileSide(object: object, walker: walker)
                 } else {
-                    SyscallFileSide(object: object, dataMode: item.mode)
+                    SyscallFileSide(object: object, dataMode: mode)
                 }
-                try fileSide.prepare(stretches: item.runs.map { runIndex in
-                    let run = report.runs[runIndex]
-                    return ((report.mapping.offset + (run.start - report.mapping.range.start)) / pageSize, run.pages)
+                try engine.prepare(stretches: report.runs.compactMap { run in
+                    run.flags.contains(.pendingFileSide)
+                        ? ((mapping.offset + (run.start - mapping.range.start)) / pageSize, run.pages) : nil
                 })
-                var builder = RunBuilder(pageSize: pageSize)
-                var ends: [Int] = []
-                ends.reserveCapacity(item.runs.count)
-                for runIndex in item.runs {
-                    try resolve(report.runs[runIndex], mapping: report.mapping, with: fileSide, into: &builder)
-                    ends.append(builder.runs.count)
+                fileSide = engine
+            }
+        } catch {
+            if error == .processExited(pid: pid) { throw error }
+            // `--engine bpf` where the BPF engine cannot load: the scan fails, with the reason.
+            if engine == .bpf, case .unsupported = error { throw error }
+            notes.add(unknownReason(error, mapping: mapping))
+        }
+        for var run in report.runs {
+            guard run.flags.contains(.pendingFileSide) else {
+                emit(run)
+                continue
+            }
+            run.flags.remove(.pendingFileSide)
+            if let settledAs {
+                run.state = settledAs
+                emit(run)
+                continue
+            }
+            guard let engine = fileSide else {
+                emit(run)  // unknown, with the note that says why
+                continue
+            }
+            var next = run.start
+            do throws(PageStatError) {
+                try resolve(run, mapping: mapping, with: engine) { piece in
+                    emit(piece)
+                    next = piece.start + piece.pages * pageSize
                 }
-                return .success((builder.runs, ends))
             } catch {
                 if error == .processExited(pid: pid) { throw error }
-                return .failure(error)
+                let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
+                notes.add("\(label): file side failed (\(error)); its pages there are unknown")
+                fileSide = nil
+                let end = run.start + run.pages * pageSize
+                if next < end { emit(PageRun(start: next, pages: (end - next) / pageSize, state: .unknown, flags: run.flags)) }
             }
-        }
-        // Put the resolved runs in place of the pending ones, in order, in one pass per mapping;
-        // pending runs left (no object, a failure) lose their mark and stay unknown.
-        var itemsByReport: [Int: [Int]] = [:]
-        for (itemIndex, item) in items.enumerated() {
-            switch resolved[itemIndex] {
-            case .success: itemsByReport[item.report, default: []].append(itemIndex)
-            case .failure(let error):
-                let path = reports[item.report].mapping.path
-                notes.add("\(path.isEmpty ? reports[item.report].mapping.range.description : path): file side failed (\(error)); its pages there are unknown")
-            }
-        }
-        for reportIndex in reports.indices {
-            let itemIndices = itemsByReport[reportIndex] ?? []
-            guard !itemIndices.isEmpty || reports[reportIndex].runs.contains(where: { $0.flags.contains(.pendingFileSide) })
-            else { continue }
-            // (run index, item, first and end of its replacement in that item's runs), in run order.
-            var replacements: [(run: Int, item: Int, begin: Int, end: Int)] = []
-            for itemIndex in itemIndices {
-                guard case .success(let (_, ends)) = resolved[itemIndex] else { continue }
-                var begin = 0
-                for (run, end) in zip(items[itemIndex].runs, ends) {
-                    replacements.append((run, itemIndex, begin, end))
-                    begin = end
-                }
-            }
-            // Items were made from each mapping's pending runs in order: already sorted by run.
-            var builder = RunBuilder(pageSize: pageSize)
-            var next = 0
-            for (index, var run) in reports[reportIndex].runs.enumerated() {
-                if next < replacements.count && replacements[next].run == index {
-                    let replacement = replacements[next]
-                    if case .success(let (runs, _)) = resolved[replacement.item] {
-                        builder.append(contentsOf: runs[replacement.begin..<replacement.end])
-                    }
-                    next += 1
-                } else {
-                    run.flags.remove(.pendingFileSide)
-                    builder.append(run)
-                }
-            }
-            reports[reportIndex].runs = builder.runs
         }
     }
 
-    /// One pending run, settled by the object's page cache, appended to `builder`.
+    /// One pending run (its mark already dropped), settled by the object's page cache, emitted
+    /// as the runs it splits into.
     private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: any FileSideEngine,
-                         into builder: inout RunBuilder) throws(PageStatError) {
-        let flags = run.flags.subtracting(.pendingFileSide)
+                         emit: (PageRun) -> Void) throws(PageStatError) {
         let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
         var address = run.start
         try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags, swap in
-            builder.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags), swap: swap)
+            emit(PageRun(start: address, pages: pages, state: state, flags: run.flags.union(fileFlags), swap: swap))
             address += pages * pageSize
         }
     }
