@@ -14,8 +14,8 @@ import Synchronization
 /// file reserves and allocates no huge page).
 public enum HugetlbFS {
     /// hugetlbfs mounts in mountinfo text: device → huge page size in bytes (`pagesize=`, else
-    /// `defaultPageSize`).
-    public static func devices(mountinfo text: String, defaultPageSize: UInt64) -> [ProcMaps.Device: UInt64] {
+    /// `defaultPageSize`, only then evaluated).
+    public static func devices(mountinfo text: String, defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
         var devices: [ProcMaps.Device: UInt64] = [:]
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")
@@ -23,13 +23,13 @@ public enum HugetlbFS {
                   fields[separator + 1] == "hugetlbfs" else { continue }
             let numbers = fields[2].split(separator: ":")
             guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { continue }
-            var size = defaultPageSize
+            var size: UInt64?
             if separator + 3 < fields.count {
                 for option in fields[separator + 3].split(separator: ",") where option.hasPrefix("pagesize=") {
                     if let parsed = parseSize(option.dropFirst("pagesize=".count)) { size = parsed }
                 }
             }
-            devices[ProcMaps.Device(major: major, minor: minor)] = size
+            devices[ProcMaps.Device(major: major, minor: minor)] = size ?? defaultPageSize()
         }
         return devices
     }

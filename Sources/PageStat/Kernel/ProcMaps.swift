@@ -207,10 +207,26 @@ public enum ProcMaps {
     }
 
     /// Parses maps bytes read from process `pid`, classifying tmpfs and hugetlbfs files with the
-    /// process's mounts.
+    /// process's mounts. The mount table (and the hugetlb probes behind it) is only read when a
+    /// file lies on an anonymous device (major 0, minor 1 and up), where every tmpfs and
+    /// hugetlbfs superblock lies; on any other device it could change no mapping's kind.
     static func parse(maps: [UInt8], pid: Int32) -> [Mapping] {
-        let devices = MountTable.devices(pid: pid)
-        return maps.withUnsafeBufferPointer { parse(bytes: $0, shmemDevices: devices.shmem, hugetlbDevices: devices.hugetlb) }
+        maps.withUnsafeBufferPointer { bytes in
+            guard hasFileOnAnonymousDevice(bytes) else { return parse(bytes: bytes) }
+            let devices = MountTable.devices(pid: pid)
+            return parse(bytes: bytes, shmemDevices: devices.shmem, hugetlbDevices: devices.hugetlb)
+        }
+    }
+
+    /// Whether a maps line names a device with major 0 other than 0:0 (anonymous memory and the
+    /// kernel's special mappings are 0:0).
+    static func hasFileOnAnonymousDevice(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var found = false
+        forEachLine(bytes) { line in
+            guard !found, let fields = parseLine(bytes: line) else { return }
+            found = fields.device.major == 0 && fields.device.minor != 0
+        }
+        return found
     }
 
     /// One counter of one VMA of /proc/PID/smaps (kB values in bytes), without parsing the rest.
