@@ -33,21 +33,23 @@ public enum ProcFS {
     }
 
     /// An open /proc file from its start to EOF, in large preads (/proc files report size 0; a
-    /// seq_file read again from offset 0 starts over).
+    /// seq_file read again from offset 0 starts over). The buffer is not zeroed first: a small
+    /// file (a 300-byte stat) then touches one page of it, not sixteen.
     static func readAll(fd: Int32) throws(Errno) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 1 << 16)
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
         var filled = 0
         while true {
-            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
-            let result = bytes.withUnsafeMutableBytes { buffer in
-                retryingInterrupts { pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled)) }
+            if filled == buffer.count {
+                let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count * 2, alignment: 16)
+                larger.copyMemory(from: UnsafeRawBufferPointer(buffer))
+                buffer.deallocate()
+                buffer = larger
             }
+            let result = retryingInterrupts { pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled)) }
             switch result {
             case .success(let count):
-                if count == 0 {
-                    bytes.removeSubrange(filled...)
-                    return bytes
-                }
+                if count == 0 { return Array(UnsafeRawBufferPointer(rebasing: buffer[..<filled])) }
                 filled += count
             case .failure(let error):
                 throw error
