@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "CPagestat_bpf.h"
+
 // lseek(2) whence values for shmem holes; glibc only exports them with _GNU_SOURCE.
 static const int CPagestat_SEEK_DATA = 3;
 static const int CPagestat_SEEK_HOLE = 4;
