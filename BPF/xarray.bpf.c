@@ -326,7 +326,9 @@ int xw_task_file(struct bpf_iter__task_file *ctx)
 
     if (!w->stop && w->depth >= 0) {
         struct xw_ctx c = { .w = w, .io = io };
-        bpf_loop(io->args.max_nodes * 2, xw_step, &c, 0);
+        // Each node costs at most two steps (read it, go back up from it); the extra steps let
+        // even a budget of one node descend to a leaf, so every pass makes progress.
+        bpf_loop(io->args.max_nodes * 2 + 2 * XW_LEVELS, xw_step, &c, 0);
     }
     if (!w->stop) {
         if (w->depth < 0)

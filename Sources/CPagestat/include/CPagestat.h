@@ -125,6 +125,14 @@ int CPagestat_swapoff(const char *path);
 /// or -1 with errno.
 int CPagestat_uffd_writeprotect(void *addr, size_t len);
 
+/// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length), for tests: frees
+/// the pages of [offset, offset + length). 0 or -1 with errno.
+int CPagestat_punch_hole(int fd, off_t offset, off_t length);
+
+/// open(2)'s O_DIRECT (its value depends on the architecture; glibc exports it only with
+/// _GNU_SOURCE), for tests that read a swap file past the page cache.
+extern const int CPagestat_O_DIRECT;
+
 /// pipe2(fds, O_CLOEXEC): 0 or -1 with errno.
 int CPagestat_pipe_cloexec(int fds[2]);
 

@@ -89,7 +89,7 @@ public final class XArrayWalker: Sendable {
         self.program = program
         self.filteredByKernel = filteredByKernel
         self.runsPerPass = max(1, min(runsPerPass, UInt32(CPAGESTAT_XW_MAX_RUNS)))
-        self.nodesPerPass = max(1, min(nodesPerPass, 1 << 22))
+        self.nodesPerPass = max(1, min(nodesPerPass, 1 << 21))
     }
 
     private static let loadResult: Result<XArrayWalker, PageStatError> = load()
