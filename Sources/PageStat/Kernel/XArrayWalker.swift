@@ -58,6 +58,13 @@ public struct XArrayRun: Sendable, Equatable {
 /// process: it needs the kernel's BTF, BPF iterators (5.8+; the task filter 6.1+), `bpf_loop`
 /// (5.17+), and CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). It reads metadata only: no page is
 /// read, faulted, locked or referenced.
+///
+/// What an entry means depends on the file: on shmem (tmpfs, memfd, shared anonymous memory,
+/// SysV shm; the program checks the superblock's TMPFS_MAGIC) a value entry is a swap entry; on
+/// any other file it is reported as `.shadow`, which on a DAX filesystem is a DAX entry instead.
+/// Indices are the page cache's: on hugetlbfs the kernel's own unit, not necessarily base pages.
+/// The swap type is the index of the area in the kernel's swap_info, which is its line in
+/// /proc/swaps (after the header) as long as no earlier area was turned off.
 public final class XArrayWalker: Sendable {
     /// The loaded program: its shared map and iterator link, one pass at a time.
     private final class Program: Sendable {
@@ -75,8 +82,10 @@ public final class XArrayWalker: Sendable {
     }
 
     private let program: Program
-    /// Whether the kernel took the iterator link's task filter (6.1+); without it every task's
-    /// files are iterated (the program still matches only this process's descriptor).
+    /// Whether the iterator link was created with the task filter (6.1+; a kernel that refuses
+    /// it gets a link without, and one older than 6.1 may accept and ignore it): without the
+    /// filter every task's files are iterated, and the program still matches only this
+    /// process's descriptor (it checks the tgid).
     public let filteredByKernel: Bool
     /// Records one pass may write (at most CPAGESTAT_XW_MAX_RUNS, 32768); lowered by tests to
     /// exercise resuming.
