@@ -2,6 +2,7 @@
 #include "CPagestat.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -104,3 +105,9 @@ int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *con
     }
     return child;
 }
+
+int CPagestat_punch_hole(int fd, off_t offset, off_t length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
+const int CPagestat_O_DIRECT = O_DIRECT;

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "CPagestat_bpf.h"
+
 // lseek(2) whence values for shmem holes; glibc only exports them with _GNU_SOURCE.
 static const int CPagestat_SEEK_DATA = 3;
 static const int CPagestat_SEEK_HOLE = 4;
@@ -122,6 +124,14 @@ int CPagestat_swapoff(const char *path);
 /// for tests and the lab. Returns the userfaultfd, to keep open while the protection should last,
 /// or -1 with errno.
 int CPagestat_uffd_writeprotect(void *addr, size_t len);
+
+/// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length), for tests: frees
+/// the pages of [offset, offset + length). 0 or -1 with errno.
+int CPagestat_punch_hole(int fd, off_t offset, off_t length);
+
+/// open(2)'s O_DIRECT (its value depends on the architecture; glibc exports it only with
+/// _GNU_SOURCE), for tests that read a swap file past the page cache.
+extern const int CPagestat_O_DIRECT;
 
 /// pipe2(fds, O_CLOEXEC): 0 or -1 with errno.
 int CPagestat_pipe_cloexec(int fds[2]);

@@ -1,15 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPagestat
+import Synchronization
+
 /// One run of an object's page-cache slots, in page indices.
 public struct XArrayRun: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         /// No entry.
         case hole
-        /// A folio: a page in memory (on shmem, the swap cache included).
+        /// A folio: the page is in memory (on shmem, a page in the swap cache too).
         case resident
-        /// A shmem value entry: the swap type and offset of the run's first page.
+        /// A shmem value entry: the swap type and offset of the run's first page; the run's next
+        /// pages follow it at consecutive offsets (consecutive offsets merge into one run).
         case swap(type: UInt8, offset: UInt64)
-        /// A value entry on a regular file: the workingset shadow of an evicted page.
+        /// A value entry on a file that is not shmem: the workingset shadow of an evicted page.
         case shadow
     }
+
     public var first: UInt64
     public var pages: UInt64
     public var kind: Kind
@@ -19,16 +27,194 @@ public struct XArrayRun: Sendable, Equatable {
         self.pages = pages
         self.kind = kind
     }
+
+    /// One past the run's last page index.
+    public var end: UInt64 { first + pages }
+
+    /// Appends `next` to this run when it continues it: adjacent, same kind and, for swap, the
+    /// next swap offsets in the same area.
+    mutating func absorb(_ next: XArrayRun) -> Bool {
+        guard next.first == end else { return false }
+        switch (kind, next.kind) {
+        case (.hole, .hole), (.resident, .resident), (.shadow, .shadow):
+            break
+        case let (.swap(type, offset), .swap(nextType, nextOffset)) where type == nextType && offset + pages == nextOffset:
+            break
+        default:
+            return false
+        }
+        pages += next.pages
+        return true
+    }
 }
 
-/// Walks a shared object's page-cache xarray with a BPF iterator (placeholder until the BPF
-/// program lands: it always reports the engine unavailable).
+/// Reads a shared object's page cache from inside the kernel: a BPF iterator program
+/// (BPF/xarray.bpf.c) walks the object's `i_pages` xarray and reports, page index by page index,
+/// a hole, a folio (resident), a swap entry with its swap type and offset (shmem), or a shadow
+/// entry (any other file). It is what lseek SEEK_DATA/SEEK_HOLE and cachestat(2) read, with the
+/// swap location that neither gives, at a few nanoseconds per page.
+///
+/// The program is loaded with libbpf, opened at run time (`dlopen("libbpf.so.1")`), once per
+/// process: it needs the kernel's BTF, BPF iterators (5.8+; the task filter 6.1+), `bpf_loop`
+/// (5.17+), and CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). It reads metadata only: no page is
+/// read, faulted, locked or referenced.
+///
+/// What an entry means depends on the file: on shmem (tmpfs, memfd, shared anonymous memory,
+/// SysV shm; the program checks the superblock's TMPFS_MAGIC) a value entry is a swap entry; on
+/// any other file it is reported as `.shadow`, which on a DAX filesystem is a DAX entry instead.
+/// Indices are the page cache's: on hugetlbfs the kernel's own unit, not necessarily base pages.
+/// The swap type is the index of the area in the kernel's swap_info, which is its line in
+/// /proc/swaps (after the header) as long as no earlier area was turned off.
 public final class XArrayWalker: Sendable {
-    public static func shared() throws(PageStatError) -> XArrayWalker {
-        throw .unsupported("the BPF engine is not built into this pagestat")
+    /// The loaded program: its shared map and iterator link, one pass at a time.
+    private final class Program: Sendable {
+        struct Handle: @unchecked Sendable {
+            var loaded: CPagestat_xw_loaded
+        }
+        let handle: Mutex<Handle>
+        /// The process that loaded it: the iterator is filtered to its descriptors.
+        let pid: Int32
+
+        init(_ loaded: CPagestat_xw_loaded, pid: Int32) {
+            handle = Mutex(Handle(loaded: loaded))
+            self.pid = pid
+        }
     }
 
+    private let program: Program
+    /// Whether the iterator link was created with the task filter (6.1+; a kernel that refuses
+    /// it gets a link without, and one older than 6.1 may accept and ignore it): without the
+    /// filter every task's files are iterated, and the program still matches only this
+    /// process's descriptor (it checks the tgid).
+    public let filteredByKernel: Bool
+    /// Records one pass may write (at most CPAGESTAT_XW_MAX_RUNS, 32768); lowered by tests to
+    /// exercise resuming.
+    let runsPerPass: UInt32
+    /// xarray nodes one pass may read (its bpf_loop budget): this bounds how long the program
+    /// runs with the RCU read lock held (a leaf node is 64 pages).
+    let nodesPerPass: UInt32
+
+    private init(_ program: Program, filteredByKernel: Bool, runsPerPass: UInt32, nodesPerPass: UInt32) {
+        self.program = program
+        self.filteredByKernel = filteredByKernel
+        self.runsPerPass = max(1, min(runsPerPass, UInt32(CPAGESTAT_XW_MAX_RUNS)))
+        self.nodesPerPass = max(1, min(nodesPerPass, 1 << 21))
+    }
+
+    private static let loadResult: Result<XArrayWalker, PageStatError> = load()
+
+    private static func load() -> Result<XArrayWalker, PageStatError> {
+        var loaded = CPagestat_xw_loaded()
+        var reason = [CChar](repeating: 0, count: 4096)
+        let pid = getpid()
+        let status = CPagestat_xw_load(pid, &loaded, &reason, reason.count)
+        guard status == CPAGESTAT_XW_LOAD_OK else {
+            let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return .failure(.unsupported("BPF page-cache reader: \(text)"))
+        }
+        return .success(XArrayWalker(Program(loaded, pid: pid), filteredByKernel: loaded.pid_filtered != 0,
+                                     runsPerPass: UInt32(CPAGESTAT_XW_MAX_RUNS), nodesPerPass: 1 << 16))
+    }
+
+    /// Loads the BPF program (once per process; later calls reuse it, or throw the first
+    /// failure again). Throws `PageStatError.unsupported` with the reason when it cannot:
+    /// libbpf.so.1 missing, no BTF (/sys/kernel/btf/vmlinux), no BPF iterators, not permitted
+    /// (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN), or the verifier rejected the program (its
+    /// log's first and last lines are in the reason).
+    public static func shared() throws(PageStatError) -> XArrayWalker {
+        try loadResult.get()
+    }
+
+    /// This walker's program with other pass limits, for tests of resuming.
+    func withPassLimits(runs: UInt32, nodes: UInt32) -> XArrayWalker {
+        XArrayWalker(program, filteredByKernel: filteredByKernel, runsPerPass: runs, nodesPerPass: nodes)
+    }
+
+    /// Walks the page cache of the object open at `fd` in this process over page indices
+    /// [first, first + count), calling `body` with runs in index order that cover the range
+    /// exactly, holes included. Adjacent runs always differ (in kind, or for swap in the area or
+    /// the offset's continuity). The object may change while it is walked: each run is what its
+    /// slots held when the walk read them.
+    ///
+    /// `body` is called between passes of the walk, never while the program runs; it must not
+    /// call `walk` on the same walker.
     public func walk(fd: Int32, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
-        throw .unsupported("the BPF engine is not built into this pagestat")
+        guard count > 0 else { return }
+        guard getpid() == program.pid else {
+            throw .unsupported("BPF page-cache reader: loaded by process \(program.pid), used in its child \(getpid()) after fork")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", errno: .init(rawValue: errno)) }
+        let (end, overflow) = first.addingReportingOverflow(count)
+        guard !overflow else { throw .invalidInput("page range \(first)+\(count) overflows") }
+
+        var pending: XArrayRun?
+        var batch: [XArrayRun] = []
+        batch.reserveCapacity(Int(runsPerPass))
+        var next = first
+        var retries = 0
+        while next < end {
+            let pass = try runPass(fd: fd, from: next, to: end, into: &batch)
+            for run in batch {
+                if pending?.absorb(run) != true {
+                    if let done = pending { body(done) }
+                    pending = run
+                }
+            }
+            if pass.status == UInt32(CPAGESTAT_XW_RETRY) {
+                retries = pass.next == next ? retries + 1 : 0
+                if retries > 1000 {
+                    throw .system(call: "xarray walk (a node kept being freed at index \(pass.next))", errno: .resourceTemporarilyUnavailable)
+                }
+            } else if pass.next <= next && batch.isEmpty {
+                throw .system(call: "xarray walk (no progress at index \(next))", errno: .ioError)
+            }
+            next = pass.next
+        }
+        if let done = pending { body(done) }
+    }
+
+    private struct Pass {
+        var status: UInt32
+        var next: UInt64
+    }
+
+    /// One run of the iterator over [from, to): the runs it wrote, in `batch`.
+    private func runPass(fd: Int32, from: UInt64, to end: UInt64, into batch: inout [XArrayRun]) throws(PageStatError) -> Pass {
+        batch.removeAll(keepingCapacity: true)
+        let pid = program.pid
+        let runsPerPass = runsPerPass, nodesPerPass = nodesPerPass
+        let outcome: Result<Pass, PageStatError> = program.handle.withLock { handle in
+            let loaded = handle.loaded
+            loaded.args.pointee = CPagestat_xw_args(first: from, end: end, tgid: pid, fd: UInt32(bitPattern: fd),
+                                                    max_runs: runsPerPass, max_nodes: nodesPerPass)
+            loaded.result.pointee = CPagestat_xw_result()
+            let err = withUnsafePointer(to: loaded) { CPagestat_xw_run($0) }
+            if err < 0 { return .failure(.system(call: "bpf_iter_create/read", errno: .init(rawValue: -err))) }
+            let result = loaded.result.pointee
+            switch Int(result.status) {
+            case Int(CPAGESTAT_XW_NOT_FOUND):
+                return .failure(.system(call: "BPF page-cache reader: descriptor \(fd) not found in this process", errno: .badFileDescriptor))
+            case Int(CPAGESTAT_XW_BAD_ENTRY):
+                return .failure(.unsupported("BPF page-cache reader: unknown xarray entry 0x\(String(result.bad_entry, radix: 16)) at page index \(result.next)"))
+            default:
+                break
+            }
+            let shmem = result.s_magic == 0x0102_1994
+            for record in UnsafeBufferPointer(start: loaded.runs, count: Int(min(result.runs, runsPerPass))) {
+                batch.append(XArrayRun(first: record.first, pages: record.pages, kind: Self.kind(record, shmem: shmem)))
+            }
+            return .success(Pass(status: result.status, next: result.next))
+        }
+        return try outcome.get()
+    }
+
+    private static func kind(_ record: CPagestat_xw_run, shmem: Bool) -> XArrayRun.Kind {
+        switch Int(record.kind) {
+        case Int(CPAGESTAT_XW_FOLIO): .resident
+        case Int(CPAGESTAT_XW_SWAP): .swap(type: UInt8(truncatingIfNeeded: record.swap >> 58), offset: record.swap & ((1 << 58) - 1))
+        case Int(CPAGESTAT_XW_SHADOW): .shadow
+        default: .hole
+        }
     }
 }

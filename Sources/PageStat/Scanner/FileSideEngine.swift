@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The file side of a scan: what a shared object's or a file's page cache says about the pages
 /// that a process's page table leaves open. The scanner asks through this seam only; two engines
 /// answer: `SyscallFileSide` (lseek SEEK_DATA/SEEK_HOLE, cachestat, mincore on a window of our
@@ -46,8 +44,6 @@ enum FileSide {
 final class BPFFileSide: FileSideEngine {
     let object: PageCacheObject
     let walker: XArrayWalker
-    /// One walk at a time: the walker drives one iterator.
-    private static let walking = Mutex<Void>(())
 
     init(object: PageCacheObject, walker: XArrayWalker) {
         self.object = object
@@ -61,13 +57,12 @@ final class BPFFileSide: FileSideEngine {
         let end = first + count
         let inFileEnd = min(end, max(first, (object.size + pageSize - 1) / pageSize))
         if first < inFileEnd {
-            try Self.walking.withLock { _ throws(PageStatError) in
-                try walker.walk(fd: object.fd.rawValue, first: first, count: inFileEnd - first) { run in
-                    switch run.kind {
-                    case .hole, .shadow: emit(run.pages, .none, [], nil)
-                    case .resident: emit(run.pages, .cached, [], nil)
-                    case .swap(let type, let offset): emit(run.pages, .swapped, [], SwapLocation(type: type, offset: offset))
-                    }
+            // The walker takes one walk at a time itself.
+            try walker.walk(fd: object.fd.rawValue, first: first, count: inFileEnd - first) { run in
+                switch run.kind {
+                case .hole, .shadow: emit(run.pages, .none, [], nil)
+                case .resident: emit(run.pages, .cached, [], nil)
+                case .swap(let type, let offset): emit(run.pages, .swapped, [], SwapLocation(type: type, offset: offset))
                 }
             }
         }

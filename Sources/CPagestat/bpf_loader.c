@@ -1,0 +1,246 @@
+// Loads BPF/xarray.bpf.o with libbpf, opened at run time (dlopen "libbpf.so.1", Debian's libbpf1,
+// 1.1.2 or newer): the few functions used here are declared below from libbpf's documented API,
+// their types kept opaque, so the build needs neither libbpf nor its headers.
+#define _GNU_SOURCE
+#include "CPagestat.h"
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "xarray_bpf_object.h"
+
+struct bpf_object;
+struct bpf_program;
+struct bpf_map;
+struct bpf_link;
+
+// libbpf's `union bpf_iter_link_info` (uapi/linux/bpf.h): for task iterators, the task filter.
+union xw_iter_link_info {
+    struct {
+        uint32_t tid;
+        uint32_t pid;
+        uint32_t pid_fd;
+    } task;
+    uint64_t size[2];   // the union's size: its cgroup member is 16 bytes
+};
+_Static_assert(sizeof(union xw_iter_link_info) == 16, "bpf_iter_link_info");
+
+// libbpf's `struct bpf_iter_attach_opts`: sz first, as all libbpf option structs.
+struct xw_iter_attach_opts {
+    size_t sz;
+    union xw_iter_link_info *link_info;
+    uint32_t link_info_len;
+};
+
+typedef int (*xw_print_fn)(int level, const char *format, va_list args);
+
+static struct {
+    xw_print_fn (*set_print)(xw_print_fn);
+    struct bpf_object *(*open_mem)(const void *, size_t, const void *opts);
+    int (*load)(struct bpf_object *);
+    void (*close)(struct bpf_object *);
+    struct bpf_program *(*find_program)(const struct bpf_object *, const char *);
+    struct bpf_map *(*find_map)(const struct bpf_object *, const char *);
+    int (*map_fd)(const struct bpf_map *);
+    struct bpf_link *(*attach_iter)(const struct bpf_program *, const struct xw_iter_attach_opts *);
+    int (*link_fd)(const struct bpf_link *);
+    int (*iter_create)(int);
+} libbpf;
+
+// libbpf's messages while loading, the verifier's log among them (libbpf prints it on failure).
+static char xw_log[1 << 16];
+static size_t xw_log_used;
+
+static int xw_capture(int level, const char *format, va_list args) {
+    if (level > 1)   // LIBBPF_DEBUG
+        return 0;
+    if (xw_log_used < sizeof(xw_log) - 1) {
+        int n = vsnprintf(xw_log + xw_log_used, sizeof(xw_log) - xw_log_used, format, args);
+        if (n > 0)
+            xw_log_used += (size_t)n < sizeof(xw_log) - xw_log_used ? (size_t)n : sizeof(xw_log) - 1 - xw_log_used;
+    }
+    return 0;
+}
+
+// Appends the captured log to reason: its first `head` and last `tail` lines, on one line each
+// separated by " | ".
+static void xw_append_log(char *reason, size_t size, int head, int tail) {
+    const char *lines[4096];
+    int count = 0;
+    char *p = xw_log;
+    while (*p && count < 4096) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = 0;
+        if (*p)
+            lines[count++] = p;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    size_t used = strlen(reason);
+    for (int i = 0; i < count; i++) {
+        if (i == head && count > head + tail) {
+            used += (size_t)snprintf(reason + used, size > used ? size - used : 0, " | ...");
+            i = count - tail;
+        }
+        if (used >= size)
+            break;
+        used += (size_t)snprintf(reason + used, size - used, " | %s", lines[i]);
+    }
+}
+
+static int xw_fail(int kind, char *reason, size_t size, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(reason, size, format, args);
+    va_end(args);
+    return kind;
+}
+
+static int xw_open_libbpf(char *reason, size_t size) {
+    void *lib = dlopen("libbpf.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return xw_fail(CPAGESTAT_XW_LOAD_NO_LIBBPF, reason, size,
+                       "libbpf.so.1 could not be opened (install libbpf1, e.g. apt-get install libbpf1): %s", dlerror());
+#define XW_SYM(field, name)                                                                                  \
+    if (!(*(void **)&libbpf.field = dlsym(lib, name)))                                                     \
+        return xw_fail(CPAGESTAT_XW_LOAD_NO_LIBBPF, reason, size, "libbpf.so.1 has no %s (libbpf 1.0 or newer is needed)", name);
+    XW_SYM(set_print, "libbpf_set_print")
+    XW_SYM(open_mem, "bpf_object__open_mem")
+    XW_SYM(load, "bpf_object__load")
+    XW_SYM(close, "bpf_object__close")
+    XW_SYM(find_program, "bpf_object__find_program_by_name")
+    XW_SYM(find_map, "bpf_object__find_map_by_name")
+    XW_SYM(map_fd, "bpf_map__fd")
+    XW_SYM(attach_iter, "bpf_program__attach_iter")
+    XW_SYM(link_fd, "bpf_link__fd")
+    XW_SYM(iter_create, "bpf_iter_create")
+#undef XW_SYM
+    return CPAGESTAT_XW_LOAD_OK;
+}
+
+int CPagestat_xw_load(int pid, struct CPagestat_xw_loaded *loaded,
+                      char *reason, size_t reason_size) {
+    reason[0] = 0;
+    if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+        return xw_fail(CPAGESTAT_XW_LOAD_NO_BTF, reason, reason_size,
+                       "no kernel BTF: /sys/kernel/btf/vmlinux: %s (a kernel built with CONFIG_DEBUG_INFO_BTF is needed)",
+                       strerror(errno));
+    int kind = xw_open_libbpf(reason, reason_size);
+    if (kind != CPAGESTAT_XW_LOAD_OK)
+        return kind;
+
+    xw_log_used = 0;
+    xw_log[0] = 0;
+    xw_print_fn previous = libbpf.set_print(xw_capture);
+    struct bpf_object *obj = libbpf.open_mem(CPagestat_xarray_bpf_object, sizeof(CPagestat_xarray_bpf_object), NULL);
+    int err = obj ? 0 : -errno;
+    if (obj)
+        err = libbpf.load(obj);
+    libbpf.set_print(previous);
+    if (err) {
+        err = err < 0 ? -err : err;
+        if (obj)
+            libbpf.close(obj);
+        if (!obj)
+            kind = xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "libbpf could not open the BPF object: %s",
+                           strerror(err));
+        else if (err == EPERM)
+            kind = xw_fail(CPAGESTAT_XW_LOAD_NOT_PERMITTED, reason, reason_size,
+                           "not permitted to load a BPF iterator (it needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; "
+                           "see also kernel.unprivileged_bpf_disabled): %s", strerror(err));
+        else if (strstr(xw_log, "bpf_iter_task_file") || err == ESRCH)
+            kind = xw_fail(CPAGESTAT_XW_LOAD_NO_ITERATOR, reason, reason_size,
+                           "this kernel has no BPF task_file iterator (CONFIG_BPF_SYSCALL, 5.8+): %s", strerror(err));
+        else if (strstr(xw_log, "PROG LOAD LOG"))
+            kind = xw_fail(CPAGESTAT_XW_LOAD_REJECTED, reason, reason_size, "the kernel's verifier rejected the BPF program (%s)",
+                           strerror(err));
+        else
+            kind = xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "libbpf could not load the BPF program: %s",
+                           strerror(err));
+        xw_append_log(reason, reason_size, 8, 6);
+        return kind;
+    }
+
+    struct bpf_program *prog = libbpf.find_program(obj, "xw_task_file");
+    struct bpf_map *map = libbpf.find_map(obj, "xw_io");
+    int map_fd = map ? libbpf.map_fd(map) : -1;
+    if (!prog || map_fd < 0) {
+        libbpf.close(obj);
+        return xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "the BPF object lacks xw_task_file or xw_io");
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t length = (sizeof(struct CPagestat_xw_io) + (size_t)page - 1) / (size_t)page * (size_t)page;
+    struct CPagestat_xw_io *io = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+    if (io == MAP_FAILED) {
+        err = errno;
+        libbpf.close(obj);
+        return xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "mmap of the BPF map xw_io: %s", strerror(err));
+    }
+
+    // Only this process's files: the link's task filter (6.1+); older kernels refuse or ignore
+    // it, and the program checks the tgid itself.
+    union xw_iter_link_info info;
+    memset(&info, 0, sizeof(info));
+    info.task.pid = (uint32_t)pid;
+    struct xw_iter_attach_opts opts = { .sz = sizeof(opts), .link_info = &info, .link_info_len = sizeof(info) };
+    xw_log_used = 0;
+    xw_log[0] = 0;
+    previous = libbpf.set_print(xw_capture);
+    struct bpf_link *link = libbpf.attach_iter(prog, &opts);
+    int filtered = 1;
+    if (!link) {
+        link = libbpf.attach_iter(prog, NULL);
+        filtered = 0;
+    }
+    err = link ? 0 : errno;
+    libbpf.set_print(previous);
+    if (!link) {
+        munmap(io, length);
+        libbpf.close(obj);
+        kind = xw_fail(err == EPERM ? CPAGESTAT_XW_LOAD_NOT_PERMITTED : CPAGESTAT_XW_LOAD_NO_ITERATOR, reason, reason_size,
+                       "attaching the BPF task_file iterator failed: %s", strerror(err));
+        xw_append_log(reason, reason_size, 4, 4);
+        return kind;
+    }
+    // The object, the link and the mapping stay for the life of the process.
+    loaded->args = &io->args;
+    loaded->result = &io->result;
+    loaded->runs = io->run;
+    loaded->link_fd = libbpf.link_fd(link);
+    loaded->pid_filtered = filtered;
+    return CPAGESTAT_XW_LOAD_OK;
+}
+
+int CPagestat_xw_run(const struct CPagestat_xw_loaded *loaded) {
+    int fd = libbpf.iter_create(loaded->link_fd);
+    if (fd < 0)
+        return fd < -1 ? fd : -errno;
+    char buffer[256];
+    ssize_t n;
+    int err = 0;
+    // The program writes nothing to the seq_file: one read runs the whole iteration.
+    while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            err = -errno;
+            break;
+        }
+    }
+    close(fd);
+    return err;
+}
+
+const unsigned char *CPagestat_xarray_bpf_object_bytes(void) {
+    return CPagestat_xarray_bpf_object;
+}
+
+unsigned long CPagestat_xarray_bpf_object_length(void) {
+    return sizeof(CPagestat_xarray_bpf_object);
+}
