@@ -111,3 +111,7 @@ int CPagestat_punch_hole(int fd, off_t offset, off_t length) {
 }
 
 const int CPagestat_O_DIRECT = O_DIRECT;
+
+void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size) {
+    return mremap(old_address, old_size, new_size, MREMAP_MAYMOVE);
+}

@@ -145,4 +145,7 @@ int CPagestat_pidfd_open(int pid);
 /// the parent, with the child's pid or -1, once the child has exec'd or exited.
 int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *const argv[]);
 
+/// mremap(old, old_size, new_size, MREMAP_MAYMOVE) (variadic in glibc); MAP_FAILED with errno.
+void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size);
+
 #endif
