@@ -32,12 +32,11 @@ final class SyscallFileSide: FileSideEngine {
     /// cheaper to walk with lseek.
     static let countedStretchPages: UInt64 = 64
 
-    /// Counts the swapped pages of the long stretches among `stretches` in one go, so that a
+    /// Counts the swapped pages of the long stretches in one go, so that a
     /// stretch that is all swapped or all holes needs no lseek (which would walk on into the
     /// resident pages after it). Only where every data page is known to be swapped.
-    func prepare(stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
+    func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
         guard dataMode == .swapped else { return }
-        let long = stretches.filter { $0.pages >= Self.countedStretchPages }
         var start = 0
         while start < long.count {
             // A few thousand windows at a time keep our own smaps short.

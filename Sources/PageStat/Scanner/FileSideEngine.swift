@@ -4,9 +4,9 @@
 /// own, our own smaps) and `BPFFileSide` (the object's page-cache xarray, walked by a BPF
 /// iterator: swap locations included).
 protocol FileSideEngine: AnyObject {
-    /// Counts ahead what the engine can count in bulk for these stretches (page offsets into
-    /// the object), before they are resolved one by one.
-    func prepare(stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError)
+    /// Asks ahead, in bulk, what the engine can for the pending stretches to come: they lie in
+    /// `span` (page offsets into the object), and `long` are those of 64 pages or more.
+    func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError)
     /// Classifies the object's pages `[first, first + count)` and emits them in order as runs of
     /// `swapped` (with the first page's swap location where the engine knows it), `cached` or
     /// `none`.
@@ -44,29 +44,55 @@ enum FileSide {
 final class BPFFileSide: FileSideEngine {
     let object: PageCacheObject
     let walker: XArrayWalker
+    /// The object's slots over the span of the stretches to come, walked once in `prepare`
+    /// (one iterator pass per 32 Ki runs, not one per stretch), and where the next `resolve`
+    /// starts looking.
+    private var walked: [XArrayRun] = []
+    private var cursor = 0
 
     init(object: PageCacheObject, walker: XArrayWalker) {
         self.object = object
         self.walker = walker
     }
 
-    func prepare(stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {}
+    func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
+        walked = []
+        cursor = 0
+        let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
+        guard span.lowerBound < end else { return }
+        try walker.walk(fd: object.fd.rawValue, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
+    }
 
     func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let pageSize = object.pageSize
         let end = first + count
         let inFileEnd = min(end, max(first, (object.size + pageSize - 1) / pageSize))
-        if first < inFileEnd {
-            // The walker takes one walk at a time itself.
-            try walker.walk(fd: object.fd.rawValue, first: first, count: inFileEnd - first) { run in
+        var page = first
+        if page < inFileEnd {
+            // Stretches come in order: go on from where the last one ended, or walk afresh for a
+            // stretch that `prepare` did not cover.
+            if cursor < walked.count && walked[cursor].first > page { cursor = 0 }
+            while cursor < walked.count && walked[cursor].first + walked[cursor].pages <= page { cursor += 1 }
+            if cursor == walked.count || walked[cursor].first > page {
+                var fresh: [XArrayRun] = []
+                try walker.walk(fd: object.fd.rawValue, first: page, count: inFileEnd - page) { fresh.append($0) }
+                walked = fresh
+                cursor = 0
+            }
+            while page < inFileEnd && cursor < walked.count {
+                let run = walked[cursor]
+                let stop = min(inFileEnd, run.first + run.pages)
+                let pages = stop - page
                 switch run.kind {
-                case .hole, .shadow: emit(run.pages, .none, [], nil)
-                case .resident: emit(run.pages, .cached, [], nil)
-                case .swap(let type, let offset): emit(run.pages, .swapped, [], SwapLocation(type: type, offset: offset))
+                case .hole, .shadow: emit(pages, .none, [], nil)
+                case .resident: emit(pages, .cached, [], nil)
+                case .swap(let type, let offset): emit(pages, .swapped, [], SwapLocation(type: type, offset: offset + (page - run.first)))
                 }
+                page = stop
+                if stop == run.first + run.pages { cursor += 1 }
             }
         }
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
-        if end > inFileEnd { emit(end - inFileEnd, .none, [], nil) }
+        if end > page { emit(end - page, .none, [], nil) }
     }
 }

@@ -514,10 +514,14 @@ public final class ProcessScanner {
                 } else {
                     SyscallFileSide(object: object, dataMode: mode)
                 }
-                try engine.prepare(stretches: report.runs.compactMap { run in
-                    run.flags.contains(.pendingFileSide)
-                        ? ((mapping.offset + (run.start - mapping.range.start)) / pageSize, run.pages) : nil
-                })
+                var span: Range<UInt64>?
+                var long: [(first: UInt64, pages: UInt64)] = []
+                for run in report.runs where run.flags.contains(.pendingFileSide) {
+                    let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
+                    span = (span?.lowerBound ?? first)..<(first + run.pages)
+                    if run.pages >= SyscallFileSide.countedStretchPages { long.append((first, run.pages)) }
+                }
+                try engine.prepare(span: span ?? 0..<0, long: long)
                 fileSide = engine
             }
         } catch {
