@@ -9,21 +9,9 @@ import Testing
 /// every swapped page the BPF engine reports carries its slot.
 @Suite("Engines agree on randomized shared memory (needs root and swap)")
 struct EngineAgreementTests {
-    /// A seeded generator, so that a failing layout can be arranged again.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Writes, pwrite()s, pages out and punches holes at random in `memory` (page by page in
     /// stretches of 1 to 8 pages).
-    func scramble(_ memory: ArrangedMemory, fileBacked: Bool, random: inout SplitMix) throws {
+    func scramble(_ memory: ArrangedMemory, fileBacked: Bool, random: inout SplitMix64) throws {
         var page = 0
         var pagedOut: [Range<Int>] = []
         while page < memory.pages {
@@ -67,7 +55,7 @@ struct EngineAgreementTests {
     @Test(arguments: [1, 2, 3])
     func randomLayouts(seed: UInt64) throws {
         try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)  // a failing layout can be arranged again
         // Shared anonymous memory.
         let shared = try ArrangedMemory(pages: 512, backing: .sharedAnonymous)
         try scramble(shared, fileBacked: false, random: &random)

@@ -227,22 +227,14 @@ struct HostileNameEndToEndTests {
 
         // Named on the command line, byte for byte (through sh's printf, which can pass any byte).
         let octal = hostile.openFile.map { String(format: "\\0%03o", $0) }.joined()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", #"exec "$0" file --format json "$(printf '%b' "$1")" "$(printf '%b' "$1\\033-gone")""#,
-                             TestEnvironment.pagestatPath, octal]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let shell = try runCommand("/bin/sh", ["-c", #"exec "$0" file --format json "$(printf '%b' "$1")" "$(printf '%b' "$1\\033-gone")""#,
+                                               TestEnvironment.pagestatPath, octal])
+        let outData = shell.output
+        let errData = Data(shell.stderr.utf8)
         let named = try #require(try JSONSerialization.jsonObject(with: outData) as? [String: Any])
         let namedFiles = try #require(named["files"] as? [[String: Any]])
         #expect(namedFiles.compactMap { jsonNameBytes($0, "path") } == [hostile.openFile])
-        #expect(process.terminationStatus == 64)
+        #expect(shell.status == 64)
         // The error line names the missing file escaped, on one line.
         expectNoControlBytes(errData, "file's error line")
         #expect(String(decoding: errData, as: UTF8.self) == "pagestat: \(open)\\e-gone: no such file\n")

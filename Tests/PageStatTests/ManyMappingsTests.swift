@@ -42,18 +42,6 @@ struct CoverageTests {
     }
 }
 
-/// A small, seeded generator, so that a failure can be replayed.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("objects and top on one memfd mapped 20,000 times (needs root and swap)", .serialized,
        .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))

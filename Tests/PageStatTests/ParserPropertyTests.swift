@@ -9,17 +9,12 @@ import Testing
 // generator is seeded, so a failure names a case that fails again. The committed corpus
 // (Fixtures/corpus, also the libFuzzer harness's seed corpus in Fuzz/) is replayed the same way.
 
-/// SplitMix64: small, fast and the same on every machine.
+/// The lab's SplitMix64 (small, fast and the same on every machine), with the draws the
+/// generators below need.
 struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var base: SplitMix64
+    init(seed: UInt64) { base = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { base.next() }
 
     mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &self) < percent }
     mutating func below(_ bound: Int) -> Int { Int.random(in: 0..<bound, using: &self) }

@@ -93,6 +93,19 @@ func readLine(_ pipe: Pipe) -> Data {
 func runPagestat(_ arguments: [String], asUser uid: UInt32? = nil) throws -> Run {
     let process = Process()
     configure(process, pagestat: arguments, asUser: uid)
+    return try run(process)
+}
+
+/// Runs `executable` with `arguments` (e.g. a shell that passes pagestat bytes no Swift string holds).
+func runCommand(_ executable: String, _ arguments: [String]) throws -> Run {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    return try run(process)
+}
+
+/// Starts a configured process and collects its status and output.
+func run(_ process: Process) throws -> Run {
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

@@ -169,20 +169,24 @@ public enum HostFacts {
     }
 
     private static func userfaultfdWriteProtect() -> Bool {
-        let length = ProcFS.pageSize
-        guard let page = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else { return false }
-        defer { munmap(page, length) }
-        page.storeBytes(of: 1, as: UInt8.self)
-        let uffd = CPagestat_uffd_writeprotect(page, length)
-        guard uffd >= 0 else { return false }
-        close(uffd)
-        return true
+        withScratchPage { page, length in
+            page.storeBytes(of: 1, as: UInt8.self)
+            let uffd = CPagestat_uffd_writeprotect(page, length)
+            guard uffd >= 0 else { return false }
+            close(uffd)
+            return true
+        }
     }
 
     private static func guardPages() -> Bool {
+        withScratchPage { page, length in madvise(page, length, CPagestat_MADV_GUARD_INSTALL) == 0 }
+    }
+
+    /// Runs a probe on a private page of our own, unmapped after; false if it cannot be mapped.
+    private static func withScratchPage(_ probe: (UnsafeMutableRawPointer, Int) -> Bool) -> Bool {
         let length = ProcFS.pageSize
         guard let page = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else { return false }
         defer { munmap(page, length) }
-        return madvise(page, length, CPagestat_MADV_GUARD_INSTALL) == 0
+        return probe(page, length)
     }
 }
