@@ -475,7 +475,7 @@ for col in columns:
             cells["raw"] = f"WRONG ({detail})"
             res["failures"].append(f"raw on the fixture's shared anonymous memory: {detail}")
         else:
-            cells["raw"] = f"exit 0, bit 62 on {Q}/{Q} swapped shared pages (kernel's own: neither present nor swapped on {kernel_blind}/{Q})"
+            cells["raw"] = f"exit 0, bit 62 on {Q}/{Q} swapped shared pages (kernel's own entry: bits 62-63 clear on {kernel_blind}/{Q})"
     if res["failures"]:
         failed = True
 
