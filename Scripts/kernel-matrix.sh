@@ -23,7 +23,8 @@
 # wrong, a check failed, or a kernel did not boot or finish within $PAGESTAT_MATRIX_TIMEOUT
 # seconds (300 by default); 2 when a tool is missing (Scripts/test.sh installs them: qemu-system-x86,
 # busybox-static, cpio). Everything it makes (temporary directory, QEMU processes, a temporary
-# swap file) is removed at exit, also on failure or interrupt.
+# swap file) is removed at exit, also on failure or interrupt; PAGESTAT_MATRIX_KEEP=DIR keeps each
+# kernel's console log and results there first, for a look at a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
