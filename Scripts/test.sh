@@ -32,3 +32,30 @@ fi
 
 swift build
 swift test --disable-xctest "$@"
+
+# The kernel matrix (Scripts/kernel-matrix.sh): pagestat's checks on Debian's 6.1 and 6.12 cloud
+# kernels under QEMU and on this host's kernel; about a minute once the kernels are cached, plus a
+# release build. As root it installs what it needs with apt-get. A developer may skip it with
+# PAGESTAT_SKIP_KERNEL_MATRIX=1; CI (CI=true) always runs it.
+if [ "${CI:-}" != true ] && [ "${PAGESTAT_SKIP_KERNEL_MATRIX:-}" = 1 ]; then
+    echo "test.sh: kernel matrix NOT RUN (PAGESTAT_SKIP_KERNEL_MATRIX=1)"
+elif [ "$(id -u)" != 0 ]; then
+    echo "test.sh: kernel matrix NOT RUN: it needs root (apt-get, and the host's doctor --verify)" >&2
+    [ "${CI:-}" != true ] || exit 1
+else
+    missing=()
+    command -v qemu-system-x86_64 > /dev/null || missing+=(qemu-system-x86)
+    if ! command -v busybox > /dev/null || ldd "$(command -v busybox)" > /dev/null 2>&1; then
+        missing+=(busybox-static)
+    fi
+    command -v cpio > /dev/null || missing+=(cpio)
+    command -v mkfs.ext4 > /dev/null || missing+=(e2fsprogs)
+    command -v xz > /dev/null || missing+=(xz-utils)
+    command -v python3 > /dev/null || missing+=(python3)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "test.sh: installing ${missing[*]} for the kernel matrix"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+    fi
+    bash Scripts/kernel-matrix.sh
+fi

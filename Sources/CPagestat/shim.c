@@ -69,6 +69,9 @@ int CPagestat_uffd_writeprotect(void *addr, size_t len) {
     // UFFD_FEATURE_WP_UNPOPULATED (1 << 14, 6.4+) is missing from Debian 12's headers.
     struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM | (1ULL << 14) };
     if (ioctl(uffd, UFFDIO_API, &api) != 0) {
+        // Before 6.4 the first call fails on the unknown feature, and the kernel zeroes the whole
+        // struct it copies back, api included: set it again, or the retry fails too.
+        api.api = UFFD_API;
         api.features = 0;
         if (ioctl(uffd, UFFDIO_API, &api) != 0) goto fail;
     }
