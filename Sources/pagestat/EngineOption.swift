@@ -4,8 +4,8 @@ import PageStat
 /// `--engine`: which engine asks shared objects' page caches (see `FileSideEngineChoice`).
 struct EngineOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        How the page cache of shared objects is asked: auto (the BPF engine for large shared \
-        memory where it loads, else syscalls; a note says which and why), bpf (the page-cache \
+        How the page cache of shared objects is asked: auto (the BPF engine for shared memory \
+        fragmented into many stretches, where it loads, else syscalls; a note says which and why), bpf (the page-cache \
         xarray through a BPF iterator: swap locations of swapped shared pages; root, the \
         kernel's BTF and libbpf.so.1; exit 7 with the reason where it cannot load), or syscalls \
         (lseek, cachestat, mincore: no swap locations for shared memory).

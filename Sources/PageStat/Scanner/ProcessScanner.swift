@@ -498,14 +498,24 @@ public final class ProcessScanner {
         do throws(PageStatError) {
             let object = try openObject(mapping)
             guard object.residencyVisible else { throw PageStatError.permissionDenied(what: "residency") }
-            let bpf = try usesBPF(object: object, pendingPages: pendingPages, notes: &notes)
             var mode = FileSide.DataMode.perPage
-            // The object's counts settle pages without walking them, but know no swap locations:
-            // not where the BPF engine answers.
-            if !bpf, let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize) {
-                switch shortcut {
-                case .all(let state): settledAs = state
-                case .data(let dataMode): mode = dataMode
+            var bpf = false
+            if engine == .bpf {
+                // Asked for: every page from the xarray, swap locations included.
+                bpf = try usesBPF(object: object, pendingRuns: 0, notes: &notes)
+            } else {
+                // The object's counts settle pages without walking them (but know no swap
+                // locations); where they leave pages to ask one by one, `auto` weighs the BPF
+                // engine's load against the lseek calls of that many stretches.
+                if let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize) {
+                    switch shortcut {
+                    case .all(let state): settledAs = state
+                    case .data(let dataMode): mode = dataMode
+                    }
+                }
+                if settledAs == nil && mode == .perPage {
+                    let pendingRuns = report.runs.reduce(0) { $0 + ($1.flags.contains(.pendingFileSide) ? 1 : 0) }
+                    bpf = try usesBPF(object: object, pendingRuns: pendingRuns, notes: &notes)
                 }
             }
             if settledAs == nil {
@@ -579,15 +589,17 @@ public final class ProcessScanner {
     private var engine: FileSideEngineChoice = .auto
     private var bpfWalker: Result<XArrayWalker, PageStatError>?
 
-    /// Shared memory with at least this many pages left to the file side is where the BPF
-    /// engine pays for its load (tens of milliseconds: libbpf reads the kernel's BTF) over the
-    /// lseek calls of the syscalls engine (about 0.4 us for each isolated swapped page).
-    static let bpfPaysPages: UInt64 = 1 << 16
+    /// Shared memory whose page table leaves at least this many separate stretches to ask page
+    /// by page is where the BPF engine pays for its load (about 100 ms here: libbpf reads the
+    /// kernel's whole BTF) over the syscalls engine's lseek and cachestat calls (one or more a
+    /// stretch, 0.4 us and up each). Once loaded, it answers every such stretch.
+    static let bpfPaysRuns = 1 << 16
 
     /// Whether the BPF engine answers for `object`: always with `--engine bpf` (where it cannot
     /// load, the scan fails with the reason), never with `syscalls`, and with `auto` for shared
-    /// memory with enough pending pages, where it loads. Notes say which engine ran and why.
-    private func usesBPF(object: PageCacheObject, pendingPages: UInt64, notes: inout Notes) throws(PageStatError) -> Bool {
+    /// memory left to ask page by page in many stretches, where it loads. Notes say which
+    /// engine ran and why.
+    private func usesBPF(object: PageCacheObject, pendingRuns: Int, notes: inout Notes) throws(PageStatError) -> Bool {
         switch engine {
         case .syscalls:
             return false
@@ -597,11 +609,12 @@ public final class ProcessScanner {
             notes.add("file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked")
             return true
         case .auto:
-            guard object.isShmem && pendingPages >= Self.bpfPaysPages else { return false }
+            let loaded = if case .success? = bpfWalker { true } else { false }
+            guard object.isShmem && (loaded || pendingRuns >= Self.bpfPaysRuns) else { return false }
             if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
             switch bpfWalker! {
             case .success:
-                notes.add("file side: the BPF engine for shared memory with \(Self.bpfPaysPages) or more pages to settle (swap locations included), the syscalls engine elsewhere")
+                notes.add("file side: the BPF engine for shared memory left to ask in \(Self.bpfPaysRuns) or more stretches (swap locations included), the syscalls engine elsewhere")
                 return true
             case .failure(let error):
                 notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
