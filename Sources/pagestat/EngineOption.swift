@@ -4,11 +4,12 @@ import PageStat
 /// `--engine`: which engine asks shared objects' page caches (see `FileSideEngineChoice`).
 struct EngineOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        How the page cache of shared objects is asked: auto (the BPF engine for shared memory \
-        fragmented into many stretches, where it loads, else syscalls; a note says which and why), bpf (the page-cache \
-        xarray through a BPF iterator: swap locations of swapped shared pages; root, the \
-        kernel's BTF and libbpf.so.1; exit 7 with the reason where it cannot load), or syscalls \
-        (lseek, cachestat, mincore: no swap locations for shared memory).
+        How the page cache of shared objects is asked: auto (syscalls, turning to the BPF \
+        engine for shared memory once lseek has cost about what loading it does; a note says \
+        which and why), bpf (the page-cache xarray through a BPF iterator: swap locations of \
+        swapped shared pages; root, the kernel's BTF and libbpf.so.1; exit 7 with the reason \
+        where it cannot load), or syscalls (lseek, cachestat, mincore: no swap locations for \
+        shared memory).
         """, valueName: "engine"))
     var engine: FileSideEngineChoice = .auto
 }

@@ -70,6 +70,35 @@ struct EngineTests {
         #expect(entries[5] == 0)
     }
 
+    @Test func autoTurnsToBPFOnceLseekHasCostItsLoad() throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+        // 160 Ki pages of shared memory, every other one written and paged out: the syscalls
+        // engine needs an lseek per swapped page, more than `bpfPaysLseeks`.
+        let pages = 160 << 10
+        let memory = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
+        for page in stride(from: 0, to: pages, by: 2) { memory.write(page..<page + 1) }
+        try memory.pageOut(0..<pages)
+        let scanner = try ProcessScanner(pid: getpid())
+        var auto = ScanOptions(range: memory.range)
+        auto.engine = .auto
+        var syscalls = ScanOptions(range: memory.range)
+        syscalls.engine = .syscalls
+        let byAuto = try scanner.scan(auto)
+        let bySyscalls = try scanner.scan(syscalls)
+        #expect(byAuto.notes.contains { $0.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") }, "\(byAuto.notes)")
+        #expect(pageStates(byAuto) == pageStates(bySyscalls))
+        // Swapped pages settled after the turn carry their slots.
+        let located = byAuto.mappings.flatMap(\.runs).filter { $0.state == .swapped && $0.swap != nil }
+        #expect(!located.isEmpty)
+        // Little to ask: the BPF engine is not loaded for it (a fresh scanner, one lseek or so).
+        let small = try ArrangedMemory(pages: 64, backing: .sharedAnonymous)
+        small.write(0..<32)
+        try small.pageOut(0..<16)
+        var smallAuto = ScanOptions(range: small.range)
+        smallAuto.engine = .auto
+        #expect(!(try ProcessScanner(pid: getpid()).scan(smallAuto)).notes.contains { $0.contains("BPF engine") })
+    }
+
     @Test func bpfEngineWithoutPrivilegeSaysWhy() throws {
         try #require(TestEnvironment.isRoot, "needs root to run pagestat as another user (see EnvironmentTests)")
         let fixture = try FixtureProcess(asUser: 65534)

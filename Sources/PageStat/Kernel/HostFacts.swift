@@ -147,7 +147,7 @@ public enum HostFacts {
     /// Which engine `--engine auto` uses for large shared memory here.
     public static func autoEngine(_ facts: [HostFact]) -> String {
         facts.first { $0.name == "BPF engine" }?.available == true
-            ? "bpf for shared memory left to ask page by page in 65536 or more stretches, syscalls elsewhere"
+            ? "syscalls, then bpf for shared memory once lseek has cost about what loading it does (65536 calls)"
             : "syscalls (the BPF engine does not load here)"
     }
 

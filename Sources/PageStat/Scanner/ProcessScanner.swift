@@ -179,6 +179,7 @@ public final class ProcessScanner {
             clock = now
         }
         engine = options.engine
+        lseeksSoFar = 0
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -308,7 +309,7 @@ public final class ProcessScanner {
             for (pieceIndex, piece) in wave.enumerated() {
                 let index = piece.mapping
                 let mapping = mappings[index]
-                var use: MemoryUse? = tables.counts != nil ? MemoryUse() : nil
+                var pieceCounts: MemoryUse? = tables.counts != nil ? MemoryUse() : nil
                 var builder = RunBuilder(pageSize: pageSize)
                 var runs: [PageRun] = []
                 if piece.chunks.count > 1 || carry != nil {
@@ -316,10 +317,11 @@ public final class ProcessScanner {
                     for offset in 0..<piece.chunks.count { total += chunkResults[position + offset].0.count }
                     builder.reserveCapacity(total)
                 }
+                // The run held back at the end of the last wave opens this one (settled already).
                 if pieceIndex == 0, let held = carry { builder.append(held) }
                 carry = nil
                 for _ in piece.chunks {
-                    if let chunkUse = chunkResults[position].1 { use?.merge(mapcounts: chunkUse) }
+                    if let chunkUse = chunkResults[position].1 { pieceCounts?.merge(mapcounts: chunkUse) }
                     // Moved out, so that a fragmented scan never holds its runs twice.
                     let chunkRuns = chunkResults[position].0
                     chunkResults[position].0 = []
@@ -337,7 +339,7 @@ public final class ProcessScanner {
                 let start = runs.first?.start ?? scanned[index].start
                 let end = runs.last.map { $0.start + $0.pages * pageSize } ?? scanned[index].start
                 reports.append(MappingReport(mapping: mapping, scanned: AddressRange(start: start, end: end), runs: runs))
-                mapcounts.append(use)
+                mapcounts.append(pieceCounts)
             }
             special += reports.reduce(UInt64(0)) { total, report in
                 report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
@@ -370,8 +372,6 @@ public final class ProcessScanner {
                 }
                 if let pieceCounts = mapcounts[pieceIndex] { mapcountsOfMapping?.merge(mapcounts: pieceCounts) }
                 var out = RunBuilder(pageSize: pageSize)
-                if let held = carry { out.append(held) }
-                carry = nil
                 func handOver(keepingLast: Bool) {
                     let runs = out.take(keepingLast: keepingLast)
                     guard !runs.isEmpty else { return }
@@ -502,7 +502,7 @@ public final class ProcessScanner {
             var bpf = false
             if engine == .bpf {
                 // Asked for: every page from the xarray, swap locations included.
-                bpf = try usesBPF(object: object, pendingRuns: 0, notes: &notes)
+                bpf = try usesBPF(object: object, notes: &notes)
             } else {
                 // The object's counts settle pages without walking them (but know no swap
                 // locations); where they leave pages to ask one by one, `auto` weighs the BPF
@@ -513,10 +513,7 @@ public final class ProcessScanner {
                     case .data(let dataMode): mode = dataMode
                     }
                 }
-                if settledAs == nil && mode == .perPage {
-                    let pendingRuns = report.runs.reduce(0) { $0 + ($1.flags.contains(.pendingFileSide) ? 1 : 0) }
-                    bpf = try usesBPF(object: object, pendingRuns: pendingRuns, notes: &notes)
-                }
+                if settledAs == nil { bpf = try usesBPF(object: object, notes: &notes) }
             }
             if settledAs == nil {
                 let engine: any FileSideEngine = if bpf, let walker = try? bpfWalker?.get() {
@@ -551,16 +548,29 @@ public final class ProcessScanner {
                 emit(run)
                 continue
             }
-            guard let engine = fileSide else {
+            guard fileSide != nil else {
                 emit(run)  // unknown, with the note that says why
                 continue
             }
             var next = run.start
             do throws(PageStatError) {
-                try resolve(run, mapping: mapping, with: engine) { piece in
-                    emit(piece)
-                    next = piece.start + piece.pages * pageSize
+                // In stretches of at most 64 Ki pages, so that `auto` can turn to the BPF engine
+                // as soon as lseek has cost about what its load does.
+                let end = run.start + run.pages * pageSize
+                while next < end {
+                    if let syscalls = fileSide as? SyscallFileSide, let bpf = try turnToBPF(from: syscalls, notes: &notes) {
+                        let first = (mapping.offset + (next - mapping.range.start)) / pageSize
+                        let last = report.runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
+                        try bpf.prepare(span: first..<last / pageSize, long: [])
+                        fileSide = bpf
+                    }
+                    let part = PageRun(start: next, pages: min((end - next) / pageSize, 1 << 16), state: run.state, flags: run.flags)
+                    try resolve(part, mapping: mapping, with: fileSide!) { piece in
+                        emit(piece)
+                        next = piece.start + piece.pages * pageSize
+                    }
                 }
+                if let syscalls = fileSide as? SyscallFileSide { lseeksSoFar += syscalls.takeLseeks() }
             } catch {
                 if error == .processExited(pid: pid) { throw error }
                 let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
@@ -588,18 +598,36 @@ public final class ProcessScanner {
     /// loaded (or why it could not be).
     private var engine: FileSideEngineChoice = .auto
     private var bpfWalker: Result<XArrayWalker, PageStatError>?
+    /// lseek calls of the syscalls engine so far in this scan.
+    private var lseeksSoFar = 0
 
-    /// Shared memory whose page table leaves at least this many separate stretches to ask page
-    /// by page is where the BPF engine pays for its load (about 100 ms here: libbpf reads the
-    /// kernel's whole BTF) over the syscalls engine's lseek and cachestat calls (one or more a
-    /// stretch, 0.4 us and up each). Once loaded, it answers every such stretch.
-    static let bpfPaysRuns = 1 << 16
+    /// With `--engine auto`: once the syscalls engine's lseek calls on shared memory have cost
+    /// about what the BPF engine's load does (`bpfPaysLseeks`), the BPF engine, where it loads,
+    /// for the rest of the scan.
+    private func turnToBPF(from syscalls: SyscallFileSide, notes: inout Notes) throws(PageStatError) -> BPFFileSide? {
+        guard engine == .auto, syscalls.object.isShmem, lseeksSoFar + syscalls.lseeks >= Self.bpfPaysLseeks else { return nil }
+        if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+        switch bpfWalker! {
+        case .success(let walker):
+            notes.add("file side: the syscalls engine, then the BPF engine once lseek had cost about what loading it does (\(Self.bpfPaysLseeks) calls); swap locations only from there")
+            lseeksSoFar += syscalls.takeLseeks()
+            return BPFFileSide(object: syscalls.object, walker: walker)
+        case .failure(let error):
+            notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
+            return nil
+        }
+    }
 
-    /// Whether the BPF engine answers for `object`: always with `--engine bpf` (where it cannot
-    /// load, the scan fails with the reason), never with `syscalls`, and with `auto` for shared
-    /// memory left to ask page by page in many stretches, where it loads. Notes say which
-    /// engine ran and why.
-    private func usesBPF(object: PageCacheObject, pendingRuns: Int, notes: inout Notes) throws(PageStatError) -> Bool {
+    /// lseek calls on shared memory that cost about what the BPF engine's load does (about
+    /// 100 ms here, libbpf reading the kernel's whole BTF; an lseek that walks to the next data
+    /// page costs 0.4 us and up).
+    static let bpfPaysLseeks = 1 << 16
+
+    /// Whether the BPF engine answers for `object` from the start: always with `--engine bpf`
+    /// (where it cannot load, the scan fails with the reason), never with `syscalls`, and with
+    /// `auto` for shared memory once it is loaded (see `turnToBPF`). Notes say which engine ran
+    /// and why.
+    private func usesBPF(object: PageCacheObject, notes: inout Notes) throws(PageStatError) -> Bool {
         switch engine {
         case .syscalls:
             return false
@@ -609,17 +637,9 @@ public final class ProcessScanner {
             notes.add("file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked")
             return true
         case .auto:
-            let loaded = if case .success? = bpfWalker { true } else { false }
-            guard object.isShmem && (loaded || pendingRuns >= Self.bpfPaysRuns) else { return false }
-            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-            switch bpfWalker! {
-            case .success:
-                notes.add("file side: the BPF engine for shared memory left to ask in \(Self.bpfPaysRuns) or more stretches (swap locations included), the syscalls engine elsewhere")
-                return true
-            case .failure(let error):
-                notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
-                return false
-            }
+            // Once loaded, for all shared memory left to ask (its load is paid).
+            guard object.isShmem, case .success? = bpfWalker else { return false }
+            return true
         }
     }
 
