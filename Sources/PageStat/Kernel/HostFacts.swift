@@ -53,23 +53,23 @@ public enum HostFacts {
             consequence: categories.isEmpty ? "empty stretches are read entry by entry (a 64 TiB reservation costs about a minute, not milliseconds); no thp or zero-page flags without root" : ""))
 
         let cachestat = PageCacheObject.cachestatSupported
-        facts.append(HostFact(
-            name: "cachestat", available: cachestat,
-            detail: cachestat ? "cachestat(2) counts cached pages and swap entries" : "cachestat(2) is missing (Linux 6.5+) or refused",
-            consequence: cachestat ? "" : "swapped shared pages still in the swap cache are told apart by counting through pagestat's own smaps (slower); file dirty/writeback counts unknown"))
+        facts.append(feature("cachestat", cachestat,
+                                  yes: "cachestat(2) counts cached pages and swap entries",
+                                  no: "cachestat(2) is missing (Linux 6.5+) or refused",
+                                  cost: "swapped shared pages still in the swap cache are told apart by counting through pagestat's own smaps (slower); file dirty/writeback counts unknown"))
 
         let seekData = shmemSeekData()
-        facts.append(HostFact(
-            name: "SEEK_DATA on shmem", available: seekData,
-            detail: seekData ? "lseek finds data and holes in memfd and tmpfs objects" : "lseek SEEK_DATA does not skip shmem holes",
-            consequence: seekData ? "" : "every page of a shared object is asked one by one"))
+        facts.append(feature("SEEK_DATA on shmem", seekData,
+                                  yes: "lseek finds data and holes in memfd and tmpfs objects",
+                                  no: "lseek SEEK_DATA does not skip shmem holes",
+                                  cost: "every page of a shared object is asked one by one"))
 
         let smaps = (try? ProcFS.readText("/proc/self/smaps", pid: getpid(), what: "smaps")) ?? ""
         let smapsSwap = smaps.contains("\nSwap:")
-        facts.append(HostFact(
-            name: "smaps Swap", available: smapsSwap,
-            detail: smapsSwap ? "smaps counts swapped shmem pages per mapping" : "no Swap lines in /proc/self/smaps",
-            consequence: smapsSwap ? "" : "whole-object counts and the summary's cross-check are unavailable"))
+        facts.append(feature("smaps Swap", smapsSwap,
+                                  yes: "smaps counts swapped shmem pages per mapping",
+                                  no: "no Swap lines in /proc/self/smaps",
+                                  cost: "whole-object counts and the summary's cross-check are unavailable"))
 
         let btf = access("/sys/kernel/btf/vmlinux", R_OK) == 0
         facts.append(HostFact(
@@ -88,16 +88,16 @@ public enum HostFacts {
             consequence: bpf ? "" : "no swap locations for swapped shared pages; fragmented shared memory costs an lseek per isolated swapped page"))
 
         let softDirty = smaps.contains(" sd ") || smaps.contains(" sd\n")
-        facts.append(HostFact(
-            name: "soft-dirty", available: softDirty,
-            detail: softDirty ? "pagemap bit 55 is tracked" : "no 'sd' in VmFlags (CONFIG_MEM_SOFT_DIRTY off)",
-            consequence: softDirty ? "" : "the soft-dirty flag never shows"))
+        facts.append(feature("soft-dirty", softDirty,
+                                  yes: "pagemap bit 55 is tracked",
+                                  no: "no 'sd' in VmFlags (CONFIG_MEM_SOFT_DIRTY off)",
+                                  cost: "the soft-dirty flag never shows"))
 
         let uffd = userfaultfdWriteProtect()
-        facts.append(HostFact(
-            name: "userfaultfd-wp", available: uffd,
-            detail: uffd ? "write-protect markers show as uffd-wp" : "userfaultfd write-protect is not available here",
-            consequence: uffd ? "" : "none: pagestat only reports the markers it finds"))
+        facts.append(feature("userfaultfd-wp", uffd,
+                                  yes: "write-protect markers show as uffd-wp",
+                                  no: "userfaultfd write-protect is not available here",
+                                  cost: "none: pagestat only reports the markers it finds"))
 
         let guards = guardPages()
         facts.append(HostFact(
@@ -142,6 +142,11 @@ public enum HostFacts {
             detail: (HugetlbFS.pageSizes.isEmpty ? "no huge page sizes" : hugeLines.joined(separator: ", ")),
             consequence: "hugetlb pages not mapped by a process are told only by count (st_blocks): unknown where the count cannot place them"))
         return facts
+    }
+
+    /// A feature that is there or not: what was found either way, and what its absence costs.
+    private static func feature(_ name: String, _ available: Bool, yes: String, no: String, cost: String) -> HostFact {
+        HostFact(name: name, available: available, detail: available ? yes : no, consequence: available ? "" : cost)
     }
 
     /// Which engine `--engine auto` uses for large shared memory here.
