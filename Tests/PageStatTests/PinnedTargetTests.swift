@@ -40,6 +40,32 @@ struct PinnedTargetTests {
         #expect(fresh.mappings.contains { $0.mapping.path.hasSuffix("/sleep") })
     }
 
+    @Test func rawOfAProcessThatExecsOrDiesIsNeverATruncatedStream() throws {
+        // Pinned before the exec: the stream would read nothing from the old address space.
+        let child = try ChildProcess(["/bin/sh", "-c", "read x; exec /bin/sleep 100"], captureOutput: false)
+        defer { child.signal(SIGKILL); child.wait() }
+        let shell = executable(child.pid)
+        let range = try #require(try ProcMaps.read(pid: child.pid).first { $0.path == "[stack]" }).range
+        let raw = try RawPagemap(pid: child.pid)
+        child.closeInput()
+        #expect(waitUntil { executable(child.pid) != shell }, "the child never exec'd")
+        var bytes = 0
+        #expect(throws: PageStatError.addressSpaceReplaced(pid: child.pid)) {
+            try raw.stream(range) { (chunk: UnsafeRawBufferPointer) throws(PageStatError) in bytes += chunk.count }
+        }
+        #expect(bytes == 0)
+        // Killed, not reaped: exited, not an empty stream.
+        let other = try ChildProcess(["/bin/sleep", "100"], captureOutput: false)
+        defer { other.wait() }
+        let otherRange = try #require(try ProcMaps.read(pid: other.pid).first { $0.path == "[stack]" }).range
+        let otherRaw = try RawPagemap(pid: other.pid)
+        other.signal(SIGKILL)
+        #expect(waitUntil { state(other.pid) == UInt8(ascii: "Z") })
+        #expect(throws: PageStatError.processExited(pid: other.pid)) {
+            try otherRaw.stream(otherRange) { (_: UnsafeRawBufferPointer) throws(PageStatError) in }
+        }
+    }
+
     @Test func vforkChildThatExecsIsReportedNotReadFromItsParent() throws {
         // The child shares this process's address space until it execs: pinned then, its
         // descriptors keep reading ours afterwards, while its maps would name another program.

@@ -161,11 +161,28 @@ public final class ProcessScanner {
         do {
             return try scanOrFail(options, into: &consumer)
         } catch .noSuchProcess, .processExited {
-            // The address space went away under a read: the process exited, or it replaced its
-            // address space with exec (the descriptors then read nothing).
-            if handle.hasExited { throw .processExited(pid: pid) }
+            throw vanished()
+        }
+    }
+
+    /// What became of an address space that a read found gone: the process exited, or it
+    /// replaced its address space with exec (the descriptors then read nothing).
+    func vanished() -> PageStatError {
+        if handle.hasExited { return .processExited(pid: pid) }
+        do { try checkAddressSpace() } catch { return error }
+        return .addressSpaceReplaced(pid: pid)
+    }
+
+    /// The mappings of the pinned address space now, read through the maps descriptor opened
+    /// with pagemap (for `raw`, which reads pagemap itself); throws what became of it if gone.
+    func currentMappings() throws(PageStatError) -> [Mapping] {
+        do throws(PageStatError) {
             try checkAddressSpace()
-            throw .addressSpaceReplaced(pid: pid)
+            let mappings = try readMappings()
+            if mappings.isEmpty { throw PageStatError.processExited(pid: pid) }
+            return mappings
+        } catch .noSuchProcess, .processExited {
+            throw vanished()
         }
     }
 

@@ -78,7 +78,7 @@ public final class RawPagemap {
         let expected = range.length / pageSize
         if written < expected {
             notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space)")
-        } else if let now = try? ProcMaps.read(pid: pid).filter({ $0.range.overlaps(range) }),
+        } else if let now = try? scanner.currentMappings().filter({ $0.range.overlaps(range) }),
                   let gap = Self.firstUnmapped(range, now) {
             notes.add("\(gap) was unmapped while the range was read: from then on its entries are what pagemap gives for unmapped addresses (0)")
         }
@@ -96,15 +96,9 @@ public final class RawPagemap {
         return cursor < range.end ? AddressRange(start: cursor, end: range.end) : nil
     }
 
+    /// The mappings of the pinned address space (the one pagemap is read from) overlapping `range`.
     private func overlappingMappings(_ range: AddressRange) throws(PageStatError) -> [Mapping] {
-        let mappings: [Mapping]
-        do {
-            mappings = try ProcMaps.read(pid: pid).filter { $0.range.overlaps(range) }
-        } catch .noSuchProcess {
-            throw .processExited(pid: pid)
-        }
-        if mappings.isEmpty && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
-        return mappings
+        try scanner.currentMappings().filter { $0.range.overlaps(range) }
     }
 
     /// The swapped pages of `part` of a shmem mapping, as sorted ranges with the swap location of
@@ -148,8 +142,12 @@ public final class RawPagemap {
             let swapped = try mapping.map { mapping throws(PageStatError) in
                 try swappedPages(mapping, AddressRange(start: address, end: address + UInt64(wanted) * pageSize))
             } ?? []
-            let got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
-            if got == 0 && !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            let got: Int
+            do {
+                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
+            } catch .noSuchProcess, .processExited {
+                throw scanner.vanished()
+            }
             let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
             var next = 0
             Self.markSwapped(batch, firstAddress: address, pageSize: pageSize, swapped: swapped, next: &next)
@@ -157,11 +155,9 @@ public final class RawPagemap {
             written += UInt64(got)
             address += UInt64(got) * pageSize
             if got < wanted {
-                // pagemap ends early when the process's memory is gone (it exited, maybe a zombie
-                // not yet reaped) or past the user address space ([vsyscall]).
-                if !ProcFS.processExists(pid) || ((try? ProcMaps.read(pid: pid))?.isEmpty ?? true) {
-                    throw .processExited(pid: pid)
-                }
+                // pagemap ends early past the user address space ([vsyscall]); below it, only
+                // when the address space is gone (exit, or exec: then the scanner says which).
+                if address < ProcessScanner.userSpaceEnd { throw scanner.vanished() }
                 return false
             }
         }
