@@ -7,13 +7,9 @@ import Testing
 /// Pages `pages` of `memory` out and waits until smaps (the kernel's own count) shows `expected`
 /// swapped pages in its mapping; MADV_PAGEOUT skips folios still in another CPU's LRU batch.
 func pageOut(_ memory: ArrangedMemory, _ pages: Range<Int>, expectSwapped expected: Int) throws {
-    for _ in 0..<10 {
-        try memory.pageOut(pages)
-        let swap = try smapsEntry(containing: memory.address)["Swap"]
-        if swap >= UInt64(expected * TestEnvironment.pageSize) { return }
-        usleep(20_000)
+    if try !memory.pageOut(pages, untilSwapped: expected) {
+        Issue.record("MADV_PAGEOUT did not swap \(expected) pages of \(memory.range)")
     }
-    Issue.record("MADV_PAGEOUT did not swap \(expected) pages of \(memory.range)")
 }
 
 /// The pages smaps counts as swapped in the mapping at `address`.

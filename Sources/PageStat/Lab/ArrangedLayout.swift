@@ -39,7 +39,7 @@ public final class ArrangedLayout {
         let pageSize = ProcFS.pageSize
         sharedAnon = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
         sharedAnon.write(0..<2 * q)
-        try sharedAnon.pageOut(0..<q)
+        try Self.swapped(sharedAnon.pageOut(0..<q, untilSwapped: q))
         memfd = try ArrangedMemory(pages: pages, backing: .memfd(name: "pagestat-fixture", shared: true))
         try Self.arrangeShmemFile(memfd, q: q)
         shmPath = "/dev/shm/pagestat-fixture-\(getpid())"
@@ -64,12 +64,11 @@ public final class ArrangedLayout {
         shmctl(shmid, IPC_RMID, nil)
         sysv = segment
         for page in 0..<2 * q { segment.storeBytes(of: 0x33, toByteOffset: page * pageSize, as: UInt8.self) }
-        if madvise(segment, q * pageSize, CPagestat_MADV_PAGEOUT) != 0 {
-            throw .system(call: "madvise", errno: .init(rawValue: errno))
-        }
+        try Self.swapped(ArrangedMemory.pageOut(segment, length: q * pageSize,
+                                                mappingStart: UInt64(UInt(bitPattern: segment)), untilSwapped: q))
         privateAnon = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
         privateAnon.write(0..<2 * q)
-        try privateAnon.pageOut(0..<q)
+        try Self.swapped(privateAnon.pageOut(0..<q, untilSwapped: q))
         _ = privateAnon.read(2 * q..<3 * q)
         guards = (try? privateAnon.installGuard(3 * q..<3 * q + q / 2)) != nil
         // A regular file: readahead off (FADV_RANDOM, MADV_RANDOM), and the gaps keep
@@ -143,9 +142,17 @@ public final class ArrangedLayout {
         return fd
     }
 
+    /// A layout whose paged-out parts did not all reach swap would be wrong about itself: fail.
+    private static func swapped(_ done: Bool) throws(PageStatError) {
+        guard done else {
+            throw .system(call: "madvise(MADV_PAGEOUT) (pages still in memory after 10 tries: is swap on and not full?)",
+                          errno: .resourceTemporarilyUnavailable)
+        }
+    }
+
     private static func arrangeShmemFile(_ memory: ArrangedMemory, q: Int) throws(PageStatError) {
         try memory.pwrite(0..<q)
         memory.write(q..<3 * q)
-        try memory.pageOut(2 * q..<3 * q)
+        try swapped(memory.pageOut(2 * q..<3 * q, untilSwapped: q))
     }
 }

@@ -108,6 +108,30 @@ public final class ArrangedMemory: @unchecked Sendable {
         try advise(pages, CPagestat_MADV_PAGEOUT)
     }
 
+    /// MADV_PAGEOUT on `pages`, again until smaps (the kernel's own count) shows `expected`
+    /// swapped pages in this mapping: the kernel skips folios it cannot isolate at once (still in
+    /// another CPU's LRU batch). Tries 10 times, 20 ms apart; returns whether it got there.
+    @discardableResult
+    public func pageOut(_ pages: Range<Int>, untilSwapped expected: Int) throws(PageStatError) -> Bool {
+        try Self.pageOut(base + pages.lowerBound * pageSize, length: pages.count * pageSize,
+                         mappingStart: address, untilSwapped: expected)
+    }
+
+    /// The same for any mapping of our own that starts at `mappingStart`.
+    @discardableResult
+    public static func pageOut(_ start: UnsafeMutableRawPointer, length: Int, mappingStart: UInt64,
+                               untilSwapped expected: Int) throws(PageStatError) -> Bool {
+        for _ in 0..<10 {
+            guard madvise(start, length, CPagestat_MADV_PAGEOUT) == 0 else {
+                throw .system(call: "madvise(MADV_PAGEOUT)", errno: Errno(rawValue: errno))
+            }
+            let swap = try ProcMaps.smapsField(pid: getpid(), vmaStart: mappingStart, key: "Swap") ?? 0
+            if swap >= UInt64(expected * ProcFS.pageSize) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
     /// Write-protects `pages` with userfaultfd; the returned descriptor keeps the protection
     /// registered until it is closed.
     public func writeProtect(_ pages: Range<Int>) throws(PageStatError) -> Int32 {
