@@ -129,13 +129,22 @@ struct PinnedTargetTests {
             Mapping(range: AddressRange(start: start, end: end), permissions: permissions, offset: 0, deviceMajor: 0,
                     deviceMinor: 0, inode: 0, path: path, kind: .privateAnon)
         }
+        func at(_ start: UInt64, _ end: UInt64, offset: UInt64) -> Mapping {
+            Mapping(range: AddressRange(start: start, end: end), permissions: "rw-s", offset: offset, deviceMajor: 0,
+                    deviceMinor: 1, inode: 9, path: "/memfd:x (deleted)", kind: .shmem)
+        }
         let before = [mapping(0x1000, 0x3000), mapping(0x5000, 0x6000, "[heap]"), mapping(0x8000, 0x9000),
-                      mapping(0xa000, 0xb000)]
-        // The first stays, the heap grew, the third was unmapped, the fourth changed protection.
+                      mapping(0xa000, 0xb000), mapping(0xc000, 0xd000), at(0x10000, 0x12000, offset: 0x4000),
+                      at(0x20000, 0x21000, offset: 0)]
+        // The first stays; the heap grew; the third was unmapped; the fourth changed protection;
+        // the fifth merged with a new neighbour below it; the sixth shrank; the seventh was
+        // mapped again at another offset of its object.
         let now = [mapping(0x1000, 0x3000), mapping(0x5000, 0x7000, "[heap]"),
-                   mapping(0xa000, 0xb000, permissions: "r--p")]
-        #expect(ProcessScanner.changedMappings(before, now: now) == [1, 2, 3])
+                   mapping(0xa000, 0xb000, permissions: "r--p"), mapping(0xb000, 0xd000),
+                   at(0x10000, 0x11000, offset: 0x4000), at(0x20000, 0x21000, offset: 0x1000)]
+        #expect(ProcessScanner.changedMappings(before, now: now) == [2, 3, 5, 6])
         #expect(ProcessScanner.changedMappings(before, now: before).isEmpty)
+        #expect(ProcessScanner.changedMappings(before, now: []) == Array(before.indices))
     }
 
     @Test func vsyscallIsUnknownWithItsReason() throws {

@@ -165,4 +165,14 @@ public struct Mapping: Sendable, Hashable {
     }
 
     public var isShared: Bool { permissions.hasSuffix("s") }
+
+    /// Whether this mapping covers all of `other` and maps it the same way: the same permissions,
+    /// object and path, and (for an object: maps prints 0 for anonymous memory) the offset
+    /// `other` had at its start.
+    public func covers(_ other: Mapping) -> Bool {
+        range.start <= other.range.start && other.range.end <= range.end
+            && permissions == other.permissions && deviceMajor == other.deviceMajor && deviceMinor == other.deviceMinor
+            && inode == other.inode && path == other.path
+            && (inode == 0 || offset &+ (other.range.start - range.start) == other.offset)
+    }
 }

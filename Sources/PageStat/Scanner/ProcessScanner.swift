@@ -453,12 +453,17 @@ public final class ProcessScanner {
     }
 
     /// Indices of `before` whose line no longer stands, exactly, in `now` (both in address order).
+    /// A mapping stands when one mapping of `now` still covers all of it the same way: the same
+    /// permissions, object (device, inode, path) and offset at its start. One that only grew, or
+    /// merged with a new neighbour, still maps the same pages the same way; one unmapped, moved,
+    /// shrunk, reprotected or replaced does not.
     static func changedMappings(_ before: [Mapping], now: [Mapping]) -> [Int] {
         var changed: [Int] = []
         var cursor = 0
         for (index, mapping) in before.enumerated() {
-            while cursor < now.count && now[cursor].range.start < mapping.range.start { cursor += 1 }
-            if cursor < now.count && now[cursor] == mapping { continue }
+            // The last mapping of `now` that starts at or below this one's start.
+            while cursor + 1 < now.count && now[cursor + 1].range.start <= mapping.range.start { cursor += 1 }
+            if cursor < now.count && now[cursor].covers(mapping) { continue }
             changed.append(index)
         }
         return changed
