@@ -178,22 +178,22 @@ static __always_inline void xw_emit(struct xw_walk *w, struct CPagestat_xw_io *i
 }
 
 // Reports pages [lo, hi) of a non-node entry `e` that starts at index `start` (lo >= start).
+// One call of xw_emit, whatever the kind: every inlined copy is a path the verifier walks.
 static __always_inline void xw_entry(struct xw_walk *w, struct CPagestat_xw_io *io, __u64 e, __u64 start,
                                      __u64 lo, __u64 hi)
 {
+    __u64 kind = CPAGESTAT_XW_FOLIO, swap = 0;
     if (e == 0 || e == XA_ZERO_ENTRY) {
-        xw_emit(w, io, lo, hi - lo, CPAGESTAT_XW_HOLE, 0);
+        kind = CPAGESTAT_XW_HOLE;
     } else if (e & 1) {
-        if (w->shmem)
-            xw_emit(w, io, lo, hi - lo, CPAGESTAT_XW_SWAP, (e >> 1) + (lo - start));
-        else
-            xw_emit(w, io, lo, hi - lo, CPAGESTAT_XW_SHADOW, 0);
+        kind = w->shmem ? CPAGESTAT_XW_SWAP : CPAGESTAT_XW_SHADOW;
+        swap = w->shmem ? (e >> 1) + (lo - start) : 0;
     } else if ((e & 3) == 2) {
         w->stop = e == XA_RETRY_ENTRY ? CPAGESTAT_XW_RETRY : CPAGESTAT_XW_BAD_ENTRY;
         io->result.bad_entry = e;
-    } else {
-        xw_emit(w, io, lo, hi - lo, CPAGESTAT_XW_FOLIO, 0);
+        return;
     }
+    xw_emit(w, io, lo, hi - lo, kind, swap);
 }
 
 // Makes `node` (covering indices from `base`) the path's level `d`, reading its shift and its
@@ -227,9 +227,10 @@ static __always_inline void xw_tail(struct xw_walk *w, struct CPagestat_xw_io *i
         w->stop = CPAGESTAT_XW_DONE;
 }
 
-// One bpf_loop step: reads the deepest node of the path from its next slot, until it either
-// descends into a child node (the next step reads the child) or finishes the node (the next step
-// goes back up to its parent).
+// One bpf_loop step: reads one slot of the deepest node of the path (descending into it when it
+// holds a child node), or, once the node's slots are done, goes back up to its parent. One slot
+// per step, with no loop inside: the verifier checks the step once (about a millisecond), where a
+// 64-slot loop in it cost 90-135 ms of verification on every load.
 static long xw_step(__u64 i, void *ctx)
 {
     struct xw_ctx *c = ctx;
@@ -243,47 +244,43 @@ static long xw_step(__u64 i, void *ctx)
         return 1;
     }
     struct xw_level *l = &w->level[d & (XW_LEVELS - 1)];
-    __u64 *slots = w->slots[d & (XW_LEVELS - 1)];
-    __u32 shift = l->shift & 63;
-#pragma clang loop unroll(disable)
-    for (int k = 0; k < XA_CHUNK_SIZE; k++) {
-        __u32 s = l->slot;
-        if (s >= XA_CHUNK_SIZE)
-            break;
-        __u64 start = l->base + ((__u64)s << shift);
-        if (start >= w->end) {
-            // Every index below end is reported (cur == end).
-            w->stop = CPAGESTAT_XW_DONE;
-            return 1;
-        }
-        __u64 hi = start + (1ULL << shift);
-        if (hi > w->end)
-            hi = w->end;
-        __u64 lo = w->cur > start ? w->cur : start;
-        l->slot = s + 1;
-        if (hi <= lo)
-            continue;
-        __u64 e = slots[s & (XA_CHUNK_SIZE - 1)];
-        if (xw_is_node(e)) {
-            if (shift < XA_CHUNK_SHIFT || xw_push(w, io, d + 1, e - 2, start)) {
-                w->stop = CPAGESTAT_XW_BAD_ENTRY;
-                io->result.bad_entry = e;
-                return 1;
-            }
-            return 0;
-        }
-        if (xw_is_sibling(e)) {
-            __u32 canonical = (e >> 2) & (XA_CHUNK_SIZE - 1);
-            xw_entry(w, io, slots[canonical], l->base + ((__u64)canonical << shift), lo, hi);
-        } else {
-            xw_entry(w, io, e, start, lo, hi);
-        }
-        if (w->stop)
-            return 1;
-    }
-    if (l->slot >= XA_CHUNK_SIZE)
+    __u32 s = l->slot;
+    if (s >= XA_CHUNK_SIZE) {
         w->depth = d - 1;
-    return 0;
+        return 0;
+    }
+    __u32 shift = l->shift & 63;
+    __u64 start = l->base + ((__u64)s << shift);
+    if (start >= w->end) {
+        // Every index below end is reported (cur == end).
+        w->stop = CPAGESTAT_XW_DONE;
+        return 1;
+    }
+    __u64 hi = start + (1ULL << shift);
+    if (hi > w->end)
+        hi = w->end;
+    __u64 lo = w->cur > start ? w->cur : start;
+    l->slot = s + 1;
+    if (hi <= lo)
+        return 0;
+    __u64 *slots = w->slots[d & (XW_LEVELS - 1)];
+    __u64 e = slots[s & (XA_CHUNK_SIZE - 1)];
+    if (xw_is_node(e)) {
+        if (shift < XA_CHUNK_SHIFT || xw_push(w, io, d + 1, e - 2, start)) {
+            w->stop = CPAGESTAT_XW_BAD_ENTRY;
+            io->result.bad_entry = e;
+            return 1;
+        }
+        return 0;
+    }
+    if (xw_is_sibling(e)) {
+        // A sibling slot: the multi-index entry sits in the canonical slot of the same node.
+        __u32 canonical = (e >> 2) & (XA_CHUNK_SIZE - 1);
+        e = slots[canonical];
+        start = l->base + ((__u64)canonical << shift);
+    }
+    xw_entry(w, io, e, start, lo, hi);
+    return w->stop ? 1 : 0;
 }
 
 SEC("iter/task_file")
@@ -326,9 +323,11 @@ int xw_task_file(struct bpf_iter__task_file *ctx)
 
     if (!w->stop && w->depth >= 0) {
         struct xw_ctx c = { .w = w, .io = io };
-        // Each node costs at most two steps (read it, go back up from it); the extra steps let
-        // even a budget of one node descend to a leaf, so every pass makes progress.
-        bpf_loop(io->args.max_nodes * 2 + 2 * XW_LEVELS, xw_step, &c, 0);
+        // Each node costs at most 65 steps (its slots, then going back up from it); the extra
+        // steps let even a budget of one node descend to a leaf, so every pass makes progress.
+        // bpf_loop() refuses more than 1 << 23 steps (BPF_MAX_LOOPS): user space keeps
+        // max_nodes at or below 1 << 16.
+        bpf_loop(io->args.max_nodes * (XA_CHUNK_SIZE + 1) + 2 * XW_LEVELS, xw_step, &c, 0);
     }
     if (!w->stop) {
         if (w->depth < 0)

@@ -90,15 +90,16 @@ public final class XArrayWalker: Sendable {
     /// Records one pass may write (at most CPAGESTAT_XW_MAX_RUNS, 32768); lowered by tests to
     /// exercise resuming.
     let runsPerPass: UInt32
-    /// xarray nodes one pass may read (its bpf_loop budget): this bounds how long the program
-    /// runs with the RCU read lock held (a leaf node is 64 pages).
+    /// xarray nodes one pass may read (its bpf_loop budget, 65 steps a node): this bounds how
+    /// long the program runs with the RCU read lock held (a leaf node is 64 pages). At most
+    /// 1 << 16, which keeps the steps under bpf_loop's limit of 1 << 23.
     let nodesPerPass: UInt32
 
     private init(_ program: Program, filteredByKernel: Bool, runsPerPass: UInt32, nodesPerPass: UInt32) {
         self.program = program
         self.filteredByKernel = filteredByKernel
         self.runsPerPass = max(1, min(runsPerPass, UInt32(CPAGESTAT_XW_MAX_RUNS)))
-        self.nodesPerPass = max(1, min(nodesPerPass, 1 << 21))
+        self.nodesPerPass = max(1, min(nodesPerPass, 1 << 16))
     }
 
     private static let loadResult: Result<XArrayWalker, PageStatError> = load()
