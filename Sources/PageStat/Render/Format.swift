@@ -26,18 +26,39 @@ public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 /// hands them over every 64 KiB, so a report with millions of runs is never held whole.
 public struct JSONWriter {
     /// The bytes written and not yet flushed: a plain growable buffer (no copy-on-write checks
-    /// on the hot path).
+    /// on the hot path). Its state sits behind a pointer held in a `let`: stored `var`s of a
+    /// class would cost a dynamic exclusivity check (swift_beginAccess) on every byte appended.
     final class Buffer {
-        var base: UnsafeMutablePointer<UInt8>
-        var count = 0
-        var capacity: Int
+        private struct Storage {
+            var base: UnsafeMutablePointer<UInt8>
+            var count: Int
+            var capacity: Int
+        }
+        private let storage: UnsafeMutablePointer<Storage>
 
-        init(capacity: Int) {
-            self.capacity = capacity
-            base = .allocate(capacity: capacity)
+        var base: UnsafeMutablePointer<UInt8> {
+            @inline(__always) get { storage.pointee.base }
+            @inline(__always) set { storage.pointee.base = newValue }
+        }
+        var count: Int {
+            @inline(__always) get { storage.pointee.count }
+            @inline(__always) set { storage.pointee.count = newValue }
+        }
+        var capacity: Int {
+            @inline(__always) get { storage.pointee.capacity }
+            @inline(__always) set { storage.pointee.capacity = newValue }
         }
 
-        deinit { base.deallocate() }
+        init(capacity: Int) {
+            storage = .allocate(capacity: 1)
+            storage.initialize(to: Storage(base: .allocate(capacity: capacity), count: 0, capacity: capacity))
+        }
+
+        deinit {
+            storage.pointee.base.deallocate()
+            storage.deinitialize(count: 1)
+            storage.deallocate()
+        }
 
         @inline(__always)
         func reserve(_ extra: Int) {
@@ -234,19 +255,43 @@ public struct JSONWriter {
     @inline(__always)
     private func appendDecimal(_ value: UInt64) {
         buffer.reserve(20)
-        // Digits go backwards into the 20 bytes past the end, then move into place.
+        // Digits go backwards into the 20 bytes past the end, two at a time (a run's start
+        // address has 15 digits: half the divisions), then move into place.
         let scratch = buffer.base + buffer.count
         var position = 20
         var rest = value
-        repeat {
-            position -= 1
-            scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest % 10)
-            rest /= 10
-        } while rest > 0
+        Self.digitPairs.withUnsafeBufferPointer { pairs in
+            while rest >= 100 {
+                let pair = Int(rest % 100) * 2
+                rest /= 100
+                position -= 2
+                scratch[position] = pairs[pair]
+                scratch[position + 1] = pairs[pair + 1]
+            }
+            if rest >= 10 {
+                let pair = Int(rest) * 2
+                position -= 2
+                scratch[position] = pairs[pair]
+                scratch[position + 1] = pairs[pair + 1]
+            } else {
+                position -= 1
+                scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest)
+            }
+        }
         let digits = 20 - position
         if position > 0 { scratch.update(from: scratch + position, count: digits) }
         buffer.count += digits
     }
+
+    /// "00" "01" ... "99" as ASCII bytes.
+    private static let digitPairs: [UInt8] = {
+        var pairs: [UInt8] = []
+        for value in 0..<100 {
+            pairs.append(UInt8(0x30 + value / 10))
+            pairs.append(UInt8(0x30 + value % 10))
+        }
+        return pairs
+    }()
 
     private func appendQuoted(_ string: String) {
         buffer.append(0x22)

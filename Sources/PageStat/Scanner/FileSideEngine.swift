@@ -11,6 +11,22 @@ protocol FileSideEngine: AnyObject {
     /// `swapped` (with the first page's swap location where the engine knows it), `cached` or
     /// `none`.
     func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError)
+    /// The same, appended to `runs` as the pages of a mapping from address `start` on, each run
+    /// with `flags` added: the scanner's path, with no call per run.
+    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
+                 into runs: inout RunBuilder) throws(PageStatError)
+}
+
+extension FileSideEngine {
+    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
+                 into runs: inout RunBuilder) throws(PageStatError) {
+        var address = start
+        let pageSize = runs.pageSize
+        try resolve(first: first, count: count) { pages, state, fileFlags, swap in
+            runs.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags), swap: swap)
+            address += pages * pageSize
+        }
+    }
 }
 
 typealias FileSideEmit = (_ pages: UInt64, _ state: PageState, _ flags: PageFlags, _ swap: SwapLocation?) -> Void
@@ -50,13 +66,25 @@ final class BPFFileSide: FileSideEngine {
     private var walked: [XArrayRun] = []
     private var cursor = 0
 
-    init(object: PageCacheObject, walker: XArrayWalker) {
+    /// `storage`: an array whose capacity the walks may reuse (see `takeStorage`).
+    init(object: PageCacheObject, walker: XArrayWalker, storage: [XArrayRun] = []) {
         self.object = object
         self.walker = walker
+        walked = storage
+        walked.removeAll(keepingCapacity: true)
+    }
+
+    /// The walked runs' storage, emptied, for the next engine: a scan of many waves then grows
+    /// (and faults in) that storage once.
+    func takeStorage() -> [XArrayRun] {
+        walked.removeAll(keepingCapacity: true)
+        cursor = 0
+        return walked
     }
 
     func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
-        walked = []
+        // The storage stays for the next span: the scanner prepares a wave at a time.
+        walked.removeAll(keepingCapacity: true)
         cursor = 0
         let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
         guard span.lowerBound < end else { return }
@@ -64,10 +92,18 @@ final class BPFFileSide: FileSideEngine {
     }
 
     func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
+        var runs = RunBuilder(pageSize: 1)
+        try resolve(first: first, count: count, at: 0, flags: [], into: &runs)
+        for run in runs.runs { emit(run.pages, run.state, run.flags, run.swap) }
+    }
+
+    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
+                 into runs: inout RunBuilder) throws(PageStatError) {
         let pageSize = object.pageSize
         let end = first + count
         let inFileEnd = min(end, max(first, (object.size + pageSize - 1) / pageSize))
         var page = first
+        func address(_ page: UInt64) -> UInt64 { start + (page - first) * runs.pageSize }
         if page < inFileEnd {
             // Stretches come in order: go on from where the last one ended, or walk afresh for a
             // stretch that `prepare` did not cover.
@@ -79,20 +115,29 @@ final class BPFFileSide: FileSideEngine {
                 walked = fresh
                 cursor = 0
             }
-            while page < inFileEnd && cursor < walked.count {
-                let run = walked[cursor]
-                let stop = min(inFileEnd, run.first + run.pages)
-                let pages = stop - page
-                switch run.kind {
-                case .hole, .shadow: emit(pages, .none, [], nil)
-                case .resident: emit(pages, .cached, [], nil)
-                case .swap(let type, let offset): emit(pages, .swapped, [], SwapLocation(type: type, offset: offset + (page - run.first)))
+            // Local copies: no access to the class's storage per run.
+            var at = cursor
+            walked.withUnsafeBufferPointer { walked in
+                while page < inFileEnd && at < walked.count {
+                    let run = walked[at]
+                    let stop = min(inFileEnd, run.first + run.pages)
+                    let pages = stop - page
+                    switch run.kind {
+                    case .hole, .shadow:
+                        runs.append(start: address(page), pages: pages, state: .none, flags: flags)
+                    case .resident:
+                        runs.append(start: address(page), pages: pages, state: .cached, flags: flags)
+                    case .swap(let type, let offset):
+                        runs.append(start: address(page), pages: pages, state: .swapped, flags: flags,
+                                    swap: SwapLocation(type: type, offset: offset + (page - run.first)))
+                    }
+                    page = stop
+                    if stop == run.first + run.pages { at += 1 }
                 }
-                page = stop
-                if stop == run.first + run.pages { cursor += 1 }
             }
+            cursor = at
         }
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
-        if end > page { emit(end - page, .none, [], nil) }
+        if end > page { runs.append(start: address(page), pages: end - page, state: .none, flags: flags) }
     }
 }

@@ -222,6 +222,7 @@ public final class ProcessScanner {
             notes.add("\(mapping.path.isEmpty ? mapping.range.description : mapping.path): unknown: it lies above the user address space that /proc/PID/pagemap covers (a page the kernel provides, with no page-table entry to read)")
         }
 
+        func fileSided(_ mapping: Mapping) -> Bool { options.view == .truth && options.fileSide && mapping.kind.hasFileSide }
         // The page tables, in chunks, on every core. Where PAGEMAP_SCAN finds a long stretch
         // with no page-table entries, the stretch is one chunk whatever its size.
         var chunks: [(mapping: Int, range: AddressRange, empty: Bool)] = []
@@ -233,8 +234,13 @@ public final class ProcessScanner {
                 if Self.skipsEmpty(mappings[index]) && !scanCategories.isEmpty && range.end - start > chunkBytes {
                     let next = try PagemapScan.firstPopulated(fd: pagemap.fileDescriptor, pid: pid, start: start,
                                                               end: range.end) ?? range.end
-                    let aligned = next == range.end ? next : max(start, next - next % huge)
+                    var aligned = next == range.end ? next : max(start, next - next % huge)
                     if aligned - start >= chunkBytes {
+                        // Where the file side may split the stretch (swapped shared pages read
+                        // empty), at most a wave of it: the file side asks a wave at a time.
+                        if fileSided(mappings[index]) && aligned - start > Self.wavePages * pageSize {
+                            aligned = start + Self.wavePages * pageSize
+                        }
                         chunks.append((index, AddressRange(start: start, end: aligned), true))
                         start = aligned
                         continue
@@ -260,7 +266,7 @@ public final class ProcessScanner {
         var wavePages: UInt64 = 0
         var waveChunks = 0
         for index in mappings.indices {
-            let fileSided = options.view == .truth && options.fileSide && mappings[index].kind.hasFileSide
+            let fileSided = fileSided(mappings[index])
             var start = chunksOf[index].lowerBound
             repeat {
                 var end = start
@@ -389,24 +395,24 @@ public final class ProcessScanner {
                 }
                 if let pieceCounts = mapcounts[pieceIndex] { mapcountsOfMapping?.merge(mapcounts: pieceCounts) }
                 var out = RunBuilder(pageSize: pageSize)
-                func handOver(keepingLast: Bool) {
+                func handOver(_ out: inout RunBuilder, keepingLast: Bool) {
                     let runs = out.take(keepingLast: keepingLast)
+                    // A full batch: the next one will be full too, so grow the builder once.
+                    if keepingLast && runs.count >= Self.handOverRuns - 1 { out.reserveCapacity(2 * Self.handOverRuns) }
                     guard !runs.isEmpty else { return }
                     if use != nil { for run in runs { use!.add(run, pageSize: pageSize) } }
                     consumer.runs(runs)
                 }
                 let report = reports[pieceIndex]
                 reports[pieceIndex].runs = []
-                try settle(report, all: mappings, counts: &objectCounts, enabled: options.fileSide, notes: &notes) { run in
-                    out.append(run)
-                    if out.runs.count >= Self.handOverRuns { handOver(keepingLast: true) }
-                }
+                try settle(report, all: mappings, counts: &objectCounts, enabled: options.fileSide, notes: &notes,
+                           into: &out) { handOver(&$0, keepingLast: true) }
                 if piece.chunks.upperBound == chunksOf[index].upperBound {
-                    handOver(keepingLast: false)
+                    handOver(&out, keepingLast: false)
                     use?.finish(mapcounts: mapcountsOfMapping, shmem: mappings[index].kind.isShmem)
                     consumer.end(use: use)
                 } else {
-                    handOver(keepingLast: true)
+                    handOver(&out, keepingLast: true)
                     carry = out.runs.last
                 }
             }
@@ -504,7 +510,12 @@ public final class ProcessScanner {
     /// from the object's counts where they leave no doubt. Where the object cannot be opened or
     /// asked, pending pages are `unknown` and a note says why.
     private func settle(_ report: MappingReport, all mappings: [Mapping], counts objectCounts: inout ObjectCountCache,
-                        enabled: Bool, notes: inout Notes, emit: (PageRun) -> Void) throws(PageStatError) {
+                        enabled: Bool, notes: inout Notes, into out: inout RunBuilder,
+                        handOver: (inout RunBuilder) -> Void) throws(PageStatError) {
+        func emit(_ run: PageRun) {
+            out.append(run)
+            if out.runs.count >= Self.handOverRuns { handOver(&out) }
+        }
         let mapping = report.mapping
         let pendingPages = report.runs.reduce(UInt64(0)) { $0 + ($1.flags.contains(.pendingFileSide) ? $1.pages : 0) }
         // hugetlb pages were settled (or left unknown, with their note) by HugetlbSide.
@@ -539,7 +550,7 @@ public final class ProcessScanner {
             }
             if settledAs == nil {
                 let engine: any FileSideEngine = if bpf, let walker = try? bpfWalker?.get() {
-                    BPFFileSide(object: object, walker: walker)
+                    BPFFileSide(object: object, walker: walker, storage: takeWalkedStorage())
                 } else {
                     SyscallFileSide(object: object, dataMode: mode)
                 }
@@ -586,11 +597,11 @@ public final class ProcessScanner {
                         try bpf.prepare(span: first..<last / pageSize, long: [])
                         fileSide = bpf
                     }
-                    let part = PageRun(start: next, pages: min((end - next) / pageSize, 1 << 16), state: run.state, flags: run.flags)
-                    try resolve(part, mapping: mapping, with: fileSide!) { piece in
-                        emit(piece)
-                        next = piece.start + piece.pages * pageSize
-                    }
+                    let pages = min((end - next) / pageSize, 1 << 16)
+                    let first = (mapping.offset + (next - mapping.range.start)) / pageSize
+                    try fileSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
+                    next += pages * pageSize
+                    if out.runs.count >= Self.handOverRuns { handOver(&out) }
                 }
                 if let syscalls = fileSide as? SyscallFileSide { lseeksSoFar += syscalls.takeLseeks() }
             } catch {
@@ -599,21 +610,19 @@ public final class ProcessScanner {
                 notes.add("\(label): file side failed (\(error)); its pages there are unknown")
                 fileSide = nil
                 let end = run.start + run.pages * pageSize
+                // What the engine appended before it failed stands.
+                if let last = out.runs.last, last.start + last.pages * pageSize > next { next = last.start + last.pages * pageSize }
                 if next < end { emit(PageRun(start: next, pages: (end - next) / pageSize, state: .unknown, flags: run.flags)) }
             }
         }
+        if let bpf = fileSide as? BPFFileSide { walkedStorage = bpf.takeStorage() }
     }
 
-    /// One pending run (its mark already dropped), settled by the object's page cache, emitted
-    /// as the runs it splits into.
-    private func resolve(_ run: PageRun, mapping: Mapping, with fileSide: any FileSideEngine,
-                         emit: (PageRun) -> Void) throws(PageStatError) {
-        let firstPage = (mapping.offset + (run.start - mapping.range.start)) / pageSize
-        var address = run.start
-        try fileSide.resolve(first: firstPage, count: run.pages) { pages, state, fileFlags, swap in
-            emit(PageRun(start: address, pages: pages, state: state, flags: run.flags.union(fileFlags), swap: swap))
-            address += pages * pageSize
-        }
+    /// The BPF engine's walked runs, kept between the pieces of a scan (see `BPFFileSide.takeStorage`).
+    private var walkedStorage: [XArrayRun] = []
+    private func takeWalkedStorage() -> [XArrayRun] {
+        defer { walkedStorage = [] }
+        return walkedStorage
     }
 
     /// Which engine the scan's file side uses (`ScanOptions.engine`), and the BPF walker once
@@ -633,7 +642,7 @@ public final class ProcessScanner {
         case .success(let walker):
             notes.add("file side: the syscalls engine, then the BPF engine once lseek had cost about what loading it does (\(Self.bpfPaysLseeks) calls); swap locations only from there")
             lseeksSoFar += syscalls.takeLseeks()
-            return BPFFileSide(object: syscalls.object, walker: walker)
+            return BPFFileSide(object: syscalls.object, walker: walker, storage: takeWalkedStorage())
         case .failure(let error):
             notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
             return nil
@@ -641,9 +650,9 @@ public final class ProcessScanner {
     }
 
     /// lseek calls on shared memory that cost about what the BPF engine's load does (about
-    /// 100 ms here, libbpf reading the kernel's whole BTF; an lseek that walks to the next data
+    /// 20-30 ms here, most of it libbpf reading the kernel's BTF; an lseek that walks to the next data
     /// page costs 0.4 us and up).
-    static let bpfPaysLseeks = 1 << 16
+    static let bpfPaysLseeks = 1 << 15
 
     /// Whether the BPF engine answers for `object` from the start: always with `--engine bpf`
     /// (where it cannot load, the scan fails with the reason), never with `syscalls`, and with
