@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/userfaultfd.h>
+#include <malloc.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -117,4 +118,10 @@ const int CPagestat_O_DIRECT = O_DIRECT;
 
 void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size) {
     return mremap(old_address, old_size, new_size, MREMAP_MAYMOVE);
+}
+
+void CPagestat_keep_heap(size_t mmap_threshold, size_t trim_threshold)
+{
+    mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
 }

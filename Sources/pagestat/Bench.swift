@@ -205,6 +205,24 @@ extension Pagestat {
             for batch in Self.batches {
                 raw[batch] = try median { () throws(PageStatError) in _ = try RawPagemapRead.read(pid: pid32, range: range, entriesPerRead: batch) }
             }
+            // Whole processes first, while this process holds little: a spawned child starts
+            // from its parent's address space, and its peak RSS counts the parent's.
+            var dd: Double?, show: Double?, showPeakKiB: Int?, raw1: Double?
+            if !noWholeProcess {
+                let bytes = UInt64(pages * 8)
+                let skip = (start / UInt64(pageSize)) * 8
+                let ddCommand = ["/bin/dd", "if=/proc/\(pid)/pagemap", "ibs=8192", "obs=1M", "skip=\(skip)", "count=\(bytes)",
+                          "iflag=skip_bytes,count_bytes", "of=/dev/null", "status=none"]
+                let rangeArgument = "\(hex(range.start))+\(range.length)"
+                let engine = ["--engine", engineOption.engine.rawValue]
+                let showCommand = [executable, "show", "--pid", String(pid), "--range", rangeArgument, "--format", "json"] + engine
+                let rawCommand = [executable, "raw", "--pid", String(pid), "--range", rangeArgument] + engine
+                dd = try wholeProcess(ddCommand).seconds
+                let measured = try wholeProcess(showCommand)
+                show = measured.seconds
+                showPeakKiB = measured.peakKiB
+                raw1 = try wholeProcess(rawCommand).seconds
+            }
             var counts = PageCounts()
             var phases: [(phase: String, seconds: Double)] = []
             let pagestat = try median { () throws(PageStatError) in
@@ -217,21 +235,10 @@ extension Pagestat {
             }
             var result = Result(cell: cell, counts: counts, raw: raw, pagestat: pagestat)
             result.phases = phases
-            if !noWholeProcess {
-                let bytes = UInt64(pages * 8)
-                let skip = (start / UInt64(pageSize)) * 8
-                let dd = ["/bin/dd", "if=/proc/\(pid)/pagemap", "ibs=8192", "obs=1M", "skip=\(skip)", "count=\(bytes)",
-                          "iflag=skip_bytes,count_bytes", "of=/dev/null", "status=none"]
-                let rangeArgument = "\(hex(range.start))+\(range.length)"
-                let engine = ["--engine", engineOption.engine.rawValue]
-                let show = [executable, "show", "--pid", String(pid), "--range", rangeArgument, "--format", "json"] + engine
-                let rawCommand = [executable, "raw", "--pid", String(pid), "--range", rangeArgument] + engine
-                result.dd = try wholeProcess(dd).seconds
-                let measured = try wholeProcess(show)
-                result.show = measured.seconds
-                result.showPeakKiB = measured.peakKiB
-                result.raw1 = try wholeProcess(rawCommand).seconds
-            }
+            result.dd = dd
+            result.show = show
+            result.showPeakKiB = showPeakKiB
+            result.raw1 = raw1
             return result
         }
 
@@ -239,12 +246,24 @@ extension Pagestat {
         private func wholeProcess(_ arguments: [String]) throws(PageStatError) -> (seconds: Double, peakKiB: Int) {
             var peak = 0
             let seconds = try median { () throws(PageStatError) in
+                // posix_spawn's child shares this address space until it execs, and exec keeps
+                // that space's peak RSS as the child's: reset it to what this process holds now
+                // (clear_refs 5), so that the figure is the child's own.
+                Self.resetPeakRSS()
                 let child = try ChildProcess(arguments, captureOutput: false)
                 let (status, rss) = child.wait()
                 guard status == 0 else { throw .system(call: arguments[0...1].joined(separator: " "), errno: .ioError) }
                 peak = max(peak, rss)
             }
             return (seconds, peak)
+        }
+
+        /// Resets this process's peak RSS (VmHWM) to its current RSS: /proc/self/clear_refs, "5".
+        static func resetPeakRSS() {
+            let fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            _ = "5".withCString { write(fd, $0, 1) }
+            close(fd)
         }
 
         private func median(_ body: () throws(PageStatError) -> Void) throws(PageStatError) -> Double {

@@ -148,4 +148,8 @@ int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *con
 /// mremap(old, old_size, new_size, MREMAP_MAYMOVE) (variadic in glibc); MAP_FAILED with errno.
 void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size);
 
+/// glibc's mallopt(M_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD) (<malloc.h>, which Swift's
+/// Glibc module leaves out): freed blocks up to these sizes stay in the heap for reuse.
+void CPagestat_keep_heap(size_t mmap_threshold, size_t trim_threshold);
+
 #endif

@@ -168,6 +168,16 @@ public struct JSONWriter {
         }
     }
 
+    /// Appends `"name"` (known to need no escaping) inside a raw array, after a comma unless
+    /// it is the `first`.
+    @inline(__always)
+    public mutating func rawName(_ name: StaticString, first: Bool) {
+        if !first { buffer.append(0x2c) }
+        buffer.append(0x22)
+        buffer.append(name)
+        buffer.append(0x22)
+    }
+
     /// A number or null.
     public mutating func field(_ name: String, optional number: UInt64?) {
         key(name)

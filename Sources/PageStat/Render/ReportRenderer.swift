@@ -45,7 +45,12 @@ public enum ReportRenderer {
         json.raw(run.state.staticName)
         json.raw("\",\"flags\":[")
         if !run.flags.isEmpty {
-            json.rawNames(PageFlags.staticNames.lazy.filter { run.flags.contains($0.0) }.map(\.1))
+            // A plain loop: this runs once per run, millions of times in a fragmented report.
+            var first = true
+            for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
+                json.rawName(name, first: first)
+                first = false
+            }
         }
         json.raw("]")
         if let kernelFlags = run.kernelFlags {

@@ -429,9 +429,9 @@ public final class ProcessScanner {
         return ScanResult(notes: notes.lines, timings: timings)
     }
 
-    /// Address space per wave, in pages (1 GiB), and chunks per wave: a wave of every other
-    /// page holds 128 Ki runs, about 4 MiB.
-    static let wavePages: UInt64 = 1 << 18
+    /// Address space per wave, in pages (512 MiB), and chunks per wave: a wave where every other
+    /// page differs holds 128 Ki runs (4 MiB), and the BPF engine's walk of it as much again.
+    static let wavePages: UInt64 = 1 << 17
     static let waveChunks = 1 << 16
     /// Settled runs are handed on in batches of about this many.
     static let handOverRuns = 1 << 14
@@ -570,7 +570,12 @@ public final class ProcessScanner {
             if engine == .bpf, case .unsupported = error { throw error }
             notes.add(unknownReason(error, mapping: mapping))
         }
-        for var run in report.runs {
+        // The engine by its own type: no dynamic cast or witness call per run.
+        var bpfSide = fileSide as? BPFFileSide
+        var syscallSide = fileSide as? SyscallFileSide
+        let runs = report.runs
+        for index in runs.indices {
+            var run = runs[index]
             guard run.flags.contains(.pendingFileSide) else {
                 emit(run)
                 continue
@@ -581,41 +586,50 @@ public final class ProcessScanner {
                 emit(run)
                 continue
             }
-            guard fileSide != nil else {
-                emit(run)  // unknown, with the note that says why
-                continue
-            }
+            let end = run.start + run.pages * pageSize
             var next = run.start
             do throws(PageStatError) {
-                // In stretches of at most 64 Ki pages, so that `auto` can turn to the BPF engine
-                // as soon as lseek has cost about what its load does.
-                let end = run.start + run.pages * pageSize
-                while next < end {
-                    if let syscalls = fileSide as? SyscallFileSide, let bpf = try turnToBPF(from: syscalls, notes: &notes) {
+                if let bpf = bpfSide {
+                    let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
+                    try bpf.resolve(first: first, count: run.pages, at: run.start, flags: run.flags, into: &out)
+                    next = end
+                } else if syscallSide != nil {
+                    // In stretches of at most 64 Ki pages, so that `auto` can turn to the BPF
+                    // engine as soon as lseek has cost about what its load does.
+                    while next < end {
                         let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                        let last = report.runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
-                        try bpf.prepare(span: first..<last / pageSize, long: [])
-                        fileSide = bpf
+                        if let bpf = try turnToBPF(from: syscallSide!, notes: &notes) {
+                            let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
+                            try bpf.prepare(span: first..<last / pageSize, long: [])
+                            bpfSide = bpf
+                            syscallSide = nil
+                            try bpf.resolve(first: first, count: (end - next) / pageSize, at: next, flags: run.flags, into: &out)
+                            next = end
+                            break
+                        }
+                        let pages = min((end - next) / pageSize, 1 << 16)
+                        try syscallSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
+                        next += pages * pageSize
+                        if out.runs.count >= Self.handOverRuns { handOver(&out) }
                     }
-                    let pages = min((end - next) / pageSize, 1 << 16)
-                    let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                    try fileSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
-                    next += pages * pageSize
-                    if out.runs.count >= Self.handOverRuns { handOver(&out) }
+                    if let syscalls = syscallSide { lseeksSoFar += syscalls.takeLseeks() }
+                } else {
+                    emit(run)  // unknown, with the note that says why
+                    continue
                 }
-                if let syscalls = fileSide as? SyscallFileSide { lseeksSoFar += syscalls.takeLseeks() }
+                if out.runs.count >= Self.handOverRuns { handOver(&out) }
             } catch {
                 if error == .processExited(pid: pid) { throw error }
                 let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
                 notes.add("\(label): file side failed (\(error)); its pages there are unknown")
-                fileSide = nil
-                let end = run.start + run.pages * pageSize
+                bpfSide = nil
+                syscallSide = nil
                 // What the engine appended before it failed stands.
                 if let last = out.runs.last, last.start + last.pages * pageSize > next { next = last.start + last.pages * pageSize }
                 if next < end { emit(PageRun(start: next, pages: (end - next) / pageSize, state: .unknown, flags: run.flags)) }
             }
         }
-        if let bpf = fileSide as? BPFFileSide { walkedStorage = bpf.takeStorage() }
+        if let bpf = bpfSide { walkedStorage = bpf.takeStorage() }
     }
 
     /// The BPF engine's walked runs, kept between the pieces of a scan (see `BPFFileSide.takeStorage`).
