@@ -15,3 +15,15 @@ struct EngineOption: ParsableArguments {
 }
 
 extension FileSideEngineChoice: ExpressibleByArgument {}
+
+/// `--engine` for the commands that count whole objects (`file`, `objects`).
+struct CountingEngineOption: ParsableArguments {
+    @Option(help: ArgumentHelp("""
+        How whole objects' pages are counted: auto (cachestat(2); the BPF engine where \
+        cachestat is missing, before Linux 6.5), bpf (one walk of each object's page-cache \
+        xarray through a BPF iterator: swap locations of swapped tmpfs pages in `file --pages`; \
+        root, the kernel's BTF and libbpf.so.1; exit 7 with the reason where it cannot load), \
+        or syscalls (cachestat, lseek and mincore only).
+        """, valueName: "engine"))
+    var engine: FileSideEngineChoice = .auto
+}

@@ -99,14 +99,19 @@ extension Pagestat {
             Examples:
               pagestat objects
               pagestat objects --format json
+              pagestat objects --engine bpf
             """
         )
 
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
 
+        @OptionGroup var engineOption: CountingEngineOption
+
         func run() throws {
-            writeOut(SummaryRenderer.objects(SystemScanner.objects(), format: format))
+            try reportingErrors { () throws(PageStatError) in
+                writeOut(SummaryRenderer.objects(try SystemScanner.objects(engine: engineOption.engine), format: format))
+            }
         }
     }
 
@@ -123,6 +128,7 @@ extension Pagestat {
               pagestat file /dev/shm/vm-ram
               pagestat file --pages /proc/1234/fd/5
               pagestat file --recursive /var/lib/data --format csv
+              pagestat file --pages --engine bpf /dev/shm/vm-ram   # with swap locations
             """
         )
 
@@ -138,6 +144,8 @@ extension Pagestat {
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
 
+        @OptionGroup var engineOption: CountingEngineOption
+
         func validate() throws {
             if paths.isEmpty { throw ValidationError("name at least one file") }
         }
@@ -151,7 +159,11 @@ extension Pagestat {
             }
             for path in files {
                 do {
-                    reports.append(try FileScanner.scan(path: path, withRuns: pages))
+                    let report = try FileScanner.scan(path: path, withRuns: pages, engine: engineOption.engine)
+                    if format != .json {
+                        for note in report.notes { printError("pagestat: note: \(escapedName(path)): \(note)") }
+                    }
+                    reports.append(report)
                 } catch {
                     let line = error.description.hasPrefix(path) ? error.description : "\(path): \(error)"
                     printError("pagestat: \(escapedName(line))")

@@ -112,3 +112,80 @@ struct EngineTests {
         #expect(syscalls.status == 0, "\(syscalls.stderr)")
     }
 }
+
+/// `file` and `objects` through both engines: the same counts, and with the BPF engine the swap
+/// location of every swapped tmpfs page, the same as `show` finds through a mapping.
+@Suite("file and objects: both engines")
+struct CountingEngineTests {
+    @Test func fileAndObjectsAgreeAcrossEngines() throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root (the BPF engine, map_files) and swap (see EnvironmentTests)")
+        let pages = 256
+        let path = "/dev/shm/pagestat-engines-\(getpid())"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        try #require(fd >= 0, "create \(path)")
+        defer { close(fd); unlink(path) }
+        try #require(ftruncate(fd, off_t(pages * 4096)) == 0)
+        let memory = try ArrangedMemory(pages: pages, backing: .file(fd: fd, shared: true))
+        // Written: 0..<192 (the rest holes); paged out: every other page of 0..<128.
+        memory.write(0..<192)
+        for page in stride(from: 0, to: 128, by: 2) { try memory.pageOut(page..<page + 1) }
+        let swappedBySmaps = try ProcMaps.smapsField(pid: getpid(), vmaStart: memory.address, key: "Swap") ?? 0
+        try #require(swappedBySmaps > 0, "nothing went to swap")
+
+        let bySyscalls = try FileScanner.scan(path: path, withRuns: true, engine: .syscalls)
+        let byBPF = try FileScanner.scan(path: path, withRuns: true, engine: .bpf)
+        #expect(byBPF.cached == bySyscalls.cached)
+        #expect(byBPF.swapped == bySyscalls.swapped)
+        #expect(byBPF.holes == bySyscalls.holes)
+        #expect(byBPF.holes == UInt64(pages - 192))
+        #expect(byBPF.swapped.map { $0 * 4096 } == swappedBySmaps)
+        #expect(byBPF.notes.contains { $0.contains("BPF engine") })
+        func states(_ runs: [FileRun]?) -> [PageState] { (runs ?? []).flatMap { Array(repeating: $0.state, count: Int($0.pages)) } }
+        #expect(states(byBPF.runs) == states(bySyscalls.runs))
+        #expect(bySyscalls.runs?.allSatisfy { $0.swap == nil } == true)
+        // Every swapped run of the walk has its location; the mapping's scan through the BPF
+        // engine finds the same slot for every page.
+        var options = ScanOptions(range: memory.range)
+        options.engine = .bpf
+        let shown = try ProcessScanner(pid: getpid()).scan(options).mappings.flatMap(\.runs)
+        var slotOfPage: [Int: SwapLocation] = [:]
+        for run in shown where run.state == .swapped {
+            let swap = try #require(run.swap, "show --engine bpf: a swapped shared run without its location")
+            for index in 0..<Int(run.pages) {
+                slotOfPage[Int((run.start - memory.address) / 4096) + index] = SwapLocation(type: swap.type, offset: swap.offset + UInt64(index))
+            }
+        }
+        var checked = 0
+        for run in byBPF.runs ?? [] where run.state == .swapped {
+            let swap = try #require(run.swap, "file --engine bpf: a swapped run without its location")
+            for index in 0..<Int(run.pages) {
+                #expect(slotOfPage[Int(run.first) + index] == SwapLocation(type: swap.type, offset: swap.offset + UInt64(index)))
+                checked += 1
+            }
+        }
+        #expect(UInt64(checked) == byBPF.swapped)
+
+        // objects (which leaves out its own process): a child holds the file open.
+        let holder = try ChildProcess(["/bin/sh", "-c", "exec 3<\(path); exec sleep 60"], captureOutput: false)
+        defer {
+            holder.signal(SIGKILL)
+            holder.wait()
+        }
+        var held = false
+        for _ in 0..<200 where !held {
+            held = access("/proc/\(holder.pid)/fd/3", F_OK) == 0 && (try? ProcFS.readText("/proc/\(holder.pid)/comm", pid: holder.pid, what: "comm")) == "sleep\n"
+            if !held { usleep(10_000) }
+        }
+        try #require(held, "the child did not open \(path)")
+        // The same three counts for this file with either engine.
+        func counts(_ engine: FileSideEngineChoice) throws -> [UInt64?] {
+            let report = try SystemScanner.objects(engine: engine)
+            let object = try #require(report.objects.first { $0.path == path },
+                                      "objects lists \(path): \(report.objects.filter { $0.path.contains("pagestat") }.map { ($0.path, $0.kind) }) \(report.notes)")
+            return [object.resident, object.swapped, object.holes]
+        }
+        let viaCachestat = try counts(.syscalls)
+        #expect(try counts(.bpf) == viaCachestat)
+        #expect(viaCachestat == [bySyscalls.cached, bySyscalls.swapped, bySyscalls.holes])
+    }
+}

@@ -67,7 +67,7 @@ struct ManyMappingsTests {
         let maps = try ProcFS.readText("/proc/\(a.pid)/maps", pid: a.pid, what: "maps")
         #expect(maps.split(separator: "\n").filter { $0.hasSuffix(path) }.count == pages)
 
-        let report = SystemScanner.objects()
+        let report = try SystemScanner.objects()
         let objects = report.objects.filter { $0.users.contains { $0.pid == a.pid } && $0.path == path }
         try #require(objects.count == 1, "one object, not one per mapping")
         let object = objects[0]

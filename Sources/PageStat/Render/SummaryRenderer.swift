@@ -282,10 +282,18 @@ public enum SummaryRenderer {
                         json.field("first", run.first)
                         json.field("pages", run.pages)
                         json.field("state", run.state.description)
+                        if let swap = run.swap {
+                            json.key("swap")
+                            json.beginObject()
+                            json.field("type", UInt64(swap.type))
+                            json.field("offset", swap.offset)
+                            json.endObject()
+                        }
                         json.endObject()
                     }
                     json.endArray()
                 }
+                json.field("notes", strings: report.notes)
                 json.endObject()
             }
             json.endArray()
@@ -309,7 +317,8 @@ public enum SummaryRenderer {
                 guard let runs = report.runs else { continue }
                 out += "\n\(escapedName(report.path)):\n"
                 for run in runs {
-                    out += "    page \(run.first)-\(run.first + run.pages - 1)  \(run.pages) pages  \(run.state)\n"
+                    let swap = run.swap.map { " swap=\($0.type):\(hex($0.offset))" } ?? ""
+                    out += "    page \(run.first)-\(run.first + run.pages - 1)  \(run.pages) pages  \(run.state)\(swap)\n"
                 }
             }
             return out

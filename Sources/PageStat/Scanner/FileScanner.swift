@@ -8,6 +8,9 @@ public struct FileRun: Sendable, Hashable {
     public var first: UInt64
     public var pages: UInt64
     public var state: PageState
+    /// Swapped tmpfs pages, read by the BPF engine: the swap type and offset of the first page
+    /// (the run's pages sit at consecutive offsets).
+    public var swap: SwapLocation? = nil
 }
 
 /// One file's page cache: cachestat's counts and, on tmpfs, swapped pages and holes.
@@ -31,12 +34,19 @@ public struct FileReport: Sendable {
     public var hugePageSize: UInt64?
     /// Runs of page states when asked for: cached, swapped or none.
     public var runs: [FileRun]?
+    /// Which engine counted the pages, and what is unknown and why.
+    public var notes: [String] = []
 }
 
 /// Files' page caches, from their own side (no process involved).
 public enum FileScanner {
-    /// Reads one file's page-cache state; `withRuns` adds runs of page states.
-    public static func scan(path: String, withRuns: Bool) throws(PageStatError) -> FileReport {
+    /// Reads one file's page-cache state; `withRuns` adds runs of page states. `engine`: the
+    /// syscalls way is cachestat(2) for counts and lseek SEEK_DATA/SEEK_HOLE with cachestat or
+    /// mincore for runs; the BPF engine walks the page-cache xarray (swap locations of swapped
+    /// tmpfs pages; needed where cachestat is missing). `auto` walks only where cachestat is
+    /// missing.
+    public static func scan(path: String, withRuns: Bool,
+                            engine: FileSideEngineChoice = .auto) throws(PageStatError) -> FileReport {
         let object: PageCacheObject
         do {
             object = try openExact(path)
@@ -46,9 +56,14 @@ public enum FileScanner {
         if let hugePageSize = object.hugePageSize { return hugetlbfs(path: path, object: object, hugePageSize: hugePageSize, withRuns: withRuns) }
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
+        var notes: [String] = []
+        if let walker = try engine.walkerForCounting(note: { notes.append($0) }) {
+            return try walked(path: path, object: object, pages: pages, walker: walker, withRuns: withRuns, notes: notes)
+        }
         let stat = try object.cachestat(offset: 0, length: pages * pageSize)
         var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: stat.nr_cache,
                                 dirty: stat.nr_dirty, writeback: stat.nr_writeback)
+        report.notes = notes
         if object.isShmem {
             report.swapped = stat.nr_evicted
             report.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
@@ -68,6 +83,43 @@ public enum FileScanner {
             }
             report.runs = runs
         }
+        return report
+    }
+
+    /// The BPF engine's report: counts and runs from one walk of the xarray; dirty and writeback
+    /// from cachestat where it exists (the walk does not read folio flags).
+    private static func walked(path: String, object: PageCacheObject, pages: UInt64, walker: XArrayWalker,
+                               withRuns: Bool, notes: [String]) throws(PageStatError) -> FileReport {
+        var runs: [FileRun] = []
+        let counts = try XArrayCounts.walk(object, pages: pages, walker: walker) { run in
+            guard withRuns else { return }
+            let state: PageState
+            var swap: SwapLocation?
+            switch run.kind {
+            case .hole, .shadow: state = .none
+            case .resident: state = .cached
+            case .swap(let type, let offset):
+                state = .swapped
+                swap = SwapLocation(type: type, offset: offset)
+            }
+            if let last = runs.last, last.state == state, swap == nil, last.swap == nil {
+                runs[runs.count - 1].pages += run.pages
+            } else {
+                runs.append(FileRun(first: run.first, pages: run.pages, state: state, swap: swap))
+            }
+        }
+        let stat = PageCacheObject.cachestatSupported ? try? object.cachestat(offset: 0, length: pages * object.pageSize) : nil
+        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: counts.resident,
+                                dirty: stat?.nr_dirty, writeback: stat?.nr_writeback)
+        if object.isShmem {
+            report.swapped = counts.swapped
+            report.holes = counts.holes
+        } else {
+            report.evicted = counts.evicted
+        }
+        if withRuns { report.runs = runs }
+        report.notes = notes + ["pages counted by the BPF engine (the page-cache xarray)"
+                                + (stat == nil ? "; dirty and writeback are unknown without cachestat(2)" : "")]
         return report
     }
 

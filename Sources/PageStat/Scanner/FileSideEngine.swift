@@ -141,3 +141,56 @@ final class BPFFileSide: FileSideEngine {
         if end > page { runs.append(start: address(page), pages: end - page, state: .none, flags: flags) }
     }
 }
+
+/// An object's page cache counted from one walk of its xarray (the `bpf` engine): what `file`
+/// and `objects` need where cachestat(2) is missing, or where they are asked to walk.
+struct XArrayCounts: Sendable, Equatable {
+    /// Folios: in memory (on shmem, pages in the swap cache too).
+    var resident: UInt64 = 0
+    /// shmem swap entries.
+    var swapped: UInt64 = 0
+    /// No entry.
+    var holes: UInt64 = 0
+    /// Regular files: shadows of evicted pages.
+    var evicted: UInt64 = 0
+
+    /// Walks the pages [0, pages) of `object`; `body` sees each run too.
+    static func walk(_ object: PageCacheObject, pages: UInt64, walker: XArrayWalker,
+                     _ body: (XArrayRun) -> Void = { _ in }) throws(PageStatError) -> XArrayCounts {
+        var counts = XArrayCounts()
+        try walker.walk(fd: object.fd.rawValue, first: 0, count: pages) { run in
+            switch run.kind {
+            case .hole: counts.holes += run.pages
+            case .resident: counts.resident += run.pages
+            case .swap: counts.swapped += run.pages
+            case .shadow: counts.evicted += run.pages
+            }
+            body(run)
+        }
+        return counts
+    }
+}
+
+extension FileSideEngineChoice {
+    /// For `file` and `objects`, which count whole objects: the BPF walker when asked for, or
+    /// with `auto` where cachestat(2) is missing (Linux before 6.5) and the walker loads; nil for
+    /// the syscalls (cachestat) way. `note` says which ran and why, when it is not the usual.
+    func walkerForCounting(note: (String) -> Void) throws(PageStatError) -> XArrayWalker? {
+        switch self {
+        case .syscalls:
+            return nil
+        case .bpf:
+            return try XArrayWalker.shared()
+        case .auto:
+            guard !PageCacheObject.cachestatSupported else { return nil }
+            do {
+                let walker = try XArrayWalker.shared()
+                note("cachestat(2) is not available (Linux 6.5+): pages counted by the BPF engine (the page-cache xarray)")
+                return walker
+            } catch {
+                note("cachestat(2) is not available (Linux 6.5+) and the BPF engine could not load (\(error)): page counts are unknown")
+                return nil
+            }
+        }
+    }
+}

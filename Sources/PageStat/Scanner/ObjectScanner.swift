@@ -42,9 +42,15 @@ extension SystemScanner {
     /// each mapping is filed under its object (device, inode) in a dictionary, so the work is
     /// linear in the mappings; each object is then opened and counted once (cachestat: resident
     /// pages in nr_cache, swapped ones in nr_evicted). What could not be read is said in the notes.
-    public static func objects() -> ObjectsReport {
+    ///
+    /// `engine`: `syscalls` counts with cachestat; `bpf` walks each object's page-cache xarray
+    /// (and fails with the reason where it cannot load); `auto` walks only where cachestat is
+    /// missing (Linux before 6.5).
+    public static func objects(engine: FileSideEngineChoice = .auto) throws(PageStatError) -> ObjectsReport {
         let pageSize = UInt64(ProcFS.pageSize)
         var notes = SystemNotes()
+        let walker = try engine.walkerForCounting { notes.add($0) }
+        if engine == .bpf { notes.add("pages counted by the BPF engine (the page-cache xarray), as asked") }
         var shmemDevices = Set<ObjectID>()  // devices only (inode 0)
         do {
             let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
@@ -138,12 +144,19 @@ extension SystemScanner {
                 object.size = opened.size
                 let pages = (opened.size + pageSize - 1) / pageSize
                 do {
-                    let stat = try opened.cachestat(offset: 0, length: pages * pageSize)
-                    object.resident = stat.nr_cache
-                    object.swapped = stat.nr_evicted
-                    object.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
+                    if let walker {
+                        let counts = try XArrayCounts.walk(opened, pages: pages, walker: walker)
+                        object.resident = counts.resident
+                        object.swapped = counts.swapped
+                        object.holes = counts.holes + counts.evicted
+                    } else {
+                        let stat = try opened.cachestat(offset: 0, length: pages * pageSize)
+                        object.resident = stat.nr_cache
+                        object.swapped = stat.nr_evicted
+                        object.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
+                    }
                 } catch {
-                    notes.add("\(id.label(entry.path)): its pages are unknown: cachestat(2) failed (\(error))")
+                    notes.add("\(id.label(entry.path)): its pages are unknown: \(walker == nil ? "cachestat(2)" : "the BPF walk") failed (\(error))")
                 }
             case .failure(.permissionDenied):
                 refused += 1
