@@ -26,11 +26,26 @@ final class SyscallFileSide: FileSideEngine {
     private var nextData: (from: UInt64, next: UInt64)?
 
     static let vectorPages = 1 << 16
-    /// Swapped pages per stretch (keyed by its first page and length), counted beforehand.
-    private var stretchCounts: [UInt64: (pages: UInt64, swapped: UInt64)] = [:]
+    /// Swapped pages per stretch, counted beforehand, in order of `first` (stretches do not
+    /// overlap), and where the last lookup found one.
+    private var stretchCounts: [(first: UInt64, pages: UInt64, swapped: UInt64)] = []
+    private var stretchCursor = 0
+
+    /// The counted stretch that holds all of `[first, end)`, if any. Lookups come in order.
+    private func countedStretch(holding first: UInt64, end: UInt64) -> (first: UInt64, pages: UInt64, swapped: UInt64)? {
+        if stretchCursor < stretchCounts.count && stretchCounts[stretchCursor].first > first { stretchCursor = 0 }
+        while stretchCursor < stretchCounts.count && stretchCounts[stretchCursor].first + stretchCounts[stretchCursor].pages <= first {
+            stretchCursor += 1
+        }
+        guard stretchCursor < stretchCounts.count else { return nil }
+        let stretch = stretchCounts[stretchCursor]
+        return stretch.first <= first && end <= stretch.first + stretch.pages ? stretch : nil
+    }
     /// Stretches at least this long are counted through a mapping of our own; shorter ones are
     /// cheaper to walk with lseek.
     static let countedStretchPages: UInt64 = 64
+    /// Stretches up to this many pages are first asked with one cachestat (see `classifyShmem`).
+    static let cachestatFirstPages: UInt64 = 4096
 
     /// Counts the swapped pages of the long stretches in one go, so that a
     /// stretch that is all swapped or all holes needs no lseek (which would walk on into the
@@ -42,7 +57,7 @@ final class SyscallFileSide: FileSideEngine {
             // A few thousand windows at a time keep our own smaps short.
             let part = Array(long[start..<min(long.count, start + 4096)])
             for (stretch, count) in zip(part, try object.swappedPages(inStretches: part)) {
-                if let count { stretchCounts[stretch.first] = (stretch.pages, count) }
+                if let count { stretchCounts.append((stretch.first, stretch.pages, count)) }
             }
             start += part.count
         }
@@ -130,14 +145,19 @@ final class SyscallFileSide: FileSideEngine {
     /// data extents with lseek, and each extent is settled the same way.
     private func classifyShmem(first: UInt64, end: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let pages = end - first
-        if useCachestat && dataMode == .perPage {
+        // cachestat costs about 40 ns for each swap entry it counts (a swap-cache lookup and a
+        // workingset test): worth it on a short stretch it may settle at once, not on a long one,
+        // which extents and mincore settle for less.
+        if useCachestat && dataMode == .perPage && pages <= Self.cachestatFirstPages {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
             if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, [], nil) }
             if stat.nr_evicted >= pages { return emit(pages, .swapped, [], nil) }
             if stat.nr_cache >= pages { return emit(pages, .cached, [], nil) }
         }
-        if let counted = stretchCounts[first], counted.pages == pages {
-            if counted.swapped == pages { return emit(pages, .swapped, [], nil) }
+        // A stretch counted all swapped or all holes settles any part of it (the scanner asks
+        // for long stretches in parts).
+        if let counted = countedStretch(holding: first, end: end) {
+            if counted.swapped == counted.pages { return emit(pages, .swapped, [], nil) }
             if counted.swapped == 0 { return emit(pages, .none, [], nil) }
         }
         var page = first

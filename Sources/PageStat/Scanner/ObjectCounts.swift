@@ -19,6 +19,8 @@ struct ObjectCountCache {
 
     private let mappings: [Mapping]
     private var mappingsPerObject: [ObjectID: Int]?
+    /// Present pages of whole mappings (by start), counted once per scan.
+    private var presentInMapping: [UInt64: UInt64?] = [:]
 
     init(mappings: [Mapping]) {
         self.mappings = mappings
@@ -46,15 +48,28 @@ struct ObjectCountCache {
         return mappingsPerObject?[id] ?? 0
     }
 
-    mutating func shortcut(report: MappingReport, object: PageCacheObject, pageSize: UInt64) -> Shortcut? {
+    /// `presentPages`: the present pages of a whole mapping (PAGEMAP_SCAN), or nil where that
+    /// cannot be counted; asked once per mapping, for parts of mappings only.
+    mutating func shortcut(report: MappingReport, object: PageCacheObject, pageSize: UInt64,
+                           presentPages: (Mapping) -> UInt64? = { _ in nil }) -> Shortcut? {
         let mapping = report.mapping
         let objectPages = (object.size + pageSize - 1) / pageSize
         guard mapping.kind.isShmem, mapping.isShared, object.isShmem, objectPages > 0 else { return nil }
+        let wholeObject = mapping.offset == 0 && mapping.range.length / pageSize == objectPages
         // Part of a mapping (a range, a wave of a large one): its present pages are not all known
-        // here, but the object's own counts still settle what a data page is where they leave
-        // no choice.
-        guard report.scanned == mapping.range, mapping.offset == 0, mapping.range.length / pageSize == objectPages else {
-            return Self.objectShortcut(object)
+        // here. The object's own counts settle what a data page is where they leave no choice;
+        // failing that, where this is the object's only mapping in the process, the mapping's
+        // present pages counted apart tell whether the object holds resident pages it does
+        // not map (if none, every data page left open is swapped).
+        guard report.scanned == mapping.range, wholeObject else {
+            if let shortcut = Self.objectShortcut(object) { return shortcut }
+            guard wholeObject, mappingCount(of: ObjectID(mapping)) == 1 else { return nil }
+            if presentInMapping[mapping.range.start] == nil { presentInMapping[mapping.range.start] = .some(presentPages(mapping)) }
+            guard let present = presentInMapping[mapping.range.start] ?? nil,
+                  let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+            let allocated = object.allocatedPages
+            guard allocated >= swapped, allocated - swapped >= present else { return nil }
+            return allocated - swapped == present ? .data(.swapped) : nil
         }
         // The only mapping of this object in the process, so its present pages are distinct object pages.
         let id = ObjectID(mapping)

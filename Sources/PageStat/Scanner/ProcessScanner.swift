@@ -195,8 +195,9 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
+        // lseeksSoFar is kept from one scan to the next of this scanner: `raw` scans batch by
+        // batch, and its lseek calls add up to what makes the BPF engine pay.
         engine = options.engine
-        lseeksSoFar = 0
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -540,7 +541,8 @@ public final class ProcessScanner {
                 // The object's counts settle pages without walking them (but know no swap
                 // locations); where they leave pages to ask one by one, `auto` weighs the BPF
                 // engine's load against the lseek calls of that many stretches.
-                if let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize) {
+                if let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize,
+                                                        presentPages: presentPages) {
                     switch shortcut {
                     case .all(let state): settledAs = state
                     case .data(let dataMode): mode = dataMode
@@ -686,6 +688,24 @@ public final class ProcessScanner {
             guard object.isShmem, case .success? = bpfWalker else { return false }
             return true
         }
+    }
+
+    /// The present pages of `mapping` in the page table (PAGEMAP_SCAN, present), or nil without
+    /// PAGEMAP_SCAN: cheaper than a wave's page-table read, as it copies out regions, not entries.
+    private func presentPages(_ mapping: Mapping) -> UInt64? {
+        guard scanCategories.contains(.present) else { return nil }
+        let buffer = UnsafeMutableBufferPointer<PagemapScan.Region>.allocate(capacity: 1024)
+        defer { buffer.deallocate() }
+        var present: UInt64 = 0
+        do {
+            try PagemapScan.scan(fd: pagemap.fileDescriptor, pid: pid, start: mapping.range.start, end: mapping.range.end,
+                                 allOf: [.present], anyOf: [], returnMask: [.present], buffer: buffer) { regions in
+                for region in regions { present += (region.end - region.start) / pageSize }
+            }
+        } catch {
+            return nil
+        }
+        return present
     }
 
     /// The huge pages (object indices) of hugetlb object `id` that the process maps as file
