@@ -24,8 +24,7 @@ extension Pagestat {
             """
         )
 
-        @Option(help: "The process to summarize.")
-        var pid: Int32
+        @OptionGroup var process: ProcessOption
 
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
@@ -36,6 +35,7 @@ extension Pagestat {
         @OptionGroup var engineOption: EngineOption
 
         func run() throws {
+            let pid = try process.pid
             try reportingErrors { () throws(PageStatError) in
                 let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
                 writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags))
