@@ -127,7 +127,7 @@ enum DemoTable {
         if wrong == 0 {
             out += "   pagemap and pagestat agree on all \(total) pages.\n\n"
         } else {
-            out += "   pagemap misreports \(wrong) of \(total) pages (\(wrong * 100 / max(total, 1))%).\n\n"
+            out += "   pagemap misreports \(wrong) of \(counted(total, "page")) (\(wrong * 100 / max(total, 1))%).\n\n"
         }
         return out
     }

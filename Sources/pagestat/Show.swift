@@ -23,16 +23,16 @@ extension Pagestat {
               pagestat show --pid 1234
               pagestat show --pid 1234 --range 0x7f0000000000+1G --format json
               pagestat show --pid 1234 --kernel-view
+              pagestat show 1234 --range 7f12a000-7f12c000 --format csv
             """
         )
 
-        @Option(help: "The process to inspect.")
-        var pid: Int32
+        @OptionGroup var process: ProcessOption
 
         @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String?
 
-        @Option(help: "Output format: text or json.")
+        @Option(help: "Output format: text, json or csv (one row per run; notes go to stderr).")
         var format: OutputFormat = .text
 
         @Flag(help: "Report what the raw kernel page table (pagemap) alone says.")
@@ -58,7 +58,6 @@ extension Pagestat {
         }
 
         func validate() throws {
-            if format == .csv { throw ValidationError("show supports --format text or json") }
             if let range {
                 do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
             }
@@ -66,6 +65,7 @@ extension Pagestat {
         }
 
         func run() throws {
+            let pid = try process.pid
             try reportingErrors { () throws(PageStatError) in
                 let scanner = try ProcessScanner(pid: pid)
                 let (ours, kernel) = try matchFlags()
@@ -74,7 +74,12 @@ extension Pagestat {
                 options.engine = engineOption.engine
                 // Streamed: each mapping is written as soon as it is settled.
                 let pageSize = UInt64(ProcFS.pageSize)
-                if format == .json {
+                if format == .csv {
+                    var filtered = MatchingRuns(CSVReportStream { writeOut($0) }, flags: ours, kernelFlags: kernel)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish()
+                    for note in result.notes { printError("pagestat: note: \(escapedName(note))") }
+                } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
                                                   view: options.view) { writeOut($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel)

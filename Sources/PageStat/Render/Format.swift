@@ -19,6 +19,11 @@ public func humanBytes(_ bytes: UInt64) -> String {
     return "\(whole).\(fraction) \(units[unit])"
 }
 
+/// `1 page`, `2 pages`: a count and its noun, singular for one (`plural` when not just an s).
+public func counted<T: BinaryInteger>(_ count: T, _ singular: String, _ plural: String? = nil) -> String {
+    "\(count) " + (count == 1 ? singular : plural ?? singular + "s")
+}
+
 /// `0x`-prefixed lowercase hexadecimal, the way addresses are written in text output.
 public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 

@@ -106,8 +106,6 @@ public enum PageMapStyle {
         return path.isEmpty ? label : label + " " + path
     }
 
-    /// `1 page` / `2 pages`.
-    public static func pages(_ count: UInt64) -> String { count == 1 ? "1 page" : "\(count) pages" }
 }
 
 /// Text for XML attributes and character data: the name rule of text output (`escapedName`),
@@ -173,7 +171,7 @@ public struct TerminalMapStream: ScanConsumer {
         mappings += 1
         bins.reset(pages: pages, maxCells: width)
         let cell = bins.pagesPerCell == 1 ? "1 cell = 1 page" : "1 cell = \(bins.pagesPerCell) pages"
-        sink("\n" + header + "  (" + PageMapStyle.pages(pages) + ", " + cell + ")\n")
+        sink("\n" + header + "  (" + counted(pages, "page") + ", " + cell + ")\n")
     }
 
     public mutating func add(first: UInt64, count: UInt64, state: PageState) {
@@ -190,7 +188,7 @@ public struct TerminalMapStream: ScanConsumer {
 
     /// The totals and notes.
     public mutating func finish(notes: [String]) {
-        var out = "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(mappings) mapping\(mappings == 1 ? "" : "s")\n"
+        var out = "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(counted(mappings, "mapping"))\n"
         for note in notes { out += "note: \(escapedName(note))\n" }
         sink(out)
     }
@@ -260,7 +258,7 @@ public struct SVGMapStream: ScanConsumer {
         body += "<g class=\"band\" data-start=\"\(hex(start))\" data-top=\"\(y + Self.labelHeight)\" "
         body += "data-pages-per-cell=\"\(bins.pagesPerCell)\" data-columns=\"\(columns)\">\n"
         body += "<text x=\"\(Self.left)\" y=\"\(y + Self.labelHeight - 3)\">\(xmlEscaped(label))  ("
-        body += "\(PageMapStyle.pages(pages)), \(perCell))</text>\n"
+        body += "\(counted(pages, "page")), \(perCell))</text>\n"
     }
 
     public mutating func add(first: UInt64, count: UInt64, state: PageState) {
@@ -325,7 +323,7 @@ public struct SVGMapStream: ScanConsumer {
         sink(head)
         sink(body)
         body = ""
-        var tail = "<!-- total: \(xmlComment(ReportRenderer.summary(totals, pageSize: pageSize))) in \(mappings) mapping\(mappings == 1 ? "" : "s") -->\n"
+        var tail = "<!-- total: \(xmlComment(ReportRenderer.summary(totals, pageSize: pageSize))) in \(counted(mappings, "mapping")) -->\n"
         for note in notes { tail += "<!-- note: \(xmlComment(note)) -->\n" }
         sink(tail + "</svg>\n")
     }

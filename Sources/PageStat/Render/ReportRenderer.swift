@@ -190,7 +190,7 @@ public struct TextReportStream: ScanConsumer {
     public mutating func runs(_ runs: [PageRun]) {
         for run in runs {
             counts[run.state] += run.pages
-            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) pages "
+            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) \(run.pages == 1 ? "page " : "pages") "
             line += "\(ReportRenderer.pad(humanBytes(run.pages * pageSize), 10, right: true))  "
             let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
             line += details ? run.state.description : ReportRenderer.pad(run.state.description, 8)
@@ -213,8 +213,50 @@ public struct TextReportStream: ScanConsumer {
 
     /// Closes the report with its totals and notes.
     public mutating func finish(notes: [String]) {
-        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(mappings) mapping\(mappings == 1 ? "" : "s")\n"
+        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(counted(mappings, "mapping"))\n"
         for note in notes { out += "note: \(escapedName(note))\n" }
+        sink(out)
+        out = ""
+    }
+}
+
+/// The `show` CSV report written as a scan streams it: a header line, then one row per run with
+/// its mapping's columns repeated (RFC 4180; addresses in bytes, `pages` in pages). Totals and
+/// notes have no place in CSV: the caller writes notes to stderr.
+public struct CSVReportStream: ScanConsumer {
+    public static let headers = ["mapping_start", "mapping_end", "permissions", "kind", "path", "start", "pages", "state",
+                                 "flags", "pfn", "swap_type", "swap_offset"]
+    private let sink: (String) -> Void
+    private var prefix = ""
+    private var out = ""
+
+    public init(headers: Bool = true, sink: @escaping (String) -> Void) {
+        self.sink = sink
+        if headers { out = Self.headers.joined(separator: ",") + "\n" }
+    }
+
+    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+        prefix = [String(scanned.start), String(scanned.end), mapping.permissions, mapping.kind.rawValue, mapping.path]
+            .map(CSVTable.field).joined(separator: ",") + ","
+    }
+
+    public mutating func runs(_ runs: [PageRun]) {
+        for run in runs {
+            out += prefix + "\(run.start),\(run.pages),\(run.state),"
+            out += CSVTable.field(run.flags.names.joined(separator: " ")) + ","
+            out += run.pfn.map { String($0) } ?? ""
+            out += ","
+            if let swap = run.swap { out += "\(swap.type),\(swap.offset)\n" } else { out += ",\n" }
+            if out.utf8.count >= 1 << 16 {
+                sink(out)
+                out = ""
+            }
+        }
+    }
+
+    public mutating func end(use: MemoryUse?) {}
+
+    public mutating func finish() {
         sink(out)
         out = ""
     }

@@ -76,7 +76,7 @@ public enum SummaryRenderer {
                  String(counts.none), humanBytes(use.rss), optionalSize(use.pss), optionalSize(use.uss),
                  humanBytes(use.swap), path]
             }
-            var out = "pid \(report.pid): \(report.mappings.count) mappings, page size \(humanBytes(UInt64(report.pageSize)))"
+            var out = "pid \(report.pid): \(counted(report.mappings.count, "mapping")), page size \(humanBytes(UInt64(report.pageSize)))"
             out += report.privileged ? "\n\n" : ", unprivileged (no PSS or USS)\n\n"
             var size: UInt64 = 0
             for mapping in report.mappings {
@@ -93,9 +93,9 @@ public enum SummaryRenderer {
             }
             table.add(row("total", "", size, report.counts, summary.totals, ""))
             out += table.render()
-            if report.counts.unknown > 0 { out += "unknown: \(report.counts.unknown) pages\n" }
+            if report.counts.unknown > 0 { out += "unknown: \(counted(report.counts.unknown, "page"))\n" }
             if summary.totals.zeroPage > 0 {
-                out += "zero page: PRESENT counts \(summary.totals.zeroPage / UInt64(report.pageSize)) pages that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
+                out += "zero page: PRESENT counts \(counted(summary.totals.zeroPage / UInt64(report.pageSize), "page")) that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
             }
             for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
             for note in report.notes { out += "note: \(escapedName(note))\n" }
@@ -244,8 +244,8 @@ public enum SummaryRenderer {
                            optionalSize(object.swapped.map { $0 * pageSize }), optionalSize(object.holes.map { $0 * pageSize }),
                            escapedName(object.path), users(object, escaped: true)])
             }
-            var out = table.render() + "\(report.objects.count) shared-memory objects"
-            if report.unreadable > 0 { out += ", \(report.unreadable) processes could not be read" }
+            var out = table.render() + counted(report.objects.count, "shared-memory object")
+            if report.unreadable > 0 { out += ", \(counted(report.unreadable, "process", "processes")) could not be read" }
             out += "\n"
             for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
@@ -318,7 +318,7 @@ public enum SummaryRenderer {
                 out += "\n\(escapedName(report.path)):\n"
                 for run in runs {
                     let swap = run.swap.map { " swap=\($0.type):\(hex($0.offset))" } ?? ""
-                    out += "    page \(run.first)-\(run.first + run.pages - 1)  \(run.pages) pages  \(run.state)\(swap)\n"
+                    out += "    page \(run.first)-\(run.first + run.pages - 1)  \(counted(run.pages, "page"))  \(run.state)\(swap)\n"
                 }
             }
             return out
