@@ -49,7 +49,7 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Draw this file's page cache instead of a process (e.g. /dev/shm/NAME or /proc/PID/fd/N).", valueName: "path"))
         var file: String?
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show).", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show; START-END as /proc/PID/maps writes it too).", valueName: "range"))
         var range: String?
 
         @Option(help: "Output format: text or svg.")

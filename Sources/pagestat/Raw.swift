@@ -53,7 +53,7 @@ extension Pagestat {
 
         @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
         var range: String
 
         @Flag(help: "The kernel's own entries, unchanged.")

@@ -21,6 +21,8 @@ extension Pagestat {
               pagestat summary --pid 1234
               pagestat summary --pid 1234 --format csv
               pagestat summary --pid 1234 --flags     (adds /proc/kpageflags counts per mapping)
+              pagestat summary 1234 --kind shmem --pages -o range,present,swapped,path
+              pagestat summary 1234 --state swapped --no-headers --bytes
             """
         )
 
@@ -34,11 +36,45 @@ extension Pagestat {
 
         @OptionGroup var engineOption: EngineOption
 
+        @OptionGroup(title: "Filters (a mapping is kept when it has a page in a --state)") var filterOptions: FilterOptions
+
+        @OptionGroup(title: "Layout (text; --no-headers and --columns also CSV)") var layout: LayoutOptions
+
+        @Option(name: [.customShort("o"), .customLong("columns")],
+                help: ArgumentHelp("The columns, in order (comma-separated: \(SummaryRenderer.SummaryColumn.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "columns"))
+        var columns: String?
+
+        func columnList() throws -> [SummaryRenderer.SummaryColumn]? {
+            guard let columns else { return nil }
+            let names = columns.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
+            return try names.map { name in
+                guard let column = SummaryRenderer.SummaryColumn(rawValue: name) else {
+                    throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(SummaryRenderer.SummaryColumn.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return column
+            }
+        }
+
+        func validate() throws {
+            _ = try columnList()
+        }
+
         func run() throws {
             let pid = try process.pid
+            let columns = try columnList()
             try reportingErrors { () throws(PageStatError) in
-                let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
-                writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags))
+                var summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
+                let filter = try filterOptions.filter()
+                if !filter.isEmpty {
+                    summary.report.mappings.removeAll { !filter.matches($0.mapping) || !filter.keeps($0.counts) }
+                }
+                let tableLayout = SummaryRenderer.TableLayout(columns: columns, unit: layout.unit, headers: !layout.noHeaders)
+                writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags, layout: tableLayout))
+                if layout.noHeaders && format == .text {
+                    // The lines under the table, kept off standard output's rows.
+                    for line in SummaryRenderer.footer(summary).split(separator: "\n") { printError("pagestat: \(line)") }
+                }
             }
         }
     }

@@ -94,7 +94,7 @@ struct ShowEndToEndTests {
         #expect(run.stdout.hasPrefix("pid \(fixture.pid): page size "))
         #expect(run.stdout.contains("/memfd:pagestat-fixture (deleted)"))
         // The mapping's counts follow its runs (the report streams), and the total names the mappings.
-        let counts = "present \(size) (\(q)), swapped \(size) (\(q)), cached \(size) (\(q)), none \(size) (\(q))"
+        let counts = "present \(size) (\(q) pages), swapped \(size) (\(q) pages), cached \(size) (\(q) pages), none \(size) (\(q) pages)"
         #expect(run.stdout.contains("\n    = \(counts)\n"))
         #expect(run.stdout.contains("\ntotal: \(counts) in 1 mapping\n"))
         #expect(run.stdout.contains("\(hex(range.start))        \(q) pages"))

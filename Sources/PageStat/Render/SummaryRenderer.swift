@@ -15,7 +15,8 @@ public enum SummaryRenderer {
         }
     }
 
-    public static func summary(_ summary: SummaryReport, format: OutputFormat, kernelFlags: Bool) -> String {
+    public static func summary(_ summary: SummaryReport, format: OutputFormat, kernelFlags: Bool,
+                               layout: TableLayout = TableLayout()) -> String {
         let report = summary.report
         switch format {
         case .json:
@@ -50,57 +51,125 @@ public enum SummaryRenderer {
             json.endObject()
             json.endObject()
             return json.output + "\n"
-        case .csv:
-            var csv = CSVTable(headers: ["start", "end", "kind", "path", "present", "swapped", "cached", "none", "unknown",
-                                         "rss", "pss", "uss", "swap"] + (kernelFlags ? ["kernel_flags"] : []))
-            for mapping in report.mappings {
-                let use = mapping.use ?? MemoryUse()
-                let counts = mapping.counts
-                csv.add([String(mapping.scanned.start), String(mapping.scanned.end), mapping.mapping.kind.rawValue,
-                         mapping.mapping.path] + PageState.allCases.map { String(counts[$0]) }
-                        + [String(use.rss), optionalNumber(use.pss), optionalNumber(use.uss), String(use.swap)]
-                        + (kernelFlags ? [kernelFlagCounts(mapping.runs).map { "\($0)=\($1)" }.joined(separator: " ")] : []))
+        case .csv, .text:
+            return table(summary, csv: format == .csv, kernelFlags: kernelFlags, layout: layout)
+        }
+    }
+
+    /// A column of `summary`'s text and CSV tables.
+    public enum SummaryColumn: String, Sendable, CaseIterable {
+        case range, start, end, kind, size, present, swapped, cached, none, unknown, rss, pss, uss, swap, path
+
+        /// The columns each format shows unless others are asked for.
+        public static let textDefault: [SummaryColumn] = [.range, .kind, .size, .present, .swapped, .cached, .none, .rss, .pss, .uss, .swap, .path]
+        public static let csvDefault: [SummaryColumn] = [.start, .end, .kind, .path, .present, .swapped, .cached, .none, .unknown, .rss, .pss, .uss, .swap]
+
+        /// The CSV header: the unit in the name (addresses are bytes too).
+        var csvName: String {
+            switch self {
+            case .present, .swapped, .cached, .none, .unknown: rawValue + "_pages"
+            case .size, .rss, .pss, .uss, .swap: rawValue + "_bytes"
+            default: rawValue
             }
-            let totals = summary.totals
-            let counts = report.counts
-            csv.add(["", "", "total", ""] + PageState.allCases.map { String(counts[$0]) }
-                    + [String(totals.rss), optionalNumber(totals.pss), optionalNumber(totals.uss), String(totals.swap)]
-                    + (kernelFlags ? [""] : []))
-            return csv.render()
-        case .text:
-            var table = TextTable(headers: ["RANGE", "KIND", "SIZE", "PRESENT", "SWAPPED", "CACHED", "NONE", "RSS",
-                                            "PSS", "USS", "SWAP", "PATH"],
-                                  rightAligned: [2, 3, 4, 5, 6, 7, 8, 9, 10])
-            func row(_ range: String, _ kind: String, _ size: UInt64, _ counts: PageCounts, _ use: MemoryUse, _ path: String) -> [String] {
-                [range, kind, humanBytes(size), String(counts.present), String(counts.swapped), String(counts.cached),
-                 String(counts.none), humanBytes(use.rss), optionalSize(use.pss), optionalSize(use.uss),
-                 humanBytes(use.swap), path]
+        }
+
+        var rightAligned: Bool { ![.range, .start, .end, .kind, .path].contains(self) }
+    }
+
+    /// How `summary` lays out its text and CSV tables.
+    public struct TableLayout: Sendable {
+        /// nil: the format's default columns.
+        public var columns: [SummaryColumn]?
+        /// Text only: sizes and page counts in human units, bytes or pages.
+        public var unit: SizeUnit
+        /// Without headers: no title line and no header row (text), no header row (CSV); the
+        /// warnings and notes are left to the caller (text).
+        public var headers: Bool
+
+        public init(columns: [SummaryColumn]? = nil, unit: SizeUnit = .human, headers: Bool = true) {
+            self.columns = columns
+            self.unit = unit
+            self.headers = headers
+        }
+    }
+
+    static func table(_ summary: SummaryReport, csv: Bool, kernelFlags: Bool, layout: TableLayout) -> String {
+        let report = summary.report
+        let pageSize = UInt64(report.pageSize)
+        let columns = layout.columns ?? (csv ? SummaryColumn.csvDefault : SummaryColumn.textDefault)
+        /// One row's cells; `mapping` nil for the total row.
+        func cells(_ mapping: MappingReport?, counts: PageCounts, use: MemoryUse, size: UInt64) -> [String] {
+            func pages(_ count: UInt64) -> String { csv ? String(count) : layout.unit.cell(bytes: count * pageSize, pageSize: pageSize) }
+            func bytes(_ value: UInt64?) -> String {
+                guard let value else { return csv ? "" : "?" }
+                return csv ? String(value) : layout.unit.cell(bytes: value, pageSize: pageSize)
             }
-            var out = "pid \(report.pid): \(counted(report.mappings.count, "mapping")), page size \(humanBytes(UInt64(report.pageSize)))"
-            out += report.privileged ? "\n\n" : ", unprivileged (no PSS or USS)\n\n"
-            var size: UInt64 = 0
-            for mapping in report.mappings {
-                size += mapping.scanned.length
-                table.add(row(mapping.scanned.description, mapping.mapping.kind.rawValue, mapping.scanned.length,
-                              mapping.counts, mapping.use ?? MemoryUse(), escapedName(mapping.mapping.path)))
-                if kernelFlags {
-                    let flags = kernelFlagCounts(mapping.runs)
-                    if !flags.isEmpty {
-                        table.add(["", "", "", "", "", "", "", "", "", "", "",
-                                   "  flags: " + flags.map { "\($0)=\($1)" }.joined(separator: " ")])
-                    }
+            return columns.map { column in
+                switch column {
+                case .range: mapping?.scanned.description ?? "total"
+                case .start: mapping.map { String($0.scanned.start) } ?? ""
+                case .end: mapping.map { String($0.scanned.end) } ?? ""
+                case .kind: mapping?.mapping.kind.rawValue ?? (csv ? "total" : "")
+                case .size: bytes(size)
+                case .present, .swapped, .cached, .none, .unknown: pages(counts[PageState(name: column.rawValue)!])
+                case .rss: bytes(use.rss)
+                case .pss: bytes(use.pss)
+                case .uss: bytes(use.uss)
+                case .swap: bytes(use.swap)
+                case .path: mapping.map { csv ? $0.mapping.path : escapedName($0.mapping.path) } ?? ""
                 }
             }
-            table.add(row("total", "", size, report.counts, summary.totals, ""))
-            out += table.render()
-            if report.counts.unknown > 0 { out += "unknown: \(counted(report.counts.unknown, "page"))\n" }
-            if summary.totals.zeroPage > 0 {
-                out += "zero page: PRESENT counts \(counted(summary.totals.zeroPage / UInt64(report.pageSize), "page")) that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
-            }
-            for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
-            for note in report.notes { out += "note: \(escapedName(note))\n" }
-            return out
         }
+        var rows: [[String]] = []
+        var size: UInt64 = 0
+        for mapping in report.mappings {
+            size += mapping.scanned.length
+            var row = cells(mapping, counts: mapping.counts, use: mapping.use ?? MemoryUse(), size: mapping.scanned.length)
+            let flags = kernelFlags ? kernelFlagCounts(mapping.runs).map { "\($0)=\($1)" }.joined(separator: " ") : ""
+            if csv && kernelFlags { row.append(flags) }
+            rows.append(row)
+            if !csv && !flags.isEmpty {
+                rows.append(Array(repeating: "", count: columns.count - 1) + ["  flags: " + flags])
+            }
+        }
+        var total = cells(nil, counts: report.counts, use: summary.totals, size: size) + (csv && kernelFlags ? [""] : [])
+        if !csv, let first = columns.first, !first.rightAligned, first != .range { total[0] = "total" }
+        if csv {
+            var table = CSVTable(headers: columns.map(\.csvName) + (kernelFlags ? ["kernel_flags"] : []))
+            for row in rows + [total] { table.add(row) }
+            let text = table.render()
+            return layout.headers ? text : String(text.drop { $0 != "\n" }.dropFirst())
+        }
+        var table = TextTable(headers: columns.map { $0.rawValue.uppercased() },
+                              rightAligned: Set(columns.indices.filter { columns[$0].rightAligned }))
+        for row in rows + [total] { table.add(row) }
+        var out = ""
+        if layout.headers {
+            out = "pid \(report.pid): \(counted(report.mappings.count, "mapping")), page size \(humanBytes(pageSize))"
+            out += report.privileged ? "" : ", unprivileged (no PSS or USS)"
+            switch layout.unit {
+            case .human: out += "\n\n"
+            case .bytes: out += "; sizes in bytes\n\n"
+            case .pages: out += "; sizes in pages\n\n"
+            }
+        }
+        let rendered = table.render()
+        out += layout.headers ? rendered : String(rendered.drop { $0 != "\n" }.dropFirst())
+        if layout.headers { out += footer(summary) }
+        return out
+    }
+
+    /// The lines under the text table: unknown pages, the zero page, warnings and notes.
+    public static func footer(_ summary: SummaryReport) -> String {
+        let report = summary.report
+        var out = ""
+        if report.counts.unknown > 0 { out += "unknown: \(counted(report.counts.unknown, "page"))\n" }
+        if summary.totals.zeroPage > 0 {
+            out += "zero page: PRESENT counts \(counted(summary.totals.zeroPage / UInt64(report.pageSize), "page")) that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
+        }
+        for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
+        for note in report.notes { out += "note: \(escapedName(note))\n" }
+        return out
     }
 
     static func usageJSON(_ counts: PageCounts, _ use: MemoryUse, into json: inout JSONWriter) {

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+@Suite("Filters and units: --state, --kind, --path, --bytes/--pages, --no-headers, --columns")
+struct FilterTests {
+    func mapping(_ path: String, _ kind: MappingKind) -> Mapping {
+        Mapping(range: AddressRange(start: 0x1000, end: 0x3000), permissions: "rw-s", offset: 0, deviceMajor: 0,
+                deviceMinor: 1, inode: 2, path: path, kind: kind)
+    }
+
+    @Test func filterParsesAndMatches() throws {
+        let filter = try MappingFilter(parsingStates: "swapped, cached", kinds: "shmem", path: "memfd:")
+        #expect(filter.states == [.swapped, .cached] && filter.kinds == [.shmem])
+        #expect(filter.matches(mapping("/memfd:vm (deleted)", .shmem)))
+        #expect(!filter.matches(mapping("/memfd:vm (deleted)", .file)))
+        #expect(!filter.matches(mapping("/dev/shm/vm", .shmem)))
+        #expect(filter.keeps(PageRun(start: 0x1000, pages: 1, state: .swapped, flags: [])))
+        #expect(!filter.keeps(PageRun(start: 0x1000, pages: 1, state: .present, flags: [])))
+        // A pattern matches the whole path.
+        let pattern = try MappingFilter(parsingStates: nil, kinds: nil, path: "/dev/shm/*")
+        #expect(pattern.matches(mapping("/dev/shm/vm", .shmem)) && !pattern.matches(mapping("/memfd:vm", .shmem)))
+        #expect(MappingFilter().isEmpty && MappingFilter().matches(mapping("", .privateAnon)))
+        func message(_ states: String?, _ kinds: String?) -> String? {
+            do { _ = try MappingFilter(parsingStates: states, kinds: kinds, path: nil); return nil } catch { return error.description }
+        }
+        #expect(message("present,swaped", nil) == "--state: 'swaped' is not a page state (present, swapped, cached, none, unknown)")
+        #expect(message(nil, "anon") == "--kind: 'anon' is not a mapping kind (private-anon, shared-anon, shmem, file, special, hugetlb)")
+        #expect(message(",", nil) == "--state: name at least one page state")
+    }
+
+    @Test func sizeUnits() {
+        #expect(SizeUnit.human.cell(bytes: 65536, pageSize: 4096) == "64.0 KiB")
+        #expect(SizeUnit.bytes.cell(bytes: 65536, pageSize: 4096) == "65536")
+        #expect(SizeUnit.pages.cell(bytes: 65536, pageSize: 4096) == "16")
+        #expect(SizeUnit.pages.cell(bytes: 6144, pageSize: 4096) == "1.5")
+        #expect(SizeUnit.pages.text(bytes: 4096, pageSize: 4096) == "1 page")
+        #expect(SizeUnit.bytes.text(bytes: 4096, pageSize: 4096) == "4096 B")
+        var counts = PageCounts()
+        counts.present = 1
+        counts.swapped = 2
+        #expect(ReportRenderer.summary(counts, pageSize: 4096) == "present 4.0 KiB (1 page), swapped 8.0 KiB (2 pages)")
+        #expect(ReportRenderer.summary(counts, pageSize: 4096, unit: .pages) == "present 1 page, swapped 2 pages")
+    }
+}
+
+@Suite("Filters on a child process (needs root and swap)", .serialized,
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct FilterEndToEndTests {
+    @Test func showKeepsOnlyTheAskedRunsAndMappings() throws {
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let q = fixture.pages / 4
+        let run = try runPagestat(["show", String(fixture.pid), "--kind", "shmem,shared-anon", "--state", "swapped", "--format", "json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let mappings = try #require(json["mappings"] as? [[String: Any]])
+        #expect(mappings.allSatisfy { ["shmem", "shared-anon"].contains($0["kind"] as? String ?? "") })
+        for region in ["shared-anon", "memfd", "tmpfs", "sysv"] {
+            #expect(jsonPageStates(try runs(json, mappingStart: try fixture.range(region).start)) == pages(q, .swapped), "\(region)")
+        }
+        #expect(!mappings.contains { ($0["start"] as? NSNumber)?.uint64Value == (try? fixture.range("private-anon").start) })
+        let totals = try #require(json["totals"] as? [String: Int])
+        #expect(totals["present"] == 0 && totals["swapped"] == 4 * q)
+    }
+
+    @Test func summaryColumnsUnitsAndNoHeaders() throws {
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let q = fixture.pages / 4
+        let text = try runPagestat(["summary", String(fixture.pid), "--path", "memfd:pagestat-fixture", "--pages",
+                                    "-o", "present,swapped,path", "--no-headers"])
+        #expect(text.status == 0, "\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
+        #expect(lines == ["\(q) \(q) /memfd:pagestat-fixture (deleted)", "\(q) \(q)"], "\(text.stdout)")
+        let csv = try runPagestat(["summary", String(fixture.pid), "--kind", "shared-anon", "--format", "csv", "-o", "start,swap,swapped"])
+        let rows = csvRows(csv.stdout)
+        let start = try fixture.range("shared-anon").start
+        #expect(rows.first == ["start": String(start), "swap_bytes": String(q * TestEnvironment.pageSize), "swapped_pages": String(q)])
+        let bytes = try runPagestat(["summary", String(fixture.pid), "--path", "/dev/shm/pagestat-fixture-*", "--bytes"])
+        #expect(bytes.stdout.contains("sizes in bytes") && bytes.stdout.contains(" \(fixture.pages * TestEnvironment.pageSize) "), "\(bytes.stdout)")
+    }
+}
