@@ -24,6 +24,8 @@ struct AddressRangeParsingTests {
         #expect(try AddressRange(parsing: "55d0be00a000-55d0be435000", pageSize: 4096)
                 == AddressRange(start: 0x55d0be00a000, end: 0x55d0be435000))
         #expect(try AddressRange(parsing: "4096-8192", pageSize: 4096) == AddressRange(start: 4096, end: 8192))
+        #expect(try AddressRange(parsing: "7f12a000+8K", pageSize: 4096) == AddressRange(start: 0x7f12a000, end: 0x7f12c000))
+        #expect(try AddressRange(parsing: "4096+8K", pageSize: 4096) == AddressRange(start: 4096, end: 4096 + 8192))
         #expect(try AddressRange(parsing: "0x1000+4k", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
         #expect(try AddressRange(parsing: "0x1000+1TiB", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x1000 + (1 << 40)))
         #expect(try AddressRange(parsing: " 0x1000 + 0x10 ", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))

@@ -30,7 +30,8 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `START-END` or `START+LENGTH` and widens it to whole pages of `pageSize` (start
     /// rounded down, end rounded up). Numbers are hexadecimal with `0x`, else decimal, except
-    /// that `START-END` as /proc/PID/maps writes it is hexadecimal (see `isMapsForm`); a length
+    /// that `START-END` as /proc/PID/maps writes it, and such a START before `+LENGTH`, are
+    /// hexadecimal (see `isMapsForm`, `isBareHex`); a length
     /// may carry a binary unit (K, M, G, T, optionally followed by B or iB). An error names the
     /// part that is wrong: start, end, length or unit.
     public init(parsing text: String, pageSize: UInt64 = UInt64(ProcFS.pageSize)) throws(PageStatError) {
@@ -40,7 +41,9 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         let start: UInt64
         let end: UInt64
         if let plus = text.firstIndex(of: "+") {
-            start = try Self.number(text[..<plus], part: "start", allowUnit: false).get(invalid)
+            // A start copied from maps (hex without 0x) is hexadecimal too when it says so.
+            let startText = text[..<plus]
+            start = try Self.number(startText, part: "start", allowUnit: false, bareHex: Self.isBareHex(startText)).get(invalid)
             let lengthText = text[text.index(after: plus)...]
             let length = try Self.number(lengthText, part: "length", allowUnit: true).get(invalid)
             guard length > 0 else { throw invalid("length '\(escapedName(String(lengthText)))': must be greater than 0") }
@@ -83,9 +86,16 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         }
         let parts = [trimmed(start), trimmed(end)]
         guard !parts.contains(where: { $0.hasPrefix("0x") || $0.hasPrefix("0X") }) else { return false }
-        return parts.contains { part in
-            part.allSatisfy(\.isHexDigit) && (part.contains { !$0.isNumber } || (part.count > 1 && part.hasPrefix("0")))
-        }
+        return parts.contains { isBareHex($0) }
+    }
+
+    /// Hexadecimal digits without `0x` that cannot be decimal as maps writes them: with a digit
+    /// a-f, or a leading zero.
+    static func isBareHex(_ text: Substring) -> Bool {
+        var part = text.drop(while: { $0 == " " })
+        while part.last == " " { part.removeLast() }
+        return !part.hasPrefix("0x") && !part.hasPrefix("0X") && !part.isEmpty && part.allSatisfy(\.isHexDigit)
+            && (part.contains { !$0.isNumber } || (part.count > 1 && part.hasPrefix("0")))
     }
 
     /// A number of a range: `0x` hexadecimal or decimal (or, `bareHex`, hexadecimal without
