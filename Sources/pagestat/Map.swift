@@ -28,6 +28,7 @@ extension Pagestat {
               pagestat map 1234
               pagestat map 1234 --range 7f12a000-7f12c000
               pagestat map 1234 --format svg > pages.svg
+              pagestat map 1234 --kind shmem,shared-anon
               pagestat map --file /dev/shm/vm-ram
             """
         )
@@ -52,6 +53,12 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show; START-END as /proc/PID/maps writes it too).", valueName: "range"))
         var range: String?
 
+        @Option(help: ArgumentHelp("Only mappings of these kinds (comma-separated: private-anon, shared-anon, shmem, file, special, hugetlb).", valueName: "kinds"))
+        var kind: String?
+
+        @Option(help: ArgumentHelp("Only mappings whose path holds this text, or matches it as a shell pattern when it has *, ? or [.", valueName: "path"))
+        var path: String?
+
         @Option(help: "Output format: text or svg.")
         var format: Format = .text
 
@@ -69,13 +76,16 @@ extension Pagestat {
         func validate() throws {
             if file != nil {
                 if positional != nil || option != nil { throw ValidationError("--file draws a file, not a process: give no pid with it") }
-                if range != nil { throw ValidationError("--range applies to a process, not to --file") }
+                if range != nil || kind != nil || path != nil {
+                    throw ValidationError("--range, --kind and --path apply to a process, not to --file")
+                }
             } else {
                 _ = try ProcessOption.resolve(positional, option)
             }
             if let range {
                 do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
             }
+            do { _ = try MappingFilter(parsingStates: nil, kinds: kind, path: path) } catch { throw ValidationError(error.description) }
             if let width, width < 8 { throw ValidationError("--width must be at least 8") }
             if columns < 16 || columns > 8192 { throw ValidationError("--columns must be between 16 and 8192") }
         }
@@ -111,16 +121,19 @@ extension Pagestat {
                                           hugeAndZeroFlags: false)
                 options.engine = engineOption.engine
                 let title = "pagestat map: pid \(pid)" + (scanner.privileged ? "" : ", unprivileged")
+                let filter = try MappingFilter(parsingStates: nil, kinds: kind, path: path)
                 switch format {
                 case .text:
-                    var stream = TerminalMapStream(title: title, width: width ?? Self.terminalWidth(), colour: colour,
+                    let stream = TerminalMapStream(title: title, width: width ?? Self.terminalWidth(), colour: colour,
                                                    pageSize: pageSize) { writeOut($0) }
-                    let result = try scanner.scan(options, into: &stream)
-                    stream.finish(notes: result.notes)
+                    var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish(notes: result.notes)
                 case .svg:
-                    var stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
-                    let result = try scanner.scan(options, into: &stream)
-                    stream.finish(notes: result.notes)
+                    let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
+                    var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish(notes: result.notes)
                 }
             }
         }

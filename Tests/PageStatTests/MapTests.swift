@@ -196,6 +196,12 @@ struct MapEndToEndTests {
         #expect(run.stdout.contains("\n" + strip + "\n"), "\(run.stdout)")
         #expect(run.stdout.contains("(\(fixture.pages) pages, 1 cell = 1 page)"))
         #expect(!run.stdout.contains("\u{1B}["))
+        // In colour: a coloured blank per cell (red for swapped), the same cells.
+        let coloured = try runPagestat(["map", String(fixture.pid), "--kind", "shmem", "--path", "memfd:", "--color", "always"])
+        #expect(coloured.status == 0, "\(coloured.stderr)")
+        let red = "\u{1B}[41m \u{1B}[0m"
+        #expect(coloured.stdout.contains(String(repeating: red, count: q)))
+        #expect(coloured.stdout.components(separatedBy: "\n0x").count == 2, "one mapping: \(coloured.stdout)")
         // Narrower than the mapping: cells of 2 pages, still their majority state.
         let narrow = try runPagestat(["map", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)", "--width", "32"])
         let half = q / 2
