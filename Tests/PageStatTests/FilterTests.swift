@@ -82,3 +82,17 @@ struct FilterEndToEndTests {
         #expect(bytes.stdout.contains("sizes in bytes") && bytes.stdout.contains(" \(fixture.pages * TestEnvironment.pageSize) "), "\(bytes.stdout)")
     }
 }
+
+@Suite("file: a total row")
+struct FileTotalTests {
+    @Test func totalRowSumsWhatTheFilesHave() {
+        let shm = FileReport(path: "/dev/shm/a", size: 8192, isShmem: true, cached: 1, dirty: 0, writeback: 0, evicted: nil,
+                             swapped: 1, holes: 0, hugePageSize: nil, runs: nil)
+        let file = FileReport(path: "/var/b", size: 4096, isShmem: false, cached: 1, dirty: 1, writeback: 0, evicted: 2,
+                              swapped: nil, holes: nil, hugePageSize: nil, runs: nil)
+        let text = SummaryRenderer.files([shm, file], format: .text)
+        let total = text.split(separator: "\n").last.map { $0.split(separator: " ").joined(separator: " ") }
+        #expect(total == "12.0 KiB 2 1 0 2 1 0 total (2 files)", "\(text)")
+        #expect(!SummaryRenderer.files([shm], format: .text).contains("total"))
+    }
+}

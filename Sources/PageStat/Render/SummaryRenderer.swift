@@ -381,6 +381,15 @@ public enum SummaryRenderer {
             for report in reports {
                 table.add([humanBytes(report.size)] + values(report).map { $0.map { String($0) } ?? "-" } + [escapedName(report.path)])
             }
+            if reports.count > 1 {
+                // A column's total over the files that have it ("-" when none has).
+                let columns = reports.map(values)
+                let sums = keys.indices.map { column -> String in
+                    let known = columns.compactMap { $0[column] }
+                    return known.isEmpty ? "-" : String(known.reduce(0, +))
+                }
+                table.add([humanBytes(reports.reduce(0) { $0 + $1.size })] + sums + ["total (\(counted(reports.count, "file")))"])
+            }
             out += table.render()
             for report in reports {
                 guard let runs = report.runs else { continue }
