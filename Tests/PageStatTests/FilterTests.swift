@@ -83,6 +83,39 @@ struct FilterEndToEndTests {
     }
 }
 
+@Suite("summary --interval on memory the test changes between rounds (needs root and swap)", .serialized,
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct IntervalTests {
+    /// Round 1 has no change; the test pages out 16 written pages of its own memfd; round 2 says
+    /// 16 pages went from present to swapped, in the mapping and in the total.
+    @Test func roundsCarryTheChangeSinceTheRoundBefore() throws {
+        let name = "pagestat-interval-\(getpid())"
+        let memory = try ArrangedMemory(pages: 64, backing: .memfd(name: name, shared: true))
+        memory.write(0..<32)
+        let process = Process()
+        configure(process, pagestat: ["summary", String(getpid()), "--path", name, "--interval", "3", "--count", "2",
+                                      "--format", "json"], asUser: nil)
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { process.terminate() }; process.waitUntilExit() }
+        func round() throws -> (mapping: [String: Any], totals: [String: Any]) {
+            let json = try #require(try JSONSerialization.jsonObject(with: readLine(out)) as? [String: Any])
+            let mappings = try #require(json["mappings"] as? [[String: Any]])
+            try #require(mappings.count == 1, "\(mappings)")
+            return (mappings[0], try #require(json["totals"] as? [String: Any]))
+        }
+        let first = try round()
+        #expect(first.mapping["change_pages"] is NSNull && first.totals["change_pages"] is NSNull)
+        #expect((first.mapping["pages"] as? [String: Int])?["present"] == 32)
+        #expect(try memory.pageOut(0..<16, untilSwapped: 16))
+        let second = try round()
+        let change = ["present": -16, "swapped": 16]
+        #expect(second.mapping["change_pages"] as? [String: Int] == change)
+        #expect(second.totals["change_pages"] as? [String: Int] == change)
+    }
+}
+
 @Suite("file: a total row")
 struct FileTotalTests {
     @Test func totalRowSumsWhatTheFilesHave() {

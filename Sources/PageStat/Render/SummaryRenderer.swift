@@ -27,15 +27,17 @@ public enum SummaryRenderer {
             json.field("privileged", report.privileged)
             json.field("notes", strings: report.notes)
             json.field("warnings", strings: summary.warnings)
+            if let round = layout.round { json.field("round", round) }
             json.key("mappings")
             json.beginArray()
-            for mapping in report.mappings {
+            for (index, mapping) in report.mappings.enumerated() {
                 json.beginObject()
                 json.field("start", mapping.scanned.start)
                 json.field("end", mapping.scanned.end)
                 json.field("kind", mapping.mapping.kind.rawValue)
                 json.field("path", name: mapping.mapping.path)
                 usageJSON(mapping.counts, mapping.use ?? MemoryUse(), into: &json)
+                if let changes = layout.changes { changeJSON(changes.mappings[index], into: &json) }
                 if kernelFlags {
                     json.key("kernel_flags")
                     json.beginObject()
@@ -48,6 +50,7 @@ public enum SummaryRenderer {
             json.key("totals")
             json.beginObject()
             usageJSON(report.counts, summary.totals, into: &json)
+            if let changes = layout.changes { changeJSON(changes.total, into: &json) }
             json.endObject()
             json.endObject()
             return json.output + "\n"
@@ -56,9 +59,44 @@ public enum SummaryRenderer {
         }
     }
 
+    /// `"change_pages": {"present": N, "swapped": N}`, signed; null before the second round.
+    static func changeJSON(_ change: PageChange?, into json: inout JSONWriter) {
+        json.key("change_pages")
+        guard let change else { return json.null() }
+        json.beginObject()
+        json.field("present", change.present)
+        json.field("swapped", change.swapped)
+        json.endObject()
+    }
+
+    /// How a mapping's (or the total's) present and swapped pages changed since the round before.
+    public struct PageChange: Sendable, Hashable {
+        public var present: Int64
+        public var swapped: Int64
+        public init(present: Int64, swapped: Int64) {
+            self.present = present
+            self.swapped = swapped
+        }
+    }
+
+    /// The changes of a `summary --interval` round: per mapping (in the report's order; nil for
+    /// a mapping that was not there, the same way, the round before) and in total (nil in the
+    /// first round).
+    public struct RoundChanges: Sendable {
+        public var mappings: [PageChange?]
+        public var total: PageChange?
+        public init(mappings: [PageChange?], total: PageChange?) {
+            self.mappings = mappings
+            self.total = total
+        }
+    }
+
     /// A column of `summary`'s text and CSV tables.
     public enum SummaryColumn: String, Sendable, CaseIterable {
-        case range, start, end, kind, size, present, swapped, cached, none, unknown, rss, pss, uss, swap, path
+        case range, start, end, kind, size, present, swapped, cached, none, unknown, rss, pss, uss, swap
+        /// With --interval: the change in present and swapped pages since the round before.
+        case presentChange = "present-change", swappedChange = "swapped-change"
+        case path
 
         /// The columns each format shows unless others are asked for.
         public static let textDefault: [SummaryColumn] = [.range, .kind, .size, .present, .swapped, .cached, .none, .rss, .pss, .uss, .swap, .path]
@@ -67,6 +105,8 @@ public enum SummaryRenderer {
         /// The CSV header: the unit in the name (addresses are bytes too).
         var csvName: String {
             switch self {
+            case .presentChange: "present_change_pages"
+            case .swappedChange: "swapped_change_pages"
             case .present, .swapped, .cached, .none, .unknown: rawValue + "_pages"
             case .size, .rss, .pss, .uss, .swap: rawValue + "_bytes"
             default: rawValue
@@ -74,6 +114,25 @@ public enum SummaryRenderer {
         }
 
         var rightAligned: Bool { ![.range, .start, .end, .kind, .path].contains(self) }
+
+        var header: String {
+            switch self {
+            case .presentChange: "\u{394}PRESENT"
+            case .swappedChange: "\u{394}SWAPPED"
+            default: rawValue.uppercased()
+            }
+        }
+
+        /// The default columns with the change columns, for --interval: before the path in
+        /// text, at the end in CSV.
+        static func withChanges(_ columns: [SummaryColumn]) -> [SummaryColumn] {
+            guard let path = columns.firstIndex(of: .path), path == columns.count - 1 else {
+                return columns + [.presentChange, .swappedChange]
+            }
+            var out = columns
+            out.insert(contentsOf: [.presentChange, .swappedChange], at: path)
+            return out
+        }
     }
 
     /// How `summary` lays out its text and CSV tables.
@@ -85,6 +144,9 @@ public enum SummaryRenderer {
         /// Without headers: no title line and no header row (text), no header row (CSV); the
         /// warnings and notes are left to the caller (text).
         public var headers: Bool
+        /// With --interval: the round's number (from 1) and changes.
+        public var round: Int?
+        public var changes: RoundChanges?
 
         public init(columns: [SummaryColumn]? = nil, unit: SizeUnit = .human, headers: Bool = true) {
             self.columns = columns
@@ -96,9 +158,16 @@ public enum SummaryRenderer {
     static func table(_ summary: SummaryReport, csv: Bool, kernelFlags: Bool, layout: TableLayout) -> String {
         let report = summary.report
         let pageSize = UInt64(report.pageSize)
-        let columns = layout.columns ?? (csv ? SummaryColumn.csvDefault : SummaryColumn.textDefault)
+        let defaults = csv ? SummaryColumn.csvDefault : SummaryColumn.textDefault
+        let columns = layout.columns ?? (layout.changes == nil ? defaults : SummaryColumn.withChanges(defaults))
         /// One row's cells; `mapping` nil for the total row.
-        func cells(_ mapping: MappingReport?, counts: PageCounts, use: MemoryUse, size: UInt64) -> [String] {
+        func cells(_ mapping: MappingReport?, counts: PageCounts, use: MemoryUse, size: UInt64, change: PageChange?) -> [String] {
+            func signed(_ pages: Int64?) -> String {
+                guard let pages else { return csv ? "" : "-" }
+                if csv { return String(pages) }
+                let magnitude = layout.unit.cell(bytes: pages.magnitude * pageSize, pageSize: pageSize)
+                return pages > 0 ? "+" + magnitude : pages < 0 ? "-" + magnitude : "0"
+            }
             func pages(_ count: UInt64) -> String { csv ? String(count) : layout.unit.cell(bytes: count * pageSize, pageSize: pageSize) }
             func bytes(_ value: UInt64?) -> String {
                 guard let value else { return csv ? "" : "?" }
@@ -116,15 +185,18 @@ public enum SummaryRenderer {
                 case .pss: bytes(use.pss)
                 case .uss: bytes(use.uss)
                 case .swap: bytes(use.swap)
+                case .presentChange: signed(change?.present)
+                case .swappedChange: signed(change?.swapped)
                 case .path: mapping.map { csv ? $0.mapping.path : escapedName($0.mapping.path) } ?? ""
                 }
             }
         }
         var rows: [[String]] = []
         var size: UInt64 = 0
-        for mapping in report.mappings {
+        for (index, mapping) in report.mappings.enumerated() {
             size += mapping.scanned.length
-            var row = cells(mapping, counts: mapping.counts, use: mapping.use ?? MemoryUse(), size: mapping.scanned.length)
+            var row = cells(mapping, counts: mapping.counts, use: mapping.use ?? MemoryUse(), size: mapping.scanned.length,
+                            change: layout.changes?.mappings[index] ?? nil)
             let flags = kernelFlags ? kernelFlagCounts(mapping.runs).map { "\($0)=\($1)" }.joined(separator: " ") : ""
             if csv && kernelFlags { row.append(flags) }
             rows.append(row)
@@ -132,21 +204,25 @@ public enum SummaryRenderer {
                 rows.append(Array(repeating: "", count: columns.count - 1) + ["  flags: " + flags])
             }
         }
-        var total = cells(nil, counts: report.counts, use: summary.totals, size: size) + (csv && kernelFlags ? [""] : [])
+        var total = cells(nil, counts: report.counts, use: summary.totals, size: size, change: layout.changes?.total)
+            + (csv && kernelFlags ? [""] : [])
         if !csv, let first = columns.first, !first.rightAligned, first != .range { total[0] = "total" }
         if csv {
-            var table = CSVTable(headers: columns.map(\.csvName) + (kernelFlags ? ["kernel_flags"] : []))
-            for row in rows + [total] { table.add(row) }
+            // Rounds of --interval: a leading round column, the header in the first round only.
+            let round = layout.round.map { [String($0)] } ?? []
+            var table = CSVTable(headers: (round.isEmpty ? [] : ["round"]) + columns.map(\.csvName) + (kernelFlags ? ["kernel_flags"] : []))
+            for row in rows + [total] { table.add(round + row) }
             let text = table.render()
-            return layout.headers ? text : String(text.drop { $0 != "\n" }.dropFirst())
+            return layout.headers && (layout.round ?? 1) == 1 ? text : String(text.drop { $0 != "\n" }.dropFirst())
         }
-        var table = TextTable(headers: columns.map { $0.rawValue.uppercased() },
+        var table = TextTable(headers: columns.map(\.header),
                               rightAligned: Set(columns.indices.filter { columns[$0].rightAligned }))
         for row in rows + [total] { table.add(row) }
         var out = ""
         if layout.headers {
             out = "pid \(report.pid): \(counted(report.mappings.count, "mapping")), page size \(humanBytes(pageSize))"
             out += report.privileged ? "" : ", unprivileged (no PSS or USS)"
+            if let round = layout.round { out += ", round \(round)" + (round == 1 ? "" : " (\u{394}: since the round before)") }
             switch layout.unit {
             case .human: out += "\n\n"
             case .bytes: out += "; sizes in bytes\n\n"
