@@ -196,11 +196,12 @@ struct MapEndToEndTests {
         #expect(run.stdout.contains("\n" + strip + "\n"), "\(run.stdout)")
         #expect(run.stdout.contains("(\(fixture.pages) pages, 1 cell = 1 page)"))
         #expect(!run.stdout.contains("\u{1B}["))
-        // In colour: a coloured blank per cell (red for swapped), the same cells.
+        // In colour: coloured blanks, one colour sequence per stretch (blue cached, green present, red swapped, grey none).
         let coloured = try runPagestat(["map", String(fixture.pid), "--kind", "shmem", "--path", "memfd:", "--color", "always"])
         #expect(coloured.status == 0, "\(coloured.stderr)")
-        let red = "\u{1B}[41m \u{1B}[0m"
-        #expect(coloured.stdout.contains(String(repeating: red, count: q)))
+        #expect(coloured.stdout.contains("\u{1B}[44m" + String(repeating: " ", count: q) + "\u{1B}[0m\u{1B}[42m"
+                                         + String(repeating: " ", count: q) + "\u{1B}[0m\u{1B}[41m" + String(repeating: " ", count: q)
+                                         + "\u{1B}[0m\u{1B}[100m" + String(repeating: " ", count: q) + "\u{1B}[0m\n"), "\(coloured.stdout)")
         #expect(coloured.stdout.components(separatedBy: "\n0x").count == 2, "one mapping: \(coloured.stdout)")
         // Narrower than the mapping: cells of 2 pages, still their majority state.
         let narrow = try runPagestat(["map", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)", "--width", "32"])

@@ -182,7 +182,19 @@ public struct TerminalMapStream: ScanConsumer {
     public mutating func endBand() {
         var line = ""
         line.reserveCapacity(bins.cells * (colour ? 10 : 1) + 1)
-        for cell in 0..<bins.cells { line += PageMapStyle.terminalCell(bins.majority(cell), colour: colour) }
+        if colour {
+            // One colour sequence per stretch of equal cells.
+            var cell = 0
+            while cell < bins.cells {
+                let state = bins.majority(cell)
+                var end = cell + 1
+                while end < bins.cells && bins.majority(end) == state { end += 1 }
+                line += "\u{1B}[\(PageMapStyle.ansiBackground(state))m" + String(repeating: " ", count: end - cell) + "\u{1B}[0m"
+                cell = end
+            }
+        } else {
+            for cell in 0..<bins.cells { line.append(PageMapStyle.character(bins.majority(cell))) }
+        }
         sink(line + "\n")
     }
 
