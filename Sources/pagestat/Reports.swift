@@ -57,6 +57,9 @@ extension Pagestat {
             }
         }
 
+        @Flag(help: "Text: page counts and RSS, PSS, USS and SWAP as a percentage of each row's size (as smem -p, vmtouch).")
+        var percent = false
+
         @Option(help: ArgumentHelp("Repeat every SECONDS: each round adds the change in present and swapped pages of every mapping, and in total, since the round before (\u{394}PRESENT, \u{394}SWAPPED; change_pages in JSON, one object a line). Until interrupted, or --count rounds.", valueName: "seconds"))
         var interval: Double?
 
@@ -92,6 +95,7 @@ extension Pagestat {
                         summary.report.mappings.removeAll { !filter.matches($0.mapping) || !filter.keeps($0.counts) }
                     }
                     var tableLayout = SummaryRenderer.TableLayout(columns: columns, unit: layout.unit, headers: !layout.noHeaders)
+                    tableLayout.percent = percent
                     if interval != nil {
                         let keyed = summary.report.mappings.map {
                             (MappingKey(start: $0.scanned.start, end: $0.scanned.end, path: $0.mapping.path), $0.counts)

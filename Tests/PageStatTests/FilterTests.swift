@@ -78,6 +78,11 @@ struct FilterEndToEndTests {
         let rows = csvRows(csv.stdout)
         let start = try fixture.range("shared-anon").start
         #expect(rows.first == ["start": String(start), "swap_bytes": String(q * TestEnvironment.pageSize), "swapped_pages": String(q)])
+        // --percent: each quarter of the memfd is 25% of its row.
+        let percent = try runPagestat(["summary", String(fixture.pid), "--path", "memfd:pagestat-fixture", "--percent",
+                                       "-o", "present,swapped,cached,none,path", "--no-headers"])
+        #expect(percent.stdout.split(separator: "\n").first.map { $0.split(separator: " ").joined(separator: " ") }
+                == "25.0% 25.0% 25.0% 25.0% /memfd:pagestat-fixture (deleted)", "\(percent.stdout)")
         let bytes = try runPagestat(["summary", String(fixture.pid), "--path", "/dev/shm/pagestat-fixture-*", "--bytes"])
         #expect(bytes.stdout.contains("sizes in bytes") && bytes.stdout.contains(" \(fixture.pages * TestEnvironment.pageSize) "), "\(bytes.stdout)")
     }

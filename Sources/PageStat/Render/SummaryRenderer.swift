@@ -144,6 +144,8 @@ public enum SummaryRenderer {
         /// Without headers: no title line and no header row (text), no header row (CSV); the
         /// warnings and notes are left to the caller (text).
         public var headers: Bool
+        /// Text only: page counts and memory use as a share of each row's size (`--percent`).
+        public var percent = false
         /// With --interval: the round's number (from 1) and changes.
         public var round: Int?
         public var changes: RoundChanges?
@@ -168,10 +170,18 @@ public enum SummaryRenderer {
                 let magnitude = layout.unit.cell(bytes: pages.magnitude * pageSize, pageSize: pageSize)
                 return pages > 0 ? "+" + magnitude : pages < 0 ? "-" + magnitude : "0"
             }
-            func pages(_ count: UInt64) -> String { csv ? String(count) : layout.unit.cell(bytes: count * pageSize, pageSize: pageSize) }
+            /// `--percent`: a share of the row's size, one decimal.
+            func percent(_ value: UInt64) -> String {
+                guard size > 0 else { return "-" }
+                let tenths = (value * 1000 + size / 2) / size
+                return "\(tenths / 10).\(tenths % 10)%"
+            }
+            func pages(_ count: UInt64) -> String {
+                csv ? String(count) : layout.percent ? percent(count * pageSize) : layout.unit.cell(bytes: count * pageSize, pageSize: pageSize)
+            }
             func bytes(_ value: UInt64?) -> String {
                 guard let value else { return csv ? "" : "?" }
-                return csv ? String(value) : layout.unit.cell(bytes: value, pageSize: pageSize)
+                return csv ? String(value) : layout.percent ? percent(value) : layout.unit.cell(bytes: value, pageSize: pageSize)
             }
             return columns.map { column in
                 switch column {
@@ -179,7 +189,7 @@ public enum SummaryRenderer {
                 case .start: mapping.map { String($0.scanned.start) } ?? ""
                 case .end: mapping.map { String($0.scanned.end) } ?? ""
                 case .kind: mapping?.mapping.kind.rawValue ?? (csv ? "total" : "")
-                case .size: bytes(size)
+                case .size: csv ? String(size) : layout.unit.cell(bytes: size, pageSize: pageSize)
                 case .present, .swapped, .cached, .none, .unknown: pages(counts[PageState(name: column.rawValue)!])
                 case .rss: bytes(use.rss)
                 case .pss: bytes(use.pss)
@@ -224,10 +234,11 @@ public enum SummaryRenderer {
             out += report.privileged ? "" : ", unprivileged (no PSS or USS)"
             if let round = layout.round { out += ", round \(round)" + (round == 1 ? "" : " (\u{394}: since the round before)") }
             switch layout.unit {
-            case .human: out += "\n\n"
-            case .bytes: out += "; sizes in bytes\n\n"
-            case .pages: out += "; sizes in pages\n\n"
+            case .human: break
+            case .bytes: out += "; sizes in bytes"
+            case .pages: out += "; sizes in pages"
             }
+            out += layout.percent ? "; pages and memory use in percent of each row's SIZE\n\n" : "\n\n"
         }
         let rendered = table.render()
         out += layout.headers ? rendered : String(rendered.drop { $0 != "\n" }.dropFirst())
