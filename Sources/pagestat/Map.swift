@@ -140,7 +140,7 @@ extension Pagestat {
 
         /// One band: the file's runs by page offset.
         private func drawFile(_ path: String, pageSize: UInt64) throws(PageStatError) {
-            let report = try FileScanner.scan(path: path, withRuns: true)
+            let report = try FileScanner.scan(path: path, withRuns: true, engine: engineOption.engine)
             let pages = (report.size + pageSize - 1) / pageSize
             let label = "\(report.isShmem ? "tmpfs " : "")file \(humanBytes(report.size)) \(path)"
             let title = "pagestat map: \(path)"
