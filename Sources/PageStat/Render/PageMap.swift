@@ -328,7 +328,9 @@ public struct SVGMapStream: ScanConsumer {
         for tick in stride(from: 0, through: columns, by: max(1, columns / 8)) {
             let tx = Self.left + tick * cellSize
             head += "<line x1=\"\(tx)\" y1=\"\(axisY - 4)\" x2=\"\(tx)\" y2=\"\(axisY + 4)\" stroke=\"#404040\"/>"
-            head += "<text x=\"\(tx + 2)\" y=\"\(axisY - 6)\" font-size=\"9\">\(tick)</text>\n"
+            // The last label ends at its tick, inside the picture.
+            let anchor = tick == columns ? " text-anchor=\"end\"" : ""
+            head += "<text x=\"\(tick == columns ? tx : tx + 2)\" y=\"\(axisY - 6)\" font-size=\"9\"\(anchor)>\(tick)</text>\n"
         }
         head += "<text x=\"\(Self.left)\" y=\"\(axisY + 14)\" font-size=\"9\">cells from the start of a row "
         head += "(\(columns) cells a row: \(humanBytes(UInt64(columns) * pageSize)) of a band of one page per cell)</text>\n"
