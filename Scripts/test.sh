@@ -30,6 +30,21 @@ elif [ "$(id -u)" != 0 ]; then
     echo "test.sh: WARNING: not root: the tests that need root and swap will be reported as NOT RUN" >&2
 fi
 
+# The map tests rasterize pagestat's SVG with a real renderer (rsvg-convert) and read its pixels
+# with python3. As root, install them when missing; without them those tests say NOT RUN.
+picture_tools=()
+command -v rsvg-convert > /dev/null || picture_tools+=(librsvg2-bin)
+command -v python3 > /dev/null || picture_tools+=(python3)
+if [ ${#picture_tools[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing ${picture_tools[*]} for the map tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${picture_tools[@]}" > /dev/null
+    else
+        echo "test.sh: WARNING: ${picture_tools[*]} missing and not root: the SVG map tests will be reported as NOT RUN" >&2
+    fi
+fi
+
 swift build
 swift test --disable-xctest "$@"
 

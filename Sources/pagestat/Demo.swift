@@ -81,7 +81,10 @@ extension Pagestat {
             for note in notes.lines { writeOut("note: \(escapedName(note))\n") }
             writeOut("""
 
-            Try it on any process: pagestat show --pid PID (add --kernel-view to see pagemap's side).
+            Try it on any process:
+              swift run -c release pagestat show PID     (add --kernel-view to see pagemap's side)
+              swift run -c release pagestat map PID      (a picture)
+            or install pagestat (bash Scripts/install.sh) and type pagestat show PID.
 
             """)
         }
@@ -127,7 +130,7 @@ enum DemoTable {
         if wrong == 0 {
             out += "   pagemap and pagestat agree on all \(total) pages.\n\n"
         } else {
-            out += "   pagemap misreports \(wrong) of \(total) pages (\(wrong * 100 / max(total, 1))%).\n\n"
+            out += "   pagemap misreports \(wrong) of \(counted(total, "page")) (\(wrong * 100 / max(total, 1))%).\n\n"
         }
         return out
     }

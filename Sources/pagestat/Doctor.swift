@@ -143,7 +143,7 @@ extension Pagestat {
             var out = "\nVerification on memory arranged in this process:\n\n" + table.render()
             out += wrong == 0
                 ? "\nEvery page that pagestat could tell is right" + (unknown > 0 ? "; \(unknown) could not be told (see the notes).\n" : ".\n")
-                : "\n\(wrong) pages are WRONG: pagestat cannot be trusted on this host as it is.\n"
+                : "\n\(counted(wrong, "page is", "pages are")) WRONG: pagestat cannot be trusted on this host as it is.\n"
             for note in notes.lines { out += "note: \(escapedName(note))\n" }
             return out
         }

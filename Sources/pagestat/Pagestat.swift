@@ -28,7 +28,8 @@ struct Pagestat: ParsableCommand {
         7 kernel lacks an interface, 8 process has no address space (kernel thread), \
         9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error.
         """,
-        subcommands: [Show.self, Summary.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self,
+        version: pagestatVersion,
+        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self,
                       Fixture.self]
     )
 

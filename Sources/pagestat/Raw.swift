@@ -51,10 +51,9 @@ extension Pagestat {
             """
         )
 
-        @Option(help: "The process to read.")
-        var pid: Int32
+        @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
         var range: String
 
         @Flag(help: "The kernel's own entries, unchanged.")
@@ -67,6 +66,7 @@ extension Pagestat {
         }
 
         func run() throws {
+            let pid = try process.pid
             // `pagestat raw ... | head` closing the pipe ends the output quietly (EPIPE), not with a signal.
             signal(SIGPIPE, SIG_IGN)
             try reportingErrors { () throws(PageStatError) in

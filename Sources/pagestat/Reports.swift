@@ -21,11 +21,13 @@ extension Pagestat {
               pagestat summary --pid 1234
               pagestat summary --pid 1234 --format csv
               pagestat summary --pid 1234 --flags     (adds /proc/kpageflags counts per mapping)
+              pagestat summary 1234 --kind shmem --pages -o range,present,swapped,path
+              pagestat summary 1234 --state swapped --no-headers --bytes
+              pagestat summary 1234 --kind shmem --interval 5     (every 5 s, with the change since the last)
             """
         )
 
-        @Option(help: "The process to summarize.")
-        var pid: Int32
+        @OptionGroup var process: ProcessOption
 
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
@@ -35,10 +37,91 @@ extension Pagestat {
 
         @OptionGroup var engineOption: EngineOption
 
+        @OptionGroup(title: "Filters (a mapping is kept when it has a page in a --state)") var filterOptions: FilterOptions
+
+        @OptionGroup(title: "Layout (text; --no-headers and --columns also CSV)") var layout: LayoutOptions
+
+        @Option(name: [.customShort("o"), .customLong("columns")],
+                help: ArgumentHelp("The columns, in order (comma-separated: \(SummaryRenderer.SummaryColumn.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "columns"))
+        var columns: String?
+
+        func columnList() throws -> [SummaryRenderer.SummaryColumn]? {
+            guard let columns else { return nil }
+            let names = columns.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
+            return try names.map { name in
+                guard let column = SummaryRenderer.SummaryColumn(rawValue: name) else {
+                    throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(SummaryRenderer.SummaryColumn.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return column
+            }
+        }
+
+        @Flag(help: "Text: page counts and RSS, PSS, USS and SWAP as a percentage of each row's size (as smem -p, vmtouch).")
+        var percent = false
+
+        @Option(help: ArgumentHelp("Repeat every SECONDS: each round adds the change in present and swapped pages of every mapping, and in total, since the round before (\u{394}PRESENT, \u{394}SWAPPED; change_pages in JSON, one object a line). Until interrupted, or --count rounds.", valueName: "seconds"))
+        var interval: Double?
+
+        @Option(help: ArgumentHelp("With --interval: stop after this many rounds.", valueName: "rounds"))
+        var count: Int?
+
+        func validate() throws {
+            _ = try columnList()
+            if let interval, !(interval >= 0.1 && interval <= 86400) { throw ValidationError("--interval must be between 0.1 and 86400 seconds") }
+            if let count {
+                guard interval != nil else { throw ValidationError("--count goes with --interval") }
+                if count < 1 { throw ValidationError("--count must be at least 1") }
+            }
+        }
+
+        /// A mapping is the same from round to round when its range and path are.
+        struct MappingKey: Hashable {
+            var start: UInt64
+            var end: UInt64
+            var path: String
+        }
+
         func run() throws {
+            let pid = try process.pid
+            let columns = try columnList()
             try reportingErrors { () throws(PageStatError) in
-                let summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
-                writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags))
+                let filter = try filterOptions.filter()
+                var previous: (mappings: [MappingKey: PageCounts], total: PageCounts)?
+                var round = 1
+                while true {
+                    var summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
+                    if !filter.isEmpty {
+                        summary.report.mappings.removeAll { !filter.matches($0.mapping) || !filter.keeps($0.counts) }
+                    }
+                    var tableLayout = SummaryRenderer.TableLayout(columns: columns, unit: layout.unit, headers: !layout.noHeaders)
+                    tableLayout.percent = percent
+                    if interval != nil {
+                        let keyed = summary.report.mappings.map {
+                            (MappingKey(start: $0.scanned.start, end: $0.scanned.end, path: $0.mapping.path), $0.counts)
+                        }
+                        func change(_ now: PageCounts, _ before: PageCounts?) -> SummaryRenderer.PageChange? {
+                            before.map { SummaryRenderer.PageChange(present: Int64(now.present) - Int64($0.present),
+                                                                    swapped: Int64(now.swapped) - Int64($0.swapped)) }
+                        }
+                        tableLayout.round = round
+                        tableLayout.changes = SummaryRenderer.RoundChanges(
+                            mappings: keyed.map { key, counts in change(counts, previous?.mappings[key]) },
+                            total: change(summary.report.counts, previous?.total))
+                        previous = (Dictionary(keyed, uniquingKeysWith: { first, _ in first }), summary.report.counts)
+                    }
+                    if round > 1 && format == .text && !layout.noHeaders { writeOut("\n") }
+                    writeOut(SummaryRenderer.summary(summary, format: format, kernelFlags: flags, layout: tableLayout))
+                    if layout.noHeaders && format == .text {
+                        // The lines under the table, kept off standard output's rows.
+                        for line in SummaryRenderer.footer(summary).split(separator: "\n") { printError("pagestat: \(line)") }
+                    }
+                    guard let interval, round != count else { break }
+                    round += 1
+                    var pause = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
+                    var rest = timespec()
+                    while nanosleep(&pause, &rest) != 0 && errno == EINTR { pause = rest }
+                }
             }
         }
     }

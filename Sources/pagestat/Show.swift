@@ -23,22 +23,27 @@ extension Pagestat {
               pagestat show --pid 1234
               pagestat show --pid 1234 --range 0x7f0000000000+1G --format json
               pagestat show --pid 1234 --kernel-view
+              pagestat show 1234 --range 7f12a000-7f12c000 --format csv
+              pagestat show 1234 --kind shmem,shared-anon --state swapped --bytes
             """
         )
 
-        @Option(help: "The process to inspect.")
-        var pid: Int32
+        @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
         var range: String?
 
-        @Option(help: "Output format: text or json.")
+        @Option(help: "Output format: text, json or csv (one row per run; notes go to stderr).")
         var format: OutputFormat = .text
 
         @Flag(help: "Report what the raw kernel page table (pagemap) alone says.")
         var kernelView = false
 
         @OptionGroup var engineOption: EngineOption
+
+        @OptionGroup(title: "Filters") var filterOptions: FilterOptions
+
+        @OptionGroup(title: "Layout (text; --no-headers also CSV)") var layout: LayoutOptions
 
         @Flag(help: "Add the kernel's page flags (/proc/kpageflags, root) to present pages, named as page-types names them.")
         var flags = false
@@ -58,7 +63,6 @@ extension Pagestat {
         }
 
         func validate() throws {
-            if format == .csv { throw ValidationError("show supports --format text or json") }
             if let range {
                 do { _ = try AddressRange(parsing: range) } catch { throw ValidationError(error.description) }
             }
@@ -66,26 +70,35 @@ extension Pagestat {
         }
 
         func run() throws {
+            let pid = try process.pid
             try reportingErrors { () throws(PageStatError) in
                 let scanner = try ProcessScanner(pid: pid)
                 let (ours, kernel) = try matchFlags()
+                let filter = try filterOptions.filter()
                 var options = ScanOptions(range: try range.map { text throws(PageStatError) in try AddressRange(parsing: text) },
                                           view: kernelView ? .kernel : .truth, kernelPageFlags: flags || !kernel.isEmpty)
                 options.engine = engineOption.engine
                 // Streamed: each mapping is written as soon as it is settled.
                 let pageSize = UInt64(ProcFS.pageSize)
-                if format == .json {
+                if format == .csv {
+                    var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { writeOut($0) }, flags: ours,
+                                                kernelFlags: kernel, filter: filter)
+                    let result = try scanner.scan(options, into: &filtered)
+                    filtered.base.finish()
+                    for note in result.notes { printError("pagestat: note: \(escapedName(note))") }
+                } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
                                                   view: options.view) { writeOut($0) }
-                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel)
+                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     filtered.base.finish(notes: result.notes)
                 } else {
                     let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view) { writeOut($0) }
-                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel)
+                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { writeOut($0) }
+                    var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    filtered.base.finish(notes: layout.noHeaders ? [] : result.notes)
+                    if layout.noHeaders { for note in result.notes { printError("pagestat: note: \(escapedName(note))") } }
                 }
             }
         }

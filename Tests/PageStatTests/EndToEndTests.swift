@@ -94,7 +94,7 @@ struct ShowEndToEndTests {
         #expect(run.stdout.hasPrefix("pid \(fixture.pid): page size "))
         #expect(run.stdout.contains("/memfd:pagestat-fixture (deleted)"))
         // The mapping's counts follow its runs (the report streams), and the total names the mappings.
-        let counts = "present \(size) (\(q)), swapped \(size) (\(q)), cached \(size) (\(q)), none \(size) (\(q))"
+        let counts = "present \(size) (\(q) pages), swapped \(size) (\(q) pages), cached \(size) (\(q) pages), none \(size) (\(q) pages)"
         #expect(run.stdout.contains("\n    = \(counts)\n"))
         #expect(run.stdout.contains("\ntotal: \(counts) in 1 mapping\n"))
         #expect(run.stdout.contains("\(hex(range.start))        \(q) pages"))
@@ -182,7 +182,7 @@ struct ErrorPathTests {
     }
 
     @Test func usageErrorsExit64() throws {
-        for arguments in [["show", "--pid", "1", "--range", "0x2000-0x1000"], ["show", "--pid", "1", "--format", "csv"],
+        for arguments in [["show", "--pid", "1", "--range", "0x2000-0x1000"], ["show", "1", "--pid", "2"], ["show", "--pid", "1", "--format", "svg"],
                           ["show"], ["show", "--pid", "abc"], ["frobnicate"]] {
             let run = try runPagestat(arguments)
             #expect(run.status == 64, "\(arguments)")
@@ -207,6 +207,45 @@ struct ErrorPathTests {
         let root = try runPagestat(["--help"])
         #expect(root.stdout.contains("Exit codes"))
         #expect(!root.stdout.contains("fixture"))
+    }
+}
+
+@Suite("Conventions: --version, the pid's three forms, ranges as maps writes them, CSV")
+struct ConventionTests {
+    @Test func version() throws {
+        let run = try runPagestat(["--version"])
+        #expect(run.status == 0)
+        #expect(run.stdout.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+\n$"#, options: .regularExpression) != nil, "\(run.stdout)")
+    }
+
+    @Test func thePidAsArgumentOrOption() throws {
+        for arguments in [["show", "999999999"], ["show", "-p", "999999999"], ["summary", "999999999"], ["map", "999999999"],
+                          ["raw", "-p", "999999999", "--range", "0x1000+4K"]] {
+            let run = try runPagestat(arguments)
+            #expect(run.status == 3, "\(arguments): \(run.stderr)")
+            #expect(run.stderr == "pagestat: no such process: 999999999\n", "\(arguments)")
+        }
+    }
+
+    /// A range pasted from /proc/PID/maps, and `show --format csv`: one row per run, the
+    /// mapping's columns repeated, runs covering the range.
+    @Test func mapsRangeAndCSV() throws {
+        let maps = try ProcFS.readText("/proc/\(getpid())/maps", pid: getpid(), what: "maps")
+        let line = try #require(maps.split(separator: "\n").first { $0.contains("[stack]") })
+        let field = String(try #require(line.split(separator: " ").first))
+        let range = try AddressRange(parsing: field)
+        let run = try runPagestat(["show", String(getpid()), "--range", field, "--format", "csv"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let rows = run.stdout.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(rows.first?.joined(separator: ",") == CSVReportStream.headers.joined(separator: ","))
+        var next = range.start
+        for row in rows.dropFirst() {
+            #expect(row.count == CSVReportStream.headers.count)
+            #expect(UInt64(row[0]) == range.start && UInt64(row[1]) == range.end)
+            #expect(UInt64(row[5]) == next)
+            next += (UInt64(row[6]) ?? 0) * UInt64(TestEnvironment.pageSize)
+        }
+        #expect(next == range.end)
     }
 }
 

@@ -216,10 +216,11 @@ struct HostileNameEndToEndTests {
         let report = try #require(try JSONSerialization.jsonObject(with: json.output) as? [String: Any])
         let files = try #require(report["files"] as? [[String: Any]])
         #expect(files.compactMap { jsonNameBytes($0, "path") } == [hostile.mappedFile, hostile.openFile])
-        // The table (a header, a line per file); per file a blank line, its path and its runs.
+        // The table (a header, a line per file, a total line for more than one file); per file a
+        // blank line, its path and its runs.
         let runs = files.map { ($0["runs"] as? [Any])?.count ?? 0 }
         let output = lines(text.output)
-        #expect(output.count == 1 + files.count + runs.reduce(0) { $0 + 2 + $1 }, "\(output)")
+        #expect(output.count == 1 + files.count + (files.count > 1 ? 1 : 0) + runs.reduce(0) { $0 + 2 + $1 }, "\(output)")
         let mapped = hostile.directory + "/m" + hostileNameEscaped
         let open = hostile.directory + "/o" + hostileNameEscaped
         #expect(output[1].hasSuffix("  " + mapped) && output[2].hasSuffix("  " + open), "\(output)")

@@ -18,6 +18,14 @@ struct AddressRangeParsingTests {
         #expect(try AddressRange(parsing: "0x1001+1", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
         #expect(try AddressRange(parsing: "0x1fff-0x2001", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x3000))
         #expect(try AddressRange(parsing: "100+5000", pageSize: 4096) == AddressRange(start: 0, end: 8192))
+        // /proc/PID/maps' own form: hexadecimal without 0x; bare digits alone stay decimal.
+        #expect(try AddressRange(parsing: "7f12a000-7f12c000", pageSize: 4096) == AddressRange(start: 0x7f12a000, end: 0x7f12c000))
+        #expect(try AddressRange(parsing: "00400000-00452000", pageSize: 4096) == AddressRange(start: 0x400000, end: 0x452000))
+        #expect(try AddressRange(parsing: "55d0be00a000-55d0be435000", pageSize: 4096)
+                == AddressRange(start: 0x55d0be00a000, end: 0x55d0be435000))
+        #expect(try AddressRange(parsing: "4096-8192", pageSize: 4096) == AddressRange(start: 4096, end: 8192))
+        #expect(try AddressRange(parsing: "7f12a000+8K", pageSize: 4096) == AddressRange(start: 0x7f12a000, end: 0x7f12c000))
+        #expect(try AddressRange(parsing: "4096+8K", pageSize: 4096) == AddressRange(start: 4096, end: 4096 + 8192))
         #expect(try AddressRange(parsing: "0x1000+4k", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
         #expect(try AddressRange(parsing: "0x1000+1TiB", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x1000 + (1 << 40)))
         #expect(try AddressRange(parsing: " 0x1000 + 0x10 ", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
@@ -43,7 +51,9 @@ struct AddressRangeParsingTests {
         #expect(message("0x1000+0") == "invalid range '0x1000+0': length '0': must be greater than 0")
         #expect(message("0x1000+99999999999T") == "invalid range '0x1000+99999999999T': length '99999999999T': larger than 2^64 - 1")
         #expect(message("0x10000000000000000-0x1") == "invalid range '0x10000000000000000-0x1': start '0x10000000000000000': larger than 2^64 - 1")
-        #expect(message("12") == "invalid range '12': expected START-END or START+LENGTH (0x-prefixed hex or decimal)")
+        #expect(message("12") == "invalid range '12': expected START-END or START+LENGTH (0x-prefixed hex or decimal; or START-END in hex as /proc/PID/maps writes it)")
+        #expect(message("7f12a000-7f12g000") == "invalid range '7f12a000-7f12g000': end '7f12g000': not a hexadecimal number (the range reads as /proc/PID/maps writes one: hex without 0x)")
+        #expect(message("7f12c000-7f12a000") == "invalid range '7f12c000-7f12a000': end '7f12a000': must be greater than start '7f12c000'")
         #expect(message("0x1000+\u{1b}[31m") == #"invalid range '0x1000+\e[31m': length '\e[31m': not a number (0x-prefixed hex or decimal)"#)
     }
 

@@ -95,8 +95,8 @@ struct SystemViewTests {
         // CSV: the same numbers, parsed back.
         let csv = csvRows(try runPagestat(["summary", "--pid", String(a.pid), "--format", "csv"]).stdout)
         let row = try #require(csv.first { $0["start"] == String(memfdStart) })
-        #expect(row["pss"] == String(q * page / 2) && row["swapped"] == String(q) && row["kind"] == "shmem")
-        #expect(csv.last?["kind"] == "total" && csv.last?["rss"] == String(totals["rss"] as? Int ?? -1))
+        #expect(row["pss_bytes"] == String(q * page / 2) && row["swapped_pages"] == String(q) && row["kind"] == "shmem")
+        #expect(csv.last?["kind"] == "total" && csv.last?["rss_bytes"] == String(totals["rss"] as? Int ?? -1))
         // Text: a readable table with a total row.
         let text = try runPagestat(["summary", "--pid", String(a.pid)]).stdout
         #expect(text.contains("/memfd:pagestat-fixture (deleted)") && text.contains("\ntotal "))

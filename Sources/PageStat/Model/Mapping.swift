@@ -29,7 +29,9 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses `START-END` or `START+LENGTH` and widens it to whole pages of `pageSize` (start
-    /// rounded down, end rounded up). Numbers are hexadecimal with `0x`, else decimal; a length
+    /// rounded down, end rounded up). Numbers are hexadecimal with `0x`, else decimal, except
+    /// that `START-END` as /proc/PID/maps writes it, and such a START before `+LENGTH`, are
+    /// hexadecimal (see `isMapsForm`, `isBareHex`); a length
     /// may carry a binary unit (K, M, G, T, optionally followed by B or iB). An error names the
     /// part that is wrong: start, end, length or unit.
     public init(parsing text: String, pageSize: UInt64 = UInt64(ProcFS.pageSize)) throws(PageStatError) {
@@ -39,7 +41,9 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         let start: UInt64
         let end: UInt64
         if let plus = text.firstIndex(of: "+") {
-            start = try Self.number(text[..<plus], part: "start", allowUnit: false).get(invalid)
+            // A start copied from maps (hex without 0x) is hexadecimal too when it says so.
+            let startText = text[..<plus]
+            start = try Self.number(startText, part: "start", allowUnit: false, bareHex: Self.isBareHex(startText)).get(invalid)
             let lengthText = text[text.index(after: plus)...]
             let length = try Self.number(lengthText, part: "length", allowUnit: true).get(invalid)
             guard length > 0 else { throw invalid("length '\(escapedName(String(lengthText)))': must be greater than 0") }
@@ -52,9 +56,11 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
                 throw invalid("length '\(escapedName(String(lengthText)))': the end, rounded up to a whole page, passes the top of the address space (2^64)")
             }
         } else if let dash = text.firstIndex(of: "-") {
-            start = try Self.number(text[..<dash], part: "start", allowUnit: false).get(invalid)
+            let startText = text[..<dash]
             let endText = text[text.index(after: dash)...]
-            end = try Self.number(endText, part: "end", allowUnit: false).get(invalid)
+            let mapsForm = Self.isMapsForm(startText, endText)
+            start = try Self.number(startText, part: "start", allowUnit: false, bareHex: mapsForm).get(invalid)
+            end = try Self.number(endText, part: "end", allowUnit: false, bareHex: mapsForm).get(invalid)
             guard end > start else {
                 throw invalid("end '\(escapedName(String(endText)))': must be greater than start '\(escapedName(String(text[..<dash])))'")
             }
@@ -62,26 +68,53 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
                 throw invalid("end '\(escapedName(String(endText)))': rounded up to a whole page, it passes the top of the address space (2^64)")
             }
         } else {
-            throw invalid("expected START-END or START+LENGTH (0x-prefixed hex or decimal)")
+            throw invalid("expected START-END or START+LENGTH (0x-prefixed hex or decimal; or START-END in hex as /proc/PID/maps writes it)")
         }
         self = AddressRange(start: start, end: end).pageAligned(pageSize: pageSize)!
     }
 
-    /// A number of a range: `0x` hexadecimal or decimal, a length with an optional unit.
-    /// Fails with the reason, naming the part.
-    private static func number(_ raw: Substring, part: String, allowUnit: Bool) -> NumberResult {
+    /// Whether `START-END` is written as /proc/PID/maps writes a range: hexadecimal without `0x`
+    /// (`7f12a000-7f12c000`, `00400000-00452000`). It is when neither number has `0x` and one of
+    /// them is hexadecimal digits with a digit a-f or a leading zero (maps pads to 8 digits);
+    /// otherwise bare numbers are decimal. Then both are read as hexadecimal, so an error names
+    /// the one that is not.
+    static func isMapsForm(_ start: Substring, _ end: Substring) -> Bool {
+        func trimmed(_ text: Substring) -> Substring {
+            var text = text.drop(while: { $0 == " " })
+            while text.last == " " { text.removeLast() }
+            return text
+        }
+        let parts = [trimmed(start), trimmed(end)]
+        guard !parts.contains(where: { $0.hasPrefix("0x") || $0.hasPrefix("0X") }) else { return false }
+        return parts.contains { isBareHex($0) }
+    }
+
+    /// Hexadecimal digits without `0x` that cannot be decimal as maps writes them: with a digit
+    /// a-f, or a leading zero.
+    static func isBareHex(_ text: Substring) -> Bool {
+        var part = text.drop(while: { $0 == " " })
+        while part.last == " " { part.removeLast() }
+        return !part.hasPrefix("0x") && !part.hasPrefix("0X") && !part.isEmpty && part.allSatisfy(\.isHexDigit)
+            && (part.contains { !$0.isNumber } || (part.count > 1 && part.hasPrefix("0")))
+    }
+
+    /// A number of a range: `0x` hexadecimal or decimal (or, `bareHex`, hexadecimal without
+    /// `0x`), a length with an optional unit. Fails with the reason, naming the part.
+    private static func number(_ raw: Substring, part: String, allowUnit: Bool, bareHex: Bool = false) -> NumberResult {
         var text = raw.drop(while: { $0 == " " })
         while text.last == " " { text.removeLast() }
         let shown = "\(part) '\(escapedName(String(text)))'"
-        let hexadecimal = text.hasPrefix("0x") || text.hasPrefix("0X")
-        let body = hexadecimal ? text.dropFirst(2) : text
+        let prefixed = text.hasPrefix("0x") || text.hasPrefix("0X")
+        let hexadecimal = prefixed || bareHex
+        let body = prefixed ? text.dropFirst(2) : text
         let digits = body.prefix { character in
             guard let ascii = character.asciiValue else { return false }
             return (0x30...0x39).contains(ascii) || (hexadecimal && ((0x61...0x66).contains(ascii) || (0x41...0x46).contains(ascii)))
         }
         let suffix = body[digits.endIndex...]
         guard !digits.isEmpty, suffix.isEmpty || allowUnit else {
-            return .failure("\(shown): not a number (0x-prefixed hex or decimal)")
+            return .failure(bareHex ? "\(shown): not a hexadecimal number (the range reads as /proc/PID/maps writes one: hex without 0x)"
+                                    : "\(shown): not a number (0x-prefixed hex or decimal)")
         }
         var multiplier: UInt64 = 1
         if !suffix.isEmpty {

@@ -19,6 +19,39 @@ public func humanBytes(_ bytes: UInt64) -> String {
     return "\(whole).\(fraction) \(units[unit])"
 }
 
+/// How sizes are written in text output: human units (the default), exact bytes, or pages.
+/// JSON and CSV always carry exact integers, the unit in the key.
+public enum SizeUnit: String, Sendable, CaseIterable {
+    case human, bytes, pages
+
+    /// A size in bytes, as a table cell: `1.5 MiB`, `1572864`, or `384` (pages, with one
+    /// decimal when not whole, as a PSS may be).
+    public func cell(bytes: UInt64, pageSize: UInt64) -> String {
+        switch self {
+        case .human: return humanBytes(bytes)
+        case .bytes: return String(bytes)
+        case .pages:
+            if bytes % pageSize == 0 { return String(bytes / pageSize) }
+            let tenths = (bytes * 10 + pageSize / 2) / pageSize
+            return "\(tenths / 10).\(tenths % 10)"
+        }
+    }
+
+    /// A size in bytes in running text, with its unit: `1.5 MiB`, `1572864 B`, `384 pages`.
+    public func text(bytes: UInt64, pageSize: UInt64) -> String {
+        switch self {
+        case .human: humanBytes(bytes)
+        case .bytes: "\(bytes) B"
+        case .pages: bytes % pageSize == 0 ? counted(bytes / pageSize, "page") : "\(cell(bytes: bytes, pageSize: pageSize)) pages"
+        }
+    }
+}
+
+/// `1 page`, `2 pages`: a count and its noun, singular for one (`plural` when not just an s).
+public func counted<T: BinaryInteger>(_ count: T, _ singular: String, _ plural: String? = nil) -> String {
+    "\(count) " + (count == 1 ? singular : plural ?? singular + "s")
+}
+
 /// `0x`-prefixed lowercase hexadecimal, the way addresses are written in text output.
 public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 

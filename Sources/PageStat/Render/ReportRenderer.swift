@@ -79,10 +79,13 @@ public enum ReportRenderer {
         json.endObject()
     }
 
-    /// `present 1.0 MiB, swapped 4.0 KiB, ...`, states with zero pages left out.
-    public static func summary(_ counts: PageCounts, pageSize: UInt64) -> String {
+    /// `present 1.0 MiB (256 pages), swapped 4.0 KiB (1 page), ...`, states with zero pages
+    /// left out; in `unit`: `present 1048576 B (256 pages)`, or `present 256 pages`.
+    public static func summary(_ counts: PageCounts, pageSize: UInt64, unit: SizeUnit = .human) -> String {
         let parts = PageState.allCases.compactMap { state -> String? in
-            counts[state] == 0 ? nil : "\(state) \(humanBytes(counts[state] * pageSize)) (\(counts[state]))"
+            guard counts[state] > 0 else { return nil }
+            let pages = counted(counts[state], "page")
+            return unit == .pages ? "\(state) \(pages)" : "\(state) \(unit.text(bytes: counts[state] * pageSize, pageSize: pageSize)) (\(pages))"
         }
         return parts.isEmpty ? "empty" : parts.joined(separator: ", ")
     }
@@ -167,31 +170,42 @@ public struct JSONReportStream: ScanConsumer {
 /// of about 64 KiB.
 public struct TextReportStream: ScanConsumer {
     private let pageSize: UInt64
+    private let unit: SizeUnit
     private let sink: (String) -> Void
     private var out: String
     private var counts = PageCounts()
     private var totals = PageCounts()
     private var mappings = 0
 
-    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView, sink: @escaping (String) -> Void) {
+    /// `unit` writes sizes in human units, bytes or pages (then run lines carry their page
+    /// count alone); without `headers` the first line (pid, page size, privilege) is left out.
+    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView, unit: SizeUnit = .human,
+                headers: Bool = true, sink: @escaping (String) -> Void) {
         self.pageSize = pageSize
+        self.unit = unit
         self.sink = sink
-        out = "pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")"
-        out += view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
+        out = ""
+        if headers {
+            out = "pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")"
+            out += view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
+        }
     }
 
     public mutating func begin(_ m: Mapping, scanned: AddressRange) {
         counts = PageCounts()
         mappings += 1
         out += "\n\(hex(scanned.start))-\(hex(scanned.end)) \(m.permissions) "
-        out += "\(ReportRenderer.pad(humanBytes(scanned.length), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
+        out += "\(ReportRenderer.pad(unit.text(bytes: scanned.length, pageSize: pageSize), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
     }
 
     public mutating func runs(_ runs: [PageRun]) {
         for run in runs {
             counts[run.state] += run.pages
-            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) pages "
-            line += "\(ReportRenderer.pad(humanBytes(run.pages * pageSize), 10, right: true))  "
+            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) \(run.pages == 1 ? "page " : "pages") "
+            if unit != .pages {
+                line += "\(ReportRenderer.pad(unit.text(bytes: run.pages * pageSize, pageSize: pageSize), 10, right: true))"
+            }
+            line += "  "
             let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
             line += details ? run.state.description : ReportRenderer.pad(run.state.description, 8)
             if !run.flags.isEmpty { line += " " + run.flags.description }
@@ -207,14 +221,56 @@ public struct TextReportStream: ScanConsumer {
     }
 
     public mutating func end(use: MemoryUse?) {
-        out += "    = " + ReportRenderer.summary(counts, pageSize: pageSize) + "\n"
+        out += "    = " + ReportRenderer.summary(counts, pageSize: pageSize, unit: unit) + "\n"
         totals += counts
     }
 
     /// Closes the report with its totals and notes.
     public mutating func finish(notes: [String]) {
-        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(mappings) mapping\(mappings == 1 ? "" : "s")\n"
+        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize, unit: unit)) in \(counted(mappings, "mapping"))\n"
         for note in notes { out += "note: \(escapedName(note))\n" }
+        sink(out)
+        out = ""
+    }
+}
+
+/// The `show` CSV report written as a scan streams it: a header line, then one row per run with
+/// its mapping's columns repeated (RFC 4180; addresses in bytes, `pages` in pages). Totals and
+/// notes have no place in CSV: the caller writes notes to stderr.
+public struct CSVReportStream: ScanConsumer {
+    public static let headers = ["mapping_start", "mapping_end", "permissions", "kind", "path", "start", "pages", "state",
+                                 "flags", "pfn", "swap_type", "swap_offset"]
+    private let sink: (String) -> Void
+    private var prefix = ""
+    private var out = ""
+
+    public init(headers: Bool = true, sink: @escaping (String) -> Void) {
+        self.sink = sink
+        if headers { out = Self.headers.joined(separator: ",") + "\n" }
+    }
+
+    public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+        prefix = [String(scanned.start), String(scanned.end), mapping.permissions, mapping.kind.rawValue, mapping.path]
+            .map(CSVTable.field).joined(separator: ",") + ","
+    }
+
+    public mutating func runs(_ runs: [PageRun]) {
+        for run in runs {
+            out += prefix + "\(run.start),\(run.pages),\(run.state),"
+            out += CSVTable.field(run.flags.names.joined(separator: " ")) + ","
+            out += run.pfn.map { String($0) } ?? ""
+            out += ","
+            if let swap = run.swap { out += "\(swap.type),\(swap.offset)\n" } else { out += ",\n" }
+            if out.utf8.count >= 1 << 16 {
+                sink(out)
+                out = ""
+            }
+        }
+    }
+
+    public mutating func end(use: MemoryUse?) {}
+
+    public mutating func finish() {
         sink(out)
         out = ""
     }
@@ -222,25 +278,32 @@ public struct TextReportStream: ScanConsumer {
 
 /// Passes on only the runs that have every flag of a `show --match` (pagestat's and the kernel's),
 /// and only the mappings that have such a run: a mapping is begun before its first match.
+/// With a `MappingFilter`, also only the mappings of its kinds and paths, and the runs of its states.
 public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
     public var base: Base
     let flags: PageFlags
     let kernelFlags: KPageFlags
+    let filter: MappingFilter
     private var pending: (mapping: Mapping, scanned: AddressRange)?
     private var begun = false
+    /// The current mapping fails the filter's kind or path.
+    private var skipping = false
 
-    public init(_ base: Base, flags: PageFlags, kernelFlags: KPageFlags) {
+    public init(_ base: Base, flags: PageFlags, kernelFlags: KPageFlags, filter: MappingFilter = MappingFilter()) {
         self.base = base
         self.flags = flags
         self.kernelFlags = kernelFlags
+        self.filter = filter
     }
 
-    /// Whether any flag is asked for; without one every run and mapping passes as it is.
-    private var filtering: Bool { !flags.isEmpty || !kernelFlags.isEmpty }
+    /// Whether runs are filtered; without it every run of a mapping that passes is passed on.
+    private var filtering: Bool { !flags.isEmpty || !kernelFlags.isEmpty || filter.states != nil }
 
     public mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
         pending = (mapping, scanned)
         begun = false
+        skipping = !filter.matches(mapping)
+        if skipping { return }
         if !filtering {
             base.begin(mapping, scanned: scanned)
             begun = true
@@ -248,8 +311,9 @@ public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
     }
 
     public mutating func runs(_ runs: [PageRun]) {
+        if skipping { return }
         guard filtering else { return base.runs(runs) }
-        let matching = runs.filter { $0.has(flags: flags, kernelFlags: kernelFlags) }
+        let matching = runs.filter { $0.has(flags: flags, kernelFlags: kernelFlags) && filter.keeps($0) }
         guard !matching.isEmpty else { return }
         if !begun, let (mapping, scanned) = pending {
             base.begin(mapping, scanned: scanned)
