@@ -189,3 +189,74 @@ struct CountingEngineTests {
         #expect(viaCachestat == [bySyscalls.cached, bySyscalls.swapped, bySyscalls.holes])
     }
 }
+
+/// Swap locations proven by content: what `show` (BPF engine) and `raw` say about each swapped
+/// shared page is where the page's bytes are in the swap file.
+@Suite("Swap locations hold the pages (BPF engine, show and raw)", .serialized)
+struct SwapContentTests {
+    enum Kind: String, CaseIterable { case memfd, sharedAnonymous, tmpfsFile }
+
+    @Test(arguments: Kind.allCases)
+    func showAndRawPointAtThePagesBytes(kind: Kind) throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root (the BPF engine, PFNs) and swap (see EnvironmentTests)")
+        let zswap = (try? String(contentsOfFile: "/sys/module/zswap/parameters/enabled", encoding: .utf8)) ?? "N"
+        try #require(!zswap.hasPrefix("Y"), "zswap is on: swapped pages sit compressed in memory, not at their slot in the swap file; this test cannot run (echo N > /sys/module/zswap/parameters/enabled)")
+        let swap = try TestSwapFile(megabytes: 16)
+        defer { swap.remove() }
+        let type = try #require(swap.type, "the test's swap file is not in /proc/swaps")
+        let pages = 128
+        var tmpfsPath: String?
+        var tmpfsFD: Int32 = -1
+        defer { if let tmpfsPath { close(tmpfsFD); unlink(tmpfsPath) } }
+        let memory: ArrangedMemory
+        switch kind {
+        case .memfd: memory = try ArrangedMemory(pages: pages, backing: .memfd(name: "pagestat-content", shared: true))
+        case .sharedAnonymous: memory = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
+        case .tmpfsFile:
+            let path = "/dev/shm/pagestat-content-\(getpid())"
+            tmpfsFD = try ArrangedLayout.createFile(path, pages: pages)
+            tmpfsPath = path
+            memory = try ArrangedMemory(pages: pages, backing: .file(fd: tmpfsFD, shared: true))
+        }
+        let tag = UInt64.random(in: 1...UInt64.max)
+        for index in 0..<pages {
+            patternPage(index: index, tag: tag).withUnsafeBytes {
+                (memory.base + index * memory.pageSize).copyMemory(from: $0.baseAddress!, byteCount: memory.pageSize)
+            }
+        }
+        _ = try memory.pageOut(0..<pages, untilSwapped: pages)
+
+        // show, BPF engine: every swapped run has its slot; the slots of ours hold the bytes.
+        var options = ScanOptions(range: memory.range)
+        options.engine = .bpf
+        let runs = try ProcessScanner(pid: getpid()).scan(options).mappings.flatMap(\.runs)
+        var slots: [Int: SwapLocation] = [:]
+        for run in runs where run.state == .swapped {
+            let location = try #require(run.swap, "\(kind): a swapped run without its location")
+            for index in 0..<Int(run.pages) {
+                slots[Int((run.start - memory.address) / UInt64(memory.pageSize)) + index] =
+                    SwapLocation(type: location.type, offset: location.offset + UInt64(index))
+            }
+        }
+        var proven = 0
+        for (index, slot) in slots where Int(slot.type) == type {
+            #expect(try swap.page(at: slot.offset) == patternPage(index: index, tag: tag), "\(kind): page \(index) is not at \(slot.type):\(slot.offset)")
+            proven += 1
+        }
+        #expect(proven >= pages / 2, "\(kind): only \(proven) of \(pages) pages went to the test's swap file (type \(type))")
+
+        // raw, BPF engine: the seed patch's encoding of the same slots (bit 62, type in bits
+        // 0-4, offset from bit 5), the type being the area's index in /proc/swaps.
+        var entries: [UInt64] = []
+        let raw = try RawPagemap(pid: getpid(), engine: .bpf)
+        _ = try raw.stream(memory.range) { bytes in entries += Array(bytes.bindMemory(to: UInt64.self)) }
+        try #require(entries.count == pages)
+        for (index, slot) in slots {
+            let entry = entries[index]
+            #expect(entry & (1 << 62) != 0 && entry & (1 << 63) == 0, "\(kind): page \(index): raw entry \(String(entry, radix: 16)) is not a swap entry")
+            #expect(entry & 0x1f == UInt64(slot.type) && (entry >> 5) & ((1 << 50) - 1) == slot.offset,
+                    "\(kind): page \(index): raw says \(entry & 0x1f):\((entry >> 5) & ((1 << 50) - 1)), show \(slot.type):\(slot.offset)")
+        }
+        #expect(SwapArea.active()[type].path == swap.path)
+    }
+}
