@@ -30,9 +30,10 @@ struct ObjectCountCache {
     /// nothing allocated (all holes), nothing swapped (data is resident: cached), or nothing
     /// resident (data is swapped). nil where they leave a choice.
     static func objectShortcut(_ object: PageCacheObject) -> Shortcut? {
-        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+        // st_blocks first: an object never written needs no window and no smaps read.
         let allocated = object.allocatedPages
         if allocated == 0 { return .all(.none) }
+        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
         if swapped == 0 { return .data(.cached) }
         if swapped >= allocated { return .data(.swapped) }
         return nil
@@ -85,8 +86,9 @@ struct ObjectCountCache {
                 return nil  // guard pages, markers: pages the counts cannot place
             }
         }
-        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
         let allocated = object.allocatedPages
+        if allocated == 0 { return .all(.none) }
+        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
         guard allocated >= swapped, allocated - swapped >= present else { return nil }
         let cached = allocated - swapped - present
         guard swapped + cached <= pending else { return nil }

@@ -14,11 +14,14 @@ import Glibc
 /// - Every page of the range must be mapped when it starts; a mapping that goes away while it
 ///   reads gives what the kernel gives for unmapped pages (0) from then on.
 ///
-/// How: pagemap is read in large batches. For a batch in a shmem mapping (shared anonymous, memfd,
-/// tmpfs, SysV), `ProcessScanner` first finds the batch's swapped pages, and those of its entries
-/// that the kernel left neither present (bit 63) nor swapped (bit 62) get bit 62. Memory is one
-/// batch buffer plus the runs of one batch, whatever the size of the range. It is a snapshot:
-/// pages that change while it reads may come out either way.
+/// How: pagemap is read in large batches. In a shmem mapping (shared anonymous, memfd, tmpfs,
+/// SysV), the entries that the kernel left neither present (bit 63) nor swapped (bit 62) and
+/// whose page is swapped get bit 62. With the `bpf` engine, a shared mapping's batch is matched
+/// against one walk of the same indices of the object's xarray (one pagemap read and one walk
+/// per batch); otherwise one streamed `ProcessScanner` scan of the mapping says which pages are
+/// swapped, as its runs arrive. Memory is one batch buffer plus one hand-over of runs, whatever
+/// the size of the range. It is a snapshot: pages that change while it reads may come out
+/// either way.
 public final class RawPagemap {
     /// Bit 62, PM_SWAP.
     public static let swapBit: UInt64 = 1 << 62
@@ -68,13 +71,13 @@ public final class RawPagemap {
         var complete = true
         for mapping in mappings where !kernelOnly && mapping.kind.isShmem {
             let part = mapping.range.clamped(to: range)
-            complete = try copy(from: cursor, to: part.start, truthOf: nil, sink, &written)
+            complete = try copy(from: cursor, to: part.start, swapped: [], sink, &written)
             guard complete else { break }
-            complete = try copy(from: part.start, to: part.end, truthOf: mapping, sink, &written)
+            complete = try copyShmem(mapping, part, sink, &written)
             guard complete else { break }
             cursor = part.end
         }
-        if complete { _ = try copy(from: cursor, to: range.end, truthOf: nil, sink, &written) }
+        if complete { _ = try copy(from: cursor, to: range.end, swapped: [], sink, &written) }
         let expected = range.length / pageSize
         if written < expected {
             notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space)")
@@ -101,22 +104,60 @@ public final class RawPagemap {
         try scanner.currentMappings().filter { $0.range.overlaps(range) }
     }
 
-    /// The swapped pages of `part` of a shmem mapping, as sorted ranges with the swap location of
-    /// their first page where the engine knew it, from the scanner's truth.
-    private func swappedPages(_ mapping: Mapping, _ part: AddressRange) throws(PageStatError) -> [SwappedRange] {
-        let report: ProcessReport
-        do {
-            var options = ScanOptions(range: part, hugeAndZeroFlags: false)
-            options.engine = engine
-            report = try scanner.scan(options)
-        } catch .rangeNotMapped {
-            return []  // unmapped since: pagemap gives 0 there, and there is nothing to mark
+    /// Copies `part` of a shmem mapping, marking its swapped pages: one streamed scan of the part
+    /// (so the file side is asked once, with one engine choice and one set of object counts),
+    /// whose runs, as they arrive in address order, say which entries of the next stretch to
+    /// mark; memory is bounded by one hand-over of runs. Returns false where pagemap ended early.
+    private func copyShmem(_ mapping: Mapping, _ part: AddressRange, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
+        if engine == .bpf && mapping.isShared {
+            let walker = try XArrayWalker.shared()
+            notes.add("file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked")
+            if let object = try? scanner.openObject(mapping) {
+                return try copy(from: part.start, to: part.end, mapping: mapping, object: object, walker: walker, sink, &written)
+            }
         }
-        for note in report.notes { notes.add(note) }
-        return report.mappings.flatMap(\.runs).compactMap { run in
-            run.state == .swapped
-                ? SwappedRange(range: AddressRange(start: run.start, end: run.start + run.pages * pageSize), swap: run.swap)
-                : nil
+        struct Writer: ScanConsumer {
+            let raw: RawPagemap
+            let sink: Sink
+            var cursor: UInt64
+            var written: UInt64 = 0
+            var swapped: [SwappedRange] = []
+            var failure: PageStatError?
+            var complete = true
+
+            mutating func begin(_ mapping: Mapping, scanned: AddressRange) {}
+            mutating func end(use: MemoryUse?) {}
+            mutating func runs(_ runs: [PageRun]) {
+                guard failure == nil, complete, let last = runs.last else { return }
+                let pageSize = raw.pageSize
+                for run in runs where run.state == .swapped {
+                    swapped.append(SwappedRange(range: AddressRange(start: run.start, end: run.start + run.pages * pageSize), swap: run.swap))
+                }
+                let end = last.start + last.pages * pageSize
+                do throws(PageStatError) {
+                    complete = try raw.copy(from: cursor, to: end, swapped: swapped, sink, &written)
+                } catch {
+                    failure = error
+                }
+                cursor = end
+                swapped.removeAll(keepingCapacity: true)
+            }
+        }
+        var options = ScanOptions(range: part, hugeAndZeroFlags: false)
+        options.engine = engine
+        return try withoutActuallyEscaping(sink) { (sink) throws(PageStatError) -> Bool in
+            var writer = Writer(raw: self, sink: sink, cursor: part.start)
+            do throws(PageStatError) {
+                let result = try scanner.scan(options, into: &writer)
+                for note in result.notes { notes.add(note) }
+            } catch .rangeNotMapped {
+                // Unmapped since: pagemap gives 0 there, and there is nothing to mark.
+            }
+            if let failure = writer.failure { throw failure }
+            written += writer.written
+            guard writer.complete else { return false }
+            // What the scan did not cover (unmapped while it ran) is copied as pagemap has it.
+            return try copy(from: writer.cursor, to: part.end, swapped: [], sink, &written)
         }
     }
 
@@ -131,17 +172,15 @@ public final class RawPagemap {
         }
     }
 
-    /// Reads the entries of `[start, end)` in batches and hands each batch to `sink`; with a shmem
-    /// `mapping`, first asks the scanner for the batch's swapped pages and marks them. Returns
-    /// false where the kernel's pagemap ended early.
-    private func copy(from start: UInt64, to end: UInt64, truthOf mapping: Mapping?, _ sink: Sink,
+    /// Reads the entries of `[start, end)` in batches and hands each batch to `sink`, marking the
+    /// entries of the pages in `swapped` (sorted, within the stretch). Returns false where the
+    /// kernel's pagemap ended early.
+    private func copy(from start: UInt64, to end: UInt64, swapped: [SwappedRange], _ sink: Sink,
                       _ written: inout UInt64) throws(PageStatError) -> Bool {
         var address = start
+        var next = 0
         while address < end {
             let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
-            let swapped = try mapping.map { mapping throws(PageStatError) in
-                try swappedPages(mapping, AddressRange(start: address, end: address + UInt64(wanted) * pageSize))
-            } ?? []
             let got: Int
             do {
                 got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
@@ -149,7 +188,6 @@ public final class RawPagemap {
                 throw scanner.vanished()
             }
             let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
-            var next = 0
             Self.markSwapped(batch, firstAddress: address, pageSize: pageSize, swapped: swapped, next: &next)
             try sink(UnsafeRawBufferPointer(batch))
             written += UInt64(got)
@@ -157,6 +195,46 @@ public final class RawPagemap {
             if got < wanted {
                 // pagemap ends early past the user address space ([vsyscall]); below it, only
                 // when the address space is gone (exit, or exec: then the scanner says which).
+                if address < ProcessScanner.userSpaceEnd { throw scanner.vanished() }
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The BPF engine's way for part of a shared shmem mapping: each batch of entries is matched
+    /// against one walk of the same page indices of the object's xarray; an entry the kernel left
+    /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset.
+    private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, object: PageCacheObject,
+                      walker: XArrayWalker, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
+        var address = start
+        var walked: [XArrayRun] = []
+        while address < end {
+            let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
+            let got: Int
+            do {
+                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
+            } catch .noSuchProcess, .processExited {
+                throw scanner.vanished()
+            }
+            let first = (mapping.offset + (address - mapping.range.start)) / pageSize
+            walked.removeAll(keepingCapacity: true)
+            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(got)) { run in
+                if case .swap = run.kind { walked.append(run) }
+            }
+            let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
+            for run in walked {
+                guard case .swap(let type, let offset) = run.kind else { continue }
+                for page in 0..<run.pages {
+                    let index = Int(run.first - first + page)
+                    guard batch[index] & (Self.swapBit | Self.presentBit) == 0 else { continue }
+                    batch[index] |= Self.swapBit | ((offset + page) << 5) & ((1 << 55) - 1) | UInt64(type & 0x1f)
+                }
+            }
+            try sink(UnsafeRawBufferPointer(batch))
+            written += UInt64(got)
+            address += UInt64(got) * pageSize
+            if got < wanted {
                 if address < ProcessScanner.userSpaceEnd { throw scanner.vanished() }
                 return false
             }
