@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Settles the unmapped pages of a whole-object shmem mapping from the object's own counters,
 /// without walking it, where the counts leave no doubt:
 /// - allocated pages D (st_blocks: resident, swapped and fallocated pages),
@@ -21,6 +25,20 @@ struct ObjectCountCache {
     private var mappingsPerObject: [ObjectID: Int]?
     /// Present pages of whole mappings (by start), counted once per scan.
     private var presentInMapping: [UInt64: UInt64?] = [:]
+    /// Each object's swapped pages (shmem's `info->swapped`, through our own smaps), read once
+    /// per scan: reading our smaps walks every mapping of ours (3-6 ms here), and a large
+    /// mapping is settled a wave at a time. A snapshot, as the page tables are.
+    private var swappedInObject: [ObjectID: UInt64?] = [:]
+
+    private mutating func swapped(_ object: PageCacheObject) -> UInt64? {
+        var st = stat()
+        guard fstat(object.fd.rawValue, &st) == 0 else { return try? object.swappedPagesFromSmaps() ?? nil }
+        let id = ObjectID(st)
+        if let known = swappedInObject[id] { return known }
+        let swapped = try? object.swappedPagesFromSmaps()
+        swappedInObject[id] = .some(swapped ?? nil)
+        return swapped ?? nil
+    }
 
     init(mappings: [Mapping]) {
         self.mappings = mappings
@@ -29,11 +47,11 @@ struct ObjectCountCache {
     /// What the object's counts alone say about any of its pages that a page table leaves open:
     /// nothing allocated (all holes), nothing swapped (data is resident: cached), or nothing
     /// resident (data is swapped). nil where they leave a choice.
-    static func objectShortcut(_ object: PageCacheObject) -> Shortcut? {
+    mutating func objectShortcut(_ object: PageCacheObject) -> Shortcut? {
         // st_blocks first: an object never written needs no window and no smaps read.
         let allocated = object.allocatedPages
         if allocated == 0 { return .all(.none) }
-        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+        guard let swapped = swapped(object) else { return nil }
         if swapped == 0 { return .data(.cached) }
         if swapped >= allocated { return .data(.swapped) }
         return nil
@@ -63,11 +81,11 @@ struct ObjectCountCache {
         // present pages counted apart tell whether the object holds resident pages it does
         // not map (if none, every data page left open is swapped).
         guard report.scanned == mapping.range, wholeObject else {
-            if let shortcut = Self.objectShortcut(object) { return shortcut }
+            if let shortcut = objectShortcut(object) { return shortcut }
             guard wholeObject, mappingCount(of: ObjectID(mapping)) == 1 else { return nil }
             if presentInMapping[mapping.range.start] == nil { presentInMapping[mapping.range.start] = .some(presentPages(mapping)) }
             guard let present = presentInMapping[mapping.range.start] ?? nil,
-                  let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+                  let swapped = swapped(object) else { return nil }
             let allocated = object.allocatedPages
             guard allocated >= swapped, allocated - swapped >= present else { return nil }
             return allocated - swapped == present ? .data(.swapped) : nil
@@ -88,7 +106,7 @@ struct ObjectCountCache {
         }
         let allocated = object.allocatedPages
         if allocated == 0 { return .all(.none) }
-        guard let swapped = try? object.swappedPagesFromSmaps() else { return nil }
+        guard let swapped = swapped(object) else { return nil }
         guard allocated >= swapped, allocated - swapped >= present else { return nil }
         let cached = allocated - swapped - present
         guard swapped + cached <= pending else { return nil }
