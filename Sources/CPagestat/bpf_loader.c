@@ -154,6 +154,9 @@ int CPagestat_xw_load(int pid, struct CPagestat_xw_loaded *loaded,
             kind = xw_fail(CPAGESTAT_XW_LOAD_NOT_PERMITTED, reason, reason_size,
                            "not permitted to load a BPF iterator (it needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; "
                            "see also kernel.unprivileged_bpf_disabled): %s", strerror(err));
+        else if (strstr(xw_log, "failed to find valid kernel BTF") || strstr(xw_log, "Error loading vmlinux BTF"))
+            kind = xw_fail(CPAGESTAT_XW_LOAD_NO_BTF, reason, reason_size,
+                           "no usable kernel BTF: /sys/kernel/btf/vmlinux could not be parsed (%s)", strerror(err));
         else if (strstr(xw_log, "bpf_iter_task_file") || err == ESRCH)
             kind = xw_fail(CPAGESTAT_XW_LOAD_NO_ITERATOR, reason, reason_size,
                            "this kernel has no BPF task_file iterator (CONFIG_BPF_SYSCALL, 5.8+): %s", strerror(err));

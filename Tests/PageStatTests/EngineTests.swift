@@ -111,6 +111,41 @@ struct EngineTests {
         let syscalls = try runPagestat(["show", "--pid", String(fixture.pid), "--engine", "syscalls"], asUser: 65534)
         #expect(syscalls.status == 0, "\(syscalls.stderr)")
     }
+
+    /// A host without libbpf, or without the kernel's BTF: arranged for real in a mount
+    /// namespace of the test's own, where /dev/null is bind-mounted over libbpf.so.1's file or
+    /// over /sys/kernel/btf/vmlinux. `auto` answers through the syscalls engine (show, raw, file,
+    /// objects), and `bpf` fails with one line saying why (exit 7).
+    @Test(arguments: ["libbpf", "BTF"])
+    func withoutLibbpfOrBTFTheSyscallsEngineAnswers(hidden: String) throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root (a mount namespace) and swap (the fixture; see EnvironmentTests)")
+        let target = hidden == "libbpf"
+            ? URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libbpf.so.1").resolvingSymlinksInPath().path
+            : "/sys/kernel/btf/vmlinux"
+        try #require(FileManager.default.fileExists(atPath: target), "\(target) is not there to hide (this host already lacks \(hidden))")
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let range = try fixture.range("memfd")
+        func hiddenRun(_ arguments: [String]) throws -> Run {
+            let quoted = ([TestEnvironment.pagestatPath] + arguments).map { "'\($0)'" }.joined(separator: " ")
+            return try runCommand("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c",
+                                                       "mount --bind /dev/null '\(target)' && exec \(quoted)"])
+        }
+        let show = try hiddenRun(["show", "--pid", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)", "--format", "json"])
+        #expect(show.status == 0, "show, \(hidden) hidden: \(show.stderr)")
+        #expect(show.stdout.contains("\"state\":\"swapped\""), "show, \(hidden) hidden: the syscalls engine still finds the swapped shared pages")
+        let raw = try hiddenRun(["raw", "--pid", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)"])
+        #expect(raw.status == 0 && raw.output.count == range.length / UInt64(TestEnvironment.pageSize) * 8, "raw, \(hidden) hidden: \(raw.stderr)")
+        let objects = try hiddenRun(["objects", "--format", "json"])
+        #expect(objects.status == 0, "objects, \(hidden) hidden: \(objects.stderr)")
+        let bpf = try hiddenRun(["show", "--pid", String(fixture.pid), "--engine", "bpf"])
+        #expect(bpf.status == 7, "show --engine bpf, \(hidden) hidden: \(bpf.stderr)")
+        #expect(bpf.stderr.hasPrefix("pagestat: not supported by this kernel: "), "\(bpf.stderr)")
+        #expect(bpf.stderr.split(separator: "\n").count == 1, "one line: \(bpf.stderr)")
+        #expect(bpf.stderr.contains(hidden == "libbpf" ? "libbpf.so.1 could not be opened" : "no usable kernel BTF"), "the reason names what is missing: \(bpf.stderr)")
+        let doctor = try hiddenRun(["doctor", "--format", "json"])
+        #expect(doctor.stdout.contains("\"auto_engine\":\"syscalls (the BPF engine does not load here)\""), "doctor, \(hidden) hidden: \(doctor.stdout.prefix(400))")
+    }
 }
 
 /// `file` and `objects` through both engines: the same counts, and with the BPF engine the swap
