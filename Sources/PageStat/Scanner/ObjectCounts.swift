@@ -87,8 +87,10 @@ struct ObjectCountCache {
             guard let present = presentInMapping[mapping.range.start] ?? nil,
                   let swapped = swapped(object) else { return nil }
             let allocated = object.allocatedPages
-            guard allocated >= swapped, allocated - swapped >= present else { return nil }
-            return allocated - swapped == present ? .data(.swapped) : nil
+            guard allocated >= swapped, allocated - swapped >= present, allocated - swapped == present else { return nil }
+            // Every resident page is mapped here; if no page is a hole either, every page the
+            // page table leaves open is swapped.
+            return allocated >= objectPages ? .all(.swapped) : .data(.swapped)
         }
         // The only mapping of this object in the process, so its present pages are distinct object pages.
         let id = ObjectID(mapping)
