@@ -40,27 +40,18 @@ struct MigrationPlan: ParsableCommand {
         let scanner = try ProcessScanner(pid: pid)
         var options = ScanOptions(range: range)
         options.engine = engine
-        var plan = Plan(pageSize: scanner.pageSize)
-        let result = try scanner.scan(options, into: &plan)
-
         let pageSize = scanner.pageSize
         print("Migration plan for process \(pid), \(range) (\(range.length / pageSize) pages of \(pageSize) bytes), engine \(engine)")
-        for extent in plan.extents {
-            let range = AddressRange(start: extent.start, end: extent.start + extent.pages * pageSize)
-            var line = "  \(pad(extent.action.title, 16)) \(pad(range.description, 33)) \(pad(String(extent.pages), 10, right: true)) \(extent.pages == 1 ? "page " : "pages")"
-            if extent.action == .swap {
-                line += extent.swap.map { "  swap type \($0.type), offset 0x\(String($0.offset, radix: 16))" }
-                    ?? "  swap location unknown"
-            }
-            print(line)
-        }
-        let withLocation = plan.extents.reduce(UInt64(0)) { $0 + ($1.action == .swap && $1.swap != nil ? $1.pages : 0) }
+        var plan = Plan(pageSize: pageSize)
+        let result = try scanner.scan(options, into: &plan)
+        plan.flush()
+
         for action in Action.allCases {
             let pages = plan.totals[action, default: 0]
             var line = "total  \(pad(action.title, 16)) \(pad(String(pages), 10, right: true)) pages  \(humanBytes(pages * pageSize))"
             switch action {
             case .memory: line += " (\(plan.present) present, \(plan.cached) cached)"
-            case .swap: line += " (\(withLocation) with their swap location)"
+            case .swap: line += " (\(plan.swapLocated) with their swap location)"
             case .skip, .unknown: break
             }
             print(line)
@@ -103,16 +94,20 @@ struct Extent {
     var swap: SwapLocation?
 }
 
-/// Builds the plan from a streamed scan: each mapping's runs arrive in address order and are
-/// folded into extents as they come, so no report of the whole range is held.
+/// Builds the plan from a streamed scan: runs arrive in address order, mapping by mapping, and
+/// are folded into extents; each extent is printed as soon as the next run cannot extend it, so
+/// only one extent and the totals are held, whatever the size of the range.
 struct Plan: ScanConsumer {
-    var extents: [Extent] = []
     var totals: [Action: UInt64] = [:]
     var present: UInt64 = 0
     var cached: UInt64 = 0
+    /// Swapped pages whose swap location the engine gave.
+    var swapLocated: UInt64 = 0
     var scannedPages: UInt64 = 0
     /// The size of the pages that runs count (`ProcessScanner.pageSize`).
     let pageSize: UInt64
+    /// The extent that the next run may still extend.
+    private var open: Extent?
 
     init(pageSize: UInt64) { self.pageSize = pageSize }
 
@@ -124,22 +119,40 @@ struct Plan: ScanConsumer {
         for run in runs {
             let action = Action(run.state)
             totals[action, default: 0] += run.pages
-            if run.state == .present { present += run.pages }
-            if run.state == .cached { cached += run.pages }
-            if var last = extents.last, last.action == action, last.start + last.pages * pageSize == run.start,
-               Self.continues(last.swap, pages: last.pages, with: run.swap) {
-                last.pages += run.pages
-                extents[extents.count - 1] = last
+            switch run.state {
+            case .present: present += run.pages
+            case .cached: cached += run.pages
+            case .swapped where run.swap != nil: swapLocated += run.pages
+            default: break
+            }
+            if var extent = open, extent.action == action, extent.start + extent.pages * pageSize == run.start,
+               Self.continues(extent.swap, pages: extent.pages, with: run.swap) {
+                extent.pages += run.pages
+                open = extent
             } else {
-                extents.append(Extent(action: action, start: run.start, pages: run.pages, swap: run.swap))
+                flush()
+                open = Extent(action: action, start: run.start, pages: run.pages, swap: run.swap)
             }
         }
     }
 
     mutating func end(use: MemoryUse?) {}
 
-    /// Whether a run whose first page is at `next` continues an extent of `pages` pages from
-    /// `location`: both without a location, or in the very next swap slots.
+    /// Prints the open extent, if any.
+    mutating func flush() {
+        guard let extent = open else { return }
+        open = nil
+        let range = AddressRange(start: extent.start, end: extent.start + extent.pages * pageSize)
+        var line = "  \(pad(extent.action.title, 16)) \(pad(range.description, 33)) \(pad(String(extent.pages), 10, right: true)) \(extent.pages == 1 ? "page " : "pages")"
+        if extent.action == .swap {
+            line += extent.swap.map { "  swap type \($0.type), offset 0x\(String($0.offset, radix: 16))" }
+                ?? "  swap location unknown"
+        }
+        print(line)
+    }
+
+    /// Whether a run whose first page's swap location is `next` continues an extent of `pages`
+    /// pages from `location`: both without a location, or in the very next slots of one area.
     static func continues(_ location: SwapLocation?, pages: UInt64, with next: SwapLocation?) -> Bool {
         switch (location, next) {
         case (nil, nil): true
