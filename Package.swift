@@ -10,6 +10,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // `swift package generate-documentation --target PageStat`: the DocC catalog in
+        // Sources/PageStat/PageStat.docc.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
@@ -36,6 +39,22 @@ let package = Package(
                 .unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections"],
                              .when(platforms: [.linux], configuration: .release)),
             ]
+        ),
+        // The README's "Use it as a library" example, byte for byte (a test compares them and
+        // runs it). Built with the package, never a product.
+        .executableTarget(
+            name: "LibraryExample",
+            dependencies: ["PageStat"],
+            path: "Examples/LibraryExample"
+        ),
+        // A VM migration copy plan for a range of a process, on PageStat's public API only.
+        .executableTarget(
+            name: "MigrationPlan",
+            dependencies: [
+                "PageStat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/MigrationPlan"
         ),
         .testTarget(
             name: "PageStatTests",
