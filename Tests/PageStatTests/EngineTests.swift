@@ -226,13 +226,13 @@ struct CountingEngineTests {
 }
 
 /// Swap locations proven by content: what `show` (BPF engine) and `raw` say about each swapped
-/// shared page is where the page's bytes are in the swap file.
-@Suite("Swap locations hold the pages (BPF engine, show and raw)", .serialized)
-struct SwapContentTests {
-    enum Kind: String, CaseIterable { case memfd, sharedAnonymous, tmpfsFile }
+/// shared page is where the page's bytes are in the swap file. In XArrayWalkerTests' serialized
+/// suite: both turn on a swap area of their own at the highest priority, one at a time.
+extension XArrayWalkerTests {
+    enum SwapContentKind: String, CaseIterable { case memfd, sharedAnonymous, tmpfsFile }
 
-    @Test(arguments: Kind.allCases)
-    func showAndRawPointAtThePagesBytes(kind: Kind) throws {
+    @Test(arguments: SwapContentKind.allCases)
+    func showAndRawPointAtThePagesBytes(kind: SwapContentKind) throws {
         try #require(TestEnvironment.swapAndRoot, "needs root (the BPF engine, PFNs) and swap (see EnvironmentTests)")
         let zswap = (try? String(contentsOfFile: "/sys/module/zswap/parameters/enabled", encoding: .utf8)) ?? "N"
         try #require(!zswap.hasPrefix("Y"), "zswap is on: swapped pages sit compressed in memory, not at their slot in the swap file; this test cannot run (echo N > /sys/module/zswap/parameters/enabled)")
