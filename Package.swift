@@ -17,10 +17,21 @@ let package = Package(
     targets: [
         // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
         .target(name: "CPagestat"),
-        // Kernel readers, the pure page model, the scanner and the renderers.
+        // Kernel readers, the pure page model, the scanner and the renderers: the library.
         .target(
             name: "PageStat",
             dependencies: [
+                "CPagestat",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The lab: memory arranged on purpose (mmap, memfd, MADV_PAGEOUT, memory cgroups, child
+        // processes) for the tests, `lab`, `fixture`, `demo`, `doctor --verify` and `bench`.
+        // Not a product: a library user gets none of it.
+        .target(
+            name: "PageStatLab",
+            dependencies: [
+                "PageStat",
                 "CPagestat",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -32,6 +43,7 @@ let package = Package(
             name: "pagestat",
             dependencies: [
                 "PageStat",
+                "PageStatLab",
                 "CPagestat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -58,7 +70,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PageStatTests",
-            dependencies: ["PageStat", "CPagestat"],
+            dependencies: ["PageStat", "PageStatLab", "CPagestat"],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatLab
 
 #if canImport(Glibc)
 import Glibc

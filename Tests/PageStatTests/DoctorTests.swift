@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 @Suite("pagestat doctor")
 struct DoctorTests {

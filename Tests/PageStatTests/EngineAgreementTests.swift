@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// The two engines of the file side answer the same question; on memory arranged at random they
 /// must agree page for page (state and flags; only the BPF engine knows swap locations), and

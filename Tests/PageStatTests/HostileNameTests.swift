@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// A name with every kind of byte a hostile process may choose: newline, tab, an ANSI colour
 /// sequence, a backslash, DEL, a C1 control (U+0085), two bytes that are not UTF-8, a

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// A pool of 2 MiB huge pages and a hugetlbfs mount of its own, for one test: nr_hugepages is
 /// saved and raised, a hugetlbfs is mounted on a new directory; `close()` removes the files,

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// Pages `pages` of `memory` out and waits until smaps (the kernel's own count) shows `expected`
 /// swapped pages in its mapping; MADV_PAGEOUT skips folios still in another CPU's LRU batch.

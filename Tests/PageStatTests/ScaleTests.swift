@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// Scans this process with one worker or many, object counts on or off: the same truth.
 func scanSelf(_ range: AddressRange, workers: Int) throws -> ProcessReport {

@@ -4,6 +4,7 @@ import SystemPackage
 import Testing
 
 @testable import PageStat
+@testable import PageStatLab
 
 /// The BPF walker against the syscall engine's page-cache reads on a 4 GiB memfd with every
 /// other page swapped, for BENCHMARKS.md. Runs only when asked (it writes 4 GiB and swaps 2 GiB):

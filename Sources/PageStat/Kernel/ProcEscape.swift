@@ -3,9 +3,9 @@
 /// space, tab, newline and backslash (`/var/tmp/a\040b`, `\134` for a backslash), so their
 /// fields split on blanks and unescape exactly. /proc/PID/maps escapes only the newline (`\012`)
 /// and leaves backslashes as they are, so a maps path cannot be unescaped without ambiguity.
-enum ProcEscape {
+package enum ProcEscape {
     /// Undoes `\ooo` escapes (three octal digits, at most 0o377); any other backslash is kept.
-    static func unescape<S: StringProtocol>(_ text: S) -> String {
+    package static func unescape<S: StringProtocol>(_ text: S) -> String {
         guard text.utf8.contains(0x5c) else { return String(text) }
         let bytes = Array(text.utf8)
         var out: [UInt8] = []

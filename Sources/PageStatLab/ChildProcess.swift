@@ -1,3 +1,4 @@
+import PageStat
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,29 +85,6 @@ public final class ChildProcess {
     }
 }
 
-/// Monotonic time, for measurements.
-public enum Stopwatch {
-    public static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
-
-    /// Seconds that `body` took.
-    public static func seconds<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Double {
-        let start = now()
-        try body()
-        return Double(now() - start) / 1e9
-    }
-
-    /// The median of `values`.
-    public static func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return .nan }
-        let middle = sorted.count / 2
-        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-    }
-}
 
 /// The kernel's raw read of a range of /proc/PID/pagemap, as `dd ibs=8*BATCH` does it.
 public enum RawPagemapRead {

@@ -1,3 +1,4 @@
+import PageStat
 #if canImport(Glibc)
 import Glibc
 #endif

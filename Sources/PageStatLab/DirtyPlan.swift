@@ -1,3 +1,4 @@
+import PageStat
 /// How the pages that `pagestat lab` writes are spread over its region.
 public enum DirtyPattern: String, Sendable, CaseIterable {
     /// The first pages of the region, as one stretch.

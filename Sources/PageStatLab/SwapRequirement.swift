@@ -1,3 +1,4 @@
+import PageStat
 extension SwapArea {
     /// Throws `.unsupported` when no swap area is active (/proc/swaps): `what` cannot make pages
     /// swap without one. The error says how to turn swap on.
