@@ -9,6 +9,7 @@ import Glibc
 extension Pagestat {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "bench",
             abstract: "Re-measure the seed's tables: the kernel's raw pagemap read against pagestat's truth.",
             discussion: """
             Sets up the 2021 thread's matrix with `pagestat lab`: private and shared anonymous \

@@ -9,6 +9,7 @@ import Glibc
 extension Pagestat {
     struct Demo: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "demo",
             abstract: "Show the shared-memory gap in pagemap, on memory this process arranges.",
             discussion: """
             Reproduces the 2021 kernel thread's experiment in this process: maps shared anonymous \

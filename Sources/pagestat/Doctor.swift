@@ -9,6 +9,7 @@ import Glibc
 extension Pagestat {
     struct Doctor: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "doctor",
             abstract: "What this kernel and this privilege level give pagestat, and whether to trust it here.",
             discussion: """
             Probes, on the running system, every interface pagestat reads (pagemap PFNs and swap \

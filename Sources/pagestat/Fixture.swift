@@ -11,6 +11,7 @@ extension Pagestat {
     /// A process with one of every layout the scanner must get right, for end-to-end tests.
     struct Fixture: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "fixture",
             abstract: "Arrange every page layout in this process and wait (for tests).",
             discussion: """
             Maps, in this process: shared anonymous memory, a memfd, a /dev/shm file, a SysV \

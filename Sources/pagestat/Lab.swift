@@ -12,6 +12,7 @@ extension Pagestat {
     /// The 2021 kernel thread's test program, as a command: memory in a known layout, held.
     struct Lab: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "lab",
             abstract: "Map memory, write and swap a known part of it, and hold it (the seed's test program).",
             discussion: """
             Maps PAGES pages of anonymous memory (--shared: MAP_SHARED|MAP_ANONYMOUS, the kind \

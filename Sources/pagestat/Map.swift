@@ -8,6 +8,7 @@ import Glibc
 extension Pagestat {
     struct Map: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "map",
             abstract: "Draw the state of a process's pages (or of one file's), one strip per mapping.",
             discussion: """
             In the terminal, each mapping is a header line (its range, permissions, size, kind \

@@ -10,6 +10,7 @@ extension Pagestat {
     /// have given, minus the swap location.
     struct Raw: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "raw",
             abstract: "Write a process's pagemap entries for a range, swapped shared pages marked (binary).",
             discussion: """
             Writes one 8-byte entry per page of the range to standard output, exactly in \

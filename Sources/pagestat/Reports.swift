@@ -10,6 +10,7 @@ extension SummaryRenderer.TopSort: ExpressibleByArgument {}
 extension Pagestat {
     struct Summary: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "summary",
             abstract: "One row per mapping: pages by state, RSS, PSS, USS and swap, with totals.",
             discussion: """
             Counts come from the per-page truth (pagemap joined with each shared object's page \
@@ -128,6 +129,7 @@ extension Pagestat {
 
     struct Top: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "top",
             abstract: "Every process, one row each, like procrank, with swapped shared memory counted.",
             discussion: """
             RSS, PSS and USS come from each process's page table (PSS and USS need root for \
@@ -171,6 +173,7 @@ extension Pagestat {
 
     struct Objects: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "objects",
             abstract: "Every shared-memory object on the machine, from its file side.",
             discussion: """
             memfds, /dev/shm and other tmpfs files, shared anonymous mappings and SysV segments, \

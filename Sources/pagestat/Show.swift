@@ -4,6 +4,7 @@ import PageStat
 extension Pagestat {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show every mapping of a process with its runs of pages.",
             discussion: """
             A run is a maximal stretch of adjacent pages with the same state and flags. States:
