@@ -17,10 +17,13 @@ let package = Package(
     targets: [
         // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
         .target(name: "CPagestat"),
-        // Kernel readers, the pure page model, the scanner and the renderers: the library.
+        // The page model: states, flags, runs, mappings, reports, the streaming consumer. No I/O.
+        .target(name: "PageStatCore", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // Kernel readers, the scanner and the renderers, over the model (re-exported): the library.
         .target(
             name: "PageStat",
             dependencies: [
+                "PageStatCore",
                 "CPagestat",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

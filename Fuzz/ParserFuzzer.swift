@@ -1,5 +1,6 @@
 // libFuzzer entry point: every /proc parser on the same bytes. Built and run by Fuzz/run.sh.
 import PageStat
+import PageStatLab
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func parserFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -14,11 +14,11 @@ shift || true
 build=.build/fuzz
 debug="$build/debug"
 
-swift build --build-path "$build" --target PageStat -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
+swift build --build-path "$build" --target PageStatLab -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 csystem=$(find .build/checkouts/swift-system "$build/checkouts/swift-system" -name module.modulemap -path '*CSystem*' 2>/dev/null | head -1)
 swiftc -sanitize=fuzzer -parse-as-library -I "$debug/Modules" \
     -Xcc -fmodule-map-file="$debug/CPagestat.build/module.modulemap" -Xcc -fmodule-map-file="$csystem" \
-    Fuzz/ParserFuzzer.swift "$debug"/PageStat.build/*.o "$debug"/SystemPackage.build/*.o \
+    Fuzz/ParserFuzzer.swift "$debug"/PageStat.build/*.o "$debug"/PageStatCore.build/*.o "$debug"/PageStatLab.build/*.o "$debug"/SystemPackage.build/*.o \
     "$debug"/CSystem.build/*.o "$debug"/CPagestat.build/*.o -o "$build/parser-fuzzer"
 
 mkdir -p "$build/corpus"

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// Minor and major fault counts of a process (fields 10 and 12 of /proc/PID/stat).

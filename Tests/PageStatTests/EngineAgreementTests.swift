@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// The two engines of the file side answer the same question; on memory arranged at random they

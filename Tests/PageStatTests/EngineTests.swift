@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// The file side's seam: engine choice, swap locations in runs, and runs that never hide a jump

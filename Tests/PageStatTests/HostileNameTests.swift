@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// A name with every kind of byte a hostile process may choose: newline, tab, an ANSI colour

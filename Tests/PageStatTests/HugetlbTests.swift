@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// A pool of 2 MiB huge pages and a hugetlbfs mount of its own, for one test: nr_hugepages is

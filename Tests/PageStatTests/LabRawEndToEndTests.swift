@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// `pagestat lab ARGUMENTS --exit-on-eof` running as a child, with its layout line read.

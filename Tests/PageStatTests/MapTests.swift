@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// rsvg-convert (Debian's librsvg2-bin; `Scripts/test.sh` installs it as root) and python3 (which

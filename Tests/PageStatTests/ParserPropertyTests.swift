@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 // Property tests of the /proc parsers on generated text: lines written the way the kernel writes

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// A scanner is pinned to one process and one address space: exec, a vfork child's exec, exit

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 @Suite("Address ranges: whole pages, overflow-safe, errors that name the part")

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// Pages `pages` of `memory` out and waits until smaps (the kernel's own count) shows `expected`

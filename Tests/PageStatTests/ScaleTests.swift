@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// Scans this process with one worker or many, object counts on or off: the same truth.

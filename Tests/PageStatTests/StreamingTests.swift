@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// A scan handed on as it is produced: pieces of a large private mapping arrive in order, never

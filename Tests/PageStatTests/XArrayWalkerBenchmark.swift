@@ -4,6 +4,7 @@ import SystemPackage
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// The BPF walker against the syscall engine's page-cache reads on a 4 GiB memfd with every

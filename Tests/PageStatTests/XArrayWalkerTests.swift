@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatCore
 @testable import PageStatLab
 
 /// What one page index holds, expanded from the walker's runs (swap with its own offset).

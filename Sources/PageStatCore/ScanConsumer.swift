@@ -16,6 +16,11 @@ public struct ScanResult: Sendable {
     public var notes: [String]
     /// Where the time went, by phase (maps, page table, file side), for `bench`.
     public var timings: [(phase: String, seconds: Double)] = []
+
+    package init(notes: [String], timings: [(phase: String, seconds: Double)] = []) {
+        self.notes = notes
+        self.timings = timings
+    }
 }
 
 /// Collects a streamed scan into `MappingReport`s: the materialised report.

@@ -134,7 +134,7 @@ public struct MemoryUse: Sendable, Hashable {
     public init() {}
 
     /// Adds the mapcounts of a batch of pages (0 for pages not present or not counted).
-    mutating func addMapcounts(_ mapcounts: UnsafeBufferPointer<UInt64>, pageSize: UInt64) {
+    package mutating func addMapcounts(_ mapcounts: UnsafeBufferPointer<UInt64>, pageSize: UInt64) {
         for count in mapcounts where count > 0 {
             pssScaled += (pageSize << 12) / count
             if count == 1 { ussBytes += pageSize }
@@ -142,13 +142,13 @@ public struct MemoryUse: Sendable, Hashable {
     }
 
     /// Adds the mapcount sums of another part of the same mapping.
-    mutating func merge(mapcounts other: MemoryUse) {
+    package mutating func merge(mapcounts other: MemoryUse) {
         pssScaled += other.pssScaled
         ussBytes += other.ussBytes
     }
 
     /// Counts one run of the mapping (RSS, zero page, swap), as runs are handed on.
-    mutating func add(_ run: PageRun, pageSize: UInt64) {
+    package mutating func add(_ run: PageRun, pageSize: UInt64) {
         switch run.state {
         case .present where run.flags.contains(.zeroPage): zeroPage += run.pages * pageSize
         case .present: rss += run.pages * pageSize
@@ -159,7 +159,7 @@ public struct MemoryUse: Sendable, Hashable {
 
     /// Completes the counts of a mapping whose runs were all added: PSS and USS from the mapcount
     /// sums of a privileged pass, shared memory's swap.
-    mutating func finish(mapcounts: MemoryUse?, shmem: Bool) {
+    package mutating func finish(mapcounts: MemoryUse?, shmem: Bool) {
         if let mapcounts {
             pss = mapcounts.pssScaled >> 12
             uss = mapcounts.ussBytes

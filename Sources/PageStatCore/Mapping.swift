@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// A half-open range of virtual addresses, `[start, end)`, in bytes.
 public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     public var start: UInt64
@@ -34,7 +37,7 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     /// hexadecimal (see `isMapsForm`, `isBareHex`); a length
     /// may carry a binary unit (K, M, G, T, optionally followed by B or iB). An error names the
     /// part that is wrong: start, end, length or unit.
-    public init(parsing text: String, pageSize: UInt64 = UInt64(ProcFS.pageSize)) throws(PageStatError) {
+    public init(parsing text: String, pageSize: UInt64 = UInt64(sysconf(Int32(_SC_PAGESIZE)))) throws(PageStatError) {
         func invalid(_ reason: String) -> PageStatError {
             .invalidInput("invalid range '\(escapedName(text))': \(reason)")
         }

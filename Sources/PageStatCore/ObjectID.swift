@@ -21,7 +21,7 @@ public struct ObjectID: Hashable, Sendable, Comparable, CustomStringConvertible 
     }
 
     /// What fstat(2) says a descriptor is.
-    init(_ st: stat) {
+    package init(_ st: stat) {
         let dev = UInt64(st.st_dev)
         self.init(deviceMajor: Self.major(dev), deviceMinor: Self.minor(dev), inode: UInt64(st.st_ino))
     }
@@ -41,7 +41,7 @@ public struct ObjectID: Hashable, Sendable, Comparable, CustomStringConvertible 
 
     /// An object named for a note: its path and, since paths repeat ("/dev/zero (deleted)"), its
     /// device and inode as maps prints them.
-    func label(_ path: String) -> String {
+    package func label(_ path: String) -> String {
         "\(path.isEmpty ? "[unnamed]" : path) (\(deviceMajor):\(deviceMinor) inode \(inode))"
     }
 }
