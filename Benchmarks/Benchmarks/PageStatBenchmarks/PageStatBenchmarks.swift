@@ -6,12 +6,21 @@ import PageStat
 let regionPages = 65536
 
 /// A shared anonymous region with the seed's middle layout: half written, a quarter of it paged
-/// out (needs swap), the rest never touched. Built once, outside the measured part.
-nonisolated(unsafe) let sharedRegion: ArrangedMemory? = {
-    guard let memory = try? ArrangedMemory(pages: regionPages, backing: .sharedAnonymous) else { return nil }
-    memory.write(0..<regionPages / 2)
-    try? memory.pageOut(0..<regionPages / 4)
-    return memory
+/// out (needs swap), the rest never touched. Built once, outside the measured part, with mmap
+/// and MADV_PAGEOUT (21) directly: the lab is not part of the library.
+struct Region: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    var range: AddressRange {
+        let start = UInt64(UInt(bitPattern: base))
+        return AddressRange(start: start, end: start + UInt64(regionPages * 4096))
+    }
+}
+nonisolated(unsafe) let sharedRegion: Region? = {
+    let length = regionPages * 4096
+    guard let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else { return nil }
+    for page in 0..<regionPages / 2 { base.storeBytes(of: UInt64(page) | 1, toByteOffset: page * 4096, as: UInt64.self) }
+    _ = madvise(base, length / 4, 21)
+    return Region(base: base)
 }()
 
 /// A report with one run per page: the worst case for the renderer.

@@ -115,3 +115,26 @@ public struct Pagemap: ~Copyable {
         return filled / 8
     }
 }
+
+/// The kernel's raw read of a range of /proc/PID/pagemap, as `dd ibs=8*BATCH` does it.
+public enum RawPagemapRead {
+    /// Reads the entries of `range` with one pread(2) of `entriesPerRead` entries at a time;
+    /// returns how many entries came back.
+    public static func read(pid: Int32, range: AddressRange, entriesPerRead: Int) throws(PageStatError) -> UInt64 {
+        let pagemap = try Pagemap(pid: pid)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: entriesPerRead * 8, alignment: 8)
+        defer { buffer.deallocate() }
+        let pageSize = pagemap.pageSize
+        var offset = Int64((range.start / pageSize) * 8)
+        let end = Int64((range.end / pageSize) * 8)
+        var total: UInt64 = 0
+        while offset < end {
+            let want = Int(min(Int64(buffer.count), end - offset))
+            let got = pread(pagemap.fileDescriptor.rawValue, buffer.baseAddress, want, off_t(offset))
+            guard got > 0 else { break }
+            total += UInt64(got / 8)
+            offset += Int64(got)
+        }
+        return total
+    }
+}
