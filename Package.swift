@@ -6,10 +6,15 @@ let package = Package(
     products: [
         .library(name: "PageStat", targets: ["PageStat"]),
         .executable(name: "pagestat", targets: ["pagestat"]),
+        .executable(name: "pagestat-exporter", targets: ["pagestat-exporter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // pagestat-exporter alone: `pagestat` itself builds without them.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
@@ -35,6 +40,21 @@ let package = Package(
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections"],
                              .when(platforms: [.linux], configuration: .release)),
+            ]
+        ),
+        // The Prometheus exporter: an HTTP server with /metrics, its own executable so that the
+        // command-line tool does not build or link an HTTP stack.
+        .executableTarget(
+            name: "pagestat-exporter",
+            dependencies: [
+                "PageStat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release)),
             ]
         ),
         .testTarget(
