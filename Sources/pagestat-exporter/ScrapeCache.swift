@@ -15,20 +15,38 @@ actor ScrapeCache {
     private let settings: Settings
     private var latest: (body: [UInt8], at: UInt64)?
     private var running: Task<[UInt8], Never>?
-    // The exporter's own counters, carried from scan to scan.
-    private var scans = 0
-    private var scrapes = 0
-    private var refused: [Int: Int] = [:]
-    private var lastDuration = 0.0
+    /// The exporter's own metrics, live: rendered with every answer, never cached.
+    private let own = PrometheusCollectorRegistry()
+    private let scans: Counter
+    private let scrapes: Counter
+    private let duration: Gauge
 
     init(settings: Settings) {
         self.settings = settings
+        scans = own.makeCounter(descriptor: MetricNameDescriptor(
+            metricName: "pagestat_exporter_scans", unitName: "total", helpText: "Scans of the machine since the exporter started."))
+        scrapes = own.makeCounter(descriptor: MetricNameDescriptor(
+            metricName: "pagestat_exporter_scrapes", unitName: "total",
+            helpText: "Scrapes of /metrics answered since the exporter started (shared scans and reused results included)."))
+        duration = own.makeGauge(descriptor: MetricNameDescriptor(
+            metricName: "pagestat_exporter_scan_duration", unitName: "seconds", helpText: "How long the last scan of the machine took."))
+        for status in [404, 405] { _ = Self.refusals(own, status) }
+    }
+
+    private static func refusals(_ own: PrometheusCollectorRegistry, _ status: Int) -> Counter {
+        own.makeCounter(descriptor: MetricNameDescriptor(metricName: "pagestat_exporter_errors", unitName: "total",
+                                                         helpText: "Requests refused since the exporter started, by HTTP status."),
+                        labels: [("code", String(status))])
     }
 
     /// The exposition to answer a scrape with: the last one if it is recent enough, else the
     /// running scan's, else a new scan's.
     func exposition() async -> [UInt8] {
-        scrapes += 1
+        scrapes.increment()
+        return await machine() + own.emitToBuffer()
+    }
+
+    private func machine() async -> [UInt8] {
         if let latest, Double(Stopwatch.now() - latest.at) / 1e9 < settings.minInterval { return latest.body }
         if let running { return await running.value }
         let task = Task { await self.scan() }
@@ -39,7 +57,7 @@ actor ScrapeCache {
     }
 
     /// A request the exporter refused (404, 405): counted in the errors metric.
-    func refusedRequest(status: Int) { refused[status, default: 0] += 1 }
+    func refusedRequest(status: Int) { Self.refusals(own, status).increment() }
 
     /// Scans the machine on a thread of its own (the scan blocks: it reads /proc), then renders.
     private func scan() async -> [UInt8] {
@@ -49,14 +67,14 @@ actor ScrapeCache {
             DispatchQueue.global().async { continuation.resume(returning: SystemScanner.top()) }
         }
         let families = FleetMetrics.families(report, by: settings.grouping, objects: settings.objects, swapAreas: SwapArea.active())
-        lastDuration = Double(Stopwatch.now() - start) / 1e9
-        scans += 1
+        duration.set(Double(Stopwatch.now() - start) / 1e9)
+        scans.increment()
         let body = render(families)
         latest = (body, Stopwatch.now())
         return body
     }
 
-    /// The families and the exporter's own metrics through a registry of their own: each scan
+    /// The scan's families through a registry of their own: each scan
     /// starts from an empty registry, so a cgroup or object that went away leaves no stale series.
     private func render(_ families: [Prometheus.Family]) -> [UInt8] {
         let registry = PrometheusCollectorRegistry()
@@ -65,18 +83,6 @@ actor ScrapeCache {
             for sample in family.samples {
                 registry.makeGauge(descriptor: descriptor, labels: sample.labels).set(sample.value)
             }
-        }
-        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = [], _ value: Int) {
-            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "total", helpText: help), labels: labels)
-                .increment(by: Int64(value))
-        }
-        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "pagestat_exporter_scan_duration", unitName: "seconds",
-                                                            helpText: "How long the last scan of the machine took."))
-            .set(lastDuration)
-        counter("pagestat_exporter_scans", "Scans of the machine since the exporter started.", [], scans)
-        counter("pagestat_exporter_scrapes", "Scrapes of /metrics answered since the exporter started (shared scans and reused results included).", [], scrapes)
-        for status in [404, 405] {
-            counter("pagestat_exporter_errors", "Requests refused since the exporter started, by HTTP status.", [("code", String(status))], refused[status] ?? 0)
         }
         return registry.emitToBuffer()
     }

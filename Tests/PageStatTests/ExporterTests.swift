@@ -1,0 +1,210 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+
+/// The built `pagestat-exporter`, beside `pagestat`.
+var exporterPath: String {
+    URL(fileURLWithPath: TestEnvironment.pagestatPath).deletingLastPathComponent().appendingPathComponent("pagestat-exporter").path
+}
+
+/// `pagestat-exporter` running as a child on a free loopback port, until `stop()`.
+final class ExporterProcess {
+    let process = Process()
+    let port: Int
+    private let errors = Pipe()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: exporterPath)
+        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Lines about missing privilege may come first; then the address it serves.
+        var port: Int?
+        for _ in 0..<20 {
+            let line = String(decoding: readLine(errors), as: UTF8.self)
+            if line.isEmpty && !process.isRunning { break }
+            if let range = line.range(of: "serving http://127.0.0.1:") {
+                port = Int(line[range.upperBound...].prefix { $0.isNumber })
+                break
+            }
+        }
+        guard let port else {
+            process.terminate()
+            process.waitUntilExit()
+            throw PageStatError.invalidInput("pagestat-exporter did not say where it listens")
+        }
+        self.port = port
+    }
+
+    /// SIGTERM, then waits: the exporter stops gracefully. Returns its exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { stop() }
+}
+
+/// A bounded HTTP/1.1 client over a loopback socket: one request, the whole response.
+struct HTTPResponse {
+    var status: Int
+    var headers: String
+    var body: String
+}
+
+/// A TCP connection to 127.0.0.1:`port`, or -1.
+func connectLoopback(_ port: Int) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return -1 }
+    var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    if connected != 0 { close(fd); return -1 }
+    return fd
+}
+
+func sendAll(_ fd: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let sent = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            if sent <= 0 { return }
+            offset += sent
+        }
+    }
+}
+
+/// Reads one response: its headers, then Content-Length bytes of body (or up to EOF without one).
+func readResponse(_ fd: Int32) -> HTTPResponse? {
+    var data = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let separator: [UInt8] = [13, 10, 13, 10]
+    var headerEnd: Int?
+    var contentLength: Int?
+    while true {
+        if let headerEnd, let contentLength, data.count >= headerEnd + contentLength { break }
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        data += buffer[0..<count]
+        if headerEnd == nil, let found = data.indices.dropLast(3).first(where: { data[$0..<$0 + 4].elementsEqual(separator) }) {
+            headerEnd = found + 4
+            let headers = String(decoding: data[..<found], as: UTF8.self).lowercased()
+            if let line = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) {
+                contentLength = Int(line.dropFirst(15).trimmingPrefix(while: { $0 == " " }))
+            }
+        }
+    }
+    guard let headerEnd, data.count >= 12 else { return nil }
+    let headers = String(decoding: data[..<(headerEnd - 4)], as: UTF8.self)
+    guard headers.hasPrefix("HTTP/1."), let status = Int(headers.dropFirst(9).prefix(3)) else { return nil }
+    return HTTPResponse(status: status, headers: headers, body: String(decoding: data[headerEnd...], as: UTF8.self))
+}
+
+func httpRequest(_ port: Int, _ path: String) -> HTTPResponse? { httpRequest(port, "GET", path) }
+
+func httpRequest(_ port: Int, _ method: String, _ path: String) -> HTTPResponse? {
+    let fd = connectLoopback(port)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    sendAll(fd, "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n")
+    return readResponse(fd)
+}
+
+/// The value of one sample of `name` whose labels include `labels`, from exposition text.
+func sampleValue(_ text: String, _ name: String, _ labels: [(String, String)] = []) throws -> Double? {
+    let family = try Prometheus.parse(text).first { $0.name == name }
+    return family?.samples.first { sample in labels.allSatisfy { label in sample.labels.contains { $0 == label } } }?.value
+}
+
+@Suite("pagestat-exporter over HTTP on loopback", .serialized)
+struct ExporterTests {
+    @Test func servesMetricsOnlyAndRefusesTheRest() throws {
+        let exporter = try ExporterProcess(["--min-interval", "600"])
+        defer { exporter.stop() }
+        let metrics = try #require(httpRequest(exporter.port, "/metrics"))
+        #expect(metrics.status == 200)
+        #expect(metrics.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
+        let families = try Prometheus.parse(metrics.body)
+        #expect(families.contains { $0.name == "pagestat_processes_unreadable" })
+        #expect(families.contains { $0.name == "pagestat_exporter_scan_duration_seconds" })
+        #expect(httpRequest(exporter.port, "/")?.status == 404)
+        #expect(httpRequest(exporter.port, "/metrics/x")?.status == 404)
+        #expect(httpRequest(exporter.port, "/favicon.ico")?.status == 404)
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let refused = httpRequest(exporter.port, method, "/metrics")
+            #expect(refused?.status == 405, "\(method)")
+            #expect(refused?.headers.lowercased().contains("allow: get") == true)
+        }
+        let after = try #require(httpRequest(exporter.port, "/metrics"))
+        #expect(try sampleValue(after.body, "pagestat_exporter_errors_total", [("code", "405")]) == 4)
+        #expect(try sampleValue(after.body, "pagestat_exporter_errors_total", [("code", "404")]) == 3)
+        #expect(exporter.stop() == 0)  // SIGTERM: a graceful stop
+    }
+
+    @Test func concurrentScrapesShareOneScan() throws {
+        let exporter = try ExporterProcess(["--min-interval", "600"])
+        defer { exporter.stop() }
+        // 200 connections, every request sent before any response is read: all pending at once.
+        let connections = (0..<200).map { _ in connectLoopback(exporter.port) }
+        defer { for fd in connections where fd >= 0 { close(fd) } }
+        #expect(connections.allSatisfy { $0 >= 0 })
+        for fd in connections { sendAll(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }
+        let statuses = connections.map { readResponse($0)?.status ?? 0 }
+        #expect(statuses.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
+        let after = try #require(httpRequest(exporter.port, "/metrics"))
+        #expect(try sampleValue(after.body, "pagestat_exporter_scans_total") == 1)
+        #expect(try sampleValue(after.body, "pagestat_exporter_scrapes_total") == 201)
+    }
+
+    @Test func aClientThatNeverReadsBlocksNoOne() throws {
+        let exporter = try ExporterProcess(["--min-interval", "0"])
+        defer { exporter.stop() }
+        // One asks and never reads, one sends half a request and waits, with tiny receive buffers.
+        let silent = connectLoopback(exporter.port)
+        let half = connectLoopback(exporter.port)
+        defer { close(silent); close(half) }
+        var small: Int32 = 1024
+        setsockopt(silent, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        sendAll(silent, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sendAll(half, "GET /metrics HTTP/1.1\r\nHost:")
+        let start = Stopwatch.now()
+        for _ in 0..<3 {
+            #expect(httpRequest(exporter.port, "/metrics")?.status == 200)
+        }
+        #expect(Double(Stopwatch.now() - start) / 1e9 < 20)
+    }
+
+    @Test func memoryStaysBoundedOverAThousandScrapes() throws {
+        let exporter = try ExporterProcess(["--min-interval", "600"])
+        defer { exporter.stop() }
+        func rssKiB() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/\(exporter.process.processIdentifier)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        }
+        for _ in 0..<100 { _ = httpRequest(exporter.port, "/metrics") }
+        let before = try rssKiB()
+        for _ in 0..<1000 { #expect(httpRequest(exporter.port, "/metrics")?.status == 200) }
+        let after = try rssKiB()
+        #expect(after - before < 16 * 1024, "RSS grew from \(before) KiB to \(after) KiB over 1000 scrapes")
+    }
+
+    @Test func badArgumentsAreUsageErrors() throws {
+        for arguments in [["--listen", "nowhere"], ["--listen", "127.0.0.1:99999"], ["--min-interval", "-1"], ["--by", "pod"]] {
+            let run = try runCommand(exporterPath, arguments)
+            #expect(run.status == 64, "\(arguments): \(run.stderr)")
+            #expect(run.stderr.hasPrefix("Error: "), "\(arguments): \(run.stderr)")
+        }
+    }
+}
