@@ -208,3 +208,122 @@ struct ExporterTests {
         }
     }
 }
+
+/// A free loopback TCP port (bound, read back, released: another process may take it first).
+func freeLoopbackPort() -> Int? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+}
+
+enum PrometheusServer {
+    static let path = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    /// Why the end-to-end test cannot run here, or nil.
+    static var missing: String? {
+        if !TestEnvironment.swapAndRoot { return "needs root and swap on" }
+        if path == nil { return "the prometheus server is not installed (Debian's prometheus package; Scripts/test.sh installs it as root)" }
+        return nil
+    }
+}
+
+@Suite("pagestat-exporter scraped by a real Prometheus server (needs root, swap and prometheus)", .serialized)
+struct ExporterPrometheusTests {
+    @Test func prometheusSeesTheSwappedSharedMemoryOfACgroup() throws {
+        if let missing = PrometheusServer.missing {
+            print("ExporterPrometheusTests: NOT RUN: end to end with Prometheus: \(missing)")
+            if TestEnvironment.isCI { Issue.record("under CI the end-to-end Prometheus test must run: \(missing)") }
+            return
+        }
+        let prometheus = try #require(PrometheusServer.path)
+        // A memfd mapped by two processes, a quarter of its pages paged out (the fixture's
+        // layout), both processes in a cgroup of the test's own.
+        let a = try FixtureProcess()
+        defer { a.stop() }
+        let q = a.pages / 4
+        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        defer { b.stop() }
+        let cgroup = try TestCgroup("pagestat-e2e-\(getpid())")
+        defer { cgroup.remove() }
+        try cgroup.enter(a.pid)
+        try cgroup.enter(b.pid)
+        let cgroupPath = try #require(ProcessIdentity.read(pid: a.pid)?.cgroup)
+        var st = stat()
+        #expect(stat(try #require(a.paths["memfd"]), &st) == 0)
+        let inode = String(st.st_ino)
+        let page = UInt64(TestEnvironment.pageSize)
+
+        let exporter = try ExporterProcess(["--min-interval", "0.5", "--objects", "100000"])
+        defer { exporter.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pagestat-e2e-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try """
+        global:
+          scrape_interval: 1s
+          evaluation_interval: 1s
+        scrape_configs:
+          - job_name: pagestat
+            scrape_interval: 1s
+            scrape_timeout: 1s
+            static_configs:
+              - targets: ['127.0.0.1:\(exporter.port)']
+
+        """.write(toFile: directory + "/prometheus.yml", atomically: true, encoding: .utf8)
+        let webPort = try #require(freeLoopbackPort())
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: prometheus)
+        server.arguments = ["--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/data",
+                            "--web.listen-address=127.0.0.1:\(webPort)", "--log.level=warn"]
+        let log = FileHandle(forWritingAtPath: "/dev/null")
+        server.standardOutput = log
+        server.standardError = log
+        try server.run()
+        defer {
+            if server.isRunning { server.terminate() }
+            server.waitUntilExit()
+        }
+
+        /// The value of an instant query's only series, once Prometheus has one.
+        func query(_ promql: String) -> Double? {
+            var components = URLComponents()
+            components.path = "/api/v1/query"
+            components.queryItems = [URLQueryItem(name: "query", value: promql)]
+            let path = (components.percentEncodedPath) + "?" + (components.percentEncodedQuery ?? "")
+                .replacingOccurrences(of: "+", with: "%2B")
+            guard let response = httpRequest(webPort, path), response.status == 200,
+                  let json = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any],
+                  let data = json["data"] as? [String: Any], let result = data["result"] as? [[String: Any]],
+                  result.count == 1, let value = result[0]["value"] as? [Any], value.count == 2,
+                  let text = value[1] as? String else { return nil }
+            return Double(text)
+        }
+        let escaped = cgroupPath.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let objectQuery = "pagestat_object_swapped_bytes{kind=\"shmem\",inode=\"\(inode)\",path=\"/memfd:pagestat-fixture (deleted)\"}"
+        let cgroupQuery = "sum(pagestat_shared_swapped_bytes{cgroup=\"\(escaped)\"})"
+        let shmemQuery = "pagestat_shared_swapped_bytes{cgroup=\"\(escaped)\",kind=\"shmem\"}"
+        var object: Double?
+        let deadline = Stopwatch.now() + 60_000_000_000
+        while Stopwatch.now() < deadline {
+            object = query(objectQuery)
+            if object != nil { break }
+            usleep(250_000)
+        }
+        // The memfd: q swapped pages. The cgroup: the memfd's q (both its mappers are in it), and
+        // q each of A's shared anonymous memory, tmpfs file and SysV segment.
+        #expect(object == Double(UInt64(q) * page), "Prometheus never had \(objectQuery)")
+        #expect(query(cgroupQuery) == Double(UInt64(4 * q) * page))
+        #expect(query(shmemQuery) == Double(UInt64(2 * q) * page))
+        #expect(query("up{job=\"pagestat\"}") == 1)
+        server.terminate()
+        server.waitUntilExit()
+        #expect(exporter.stop() == 0)
+    }
+}
