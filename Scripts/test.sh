@@ -30,6 +30,18 @@ elif [ "$(id -u)" != 0 ]; then
     echo "test.sh: WARNING: not root: the tests that need root and swap will be reported as NOT RUN" >&2
 fi
 
+# The exporter's end-to-end test scrapes it with a real Prometheus server, and its unit tests run
+# promtool on the exposition: as root, install Debian's prometheus package when it is missing.
+if [ "$(id -u)" = 0 ]; then
+    if ! command -v prometheus > /dev/null || ! command -v promtool > /dev/null; then
+        echo "test.sh: installing prometheus for the exporter's end-to-end test"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+    fi
+else
+    echo "test.sh: WARNING: not root: prometheus is not installed if missing; the end-to-end exporter test will be reported as NOT RUN" >&2
+fi
+
 swift build
 swift test --disable-xctest "$@"
 
