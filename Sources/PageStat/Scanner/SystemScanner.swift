@@ -204,27 +204,48 @@ public enum SystemScanner {
             var failures = 0
             var firstFailure: PageStatError?
             let kind = mappings[0].kind
-            let whole = (object.size + pageSize - 1) / pageSize * pageSize
-            if let stat = try? object.cachestat(offset: 0, length: whole) {
-                objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
-                                            resident: stat.nr_cache * pageSize, swapped: stat.nr_evicted * pageSize,
-                                            mappers: Set(mappings.map(\.pid)).count))
+            // The object's own totals: the stretches its mappers map, asked once for the split
+            // below, plus the stretches no one maps (each page is asked once: cachestat costs per
+            // swapped page).
+            var total = (cache: UInt64(0), evicted: UInt64(0))
+            var complete = true
+            var asked: UInt64 = 0  // the next page not yet asked about
+            let pages = (object.size + pageSize - 1) / pageSize
+            func unmapped(upTo end: UInt64) {
+                guard end > asked else { return }
+                if let stat = try? object.cachestat(offset: asked * pageSize, length: (end - asked) * pageSize) {
+                    total.cache += stat.nr_cache
+                    total.evicted += stat.nr_evicted
+                } else {
+                    complete = false
+                }
             }
             for (interval, pids) in coverage(mappings) {
+                unmapped(upTo: min(interval.lowerBound, pages))
+                asked = max(asked, interval.upperBound)
                 let stat: CPagestat_cachestat
                 do {
                     stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
                 } catch {
                     failures += 1
                     firstFailure = firstFailure ?? error
+                    complete = false
                     continue
                 }
+                total.cache += stat.nr_cache
+                total.evicted += stat.nr_evicted
                 for (pid, bytes) in split(stat.nr_evicted * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].swapped += bytes
                 }
                 for (pid, bytes) in split(stat.nr_cache * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].resident += bytes
                 }
+            }
+            unmapped(upTo: pages)
+            if complete {
+                objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
+                                            resident: total.cache * pageSize, swapped: total.evicted * pageSize,
+                                            mappers: Set(mappings.map(\.pid)).count))
             }
             if let firstFailure {
                 state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
