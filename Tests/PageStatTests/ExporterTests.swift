@@ -12,11 +12,20 @@ var exporterPath: String {
 final class ExporterProcess {
     let process = Process()
     let port: Int
+    /// What it printed before it served: the lines about missing privilege.
+    private(set) var startLines: [String] = []
     private let errors = Pipe()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: exporterPath)
-        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+    /// Starts the exporter; as another user without capabilities (setpriv(1)) when `uid` is given.
+    init(_ arguments: [String], asUser uid: UInt32? = nil) throws {
+        if let uid {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all", exporterPath,
+                                 "--listen", "127.0.0.1:0"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: exporterPath)
+            process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        }
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -25,6 +34,7 @@ final class ExporterProcess {
         for _ in 0..<20 {
             let line = String(decoding: readLine(errors), as: UTF8.self)
             if line.isEmpty && !process.isRunning { break }
+            startLines.append(line)
             if let range = line.range(of: "serving http://127.0.0.1:") {
                 port = Int(line[range.upperBound...].prefix { $0.isNumber })
                 break
@@ -198,6 +208,23 @@ struct ExporterTests {
         for _ in 0..<1000 { #expect(httpRequest(exporter.port, "/metrics")?.status == 200) }
         let after = try rssKiB()
         #expect(after - before < 16 * 1024, "RSS grew from \(before) KiB to \(after) KiB over 1000 scrapes")
+    }
+
+    @Test(.enabled(if: TestEnvironment.isRoot, "needs root to start the exporter as another user"))
+    func withoutPrivilegeItSaysWhatItLacksAndRunsDegraded() throws {
+        let exporter = try ExporterProcess(["--min-interval", "600"], asUser: 65534)
+        defer { exporter.stop() }
+        let lines = exporter.startLines.joined(separator: "\n")
+        #expect(lines.contains("running degraded without CAP_SYS_ADMIN"), "\(lines)")
+        #expect(lines.contains("CAP_SYS_PTRACE") && lines.contains("CAP_DAC_READ_SEARCH"), "\(lines)")
+        let metrics = try #require(httpRequest(exporter.port, "/metrics"))
+        #expect(metrics.status == 200)
+        #expect(try sampleValue(metrics.body, "pagestat_privileged") == 0)
+        #expect(try sampleValue(metrics.body, "pagestat_processes_unreadable") ?? 0 > 0)
+        // Root has none of those lines.
+        let root = try ExporterProcess(["--min-interval", "600"])
+        defer { root.stop() }
+        #expect(!root.startLines.contains { $0.contains("degraded") }, "\(root.startLines)")
     }
 
     @Test func badArgumentsAreUsageErrors() throws {
