@@ -2,7 +2,8 @@
 # Scrape cost of the fleet view (BENCHMARKS.md, "Fleet view: scrape cost"): arranges 120
 # processes sharing 12 shared-memory objects (4 memfds, 4 shared anonymous mappings, 4 /dev/shm
 # files, each 16 MiB, half written, a quarter of that paged out), then times, RUNS times each:
-#   - a scrape of pagestat-exporter with --min-interval 0 (every scrape a full scan), over HTTP;
+#   - a scrape of pagestat-exporter with --min-interval 0 (every scrape a full scan), over HTTP,
+#     as it runs by default (no PSS) and with --pss;
 #   - the whole `pagestat top --by cgroup --format prometheus` process;
 #   - `smem` (when installed) over the same machine, for comparison;
 # and prints the medians and what each says the arranged processes have in swap. Needs root and
@@ -74,19 +75,22 @@ echo "processes on the machine: $(ls -d /proc/[0-9]* | wc -l)"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# The exporter, every scrape a scan.
-"$BIN/pagestat-exporter" --listen 127.0.0.1:0 --min-interval 0 --objects 20 2> "$work/exporter.err" &
-exporter=$!
-for _ in $(seq 50); do grep -q serving "$work/exporter.err" && break; sleep 0.1; done
-port=$(grep -o '127.0.0.1:[0-9]*' "$work/exporter.err" | head -1 | cut -d: -f2)
-curl -s "http://127.0.0.1:$port/metrics" > /dev/null   # warm-up
-for _ in $(seq "$RUNS"); do
-    curl -s -o "$work/metrics" -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
-done | awk '{print $1 * 1000}' | median > "$work/scrape"
-echo "exporter scrape (full scan, HTTP included), median of $RUNS: $(cat "$work/scrape") ms"
-echo "  its own last scan: $(grep '^pagestat_exporter_scan_duration_seconds' "$work/metrics" | awk '{print $2 * 1000}') ms;" \
-     "series: $(grep -vc '^#' "$work/metrics")"
-echo "  swapped shared memory, every cgroup: $(awk '/^pagestat_shared_swapped_bytes/ {s += $2} END {printf "%.1f MiB", s / 1048576}' "$work/metrics")"
+# The exporter, every scrape a scan: as it runs by default (no PSS), then with --pss.
+for flags in "" "--pss"; do
+    "$BIN/pagestat-exporter" --listen 127.0.0.1:0 --min-interval 0 --objects 20 $flags 2> "$work/exporter.err" &
+    exporter=$!
+    for _ in $(seq 50); do grep -q serving "$work/exporter.err" && break; sleep 0.1; done
+    port=$(grep -o '127.0.0.1:[0-9]*' "$work/exporter.err" | head -1 | cut -d: -f2)
+    curl -s "http://127.0.0.1:$port/metrics" > /dev/null   # warm-up
+    for _ in $(seq "$RUNS"); do
+        curl -s -o "$work/metrics" -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
+    done | awk '{print $1 * 1000}' | median > "$work/scrape"
+    echo "exporter ${flags:-(default, no PSS)} scrape (full scan, HTTP included), median of $RUNS: $(cat "$work/scrape") ms"
+    echo "  its own last scan: $(grep '^pagestat_exporter_scan_duration_seconds' "$work/metrics" | awk '{print $2 * 1000}') ms;" \
+         "series: $(grep -vc '^#' "$work/metrics")"
+    echo "  swapped shared memory, every cgroup: $(awk '/^pagestat_shared_swapped_bytes/ {s += $2} END {printf "%.1f MiB", s / 1048576}' "$work/metrics")"
+    kill "$exporter"; wait "$exporter" 2>/dev/null || true; exporter=""
+done
 
 for _ in $(seq "$RUNS"); do
     start=$(date +%s%N); "$BIN/pagestat" top --by cgroup --format prometheus > /dev/null; end=$(date +%s%N)

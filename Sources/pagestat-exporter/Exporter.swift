@@ -44,6 +44,9 @@ struct Exporter: AsyncParsableCommand {
     @Option(help: "Seconds a scan's result is reused for before a scrape starts a new one.")
     var minInterval: Double = 10
 
+    @Flag(help: "Also export PSS (pagestat_pss_bytes): one /proc/kpagecount read per scattered present page, most of a scan's cost.")
+    var pss = false
+
     func validate() throws {
         if objects < 0 { throw ValidationError("--objects must be 0 or more") }
         if !(minInterval >= 0) { throw ValidationError("--min-interval must be 0 or more seconds") }
@@ -51,7 +54,7 @@ struct Exporter: AsyncParsableCommand {
 
     func run() async throws {
         for line in Privilege.lacking() { printError("pagestat-exporter: \(line)") }
-        let cache = ScrapeCache(settings: .init(grouping: by, objects: objects, minInterval: minInterval))
+        let cache = ScrapeCache(settings: .init(grouping: by, objects: objects, minInterval: minInterval, proportional: pss))
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             guard request.uri.path == "/metrics" else {
                 await cache.refusedRequest(status: 404)

@@ -10,6 +10,7 @@ actor ScrapeCache {
         var grouping: TopGrouping
         var objects: Int
         var minInterval: Double
+        var proportional: Bool
     }
 
     private let settings: Settings
@@ -64,7 +65,7 @@ actor ScrapeCache {
         let settings = self.settings
         let start = Stopwatch.now()
         let report = await withCheckedContinuation { (continuation: CheckedContinuation<TopReport, Never>) in
-            DispatchQueue.global().async { continuation.resume(returning: SystemScanner.top()) }
+            DispatchQueue.global().async { continuation.resume(returning: SystemScanner.top(proportional: settings.proportional)) }
         }
         let families = FleetMetrics.families(report, by: settings.grouping, objects: settings.objects, swapAreas: SwapArea.active())
         duration.set(Double(Stopwatch.now() - start) / 1e9)

@@ -148,6 +148,7 @@ struct ExporterTests {
         let families = try Prometheus.parse(metrics.body)
         #expect(families.contains { $0.name == "pagestat_processes_unreadable" })
         #expect(families.contains { $0.name == "pagestat_exporter_scan_duration_seconds" })
+        #expect(!families.contains { $0.name == "pagestat_pss_bytes" })  // only with --pss
         #expect(httpRequest(exporter.port, "/")?.status == 404)
         #expect(httpRequest(exporter.port, "/metrics/x")?.status == 404)
         #expect(httpRequest(exporter.port, "/favicon.ico")?.status == 404)
@@ -225,6 +226,15 @@ struct ExporterTests {
         let root = try ExporterProcess(["--min-interval", "600"])
         defer { root.stop() }
         #expect(!root.startLines.contains { $0.contains("degraded") }, "\(root.startLines)")
+    }
+
+    @Test(.enabled(if: TestEnvironment.isRoot, "PSS needs root (/proc/kpagecount)"))
+    func pssOnlyWhenAskedFor() throws {
+        let exporter = try ExporterProcess(["--min-interval", "600", "--pss"])
+        defer { exporter.stop() }
+        let metrics = try #require(httpRequest(exporter.port, "/metrics"))
+        let pss = try #require(try Prometheus.parse(metrics.body).first { $0.name == "pagestat_pss_bytes" })
+        #expect(!pss.samples.isEmpty && pss.samples.allSatisfy { $0.value >= 0 })
     }
 
     @Test func badArgumentsAreUsageErrors() throws {

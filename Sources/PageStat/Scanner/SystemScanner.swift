@@ -144,13 +144,15 @@ struct SystemNotes {
 public enum SystemScanner {
     /// Scans every process with both cores. Shared objects are settled once each: the swapped
     /// pages of every stretch of an object are split evenly among the processes mapping it.
-    public static func top(progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
-        top(pids: ProcFS.pids().filter { $0 != getpid() }, progress: progress)
+    /// Without `proportional`, PSS and USS are left out (nil): the scan then reads no
+    /// /proc/kpagecount, most of its cost on a busy machine.
+    public static func top(proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
+        top(pids: ProcFS.pids().filter { $0 != getpid() }, proportional: proportional, progress: progress)
     }
 
     /// `top` over the processes `pids` alone: each shared object's swapped pages are split among
     /// those of them that map it.
-    public static func top(pids: [Int32], progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
+    public static func top(pids: [Int32], proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
         let pageSize = UInt64(ProcFS.pageSize)
         struct Collected {
             var processes: [ProcessUse] = []
@@ -164,7 +166,7 @@ public enum SystemScanner {
         DispatchQueue.concurrentPerform(iterations: 2) { worker in
             for index in stride(from: worker, to: pids.count, by: 2) {
                 let pid = pids[index]
-                let outcome = scanForTop(pid)
+                let outcome = scanForTop(pid, proportional: proportional)
                 collected.withLock { state in
                     state.done += 1
                     switch outcome {
@@ -276,11 +278,12 @@ public enum SystemScanner {
     }
 
     /// One process for `top`: its page table only (shared objects are settled by the caller).
-    private static func scanForTop(_ pid: Int32) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError> {
+    private static func scanForTop(_ pid: Int32, proportional: Bool) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError> {
         do {
             let scanner = try ProcessScanner(pid: pid, batchPages: 1 << 14)
             var options = ScanOptions(accounting: true)
             options.fileSide = false
+            options.proportional = proportional
             let report = try scanner.scan(options)
             guard !report.mappings.isEmpty else { return .success(nil) }  // a kernel thread
             var use = MemoryUse.zero
@@ -296,7 +299,7 @@ public enum SystemScanner {
                                                                kind: SharedMemoryKind(m))))
                 }
             }
-            if !report.privileged { use.pss = nil; use.uss = nil }
+            if !report.privileged || !proportional { use.pss = nil; use.uss = nil }
             let identity = ProcessIdentity.read(pid: pid) ?? ProcessIdentity(name: "?", comm: "?", uid: nil, cgroup: nil)
             return .success((ProcessUse(pid: pid, command: identity.name, use: use, identity: identity), objects, report.notes))
         } catch {
