@@ -159,7 +159,7 @@ public enum SummaryRenderer {
     }
 
     /// `count` and a noun, singular or plural: "1 process", "3 processes".
-    static func counted(_ count: Int, _ singular: String, _ plural: String) -> String {
+    static func amount(_ count: Int, _ singular: String, _ plural: String) -> String {
         "\(count) \(count == 1 ? singular : plural)"
     }
 
@@ -258,8 +258,8 @@ public enum SummaryRenderer {
             }
             table.add(cells(total, grouping == .process ? "" : String(total.processes), "TOTAL"))
             var out = table.render()
-            out += counted(total.processes, "process", "processes")
-            if grouping != .process { out += " in " + counted(all.count, grouping.rawValue, grouping.plural) }
+            out += amount(total.processes, "process", "processes")
+            if grouping != .process { out += " in " + amount(all.count, grouping.rawValue, grouping.plural) }
             if rows.count < all.count { out += ", \(rows.count) shown" }
             if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
