@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "PageStat", targets: ["PageStat"]),
         .executable(name: "pagestat", targets: ["pagestat"]),
+        .executable(name: "pagestat-exporter", targets: ["pagestat-exporter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -13,6 +14,10 @@ let package = Package(
         // `swift package generate-documentation --target PageStat`: the DocC catalog in
         // Sources/PageStat/PageStat.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // pagestat-exporter alone: `pagestat` itself builds without them.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Thin C shim: ioctl numbers, structs missing from Debian 12's headers, raw syscalls.
@@ -70,6 +75,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/MigrationPlan"
+        ),
+        // The Prometheus exporter: an HTTP server with /metrics, its own executable so that the
+        // command-line tool does not build or link an HTTP stack.
+        .executableTarget(
+            name: "pagestat-exporter",
+            dependencies: [
+                "PageStat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "PageStatTests",

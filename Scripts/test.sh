@@ -45,6 +45,18 @@ if [ ${#picture_tools[@]} -gt 0 ]; then
     fi
 fi
 
+# The exporter's end-to-end test scrapes it with a real Prometheus server, and its unit tests run
+# promtool on the exposition: as root, install Debian's prometheus package when it is missing.
+if [ "$(id -u)" = 0 ]; then
+    if ! command -v prometheus > /dev/null || ! command -v promtool > /dev/null; then
+        echo "test.sh: installing prometheus for the exporter's end-to-end test"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+    fi
+else
+    echo "test.sh: WARNING: not root: prometheus is not installed if missing; the end-to-end exporter test will be reported as NOT RUN" >&2
+fi
+
 swift build
 # Tests that turn a swap area of their own on and off run on their own, after the rest: swapoff
 # brings back into memory every page that went to that area, including pages other tests (or

@@ -1,11 +1,13 @@
 import ArgumentParser
 import PageStat
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension SummaryRenderer.TopSort: ExpressibleByArgument {}
+extension TopGrouping: ExpressibleByArgument {}
 
 extension Pagestat {
     struct Summary: ParsableCommand {
@@ -127,47 +129,93 @@ extension Pagestat {
         }
     }
 
+    /// `top`'s formats: the three reports' own and the Prometheus text exposition format.
+    enum TopFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json, csv, prometheus
+    }
+
     struct Top: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "top",
-            abstract: "Every process, one row each, like procrank, with swapped shared memory counted.",
+            abstract: "Every process (or command, user, memory cgroup), one row each, like procrank, with swapped shared memory counted.",
             discussion: """
             RSS, PSS and USS come from each process's page table (PSS and USS need root for \
             /proc/kpagecount). SWAP is the process's private swap plus its fair share of swapped \
             shared memory: each swapped page of a shared object is split evenly among the \
             processes mapping that page, the way PSS splits resident pages (SHMEM-SWAP is that \
-            share alone). Each shared object is inspected once. Processes that exit during the \
-            scan are skipped; processes that cannot be read are counted and reported.
+            share alone; SHMEM is the same share of the object's pages in memory). Each shared \
+            object is inspected once. A group's row is the sum of its processes, so every \
+            grouping adds up to the same TOTAL. Filters choose rows after the whole machine is \
+            scanned: shares stay split among every process mapping a page. Processes that exit \
+            during the scan are skipped; processes that cannot be read are counted and reported.
 
             Examples:
               pagestat top
               pagestat top --sort shmem-swap --limit 10
-              pagestat top --format json
+              pagestat top --by cgroup --sort swap
+              pagestat top --user postgres --command postgres --by command
+              pagestat top --by cgroup --format prometheus > metrics.prom
             """
         )
 
-        @Option(help: "Sort by pss, uss, rss, swap or shmem-swap (largest first).")
+        @Option(help: "One row per process, command (comm), user or cgroup (the memory cgroup).")
+        var by: TopGrouping = .process
+
+        @Option(name: .customLong("pid"), help: "Only this process (repeatable).")
+        var pids: [Int32] = []
+
+        @Option(name: .customLong("user"), help: "Only processes of this user, a name or a uid (repeatable).")
+        var users: [String] = []
+
+        @Option(name: .customLong("command"), help: "Only processes whose comm is this, or whose command line contains it (repeatable).")
+        var commands: [String] = []
+
+        @Option(help: "Sort by pss, uss, rss, swap, shmem-swap, shmem, processes (largest first), pid or name (ascending).")
         var sort: SummaryRenderer.TopSort = .pss
 
-        @Option(help: "Show at most this many processes.")
+        @Flag(help: "Sort the other way round.")
+        var reverse = false
+
+        @Option(help: "Show at most this many rows (the TOTAL row still adds up every selected process).")
         var limit: Int?
 
-        @Option(help: "Output format: text, json or csv.")
-        var format: OutputFormat = .text
+        @Option(help: "With --format prometheus: per-object series for at most this many objects, those with the most swap.")
+        var objects: Int = 20
+
+        @Option(help: "Output format: text, json, csv or prometheus (the text exposition format).")
+        var format: TopFormat = .text
 
         func validate() throws {
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+            if objects < 0 { throw ValidationError("--objects must be 0 or more") }
+            if let pid = pids.first(where: { $0 < 1 }) { throw ValidationError("--pid \(pid): a pid is a positive number") }
+            for user in users where UInt32(user) == nil && getpwnam(user) == nil {
+                throw ValidationError("--user \(user): no such user")
+            }
+            if commands.contains("") { throw ValidationError("--command needs a name") }
         }
 
         func run() throws {
             let start = monotonicSeconds()
             let showProgress = isatty(2) == 1
+            let shown = Atomic<Bool>(false)
             let report = SystemScanner.top { done, total in
                 if showProgress && monotonicSeconds() - start > 1 {
-                    printError("\rpagestat: scanned \(done) of \(total) processes", newline: done == total)
+                    shown.store(true, ordering: .relaxed)
+                    printError("\rpagestat: scanned \(done) of \(total) processes", newline: false)
                 }
             }
-            writeOut(SummaryRenderer.top(report, sort: sort, limit: limit, format: format))
+            // Leave no progress line behind.
+            if shown.load(ordering: .relaxed) { printError("\r\u{1b}[K", newline: false) }
+            let filter = TopFilter(pids: Set(pids), users: Set(users), commands: commands)
+            switch format {
+            case .prometheus:
+                writeOut(Prometheus.render(FleetMetrics.families(report, by: by, filter: filter, objects: objects,
+                                                                 swapAreas: SwapArea.active())))
+            case .text, .json, .csv:
+                let output = OutputFormat(rawValue: format.rawValue)!
+                writeOut(SummaryRenderer.top(report, by: by, filter: filter, sort: sort, reverse: reverse, limit: limit, format: output))
+            }
         }
     }
 

@@ -193,19 +193,25 @@ struct HostileNameEndToEndTests {
         #expect(text.status == 0, "\(text.stderr)")
         expectNoControlBytes(text.output, "top")
         let output = lines(text.output)
-        // A header, one line per process, the count, the notes.
+        // A header, one line per process, the TOTAL row, the count, the notes.
         let countLine = try #require(output.lastIndex { !$0.hasPrefix("note: ") })
         let count = try #require(Int(output[countLine].prefix { $0.isNumber }))
-        #expect(countLine == count + 1)
-        #expect(output.count == count + 2 + output.filter { $0.hasPrefix("note: ") }.count)
-        #expect(output.filter { $0.drop { $0 == " " }.hasPrefix("\(hostile.pid) ") && $0.hasSuffix("  " + hostileCommEscaped) }.count == 1)
+        #expect(countLine == count + 2)
+        #expect(output.count == count + 3 + output.filter { $0.hasPrefix("note: ") }.count)
+        #expect(output.filter { $0.drop { $0 == " " }.hasPrefix("\(hostile.pid) ") }.count == 1)
+        // Rows by command name (comm): the hostile name, escaped, on one line of its own.
+        let byCommand = try runPagestat(["top", "--by", "command"])
+        #expect(byCommand.status == 0, "\(byCommand.stderr)")
+        expectNoControlBytes(byCommand.output, "top --by command")
+        #expect(lines(byCommand.output).filter { $0.hasSuffix("  " + hostileCommEscaped) }.count == 1)
 
         let json = try runPagestat(["top", "--format", "json"])
         let report = try #require(try JSONSerialization.jsonObject(with: json.output) as? [String: Any])
         let processes = try #require(report["processes"] as? [[String: Any]])
         let process = try #require(processes.first { $0["pid"] as? Int == Int(hostile.pid) })
-        #expect(jsonNameBytes(process, "command") == hostileComm)
-        #expect(process["command_bytes"] as? String == hexString(hostileComm))
+        // `command` is the command line as ps shows it; `comm` the name the process gave itself.
+        #expect(jsonNameBytes(process, "comm") == hostileComm)
+        #expect(process["comm_bytes"] as? String == hexString(hostileComm))
     }
 
     @Test func filePrintsEachFileOnItsOwnLine() throws {

@@ -132,7 +132,7 @@ struct SystemViewTests {
         let shares = processes.compactMap { $0["shmem_swap"] as? UInt64 }
         #expect(shares == shares.sorted(by: >))
         let limited = csvRows(try runPagestat(["top", "--format", "csv", "--limit", "2", "--sort", "shmem-swap"]).stdout)
-        #expect(limited.count == 2)
+        #expect(limited.count == 3 && limited.last?["command"] == "TOTAL")  // two rows, then the total
         #expect(UInt64(limited[0]["shmem_swap"] ?? "") ?? 0 >= (3 * q + q / 2) * page)
     }
 

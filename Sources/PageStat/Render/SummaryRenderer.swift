@@ -273,68 +273,153 @@ public enum SummaryRenderer {
 
     // MARK: top
 
+    /// A column of `top` to sort by. Sizes and counts sort largest first, names and pids in
+    /// ascending order; `reverse` turns either around.
     public enum TopSort: String, Sendable, CaseIterable {
         case pss, uss, rss, swap
         case shmemSwap = "shmem-swap"
+        case shmem
+        case processes, pid, name
 
-        func key(_ use: MemoryUse) -> UInt64 {
+        func size(_ row: TopRow) -> UInt64 {
             switch self {
-            case .pss: use.pss ?? use.rss
-            case .uss: use.uss ?? use.rss
-            case .rss: use.rss
-            case .swap: use.swap
-            case .shmemSwap: use.shmemSwap
+            case .pss: row.use.pss ?? row.use.rss
+            case .uss: row.use.uss ?? row.use.rss
+            case .rss: row.use.rss
+            case .swap: row.use.swap
+            case .shmemSwap: row.use.shmemSwap
+            case .shmem: row.sharedResident
+            case .processes: UInt64(row.processes)
+            case .pid, .name: 0
+            }
+        }
+
+        /// Whether `a` comes before `b`; ties go by name, then pid.
+        func precedes(_ a: TopRow, _ b: TopRow, reverse: Bool) -> Bool {
+            let ascending: Bool
+            switch self {
+            case .name:
+                if a.name != b.name { return (a.name < b.name) != reverse }
+                ascending = (a.pid ?? 0) < (b.pid ?? 0)
+                return ascending != reverse
+            case .pid:
+                if a.pid != b.pid { return ((a.pid ?? 0) < (b.pid ?? 0)) != reverse }
+                return (a.name < b.name) != reverse
+            default:
+                let x = size(a), y = size(b)
+                if x != y { return (x > y) != reverse }
+                if a.name != b.name { return a.name < b.name }
+                return (a.pid ?? 0) < (b.pid ?? 0)
             }
         }
     }
 
-    public static func top(_ report: TopReport, sort: TopSort, limit: Int?, format: OutputFormat) -> String {
-        var processes = report.processes.sorted { (sort.key($0.use), $1.pid) > (sort.key($1.use), $0.pid) }
-        if let limit { processes = Array(processes.prefix(limit)) }
+    /// `count` and a noun, singular or plural: "1 process", "3 processes".
+    static func amount(_ count: Int, _ singular: String, _ plural: String) -> String {
+        "\(count) \(count == 1 ? singular : plural)"
+    }
+
+    /// `top`: one row per process or group (`by`), the processes `filter` selects, sorted, at most
+    /// `limit` rows, then the TOTAL row: the sum of every selected process, shown or not.
+    public static func top(_ report: TopReport, by grouping: TopGrouping = .process, filter: TopFilter = TopFilter(),
+                           sort: TopSort, reverse: Bool = false, limit: Int?, format: OutputFormat) -> String {
+        let all = report.rows(by: grouping, filter: filter)
+        let total = TopReport.total(all)
+        var rows = all.sorted { sort.precedes($0, $1, reverse: reverse) }
+        if let limit { rows = Array(rows.prefix(limit)) }
+        let groupColumn = grouping == .process ? "command" : grouping.rawValue
+        func sharedJSON(_ row: TopRow, _ json: inout JSONWriter) {
+            json.key("shared")
+            json.beginObject()
+            for kind in SharedMemoryKind.allCases {
+                let share = row.shared[kind] ?? SharedShare()
+                json.key(kind.rawValue)
+                json.beginObject()
+                json.field("resident", share.resident)
+                json.field("swapped", share.swapped)
+                json.endObject()
+            }
+            json.endObject()
+        }
+        func useJSON(_ row: TopRow, _ json: inout JSONWriter) {
+            json.field("rss", row.use.rss)
+            json.field("pss", optional: row.use.pss)
+            json.field("uss", optional: row.use.uss)
+            json.field("swap", row.use.swap)
+            json.field("shmem_swap", row.use.shmemSwap)
+            json.field("shmem_resident", row.sharedResident)
+            sharedJSON(row, &json)
+        }
         switch format {
         case .json:
+            var byPid: [Int32: ProcessUse] = [:]
+            if grouping == .process { for process in report.processes { byPid[process.pid] = process } }
             var json = JSONWriter()
             json.beginObject()
             json.field("privileged", report.privileged)
-            json.key("processes")
+            json.field("by", grouping.rawValue)
+            json.key(grouping == .process ? "processes" : "groups")
             json.beginArray()
-            for process in processes {
+            for row in rows {
                 json.beginObject()
-                json.field("pid", process.pid)
-                json.field("command", name: process.command)
-                json.field("rss", process.use.rss)
-                json.field("pss", optional: process.use.pss)
-                json.field("uss", optional: process.use.uss)
-                json.field("swap", process.use.swap)
-                json.field("shmem_swap", process.use.shmemSwap)
+                if let pid = row.pid, let process = byPid[pid] {
+                    json.field("pid", pid)
+                    json.field("command", name: row.name)
+                    json.field("comm", name: process.identity.comm)
+                    if let uid = process.identity.uid {
+                        json.field("uid", uid)
+                        json.field("user", name: ProcessIdentity.userName(uid))
+                    }
+                    if let cgroup = process.identity.cgroup { json.field("cgroup", name: cgroup) }
+                } else {
+                    json.field(groupColumn, name: row.name)
+                    json.field("processes", row.processes)
+                }
+                useJSON(row, &json)
                 json.endObject()
             }
             json.endArray()
+            json.key("total")
+            json.beginObject()
+            json.field("processes", total.processes)
+            useJSON(total, &json)
+            json.endObject()
             json.field("unreadable", report.unreadable)
             json.field("vanished", report.vanished)
             json.field("notes", strings: report.notes)
             json.endObject()
             return json.output + "\n"
         case .csv:
-            var csv = CSVTable(headers: ["pid", "command", "rss", "pss", "uss", "swap", "shmem_swap"])
-            for process in processes {
-                csv.add([String(process.pid), process.command, String(process.use.rss), optionalNumber(process.use.pss),
-                         optionalNumber(process.use.uss), String(process.use.swap), String(process.use.shmemSwap)])
+            let first = grouping == .process ? ["pid", "command"] : [groupColumn, "processes"]
+            var csv = CSVTable(headers: first + ["rss", "pss", "uss", "swap", "shmem_swap", "shmem_resident"])
+            func numbers(_ row: TopRow) -> [String] {
+                [String(row.use.rss), optionalNumber(row.use.pss), optionalNumber(row.use.uss), String(row.use.swap),
+                 String(row.use.shmemSwap), String(row.sharedResident)]
             }
+            for row in rows {
+                csv.add((grouping == .process ? [String(row.pid ?? 0), row.name] : [row.name, String(row.processes)]) + numbers(row))
+            }
+            csv.add((grouping == .process ? ["", "TOTAL"] : ["TOTAL", String(total.processes)]) + numbers(total))
             return csv.render()
         case .text:
-            var table = TextTable(headers: ["PID", "RSS", "PSS", "USS", "SWAP", "SHMEM-SWAP", "COMMAND"],
-                                  rightAligned: [0, 1, 2, 3, 4, 5])
-            for process in processes {
-                table.add([String(process.pid), humanBytes(process.use.rss), optionalSize(process.use.pss),
-                           optionalSize(process.use.uss), humanBytes(process.use.swap),
-                           humanBytes(process.use.shmemSwap), escapedName(process.command)])
+            let first = grouping == .process ? "PID" : "PROCS"
+            var table = TextTable(headers: [first, "RSS", "PSS", "USS", "SWAP", "SHMEM-SWAP", "SHMEM", groupColumn.uppercased()],
+                                  rightAligned: [0, 1, 2, 3, 4, 5, 6])
+            func cells(_ row: TopRow, _ first: String, _ name: String) -> [String] {
+                [first, humanBytes(row.use.rss), optionalSize(row.use.pss), optionalSize(row.use.uss), humanBytes(row.use.swap),
+                 humanBytes(row.use.shmemSwap), humanBytes(row.sharedResident), name]
             }
+            for row in rows {
+                table.add(cells(row, grouping == .process ? String(row.pid ?? 0) : String(row.processes), escapedName(row.name)))
+            }
+            table.add(cells(total, grouping == .process ? "" : String(total.processes), "TOTAL"))
             var out = table.render()
-            out += "\(report.processes.count) processes"
+            out += amount(total.processes, "process", "processes")
+            if grouping != .process { out += " in " + amount(all.count, grouping.rawValue, grouping.plural) }
+            if rows.count < all.count { out += ", \(rows.count) shown" }
             if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
-            out += "; swapped shared memory is split evenly among the processes mapping each page\n"
+            out += "; shared memory is split evenly among the processes mapping each page\n"
             for note in report.notes { out += "note: \(escapedName(note))\n" }
             return out
         }

@@ -14,6 +14,9 @@ public struct ScanOptions: Sendable {
     public var hugeAndZeroFlags: Bool
     /// Count RSS, PSS, USS and swap per mapping (PSS and USS from /proc/kpagecount, root only).
     public var accounting: Bool
+    /// With `accounting`: PSS and USS too. They cost one /proc/kpagecount read per present page
+    /// whose PFN does not follow the previous one's, most of a whole-machine scan's time.
+    public var proportional: Bool = true
     /// Split runs by the kernel's page flags from /proc/kpageflags (root only).
     public var kernelPageFlags: Bool
     /// Whether to ask objects' page caches about pages the page table leaves open. Without it,
@@ -491,7 +494,7 @@ public final class ProcessScanner {
            let table = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are") {
             pfnFlags = PFNFlagSource(zeroPFN: zeroPFN, kpageflags: table, pageSize: pageSize)
         }
-        if options.accounting && privileged {
+        if options.accounting && options.proportional && privileged {
             counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
         }
         if options.kernelPageFlags {

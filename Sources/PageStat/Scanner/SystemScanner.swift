@@ -8,8 +8,58 @@ import Synchronization
 /// One process's memory use, with swapped shared memory split fairly among its mappers.
 public struct ProcessUse: Sendable {
     public var pid: Int32
+    /// The command as `ps` shows it (see `ProcessIdentity.name`).
     public var command: String
     public var use: MemoryUse
+    /// Its user, memory cgroup and command name, for grouping.
+    public var identity: ProcessIdentity
+    /// Its fair share of the shared memory it maps, by kind: each page of a shared object's
+    /// stretch, in memory or swapped, split evenly among the processes mapping that stretch.
+    public var shared: [SharedMemoryKind: SharedShare] = [:]
+}
+
+/// The kinds of shared memory: tmpfs and memfd files, shared anonymous memory, SysV segments.
+public enum SharedMemoryKind: String, Sendable, CaseIterable, Comparable {
+    case shmem
+    case sharedAnon = "shared-anon"
+    case sysv
+
+    /// The kind of the object behind a shared mapping.
+    init(_ mapping: Mapping) {
+        if mapping.path.hasPrefix("/SYSV") { self = .sysv } else if mapping.kind == .sharedAnon { self = .sharedAnon } else { self = .shmem }
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Bytes of shared memory: in memory (the object's page cache) and swapped.
+public struct SharedShare: Sendable, Hashable {
+    public var resident: UInt64 = 0
+    public var swapped: UInt64 = 0
+
+    public init(resident: UInt64 = 0, swapped: UInt64 = 0) {
+        self.resident = resident
+        self.swapped = swapped
+    }
+
+    public static func += (lhs: inout SharedShare, rhs: SharedShare) {
+        lhs.resident += rhs.resident
+        lhs.swapped += rhs.swapped
+    }
+}
+
+/// A shared object that `top` settled: its whole file side (cachestat over the object).
+public struct MappedObject: Sendable {
+    public var kind: SharedMemoryKind
+    /// The path maps shows.
+    public var path: String
+    public var id: ObjectID
+    public var size: UInt64
+    /// Bytes in memory and swapped, over the whole object (mapped or not).
+    public var resident: UInt64
+    public var swapped: UInt64
+    /// How many processes map it.
+    public var mappers: Int
 }
 
 /// Every process on the machine, like procrank, with swapped shared memory counted.
@@ -21,6 +71,8 @@ public struct TopReport: Sendable {
     public var vanished: Int
     public var privileged: Bool
     public var notes: [String]
+    /// Every shared object some scanned process maps and that could be opened, largest swap first.
+    public var objects: [MappedObject] = []
 }
 
 /// Where a process maps part of a shared object: pages `[first, end)` of the object.
@@ -31,6 +83,7 @@ struct ObjectMapping: Sendable {
     var end: UInt64
     /// The path maps shows, for notes.
     var path: String = ""
+    var kind: SharedMemoryKind = .shmem
 }
 
 /// A way to open a shared object: one mapping's /proc/PID/map_files entry, or a descriptor that
@@ -91,13 +144,15 @@ struct SystemNotes {
 public enum SystemScanner {
     /// Scans every process with both cores. Shared objects are settled once each: the swapped
     /// pages of every stretch of an object are split evenly among the processes mapping it.
-    public static func top(progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
-        top(pids: ProcFS.pids().filter { $0 != getpid() }, progress: progress)
+    /// Without `proportional`, PSS and USS are left out (nil): the scan then reads no
+    /// /proc/kpagecount, most of its cost on a busy machine.
+    public static func top(proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
+        top(pids: ProcFS.pids().filter { $0 != getpid() }, proportional: proportional, progress: progress)
     }
 
     /// `top` over the processes `pids` alone: each shared object's swapped pages are split among
     /// those of them that map it.
-    public static func top(pids: [Int32], progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
+    public static func top(pids: [Int32], proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
         let pageSize = UInt64(ProcFS.pageSize)
         struct Collected {
             var processes: [ProcessUse] = []
@@ -111,7 +166,7 @@ public enum SystemScanner {
         DispatchQueue.concurrentPerform(iterations: 2) { worker in
             for index in stride(from: worker, to: pids.count, by: 2) {
                 let pid = pids[index]
-                let outcome = scanForTop(pid)
+                let outcome = scanForTop(pid, proportional: proportional)
                 collected.withLock { state in
                     state.done += 1
                     switch outcome {
@@ -133,8 +188,9 @@ public enum SystemScanner {
             }
         }
         var state = collected.withLock { $0 }
-        // Settle each shared object once and split its swapped pages among its mappers.
-        var shares: [Int32: UInt64] = [:]
+        // Settle each shared object once and split its pages, in memory and swapped, among its mappers.
+        var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
+        var objects: [MappedObject] = []
         var refused = 0
         for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
             let object: PageCacheObject
@@ -149,18 +205,49 @@ public enum SystemScanner {
             }
             var failures = 0
             var firstFailure: PageStatError?
+            let kind = mappings[0].kind
+            // The object's own totals: the stretches its mappers map, asked once for the split
+            // below, plus the stretches no one maps (each page is asked once: cachestat costs per
+            // swapped page).
+            var total = (cache: UInt64(0), evicted: UInt64(0))
+            var complete = true
+            var asked: UInt64 = 0  // the next page not yet asked about
+            let pages = (object.size + pageSize - 1) / pageSize
+            func unmapped(upTo end: UInt64) {
+                guard end > asked else { return }
+                if let stat = try? object.cachestat(offset: asked * pageSize, length: (end - asked) * pageSize) {
+                    total.cache += stat.nr_cache
+                    total.evicted += stat.nr_evicted
+                } else {
+                    complete = false
+                }
+            }
             for (interval, pids) in coverage(mappings) {
+                unmapped(upTo: min(interval.lowerBound, pages))
+                asked = max(asked, interval.upperBound)
                 let stat: CPagestat_cachestat
                 do {
                     stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
                 } catch {
                     failures += 1
                     firstFailure = firstFailure ?? error
+                    complete = false
                     continue
                 }
-                guard stat.nr_evicted > 0 else { continue }
-                let share = stat.nr_evicted * pageSize / UInt64(pids.count)
-                for pid in pids { shares[pid, default: 0] += share }
+                total.cache += stat.nr_cache
+                total.evicted += stat.nr_evicted
+                for (pid, bytes) in split(stat.nr_evicted * pageSize, among: pids) where bytes > 0 {
+                    shares[pid, default: [:]][kind, default: SharedShare()].swapped += bytes
+                }
+                for (pid, bytes) in split(stat.nr_cache * pageSize, among: pids) where bytes > 0 {
+                    shares[pid, default: [:]][kind, default: SharedShare()].resident += bytes
+                }
+            }
+            unmapped(upTo: pages)
+            if complete {
+                objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
+                                            resident: total.cache * pageSize, swapped: total.evicted * pageSize,
+                                            mappers: Set(mappings.map(\.pid)).count))
             }
             if let firstFailure {
                 state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
@@ -170,20 +257,33 @@ public enum SystemScanner {
             state.notes.add("\(refused) shared objects could not be opened (map_files needs CAP_SYS_ADMIN): their swapped pages are not counted")
         }
         for index in state.processes.indices {
-            let share = shares[state.processes[index].pid] ?? 0
-            state.processes[index].use.shmemSwap = share
-            state.processes[index].use.swap += share
+            let shared = shares[state.processes[index].pid] ?? [:]
+            let swapped = shared.values.reduce(0) { $0 + $1.swapped }
+            state.processes[index].shared = shared
+            state.processes[index].use.shmemSwap = swapped
+            state.processes[index].use.swap += swapped
         }
+        objects.sort { ($0.swapped, $0.resident, $1.id) > ($1.swapped, $1.resident, $0.id) }
         return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
-                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.lines)
+                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.lines, objects: objects)
+    }
+
+    /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
+    /// each to the first pids, so the shares always add up to `bytes`.
+    static func split(_ bytes: UInt64, among pids: [Int32]) -> [(Int32, UInt64)] {
+        guard !pids.isEmpty else { return [] }
+        let count = UInt64(pids.count)
+        let (base, remainder) = bytes.quotientAndRemainder(dividingBy: count)
+        return pids.enumerated().map { index, pid in (pid, base + (UInt64(index) < remainder ? 1 : 0)) }
     }
 
     /// One process for `top`: its page table only (shared objects are settled by the caller).
-    private static func scanForTop(_ pid: Int32) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError> {
+    private static func scanForTop(_ pid: Int32, proportional: Bool) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError> {
         do {
             let scanner = try ProcessScanner(pid: pid, batchPages: 1 << 14)
             var options = ScanOptions(accounting: true)
             options.fileSide = false
+            options.proportional = proportional
             let report = try scanner.scan(options)
             guard !report.mappings.isEmpty else { return .success(nil) }  // a kernel thread
             var use = MemoryUse.zero
@@ -195,12 +295,13 @@ public enum SystemScanner {
                 if m.kind.isShmem {
                     let first = m.offset / pageSize
                     objects.append((ObjectID(m), ObjectMapping(pid: pid, range: m.range, first: first,
-                                                               end: first + m.range.length / pageSize, path: m.path)))
+                                                               end: first + m.range.length / pageSize, path: m.path,
+                                                               kind: SharedMemoryKind(m))))
                 }
             }
-            if !report.privileged { use.pss = nil; use.uss = nil }
-            let command = ProcFS.command(pid) ?? "?"
-            return .success((ProcessUse(pid: pid, command: command, use: use), objects, report.notes))
+            if !report.privileged || !proportional { use.pss = nil; use.uss = nil }
+            let identity = ProcessIdentity.read(pid: pid) ?? ProcessIdentity(name: "?", comm: "?", uid: nil, cgroup: nil)
+            return .success((ProcessUse(pid: pid, command: identity.name, use: use, identity: identity), objects, report.notes))
         } catch {
             return .failure(error)
         }

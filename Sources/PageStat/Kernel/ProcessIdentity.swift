@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who a process is, as `ps` and the memory cgroup hierarchy name it: its command line, its
+/// effective user and its memory cgroup. Pure parsers over /proc text, and their readers.
+public struct ProcessIdentity: Sendable, Hashable {
+    /// The command as `ps -o args` shows it: /proc/PID/cmdline with its NULs as spaces (a process
+    /// may rewrite it, as PostgreSQL's "postgres: checkpointer" does), or `[comm]` when it is empty
+    /// (kernel threads, zombies).
+    public var name: String
+    /// /proc/PID/comm: the executable's name, at most 15 bytes.
+    public var comm: String
+    /// The effective user id (the second field of `Uid:` in /proc/PID/status), nil when unread.
+    public var uid: UInt32?
+    /// The memory cgroup's path as /proc/PID/cgroup gives it ("/system.slice/postgresql.service"),
+    /// relative to the root of the hierarchy this process's cgroup namespace shows; nil when unread.
+    public var cgroup: String?
+
+    public init(name: String, comm: String, uid: UInt32?, cgroup: String?) {
+        self.name = name
+        self.comm = comm
+        self.uid = uid
+        self.cgroup = cgroup
+    }
+
+    /// Reads the identity of `pid`; nil when the process is gone.
+    public static func read(pid: Int32) -> ProcessIdentity? {
+        guard let comm = ProcFS.command(pid) else { return nil }
+        let cmdline = (try? ProcFS.readBytes("/proc/\(pid)/cmdline", pid: pid, what: "cmdline")) ?? []
+        let status = try? ProcFS.readText("/proc/\(pid)/status", pid: pid, what: "status")
+        let cgroup = try? ProcFS.readText("/proc/\(pid)/cgroup", pid: pid, what: "cgroup")
+        return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
+                               comm: comm,
+                               uid: status.flatMap(effectiveUID(status:)),
+                               cgroup: cgroup.flatMap(memoryCgroup(_:)))
+    }
+
+    /// ps's rule: the arguments joined by spaces, trailing NULs (and the padding a process that
+    /// rewrote its title leaves) dropped; `[comm]` for an empty command line.
+    public static func displayName(cmdline: [UInt8], comm: String) -> String {
+        var bytes = cmdline
+        while let last = bytes.last, last == 0 || last == 0x20 { bytes.removeLast() }
+        guard !bytes.isEmpty else { return "[\(comm)]" }
+        for index in bytes.indices where bytes[index] == 0 { bytes[index] = 0x20 }
+        return NameBytes.decode(bytes)
+    }
+
+    /// The effective uid from /proc/PID/status text (`Uid:\treal\teffective\tsaved\tfs`).
+    public static func effectiveUID(status: String) -> UInt32? {
+        for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
+            let fields = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
+            return fields.count >= 2 ? UInt32(fields[1]) : nil
+        }
+        return nil
+    }
+
+    /// The memory cgroup from /proc/PID/cgroup text: the v1 line whose controllers include
+    /// `memory` (hybrid systems keep the controller there), else the v2 line (`0::PATH`). A line's
+    /// path may hold colons; it is everything after the second one.
+    public static func memoryCgroup(_ text: String) -> String? {
+        var unified: String?
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            if parts[1].split(separator: ",").contains("memory") { return String(parts[2]) }
+            if parts[0] == "0" && parts[1].isEmpty { unified = String(parts[2]) }
+        }
+        return unified
+    }
+
+    /// The login name of `uid` (getpwuid_r), or the number when it has none.
+    public static func userName(_ uid: UInt32) -> String {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        if getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, let result, let name = result.pointee.pw_name {
+            return String(cString: name)
+        }
+        return String(uid)
+    }
+}

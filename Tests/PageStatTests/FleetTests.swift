@@ -1,0 +1,242 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+@testable import PageStatCore
+@testable import PageStatLab
+
+@Suite("Fleet view: identities, grouping and the exposition format on fixtures")
+struct FleetFixtureTests {
+    @Test func memoryCgroupFromV1AndV2() throws {
+        #expect(ProcessIdentity.memoryCgroup(try TestEnvironment.fixture("cgroup-v1-hybrid.txt"))
+                == "/system.slice/postgresql@15-main.service")
+        // v2: the path is everything after the second colon, colons included.
+        #expect(ProcessIdentity.memoryCgroup(try TestEnvironment.fixture("cgroup-v2.txt"))
+                == "/kubepods.slice/kubepods-burstable.slice/cri-containerd-3f1c:odd.scope")
+        #expect(ProcessIdentity.memoryCgroup("garbage\n") == nil)
+        #expect(ProcessIdentity.memoryCgroup("") == nil)
+    }
+
+    @Test func namesAsPsShowsThem() {
+        func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+        #expect(ProcessIdentity.displayName(cmdline: bytes("postgres: checkpointer \0\0\0"), comm: "postgres") == "postgres: checkpointer")
+        #expect(ProcessIdentity.displayName(cmdline: bytes("/usr/bin/sleep\0100\0"), comm: "sleep") == "/usr/bin/sleep 100")
+        #expect(ProcessIdentity.displayName(cmdline: [], comm: "kworker/0:1") == "[kworker/0:1]")
+        #expect(ProcessIdentity.effectiveUID(status: "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1\t1\t1\t1\n") == 0)
+        #expect(ProcessIdentity.effectiveUID(status: "Name:\tx\n") == nil)
+    }
+
+    @Test func splitsAddUpExactly() {
+        let shares = SystemScanner.split(10, among: [3, 5, 7])
+        #expect(shares.map(\.0) == [3, 5, 7] && shares.map(\.1) == [4, 3, 3])
+        #expect(SystemScanner.split(4096 * 7, among: [1, 2, 3]).reduce(0) { $0 + $1.1 } == 4096 * 7)
+        #expect(SystemScanner.split(5, among: []).isEmpty)
+    }
+
+    static func process(_ pid: Int32, comm: String, uid: UInt32, cgroup: String, rss: UInt64, swapped: UInt64) -> ProcessUse {
+        var use = MemoryUse.zero
+        use.rss = rss
+        use.swap = swapped
+        use.shmemSwap = swapped
+        return ProcessUse(pid: pid, command: comm + " --flag", use: use,
+                          identity: ProcessIdentity(name: comm + " --flag", comm: comm, uid: uid, cgroup: cgroup),
+                          shared: [.shmem: SharedShare(resident: rss / 2, swapped: swapped)])
+    }
+
+    static let report = TopReport(processes: [process(10, comm: "postgres", uid: 0, cgroup: "/a", rss: 100, swapped: 7),
+                                              process(11, comm: "postgres", uid: 0, cgroup: "/b", rss: 50, swapped: 6),
+                                              process(12, comm: "qemu", uid: 0, cgroup: "/b", rss: 10, swapped: 0)],
+                                  unreadable: 1, vanished: 0, privileged: true, notes: [])
+
+    @Test func everyGroupingAddsUpToTheSameTotal() {
+        let totals = TopGrouping.allCases.map { TopReport.total(Self.report.rows(by: $0)) }
+        for total in totals {
+            #expect(total.processes == 3 && total.use.rss == 160 && total.use.shmemSwap == 13 && total.shared[.shmem]?.swapped == 13)
+        }
+        let byCgroup = Self.report.rows(by: .cgroup).sorted { $0.name < $1.name }
+        #expect(byCgroup.map(\.name) == ["/a", "/b"] && byCgroup.map(\.processes) == [1, 2] && byCgroup[1].use.rss == 60)
+        let byCommand = Self.report.rows(by: .command).sorted { $0.name < $1.name }
+        #expect(byCommand.map(\.name) == ["postgres", "qemu"])
+        // Filters: every filter given must match; values of one filter are alternatives.
+        #expect(Self.report.rows(by: .process, filter: TopFilter(pids: [10, 12])).map(\.pid) == [10, 12])
+        #expect(Self.report.rows(by: .process, filter: TopFilter(commands: ["qemu"])).map(\.pid) == [12])
+        #expect(Self.report.rows(by: .process, filter: TopFilter(commands: ["--flag"])).count == 3)
+        #expect(Self.report.rows(by: .process, filter: TopFilter(pids: [10], commands: ["qemu"])).isEmpty)
+        #expect(Self.report.rows(by: .process, filter: TopFilter(users: ["0"])).count == 3)
+    }
+
+    @Test func sortsByAnyColumnEitherWay() {
+        func order(_ sort: SummaryRenderer.TopSort, reverse: Bool = false) -> [Int32?] {
+            Self.report.rows(by: .process).sorted { sort.precedes($0, $1, reverse: reverse) }.map(\.pid)
+        }
+        #expect(order(.rss) == [10, 11, 12] && order(.rss, reverse: true) == [12, 11, 10])
+        #expect(order(.shmemSwap) == [10, 11, 12])
+        #expect(order(.pid) == [10, 11, 12] && order(.pid, reverse: true) == [12, 11, 10])
+        #expect(order(.name, reverse: true).first == 12)
+    }
+
+    @Test func textJSONAndCSVCarryATotalRow() throws {
+        let text = SummaryRenderer.top(Self.report, by: .cgroup, sort: .rss, limit: 1, format: .text)
+        let lines = text.split(separator: "\n")
+        #expect(lines[1].hasSuffix("/a") && lines[2].hasSuffix("TOTAL"))  // /a has the larger RSS
+        #expect(text.contains("3 processes in 2 cgroups, 1 shown"))
+        let single = SummaryRenderer.top(Self.report, filter: TopFilter(pids: [12]), sort: .rss, limit: nil, format: .text)
+        #expect(single.contains("\n1 process, 1 could not be read") || single.contains("\n1 process;") || single.contains("\n1 process,"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(
+            SummaryRenderer.top(Self.report, by: .user, sort: .rss, limit: nil, format: .json).utf8)) as? [String: Any])
+        let groups = try #require(json["groups"] as? [[String: Any]])
+        #expect(groups.count == 1 && groups[0]["processes"] as? Int == 3 && groups[0]["user"] as? String == "root")
+        #expect((json["total"] as? [String: Any])?["rss"] as? Int == 160)
+        let csv = csvRows(SummaryRenderer.top(Self.report, by: .cgroup, sort: .name, limit: nil, format: .csv))
+        #expect(csv.map { $0["cgroup"] ?? "" } == ["/a", "/b", "TOTAL"] && csv.last?["shmem_swap"] == "13")
+    }
+
+    @Test func expositionEscapesAndParsesBack() throws {
+        #expect(Prometheus.escapeLabelValue("a\\b\"c\nd é") == "a\\\\b\\\"c\\nd é")
+        var report = Self.report
+        report.processes[0].identity.cgroup = "/we\"ird\\name\nhere"
+        report.objects = [MappedObject(kind: .shmem, path: "/memfd:vm \"ram\" (deleted)", id: ObjectID(deviceMajor: 0, deviceMinor: 1, inode: 42),
+                                       size: 8192, resident: 4096, swapped: 4096, mappers: 2)]
+        let families = FleetMetrics.families(report, by: .cgroup, objects: 5,
+                                             swapAreas: SwapArea.parse(try TestEnvironment.fixture("swaps.txt")))
+        let text = Prometheus.render(families)
+        let parsed = try Prometheus.parse(text)
+        #expect(parsed == families.filter { !$0.samples.isEmpty })
+        for family in parsed {
+            #expect(Prometheus.isValidName(family.name) && family.name.hasPrefix("pagestat_"))
+            #expect(!family.help.isEmpty)
+            for sample in family.samples { #expect(sample.labels.allSatisfy { Prometheus.isValidName($0.0, label: true) }) }
+        }
+        let swapped = try #require(parsed.first { $0.name == "pagestat_shared_swapped_bytes" })
+        let weird = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", "/we\"ird\\name\nhere") } && $0.labels.contains { $0 == ("kind", "shmem") } })
+        #expect(weird.value == 7)
+        #expect(text.contains("cgroup=\"/we\\\"ird\\\\name\\nhere\""))
+        let object = try #require(parsed.first { $0.name == "pagestat_object_swapped_bytes" }?.samples.first)
+        #expect(object.labels.contains { $0 == ("path", "/memfd:vm \"ram\" (deleted)") } && object.value == 4096)
+        // No pid label unless the rows are processes.
+        #expect(!text.contains("pid=\""))
+        #expect(Prometheus.render(FleetMetrics.families(report, by: .process, objects: 0, swapAreas: [])).contains("pid=\"10\""))
+        #expect(throws: PageStatError.self) { try Prometheus.parse("bad-name 1\n") }
+        #expect(throws: PageStatError.self) { try Prometheus.parse("x{a=\"unterminated} 1\n") }
+    }
+
+    /// promtool (Debian's prometheus package) checks the names, help and format when it is there.
+    @Test func promtoolAcceptsTheExposition() throws {
+        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("FleetFixtureTests: NOT RUN: promtool check metrics: promtool is not installed (Debian's prometheus package; Scripts/test.sh installs it as root)")
+            return
+        }
+        let text = Prometheus.render(FleetMetrics.families(Self.report, by: .cgroup, objects: 5, swapAreas: []))
+        let input = Pipe()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: promtool)
+        process.arguments = ["check", "metrics"]
+        process.standardInput = input
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.isEmpty, "promtool's lint: \(output)")
+    }
+}
+
+/// A memory cgroup the test makes and moves processes into; `remove()` (on every way out) moves
+/// whatever is left back to where this test process is and removes the directory.
+final class TestCgroup {
+    let directory: String
+    let home: String
+
+    init(_ name: String) throws {
+        let hierarchy = try MemoryCgroup.locate()
+        home = hierarchy.mountPoint + (hierarchy.current == "/" ? "" : hierarchy.current)
+        directory = home + "/" + name
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw PageStatError.system(call: "mkdir \(directory)", errno: .init(rawValue: errno))
+        }
+    }
+
+    func enter(_ pid: Int32) throws { try MemoryCgroup.writeFile(directory + "/cgroup.procs", String(pid)) }
+
+    func remove() {
+        if let procs = try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8) {
+            for pid in procs.split(separator: "\n") { try? MemoryCgroup.writeFile(home + "/cgroup.procs", String(pid)) }
+        }
+        for _ in 0..<100 where rmdir(directory) != 0 && errno == EBUSY { usleep(10_000) }
+    }
+
+    deinit { remove() }
+}
+
+@Suite("top --by cgroup on arranged processes (needs root and swap)", .serialized,
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct FleetCgroupTests {
+    @Test func swappedSharedMemorySplitsAcrossCgroupsExactly() throws {
+        // A arranges its layout (a memfd among it, a quarter of it paged out); B maps A's memfd.
+        let a = try FixtureProcess()
+        defer { a.stop() }
+        let q = a.pages / 4
+        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        defer { b.stop() }
+        let x = try TestCgroup("pagestat-fleet-\(getpid())-x")
+        defer { x.remove() }
+        let y = try TestCgroup("pagestat-fleet-\(getpid())-y")
+        defer { y.remove() }
+        try x.enter(a.pid)
+        try y.enter(b.pid)
+        let cgroupA = try #require(ProcessIdentity.read(pid: a.pid)?.cgroup)
+        let cgroupB = try #require(ProcessIdentity.read(pid: b.pid)?.cgroup)
+        #expect(cgroupA.hasSuffix("/pagestat-fleet-\(getpid())-x") && cgroupB.hasSuffix("/pagestat-fleet-\(getpid())-y"))
+        let page = UInt64(TestEnvironment.pageSize)
+
+        // The library: the two processes alone; every grouping adds up to the same totals.
+        let report = SystemScanner.top(pids: [a.pid, b.pid])
+        let rows = report.rows(by: .cgroup)
+        let rowA = try #require(rows.first { $0.name == cgroupA })
+        let rowB = try #require(rows.first { $0.name == cgroupB })
+        // A alone maps its shared anonymous memory, tmpfs file and SysV segment (q swapped pages
+        // each); the memfd's q swapped pages are split between A and B, exactly.
+        #expect(rowA.use.shmemSwap == UInt64(3 * q) * page + UInt64(q) * page / 2 + UInt64(q) * page % 2)
+        #expect(rowB.use.shmemSwap == UInt64(q) * page / 2)
+        #expect(rowA.use.shmemSwap + rowB.use.shmemSwap == UInt64(4 * q) * page)
+        #expect(rowB.shared[.shmem]?.swapped == UInt64(q) * page / 2 && rowB.shared[.sysv] == nil)
+        #expect(rowA.shared[.sysv]?.swapped == UInt64(q) * page && rowA.shared[.sharedAnon]?.swapped == UInt64(q) * page)
+        let totals = TopGrouping.allCases.map { TopReport.total(report.rows(by: $0)) }
+        for total in totals {
+            #expect(total.use.shmemSwap == UInt64(4 * q) * page && total.use.rss == totals[0].use.rss
+                    && total.use.swap == totals[0].use.swap && total.shared == totals[0].shared && total.processes == 2)
+        }
+        let memfd = try #require(report.objects.first { $0.path == "/memfd:pagestat-fixture (deleted)" })
+        #expect(memfd.swapped == UInt64(q) * page && memfd.mappers == 2 && memfd.kind == .shmem)
+
+        // The command, over the whole machine: the same split, rows summing to the TOTAL row.
+        let run = try runPagestat(["top", "--by", "cgroup", "--format", "json", "--pid", String(a.pid), "--pid", String(b.pid)])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try jsonObject(run)
+        let groups = try #require(json["groups"] as? [[String: Any]])
+        func group(_ name: String) throws -> [String: Any] { try #require(groups.first { $0["cgroup"] as? String == name }) }
+        #expect(try group(cgroupA)["shmem_swap"] as? UInt64 == rowA.use.shmemSwap)
+        #expect(try group(cgroupB)["shmem_swap"] as? UInt64 == rowB.use.shmemSwap)
+        #expect(try group(cgroupA)["processes"] as? Int == 1)
+        let total = try #require(json["total"] as? [String: Any])
+        #expect(total["shmem_swap"] as? UInt64 == UInt64(4 * q) * page)
+        #expect(total["processes"] as? Int == 2)
+        let text = try runPagestat(["top", "--by", "cgroup", "--pid", String(a.pid)]).stdout
+        #expect(text.contains("1 process in 1 cgroup;") || text.contains("1 process in 1 cgroup,"), "\(text)")
+        #expect(text.split(separator: "\n").contains { $0.hasSuffix("TOTAL") })
+
+        // Prometheus exposition: the same shares, parsed back.
+        let metrics = try runPagestat(["top", "--by", "cgroup", "--format", "prometheus", "--pid", String(a.pid), "--pid", String(b.pid)])
+        #expect(metrics.status == 0, "\(metrics.stderr)")
+        let families = try Prometheus.parse(metrics.stdout)
+        let swapped = try #require(families.first { $0.name == "pagestat_shared_swapped_bytes" })
+        let sysvA = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", cgroupA) } && $0.labels.contains { $0 == ("kind", "sysv") } })
+        #expect(sysvA.value == Double(UInt64(q) * page))
+        let shmemB = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", cgroupB) } && $0.labels.contains { $0 == ("kind", "shmem") } })
+        #expect(shmemB.value == Double(UInt64(q) * page / 2))
+    }
+}
