@@ -177,29 +177,10 @@ public final class RawPagemap {
     /// kernel's pagemap ended early.
     private func copy(from start: UInt64, to end: UInt64, swapped: [SwappedRange], _ sink: Sink,
                       _ written: inout UInt64) throws(PageStatError) -> Bool {
-        var address = start
         var next = 0
-        while address < end {
-            let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
-            let got: Int
-            do {
-                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
-            } catch .noSuchProcess, .processExited {
-                throw scanner.vanished()
-            }
-            let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
+        return try copy(from: start, to: end, sink, &written) { (batch, address) throws(PageStatError) in
             Self.markSwapped(batch, firstAddress: address, pageSize: pageSize, swapped: swapped, next: &next)
-            try sink(UnsafeRawBufferPointer(batch))
-            written += UInt64(got)
-            address += UInt64(got) * pageSize
-            if got < wanted {
-                // pagemap ends early past the user address space ([vsyscall]); below it, only
-                // when the address space is gone (exit, or exec: then the scanner says which).
-                if address < ProcessScanner.userSpaceEnd { throw scanner.vanished() }
-                return false
-            }
         }
-        return true
     }
 
     /// The BPF engine's way for part of a shared shmem mapping: each batch of entries is matched
@@ -207,22 +188,13 @@ public final class RawPagemap {
     /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset.
     private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, object: PageCacheObject,
                       walker: XArrayWalker, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
-        var address = start
         var walked: [XArrayRun] = []
-        while address < end {
-            let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
-            let got: Int
-            do {
-                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
-            } catch .noSuchProcess, .processExited {
-                throw scanner.vanished()
-            }
+        return try copy(from: start, to: end, sink, &written) { (batch, address) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             walked.removeAll(keepingCapacity: true)
-            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(got)) { run in
+            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(batch.count)) { run in
                 if case .swap = run.kind { walked.append(run) }
             }
-            let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
             for run in walked {
                 guard case .swap(let type, let offset) = run.kind else { continue }
                 for page in 0..<run.pages {
@@ -231,10 +203,31 @@ public final class RawPagemap {
                     batch[index] |= Self.swapBit | ((offset + page) << 5) & ((1 << 55) - 1) | UInt64(type & 0x1f)
                 }
             }
+        }
+    }
+
+    /// The batch loop under both: reads pagemap a batch at a time from `start`, lets `mark` set
+    /// bits in each batch (the entries of the pages from the address it is given), and hands the
+    /// batch to `sink`. Returns false where the kernel's pagemap ended early.
+    private func copy(from start: UInt64, to end: UInt64, _ sink: Sink, _ written: inout UInt64,
+                      mark: (UnsafeMutableBufferPointer<UInt64>, UInt64) throws(PageStatError) -> Void) throws(PageStatError) -> Bool {
+        var address = start
+        while address < end {
+            let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
+            let got: Int
+            do {
+                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
+            } catch .noSuchProcess, .processExited {
+                throw scanner.vanished()
+            }
+            let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
+            try mark(batch, address)
             try sink(UnsafeRawBufferPointer(batch))
             written += UInt64(got)
             address += UInt64(got) * pageSize
             if got < wanted {
+                // pagemap ends early past the user address space ([vsyscall]); below it, only
+                // when the address space is gone (exit, or exec: then the scanner says which).
                 if address < ProcessScanner.userSpaceEnd { throw scanner.vanished() }
                 return false
             }
