@@ -185,21 +185,25 @@ public final class RawPagemap {
 
     /// The BPF engine's way for part of a shared shmem mapping: each batch of entries is matched
     /// against one walk of the same page indices of the object's xarray; an entry the kernel left
-    /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset.
+    /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset. The walk of
+    /// a batch runs on a second thread while its pagemap entries are read.
     private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, object: PageCacheObject,
                       walker: XArrayWalker, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
         var walked: [XArrayRun] = []
-        return try copy(from: start, to: end, sink, &written) { (batch, address) throws(PageStatError) in
+        let pageSize = self.pageSize
+        return try copy(from: start, to: end, sink, &written, alongside: { (address, wanted) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             walked.removeAll(keepingCapacity: true)
-            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(batch.count)) { run in
+            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(wanted)) { run in
                 if case .swap = run.kind { walked.append(run) }
             }
+        }) { (batch, address) throws(PageStatError) in
+            let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             for run in walked {
                 guard case .swap(let type, let offset) = run.kind else { continue }
                 for page in 0..<run.pages {
                     let index = Int(run.first - first + page)
-                    guard batch[index] & (Self.swapBit | Self.presentBit) == 0 else { continue }
+                    guard index < batch.count, batch[index] & (Self.swapBit | Self.presentBit) == 0 else { continue }
                     batch[index] |= Self.swapBit | ((offset + page) << 5) & ((1 << 55) - 1) | UInt64(type & 0x1f)
                 }
             }
@@ -209,14 +213,28 @@ public final class RawPagemap {
     /// The batch loop under both: reads pagemap a batch at a time from `start`, lets `mark` set
     /// bits in each batch (the entries of the pages from the address it is given), and hands the
     /// batch to `sink`. Returns false where the kernel's pagemap ended early.
+    /// `alongside`, when given, runs for each batch (its address and entry count) on a second
+    /// thread while the batch is read, before `mark`.
     private func copy(from start: UInt64, to end: UInt64, _ sink: Sink, _ written: inout UInt64,
+                      alongside: ((UInt64, Int) throws(PageStatError) -> Void)? = nil,
                       mark: (UnsafeMutableBufferPointer<UInt64>, UInt64) throws(PageStatError) -> Void) throws(PageStatError) -> Bool {
         var address = start
         while address < end {
             let wanted = Int(min(UInt64(buffer.count), (end - address) / pageSize))
             let got: Int
             do {
-                got = try scanner.pagemap.read(at: address, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted]))
+                let into = UnsafeMutableBufferPointer(rebasing: buffer[0..<wanted])
+                if let alongside {
+                    let batchAddress = address
+                    let read = try parallelMap(count: 2, threads: 2, makeWorker: {}) { (_, index) throws(PageStatError) -> Int in
+                        if index == 0 { return try scanner.pagemap.read(at: batchAddress, into: into) }
+                        try alongside(batchAddress, wanted)
+                        return 0
+                    }
+                    got = read[0]
+                } else {
+                    got = try scanner.pagemap.read(at: address, into: into)
+                }
             } catch .noSuchProcess, .processExited {
                 throw scanner.vanished()
             }
