@@ -75,8 +75,20 @@ final class SyscallFileSide: FileSideEngine {
     deinit { vector.deallocate() }
 
 
+    /// The scanner's form (`FileSideEngine`): the runs `resolve(first:count:emit:)` emits,
+    /// appended to `runs` from address `start` on, with `flags` added.
+    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
+                 into runs: inout RunBuilder) throws(PageStatError) {
+        var address = start
+        let pageSize = runs.pageSize
+        try resolve(first: first, count: count) { pages, state, fileFlags, swap in
+            runs.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags), swap: swap)
+            address += pages * pageSize
+        }
+    }
+
     /// Classifies the object's pages `[first, first + count)` (page offsets into the object) and
-    /// emits them in order as runs of `swapped`, `cached` or `none`.
+    /// emits them in order as runs of `swapped`, `cached` or `none` (for `file --pages` too).
     func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
         guard object.residencyVisible else {
             throw .permissionDenied(what: "the page cache of a file we neither own nor may write (mincore would call every page resident)")

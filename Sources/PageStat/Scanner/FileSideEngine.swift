@@ -7,26 +7,12 @@ protocol FileSideEngine: AnyObject {
     /// Asks ahead, in bulk, what the engine can for the pending stretches to come: they lie in
     /// `span` (page offsets into the object), and `long` are those of 64 pages or more.
     func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError)
-    /// Classifies the object's pages `[first, first + count)` and emits them in order as runs of
+    /// Classifies the object's pages `[first, first + count)` and appends them in order to `runs`
+    /// as the pages of a mapping from address `start` on, each run with `flags` added: runs of
     /// `swapped` (with the first page's swap location where the engine knows it), `cached` or
     /// `none`.
-    func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError)
-    /// The same, appended to `runs` as the pages of a mapping from address `start` on, each run
-    /// with `flags` added: the scanner's path, with no call per run.
     func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
                  into runs: inout RunBuilder) throws(PageStatError)
-}
-
-extension FileSideEngine {
-    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
-                 into runs: inout RunBuilder) throws(PageStatError) {
-        var address = start
-        let pageSize = runs.pageSize
-        try resolve(first: first, count: count) { pages, state, fileFlags, swap in
-            runs.append(start: address, pages: pages, state: state, flags: flags.union(fileFlags), swap: swap)
-            address += pages * pageSize
-        }
-    }
 }
 
 typealias FileSideEmit = (_ pages: UInt64, _ state: PageState, _ flags: PageFlags, _ swap: SwapLocation?) -> Void
@@ -89,12 +75,6 @@ final class BPFFileSide: FileSideEngine {
         let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
         guard span.lowerBound < end else { return }
         try walker.walk(fd: object.fd.rawValue, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
-    }
-
-    func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
-        var runs = RunBuilder(pageSize: 1)
-        try resolve(first: first, count: count, at: 0, flags: [], into: &runs)
-        for run in runs.runs { emit(run.pages, run.state, run.flags, run.swap) }
     }
 
     func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
