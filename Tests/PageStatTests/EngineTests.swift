@@ -89,9 +89,31 @@ struct EngineTests {
         let bySyscalls = try scanner.scan(syscalls)
         #expect(byAuto.notes.contains { $0.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") }, "\(byAuto.notes)")
         #expect(pageStates(byAuto) == pageStates(bySyscalls))
-        // Swapped pages settled after the turn carry their slots.
-        let located = byAuto.mappings.flatMap(\.runs).filter { $0.state == .swapped && $0.swap != nil }
-        #expect(!located.isEmpty)
+        // Swapped pages settled after the turn carry their slots. The turn comes once the
+        // lseek calls projected over what is left reach the load's worth: after the first
+        // `weighedPages` pages, not after 32 Ki calls (about 64 Ki pages here).
+        let swappedRuns = byAuto.mappings.flatMap(\.runs).filter { $0.state == .swapped }
+        let unlocated = swappedRuns.filter { $0.swap == nil }.reduce(UInt64(0)) { $0 + $1.pages }
+        #expect(swappedRuns.contains { $0.swap != nil })
+        #expect(unlocated <= 2 * ProcessScanner.weighedPages, "\(unlocated) swapped pages asked by lseek before the turn")
+
+        // raw with `auto`: the same turn, and from the next batch on the BPF engine's walk alone.
+        // Every entry as the BPF engine gives it, except that the pages asked before the turn
+        // carry PM_SWAP without a location.
+        func rawEntries(_ engine: FileSideEngineChoice) throws -> [UInt64] {
+            var entries: [UInt64] = []
+            let raw = try RawPagemap(pid: getpid(), engine: engine)
+            _ = try raw.stream(memory.range) { bytes in entries += Array(bytes.bindMemory(to: UInt64.self)) }
+            return entries
+        }
+        let rawAuto = try rawEntries(.auto)
+        let rawBPF = try rawEntries(.bpf)
+        try #require(rawAuto.count == pages && rawBPF.count == pages)
+        let state: UInt64 = 3 << 62
+        #expect(zip(rawAuto, rawBPF).allSatisfy { $0 & state == $1 & state })
+        let differing = zip(rawAuto, rawBPF).filter { $0 != $1 }
+        #expect(differing.allSatisfy { auto, bpf in auto == 1 << 62 && bpf & state == 1 << 62 })
+        #expect(differing.count <= Int(2 * ProcessScanner.weighedPages), "\(differing.count) entries without the location the BPF engine gives")
         // Little to ask: the BPF engine is not loaded for it (a fresh scanner, one lseek or so).
         let small = try ArrangedMemory(pages: 64, backing: .sharedAnonymous)
         small.write(0..<32)

@@ -24,6 +24,12 @@ public struct ScanOptions: Sendable {
     public var fileSide: Bool = true
     /// Which engine asks them.
     public var engine: FileSideEngineChoice = .auto
+    /// With `auto`: end the scan at the first wave boundary after the scan turned to the BPF
+    /// engine (the current mapping's runs so far handed on and the mapping ended there), so that
+    /// `raw` can take the rest without the scanner. `ScanResult.endedAt` says where.
+    package var endOnceBPFTakesOver = false
+    /// Address space per wave, in pages, where not the default (`ProcessScanner.wavePages`).
+    package var wavePages: UInt64?
 
     public init(range: AddressRange? = nil, view: ReportView = .truth, hugeAndZeroFlags: Bool = true,
                 accounting: Bool = false, kernelPageFlags: Bool = false) {
@@ -230,6 +236,7 @@ public final class ProcessScanner {
         // The page tables, in chunks, on every core. Where PAGEMAP_SCAN finds a long stretch
         // with no page-table entries, the stretch is one chunk whatever its size.
         var chunks: [(mapping: Int, range: AddressRange, empty: Bool)] = []
+        let waveLimit = options.wavePages ?? Self.wavePages
         for (index, range) in scanned.enumerated() where mappings[index].range.start < Self.userSpaceEnd {
             var start = range.start
             let chunkBytes = Self.chunkPages * pageSize
@@ -242,8 +249,8 @@ public final class ProcessScanner {
                     if aligned - start >= chunkBytes {
                         // Where the file side may split the stretch (swapped shared pages read
                         // empty), at most a wave of it: the file side asks a wave at a time.
-                        if fileSided(mappings[index]) && aligned - start > Self.wavePages * pageSize {
-                            aligned = start + Self.wavePages * pageSize
+                        if fileSided(mappings[index]) && aligned - start > waveLimit * pageSize {
+                            aligned = start + waveLimit * pageSize
                         }
                         chunks.append((index, AddressRange(start: start, end: aligned), true))
                         start = aligned
@@ -280,11 +287,11 @@ public final class ProcessScanner {
                     wavePages += chunks[end].empty && !fileSided ? 1 : chunks[end].range.length / pageSize
                     waveChunks += 1
                     end += 1
-                    if wavePages >= Self.wavePages || waveChunks >= Self.waveChunks { break }
+                    if wavePages >= waveLimit || waveChunks >= Self.waveChunks { break }
                 }
                 waves[waves.count - 1].append((index, start..<end))
                 start = end
-                if wavePages >= Self.wavePages || waveChunks >= Self.waveChunks {
+                if wavePages >= waveLimit || waveChunks >= Self.waveChunks {
                     waves.append([])
                     wavePages = 0
                     waveChunks = 0
@@ -303,7 +310,20 @@ public final class ProcessScanner {
         var use: MemoryUse?
         var mapcountsOfMapping: MemoryUse?
         var objectCounts = ObjectCountCache(mappings: mappings)
+        /// Whether a mapping has begun and not ended (a wave boundary inside it), and where the
+        /// scan ended early (`endOnceBPFTakesOver`).
+        var mappingOpen = false
+        var endedAt: UInt64?
+        turnedToBPF = false
         for wave in waves where !wave.isEmpty {
+            if options.endOnceBPFTakesOver && turnedToBPF {
+                if mappingOpen {
+                    if let held = carry { consumer.runs([held]) }
+                    consumer.end(use: nil)
+                }
+                endedAt = carry.map { $0.start + $0.pages * pageSize } ?? chunks[wave[0].chunks.lowerBound].range.start
+                break
+            }
             var clock = Stopwatch.now()
             let waveChunkIndices = wave.flatMap { Array($0.chunks) }
             var chunkResults = try parallelMap(count: waveChunkIndices.count, threads: min(threads, waveChunkIndices.count),
@@ -394,6 +414,7 @@ public final class ProcessScanner {
                 let index = piece.mapping
                 if piece.chunks.lowerBound == chunksOf[index].lowerBound {
                     consumer.begin(mappings[index], scanned: scanned[index])
+                    mappingOpen = true
                     use = options.accounting ? MemoryUse() : nil
                     mapcountsOfMapping = tables.counts != nil ? MemoryUse() : nil
                 }
@@ -415,6 +436,7 @@ public final class ProcessScanner {
                     handOver(&out, keepingLast: false)
                     use?.finish(mapcounts: mapcountsOfMapping, shmem: mappings[index].kind.isShmem)
                     consumer.end(use: use)
+                    mappingOpen = false
                 } else {
                     handOver(&out, keepingLast: true)
                     carry = out.runs.last
@@ -430,7 +452,9 @@ public final class ProcessScanner {
         if !changedMappings.isEmpty {
             notes.add("\(changedMappings.count) mapping\(changedMappings.count == 1 ? "" : "s") changed during the scan (unmapped, remapped or replaced); their pages are unknown")
         }
-        return ScanResult(notes: notes.lines, timings: timings)
+        var result = ScanResult(notes: notes.lines, timings: timings)
+        result.endedAt = endedAt
+        return result
     }
 
     /// Address space per wave, in pages (512 MiB), and chunks per wave: a wave where every other
@@ -579,6 +603,8 @@ public final class ProcessScanner {
         var bpfSide = fileSide as? BPFFileSide
         var syscallSide = fileSide as? SyscallFileSide
         let runs = report.runs
+        /// Pages still to ask in this piece: what `auto` projects its lseek calls over.
+        var pendingLeft = syscallSide == nil ? 0 : runs.reduce(UInt64(0)) { $1.flags.contains(.pendingFileSide) ? $0 + $1.pages : $0 }
         for index in runs.indices {
             var run = runs[index]
             guard run.flags.contains(.pendingFileSide) else {
@@ -599,11 +625,12 @@ public final class ProcessScanner {
                     try bpf.resolve(first: first, count: run.pages, at: run.start, flags: run.flags, into: &out)
                     next = end
                 } else if syscallSide != nil {
-                    // In stretches of at most 64 Ki pages, so that `auto` can turn to the BPF
-                    // engine as soon as lseek has cost about what its load does.
+                    // In stretches of at most 64 Ki pages (4 Ki while `auto` is still weighing),
+                    // so that `auto` can turn to the BPF engine as soon as lseek has cost, or is
+                    // on course to cost, about what its load does.
                     while next < end {
                         let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                        if let bpf = try turnToBPF(from: syscallSide!, notes: &notes) {
+                        if let bpf = try turnToBPF(from: syscallSide!, pendingPages: pendingLeft, notes: &notes) {
                             let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
                             try bpf.prepare(span: first..<last / pageSize, long: [])
                             bpfSide = bpf
@@ -612,9 +639,11 @@ public final class ProcessScanner {
                             next = end
                             break
                         }
-                        let pages = min((end - next) / pageSize, 1 << 16)
+                        let pages = min((end - next) / pageSize, engine == .auto && !turnedToBPF ? 1 << 12 : 1 << 16)
                         try syscallSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
                         next += pages * pageSize
+                        pendingLeft -= pages
+                        pagesAskedSoFar += pages
                         if out.runs.count >= Self.handOverRuns { handOver(&out) }
                     }
                     if let syscalls = syscallSide { lseeksSoFar += syscalls.takeLseeks() }
@@ -650,17 +679,33 @@ public final class ProcessScanner {
     private var bpfWalker: Result<XArrayWalker, PageStatError>?
     /// lseek calls of the syscalls engine so far in this scan.
     private var lseeksSoFar = 0
+    /// Whether the current scan turned from the syscalls engine to the BPF engine (`auto`).
+    private var turnedToBPF = false
+    /// Pages of shared memory the syscalls engine has asked about, with `lseeksSoFar`.
+    private var pagesAskedSoFar: UInt64 = 0
+    /// The BPF engine, where this scanner has already loaded it (an `auto` scan turned to it).
+    package var loadedWalker: XArrayWalker? { if case .success(let walker) = bpfWalker { walker } else { nil } }
 
     /// With `--engine auto`: once the syscalls engine's lseek calls on shared memory have cost
     /// about what the BPF engine's load does (`bpfPaysLseeks`), the BPF engine, where it loads,
     /// for the rest of the scan.
-    private func turnToBPF(from syscalls: SyscallFileSide, notes: inout Notes) throws(PageStatError) -> BPFFileSide? {
-        guard engine == .auto, syscalls.object.isShmem, lseeksSoFar + syscalls.lseeks >= Self.bpfPaysLseeks else { return nil }
+    ///
+    /// Or sooner, on course to: once it has asked `weighedPages` pages, when lseek calls at the
+    /// rate so far over the `pendingPages` still to ask in this mapping would reach that cost.
+    /// (Fragmented shared memory shows at once: one or two calls per page, where a uniform
+    /// layout costs a few calls per stretch.)
+    private func turnToBPF(from syscalls: SyscallFileSide, pendingPages: UInt64, notes: inout Notes) throws(PageStatError) -> BPFFileSide? {
+        guard engine == .auto, syscalls.object.isShmem else { return nil }
+        let lseeks = UInt64(lseeksSoFar + syscalls.lseeks)
+        let onCourse = pagesAskedSoFar >= Self.weighedPages
+            && lseeks + lseeks * pendingPages / pagesAskedSoFar >= UInt64(Self.bpfPaysLseeks)
+        guard lseeks >= UInt64(Self.bpfPaysLseeks) || onCourse else { return nil }
         if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
         switch bpfWalker! {
         case .success(let walker):
-            notes.add("file side: the syscalls engine, then the BPF engine once lseek had cost about what loading it does (\(Self.bpfPaysLseeks) calls); swap locations only from there")
+            notes.add("file side: the syscalls engine, then the BPF engine once lseek had cost, or was on course to cost, about what loading it does (\(Self.bpfPaysLseeks) calls); swap locations only from there")
             lseeksSoFar += syscalls.takeLseeks()
+            turnedToBPF = true
             return BPFFileSide(object: syscalls.object, walker: walker, storage: takeWalkedStorage())
         case .failure(let error):
             notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
@@ -672,6 +717,8 @@ public final class ProcessScanner {
     /// 20-30 ms here, most of it libbpf reading the kernel's BTF; an lseek that walks to the next data
     /// page costs 0.4 us and up).
     static let bpfPaysLseeks = 1 << 15
+    /// Pages asked before `auto` projects lseek calls from its rate so far.
+    static let weighedPages: UInt64 = 1 << 12
 
     /// Whether the BPF engine answers for `object` from the start: always with `--engine bpf`
     /// (where it cannot load, the scan fails with the reason), never with `syscalls`, and with
