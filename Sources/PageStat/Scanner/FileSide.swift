@@ -50,17 +50,31 @@ final class SyscallFileSide: FileSideEngine {
     /// Counts the swapped pages of the long stretches in one go, so that a
     /// stretch that is all swapped or all holes needs no lseek (which would walk on into the
     /// resident pages after it). Only where every data page is known to be swapped.
+    ///
+    /// A stretch with no data at all is found with one SEEK_DATA from its start (the xarray's
+    /// empty subtrees are skipped, not walked), and needs no window: a read of our own smaps
+    /// costs a millisecond or so whatever it counts.
     func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
         guard dataMode == .swapped else { return }
+        var withData: [(first: UInt64, pages: UInt64)] = []
+        for stretch in long {
+            if let data = try countedNextData(from: stretch.first * pageSize), data / pageSize < stretch.first + stretch.pages {
+                withData.append(stretch)
+            } else {
+                stretchCounts.append((stretch.first, stretch.pages, 0))
+            }
+        }
         var start = 0
-        while start < long.count {
+        while start < withData.count {
             // A few thousand windows at a time keep our own smaps short.
-            let part = Array(long[start..<min(long.count, start + 4096)])
+            let part = Array(withData[start..<min(withData.count, start + 4096)])
             for (stretch, count) in zip(part, try object.swappedPages(inStretches: part)) {
                 if let count { stretchCounts.append((stretch.first, stretch.pages, count)) }
             }
             start += part.count
         }
+        // Looked up in order of `first`: the counted ones came after the holes.
+        if !withData.isEmpty && withData.count != long.count { stretchCounts.sort { $0.first < $1.first } }
     }
 
     init(object: PageCacheObject, useCachestat: Bool = PageCacheObject.cachestatSupported,

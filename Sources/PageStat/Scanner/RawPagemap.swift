@@ -151,7 +151,6 @@ public final class RawPagemap {
         // With `auto`, once the scan has turned to the BPF engine (fragmented shared memory), the
         // rest of the part is matched against its walks directly, without the scanner.
         options.endOnceBPFTakesOver = mayEndEarly && engine == .auto && mapping.isShared
-        options.wavePages = UInt64(buffer.count)
         return try withoutActuallyEscaping(sink) { (sink) throws(PageStatError) -> Bool in
             var writer = Writer(raw: self, sink: sink, cursor: part.start)
             var endedAt: UInt64?
