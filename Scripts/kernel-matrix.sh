@@ -5,7 +5,7 @@
 #   bash Scripts/kernel-matrix.sh              # as root; prints a table per kernel
 #   bash Scripts/kernel-matrix.sh --markdown   # the same run, then the table in Markdown (README)
 #
-# It builds the release binary (swift build -c release), packs it, the shared libraries ldd names
+# It builds the release binary (swift build -c release --product pagestat), packs it, the shared libraries ldd names
 # (and libbpf.so.1 with its own when the host has it: the BPF engine loads it at run time),
 # busybox (busybox-static) and Scripts/kernel-matrix-checks.sh into an initramfs. For each kernel
 # it takes the newest linux-image-6.1.0-*-cloud-amd64 and linux-image-6.12.*-cloud-amd64 that the
@@ -86,7 +86,7 @@ trap 'exit 130' INT TERM
 
 # The release binary, and what it still needs at run time.
 say "building the release binary"
-swift build -c release > "$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+swift build -c release --product pagestat > "$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 pagestat="$(swift build -c release --show-bin-path)/pagestat"
 
 root=$work/root
