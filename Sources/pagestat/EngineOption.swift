@@ -5,7 +5,8 @@ import PageStat
 struct EngineOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
         How the page cache of shared objects is asked: auto (syscalls, turning to the BPF \
-        engine for shared memory once lseek has cost about what loading it does; a note says \
+        engine for shared memory once lseek has cost, or is on course to cost, about what \
+        loading it does; a note says \
         which and why), bpf (the page-cache xarray through a BPF iterator: swap locations of \
         swapped shared pages; root, the kernel's BTF and libbpf.so.1; exit 7 with the reason \
         where it cannot load), or syscalls (lseek, cachestat, mincore: no swap locations for \

@@ -152,7 +152,7 @@ public enum HostFacts {
     /// Which engine `--engine auto` uses for large shared memory here.
     public static func autoEngine(_ facts: [HostFact]) -> String {
         facts.first { $0.name == "BPF engine" }?.available == true
-            ? "syscalls, then bpf for shared memory once lseek has cost about what loading it does (\(ProcessScanner.bpfPaysLseeks) calls)"
+            ? "syscalls, then bpf for shared memory once lseek has cost, or is on course to cost, about what loading it does (\(ProcessScanner.bpfPaysLseeks) calls)"
             : "syscalls (the BPF engine does not load here)"
     }
 
