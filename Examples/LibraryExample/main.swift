@@ -42,7 +42,7 @@ options.engine = arguments.compactMap { FileSideEngineChoice(rawValue: $0) }.fir
 
 do {
     let scanner = try ProcessScanner(pid: pid)
-    let notes: [String]
+    let notes: [ScanNote]
     if arguments.contains("--stream") {
         var consumer = SwappedRuns()
         notes = try scanner.scan(options, into: &consumer).notes

@@ -1,7 +1,7 @@
 import SystemPackage
 
 /// Everything that can stop a scan, each with one clear line for the user.
-public enum PageStatError: Error, Sendable, Equatable, CustomStringConvertible {
+public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
     /// /proc/PID does not exist.
     case noSuchProcess(pid: Int32)
     /// The kernel refused to let us read something (ptrace access, map_files, root-only files).

@@ -233,12 +233,12 @@ public struct ProcessReport: Sendable {
     public var privileged: Bool
     public var view: ReportView
     /// What could not be known and why, what was skipped, what to beware of.
-    public var notes: [String]
+    public var notes: [ScanNote]
     public var mappings: [MappingReport]
     /// Where the scan's time went, phase by phase (seconds), for `bench`.
     public var timings: [(phase: String, seconds: Double)] = []
 
-    public init(pid: Int32, pageSize: Int, privileged: Bool, view: ReportView, notes: [String],
+    public init(pid: Int32, pageSize: Int, privileged: Bool, view: ReportView, notes: [ScanNote],
                 mappings: [MappingReport]) {
         self.pid = pid
         self.pageSize = pageSize

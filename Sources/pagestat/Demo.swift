@@ -80,7 +80,7 @@ extension Pagestat {
                     base: memory.address, pageSize: pageSize, done: done,
                     kernel: kernel.mappings.flatMap(\.runs), truth: truth.mappings.flatMap(\.runs)))
             }
-            for note in notes.lines { writeOut("note: \(escapedName(note))\n") }
+            for note in notes.all { writeOut("note: \(escapedName(note.description))\n") }
             writeOut("""
 
             Try it on any process:

@@ -146,7 +146,7 @@ extension Pagestat {
             out += wrong == 0
                 ? "\nEvery page that pagestat could tell is right" + (unknown > 0 ? "; \(unknown) could not be told (see the notes).\n" : ".\n")
                 : "\n\(counted(wrong, "page is", "pages are")) WRONG: pagestat cannot be trusted on this host as it is.\n"
-            for note in notes.lines { out += "note: \(escapedName(note))\n" }
+            for note in notes.all { out += "note: \(escapedName(note.description))\n" }
             return out
         }
 
@@ -180,7 +180,7 @@ extension Pagestat {
                     json.endObject()
                 }
                 json.endArray()
-                json.field("notes", strings: notes.lines)
+                json.field("notes", strings: notes.all.map(\.description))
             }
             json.endObject()
             return json.output + "\n"

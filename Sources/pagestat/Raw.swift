@@ -82,7 +82,7 @@ extension Pagestat {
                 } catch .system(call: _, errno: let error) where error == .brokenPipe {
                     return
                 }
-                for note in raw.notes.lines { printError("pagestat: note: \(escapedName(note))") }
+                for note in raw.notes.all { printError("pagestat: note: \(escapedName(note.description))") }
             }
         }
     }

@@ -86,7 +86,7 @@ extension Pagestat {
                                                 kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     filtered.base.finish()
-                    for note in result.notes { printError("pagestat: note: \(escapedName(note))") }
+                    for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") }
                 } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
                                                   view: options.view) { writeOut($0) }
@@ -99,7 +99,7 @@ extension Pagestat {
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     filtered.base.finish(notes: layout.noHeaders ? [] : result.notes)
-                    if layout.noHeaders { for note in result.notes { printError("pagestat: note: \(escapedName(note))") } }
+                    if layout.noHeaders { for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") } }
                 }
             }
         }

@@ -87,7 +87,8 @@ struct EngineTests {
         syscalls.engine = .syscalls
         let byAuto = try scanner.scan(auto)
         let bySyscalls = try scanner.scan(syscalls)
-        #expect(byAuto.notes.contains { $0.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") }, "\(byAuto.notes)")
+        #expect(byAuto.notes.contains(.bpfEngineAfterLseeks(lseekCalls: ProcessScanner.bpfPaysLseeks)), "\(byAuto.notes)")
+        #expect(byAuto.notes.contains { $0.description.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") })
         #expect(pageStates(byAuto) == pageStates(bySyscalls))
         // Swapped pages settled after the turn carry their slots. The turn comes once the
         // lseek calls projected over what is left reach the load's worth: after the first
@@ -120,7 +121,7 @@ struct EngineTests {
         try small.pageOut(0..<16)
         var smallAuto = ScanOptions(range: small.range)
         smallAuto.engine = .auto
-        #expect(!(try ProcessScanner(pid: getpid()).scan(smallAuto)).notes.contains { $0.contains("BPF engine") })
+        #expect(!(try ProcessScanner(pid: getpid()).scan(smallAuto)).notes.contains { $0.description.contains("BPF engine") })
     }
 
     @Test func bpfEngineWithoutPrivilegeSaysWhy() throws {
@@ -198,7 +199,7 @@ struct CountingEngineTests {
         #expect(byBPF.holes == bySyscalls.holes)
         #expect(byBPF.holes == UInt64(pages - 192))
         #expect(byBPF.swapped.map { $0 * 4096 } == swappedBySmaps)
-        #expect(byBPF.notes.contains { $0.contains("BPF engine") })
+        #expect(byBPF.notes.contains(.countedByBPF(dirtyAndWritebackUnknown: !PageCacheObject.cachestatSupported)), "\(byBPF.notes)")
         func states(_ runs: [FileRun]?) -> [PageState] { (runs ?? []).flatMap { Array(repeating: $0.state, count: Int($0.pages)) } }
         #expect(states(byBPF.runs) == states(bySyscalls.runs))
         #expect(bySyscalls.runs?.allSatisfy { $0.swap == nil } == true)

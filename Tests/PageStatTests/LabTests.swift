@@ -171,7 +171,7 @@ struct RawPagemapRealMemoryTests {
         }
         // Cached pages stay 0, as the 2021 patch left them.
         #expect(marked[0..<16].allSatisfy { $0 == 0 })
-        #expect(raw.notes.lines.isEmpty)
+        #expect(raw.notes.all.isEmpty)
     }
 
     @Test func privateSwapIsTheKernelsOwn() throws {

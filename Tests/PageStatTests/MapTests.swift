@@ -140,7 +140,7 @@ struct MapTests {
             stream.runs((0..<64).map { PageRun(start: 0x10000 + UInt64($0) * piece * 4096, pages: piece,
                                                state: $0 % 2 == 0 ? .swapped : .present, flags: []) })
             stream.end(use: nil)
-            stream.finish(notes: ["a note -- with dashes"])
+            stream.finish(notes: [.aboveUserAddressSpace(mapping: "a note -- with dashes")])
             return out
         }
         let small = svg(pages: 1 << 14, path: "/dev/shm/a")

@@ -156,7 +156,8 @@ struct PinnedTargetTests {
         for mapping in above {
             #expect(mapping.runs.allSatisfy { $0.state == .unknown })
         }
-        #expect(report.notes.contains { $0.hasPrefix("[vsyscall]: unknown: it lies above the user address space") })
+        #expect(report.notes.contains(.aboveUserAddressSpace(mapping: "[vsyscall]")))
+        #expect(report.notes.contains { $0.description.hasPrefix("[vsyscall]: unknown: it lies above the user address space") })
     }
 
     @Test func identityParsesTheLayoutFieldsAfterAHostileName() throws {

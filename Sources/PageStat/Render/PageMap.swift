@@ -199,9 +199,9 @@ public struct TerminalMapStream: ScanConsumer {
     }
 
     /// The totals and notes.
-    public mutating func finish(notes: [String]) {
+    public mutating func finish(notes: [ScanNote]) {
         var out = "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize)) in \(counted(mappings, "mapping"))\n"
-        for note in notes { out += "note: \(escapedName(note))\n" }
+        for note in notes { out += "note: \(escapedName(note.description))\n" }
         sink(out)
     }
 }
@@ -306,7 +306,7 @@ public struct SVGMapStream: ScanConsumer {
 
     /// Writes the whole SVG: header, legend, axis, the bands, and the totals and notes as a
     /// comment at the end.
-    public mutating func finish(notes: [String]) {
+    public mutating func finish(notes: [ScanNote]) {
         let height = y + 20
         var head = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         head += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" "
@@ -338,7 +338,7 @@ public struct SVGMapStream: ScanConsumer {
         sink(body)
         body = ""
         var tail = "<!-- total: \(xmlComment(ReportRenderer.summary(totals, pageSize: pageSize))) in \(counted(mappings, "mapping")) -->\n"
-        for note in notes { tail += "<!-- note: \(xmlComment(note)) -->\n" }
+        for note in notes { tail += "<!-- note: \(xmlComment(note.description)) -->\n" }
         sink(tail + "</svg>\n")
     }
 

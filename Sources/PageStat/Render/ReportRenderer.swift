@@ -154,11 +154,11 @@ public struct JSONReportStream: ScanConsumer {
     }
 
     /// Closes the report with its totals and notes.
-    public mutating func finish(notes: [String]) {
+    public mutating func finish(notes: [ScanNote]) {
         json.endArray()
         json.key("totals")
         ReportRenderer.countsJSON(totals, into: &json)
-        json.field("notes", strings: notes)
+        json.field("notes", strings: notes.map(\.description))
         json.endObject()
         json.flush()
         [UInt8(0x0a)].withUnsafeBytes(sink)
@@ -226,9 +226,9 @@ public struct TextReportStream: ScanConsumer {
     }
 
     /// Closes the report with its totals and notes.
-    public mutating func finish(notes: [String]) {
+    public mutating func finish(notes: [ScanNote]) {
         out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize, unit: unit)) in \(counted(mappings, "mapping"))\n"
-        for note in notes { out += "note: \(escapedName(note))\n" }
+        for note in notes { out += "note: \(escapedName(note.description))\n" }
         sink(out)
         out = ""
     }

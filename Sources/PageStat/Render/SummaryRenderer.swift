@@ -25,7 +25,7 @@ public enum SummaryRenderer {
             json.field("pid", report.pid)
             json.field("page_size", report.pageSize)
             json.field("privileged", report.privileged)
-            json.field("notes", strings: report.notes)
+            json.field("notes", strings: report.notes.map(\.description))
             json.field("warnings", strings: summary.warnings)
             if let round = layout.round { json.field("round", round) }
             json.key("mappings")
@@ -255,7 +255,7 @@ public enum SummaryRenderer {
             out += "zero page: PRESENT counts \(counted(summary.totals.zeroPage / UInt64(report.pageSize), "page")) that map the shared zero page (read, never written); RSS leaves them out, as smaps does\n"
         }
         for warning in summary.warnings { out += "warning: \(escapedName(warning))\n" }
-        for note in report.notes { out += "note: \(escapedName(note))\n" }
+        for note in report.notes { out += "note: \(escapedName(note.description))\n" }
         return out
     }
 
@@ -386,7 +386,7 @@ public enum SummaryRenderer {
             json.endObject()
             json.field("unreadable", report.unreadable)
             json.field("vanished", report.vanished)
-            json.field("notes", strings: report.notes)
+            json.field("notes", strings: report.notes.map(\.description))
             json.endObject()
             return json.output + "\n"
         case .csv:
@@ -420,7 +420,7 @@ public enum SummaryRenderer {
             if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
             out += "; shared memory is split evenly among the processes mapping each page\n"
-            for note in report.notes { out += "note: \(escapedName(note))\n" }
+            for note in report.notes { out += "note: \(escapedName(note.description))\n" }
             return out
         }
     }
@@ -465,7 +465,7 @@ public enum SummaryRenderer {
             }
             json.endArray()
             json.field("unreadable", report.unreadable)
-            json.field("notes", strings: report.notes)
+            json.field("notes", strings: report.notes.map(\.description))
             json.endObject()
             return json.output + "\n"
         case .csv:
@@ -488,7 +488,7 @@ public enum SummaryRenderer {
             var out = table.render() + counted(report.objects.count, "shared-memory object")
             if report.unreadable > 0 { out += ", \(counted(report.unreadable, "process", "processes")) could not be read" }
             out += "\n"
-            for note in report.notes { out += "note: \(escapedName(note))\n" }
+            for note in report.notes { out += "note: \(escapedName(note.description))\n" }
             return out
         }
     }
@@ -534,7 +534,7 @@ public enum SummaryRenderer {
                     }
                     json.endArray()
                 }
-                json.field("notes", strings: report.notes)
+                json.field("notes", strings: report.notes.map(\.description))
                 json.endObject()
             }
             json.endArray()

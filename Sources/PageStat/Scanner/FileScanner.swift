@@ -35,7 +35,7 @@ public struct FileReport: Sendable {
     /// Runs of page states when asked for: cached, swapped or none.
     public var runs: [FileRun]?
     /// Which engine counted the pages, and what is unknown and why.
-    public var notes: [String] = []
+    public var notes: [ScanNote] = []
 }
 
 /// Files' page caches, from their own side (no process involved).
@@ -56,7 +56,7 @@ public enum FileScanner {
         if let hugePageSize = object.hugePageSize { return hugetlbfs(path: path, object: object, hugePageSize: hugePageSize, withRuns: withRuns) }
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
-        var notes: [String] = []
+        var notes: [ScanNote] = []
         if let walker = try engine.walkerForCounting(note: { notes.append($0) }) {
             return try walked(path: path, object: object, pages: pages, walker: walker, withRuns: withRuns, notes: notes)
         }
@@ -89,7 +89,7 @@ public enum FileScanner {
     /// The BPF engine's report: counts and runs from one walk of the xarray; dirty and writeback
     /// from cachestat where it exists (the walk does not read folio flags).
     private static func walked(path: String, object: PageCacheObject, pages: UInt64, walker: XArrayWalker,
-                               withRuns: Bool, notes: [String]) throws(PageStatError) -> FileReport {
+                               withRuns: Bool, notes: [ScanNote]) throws(PageStatError) -> FileReport {
         var runs: [FileRun] = []
         let counts = try XArrayCounts.walk(object, pages: pages, walker: walker) { run in
             guard withRuns else { return }
@@ -118,8 +118,7 @@ public enum FileScanner {
             report.evicted = counts.evicted
         }
         if withRuns { report.runs = runs }
-        report.notes = notes + ["pages counted by the BPF engine (the page-cache xarray)"
-                                + (stat == nil ? "; dirty and writeback are unknown without cachestat(2)" : "")]
+        report.notes = notes + [.countedByBPF(dirtyAndWritebackUnknown: stat == nil)]
         return report
     }
 

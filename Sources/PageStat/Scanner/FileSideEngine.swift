@@ -155,7 +155,7 @@ extension FileSideEngineChoice {
     /// For `file` and `objects`, which count whole objects: the BPF walker when asked for, or
     /// with `auto` where cachestat(2) is missing (Linux before 6.5) and the walker loads; nil for
     /// the syscalls (cachestat) way. `note` says which ran and why, when it is not the usual.
-    func walkerForCounting(note: (String) -> Void) throws(PageStatError) -> XArrayWalker? {
+    func walkerForCounting(note: (ScanNote) -> Void) throws(PageStatError) -> XArrayWalker? {
         switch self {
         case .syscalls:
             return nil
@@ -165,10 +165,10 @@ extension FileSideEngineChoice {
             guard !PageCacheObject.cachestatSupported else { return nil }
             do {
                 let walker = try XArrayWalker.shared()
-                note("cachestat(2) is not available (Linux 6.5+): pages counted by the BPF engine (the page-cache xarray)")
+                note(.cachestatMissingCountedByBPF)
                 return walker
             } catch {
-                note("cachestat(2) is not available (Linux 6.5+) and the BPF engine could not load (\(error)): page counts are unknown")
+                note(.cachestatMissingAndBPFUnavailable(error))
                 return nil
             }
         }

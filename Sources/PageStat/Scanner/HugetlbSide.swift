@@ -49,7 +49,7 @@ enum HugetlbSide {
                 continue  // pending runs stay unknown
             }
             guard let hugePageSize = object.hugePageSize, hugePageSize % pageSize == 0 else {
-                notes.add("\(label(mapping)): maps named a hugetlbfs object but the object is not on hugetlbfs; its unmapped pages are unknown")
+                notes.add(.hugetlbObjectNotOnHugetlbfs(mapping: label(mapping)))
                 continue
             }
             // Which huge pages this process maps: from the page tables of all its mappings of the
@@ -60,7 +60,7 @@ enum HugetlbSide {
                 mapped = mappedHugePages(reports, indices, pageSize: pageSize, hugePageSize: hugePageSize)
             }
             guard let mapped else {
-                notes.add("\(label(mapping)): the huge pages this process maps elsewhere in this object could not be told (no PAGEMAP_SCAN, Linux 6.7+, and the scan covered part of it); its unmapped huge pages are unknown")
+                notes.add(.hugetlbMappedElsewhereUnknown(mapping: label(mapping)))
                 continue
             }
             let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize, mapped: mapped)
@@ -133,12 +133,10 @@ enum HugetlbSide {
             return low < mapped.count && mapped[low].contains(index)
         }
 
-        func note(_ label: String) -> String? {
-            guard let holding = unmappedHolding else {
-                return "\(label): the hugetlbfs file changed while it was counted; its huge pages not mapped here are unknown"
-            }
+        func note(_ label: String) -> ScanNote? {
+            guard let holding = unmappedHolding else { return .hugetlbFileChanged(mapping: label) }
             guard holding != 0 && holding != unmapped else { return nil }
-            return "\(label): \(holding) of the \(unmapped) huge pages of this hugetlbfs file that this process does not map hold memory, but hugetlbfs tells no more than that count (no cachestat, SEEK_DATA calls every page data, mincore would need a mapping that takes huge pages): which ones is unknown"
+            return .hugetlbHoldingUnknown(mapping: label, holding: holding, unmapped: unmapped)
         }
     }
 
@@ -216,12 +214,10 @@ enum HugetlbSide {
         mapping.path.isEmpty ? mapping.range.description : "\(mapping.path) at \(mapping.range)"
     }
 
-    private static func reason(_ error: PageStatError, mapping: Mapping) -> String {
+    private static func reason(_ error: PageStatError, mapping: Mapping) -> ScanNote {
         switch error {
-        case .permissionDenied:
-            return "hugetlb pages not mapped here are unknown: opening /proc/PID/map_files needs CAP_SYS_ADMIN (run as root)"
-        default:
-            return "\(label(mapping)): hugetlb pages not mapped here are unknown where the object could not be opened: \(error)"
+        case .permissionDenied: .hugetlbMapFilesNeedsSysAdmin
+        default: .hugetlbObjectNotOpened(mapping: label(mapping), error)
         }
     }
 }

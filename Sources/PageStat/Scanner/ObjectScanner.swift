@@ -33,7 +33,7 @@ public struct SharedObject: Sendable {
 public struct ObjectsReport: Sendable {
     public var objects: [SharedObject]
     public var unreadable: Int
-    public var notes: [String]
+    public var notes: [ScanNote]
 }
 
 extension SystemScanner {
@@ -48,9 +48,9 @@ extension SystemScanner {
     /// missing (Linux before 6.5).
     public static func objects(engine: FileSideEngineChoice = .auto) throws(PageStatError) -> ObjectsReport {
         let pageSize = UInt64(ProcFS.pageSize)
-        var notes = SystemNotes()
+        var notes = Notes()
         let walker = try engine.walkerForCounting { notes.add($0) }
-        if engine == .bpf { notes.add("pages counted by the BPF engine (the page-cache xarray), as asked") }
+        if engine == .bpf { notes.add(.countedByBPFAsAsked) }
         var shmemDevices = Set<ObjectID>()  // devices only (inode 0)
         do {
             let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
@@ -58,7 +58,7 @@ extension SystemScanner {
                 shmemDevices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
             }
         } catch {
-            notes.add("tmpfs files held open but not mapped are not listed: /proc/self/mountinfo could not be read (\(error))")
+            notes.add(.mountinfoUnreadable(error))
         }
         // memfds and shared anonymous memory live on the kernel's internal shm mount: learn its
         // device from a memfd of our own.
@@ -70,11 +70,11 @@ extension SystemScanner {
                 id.inode = 0
                 shmemDevices.insert(id)
             } else {
-                notes.add("memfds held open but not mapped are not listed: fstat of a memfd failed (\(Errno(rawValue: errno)))")
+                notes.add(.memfdProbeFailed(call: "fstat of a memfd", Errno(rawValue: errno)))
             }
             close(probe)
         } else {
-            notes.add("memfds held open but not mapped are not listed: memfd_create failed (\(Errno(rawValue: errno)))")
+            notes.add(.memfdProbeFailed(call: "memfd_create", Errno(rawValue: errno)))
         }
 
         struct Found {
@@ -108,7 +108,7 @@ extension SystemScanner {
                 if ProcFS.processExists(pid) {
                     unreadable += 1
                     if case .permissionDenied = error {} else if case .noAddressSpace = error {} else {
-                        notes.add("process \(pid) (\(ProcFS.command(pid) ?? "?")): its maps could not be read (\(error))")
+                        notes.add(.processMapsUnreadable(pid: pid, command: ProcFS.command(pid) ?? "?", error))
                     }
                 }
                 continue
@@ -156,17 +156,17 @@ extension SystemScanner {
                         object.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
                     }
                 } catch {
-                    notes.add("\(id.label(entry.path)): its pages are unknown: \(walker == nil ? "cachestat(2)" : "the BPF walk") failed (\(error))")
+                    notes.add(.objectNotCounted(object: id.label(entry.path), byBPF: walker != nil, error))
                 }
             case .failure(.permissionDenied):
                 refused += 1
             case .failure(let error):
-                notes.add("\(id.label(entry.path)): its pages are unknown: it could not be opened (\(error))")
+                notes.add(.objectNotOpenedForCount(object: id.label(entry.path), error))
             }
             objects.append(object)
         }
         if refused > 0 {
-            notes.add("\(refused) objects could not be opened (map_files and other processes' fds need root): their pages are unknown")
+            notes.add(.objectsNeedRoot(count: refused))
         }
         // SysV segments: the kernel counts their resident and swapped bytes itself.
         let segments: [SysVShm.Segment]
@@ -174,7 +174,7 @@ extension SystemScanner {
             segments = SysVShm.parse(try ProcFS.readText("/proc/sysvipc/shm", pid: 0, what: "/proc/sysvipc/shm"))
         } catch {
             segments = []
-            notes.add("SysV segments are not listed: /proc/sysvipc/shm could not be read (\(error))")
+            notes.add(.sysvShmUnreadable(error))
         }
         for segment in segments {
             let pages = (segment.size + pageSize - 1) / pageSize
@@ -187,7 +187,7 @@ extension SystemScanner {
                 holes: pages - min(pages, resident + swapped), users: users))
         }
         objects.sort { ($0.size, $1.path) > ($1.size, $0.path) }
-        return ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.lines)
+        return ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
     }
 
     static func kind(of path: String) -> String {

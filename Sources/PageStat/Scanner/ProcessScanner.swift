@@ -140,14 +140,14 @@ public final class ProcessScanner {
 
     /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
     private func table(_ cached: inout Result<KPageTable, PageStatError>?, open: () throws(PageStatError) -> KPageTable,
-                       notes: inout Notes, missing: String) -> KPageTable? {
+                       notes: inout Notes, name: ScanNote.KPageTable) -> KPageTable? {
         if cached == nil {
             do { cached = .success(try open()) } catch { cached = .failure(error) }
         }
         switch cached! {
         case .success(let table): return table
         case .failure(let error):
-            notes.add("\(missing) unknown: \(error)")
+            notes.add(.kpageTableUnavailable(name, error))
             return nil
         }
     }
@@ -217,19 +217,19 @@ public final class ProcessScanner {
         }
         var notes = Notes()
         if !privileged {
-            notes.add("not privileged (CAP_SYS_ADMIN): no PFNs or swap locations; a non-present page-table entry of private memory is taken as swap (it may be a PTE marker or migration entry)")
+            notes.add(.notPrivileged)
         }
         if !PageCacheObject.cachestatSupported {
-            notes.add("cachestat(2) is not available (Linux 6.5+): swapped shared pages still in the swap cache are told from resident ones by counting swap entries through pagestat's own smaps (slower)")
+            notes.add(.cachestatMissing)
         }
         let tables = kpageTables(options, notes: &notes)
         if options.hugeAndZeroFlags && tables.pfnFlags == nil && !scanCategories.contains([.huge, .pfnZero]) {
-            notes.add("PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags")
+            notes.add(.pagemapScanFlagsMissing)
         }
         lap("maps")
         let scanned = mappings.map { mapping in options.range.map { mapping.range.clamped(to: $0) } ?? mapping.range }
         for mapping in mappings where mapping.range.start >= Self.userSpaceEnd {
-            notes.add("\(mapping.path.isEmpty ? mapping.range.description : mapping.path): unknown: it lies above the user address space that /proc/PID/pagemap covers (a page the kernel provides, with no page-table entry to read)")
+            notes.add(.aboveUserAddressSpace(mapping: mapping.path.isEmpty ? mapping.range.description : mapping.path))
         }
 
         func fileSided(_ mapping: Mapping) -> Bool { options.view == .truth && options.fileSide && mapping.kind.hasFileSide }
@@ -447,12 +447,12 @@ public final class ProcessScanner {
         timings.append(("page table", readSeconds))
         timings.append(("file side", settleSeconds))
         if special > 0 {
-            notes.add("\(special) page\(special == 1 ? "" : "s") unknown: a migration, device or hwpoison entry in the page table (a page being moved, in device memory or lost), flagged non-swap-entry")
+            notes.add(.nonSwapEntries(pages: UInt64(special)))
         }
         if !changedMappings.isEmpty {
-            notes.add("\(changedMappings.count) mapping\(changedMappings.count == 1 ? "" : "s") changed during the scan (unmapped, remapped or replaced); their pages are unknown")
+            notes.add(.mappingsChanged(count: changedMappings.count))
         }
-        var result = ScanResult(notes: notes.lines, timings: timings)
+        var result = ScanResult(notes: notes.all, timings: timings)
         result.endedAt = endedAt
         return result
     }
@@ -515,17 +515,17 @@ public final class ProcessScanner {
         var flags: KPageTable?
         var pfnFlags: PFNFlagSource?
         if options.hugeAndZeroFlags && privileged, let zeroPFN = PFNFlagSource.zeroPageFrame,
-           let table = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are") {
+           let table = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, name: .kpageflags) {
             pfnFlags = PFNFlagSource(zeroPFN: zeroPFN, kpageflags: table, pageSize: pageSize)
         }
         if options.accounting && options.proportional && privileged {
-            counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, missing: "PSS and USS are")
+            counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, name: .kpagecount)
         }
         if options.kernelPageFlags {
             if privileged {
-                flags = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, missing: "kernel page flags are")
+                flags = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, name: .kpageflags)
             } else {
-                notes.add("kernel page flags are unknown: /proc/kpageflags and PFNs need root")
+                notes.add(.kpageflagsNeedRoot)
             }
         }
         return (counts, flags, pfnFlags)
@@ -655,7 +655,7 @@ public final class ProcessScanner {
             } catch {
                 if error == .processExited(pid: pid) { throw error }
                 let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
-                notes.add("\(label): file side failed (\(error)); its pages there are unknown")
+                notes.add(.fileSideFailed(mapping: label, error))
                 bpfSide = nil
                 syscallSide = nil
                 // What the engine appended before it failed stands.
@@ -703,12 +703,12 @@ public final class ProcessScanner {
         if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
         switch bpfWalker! {
         case .success(let walker):
-            notes.add("file side: the syscalls engine, then the BPF engine once lseek had cost, or was on course to cost, about what loading it does (\(Self.bpfPaysLseeks) calls); swap locations only from there")
+            notes.add(.bpfEngineAfterLseeks(lseekCalls: Self.bpfPaysLseeks))
             lseeksSoFar += syscalls.takeLseeks()
             turnedToBPF = true
             return BPFFileSide(object: syscalls.object, walker: walker, storage: takeWalkedStorage())
         case .failure(let error):
-            notes.add("file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location")
+            notes.add(.bpfEngineUnavailable(error))
             return nil
         }
     }
@@ -731,7 +731,7 @@ public final class ProcessScanner {
         case .bpf:
             if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
             if case .failure(let error) = bpfWalker! { throw error }
-            notes.add("file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked")
+            notes.add(.bpfEngineAsAsked)
             return true
         case .auto:
             // Once loaded, for all shared memory left to ask (its load is paid).
@@ -784,27 +784,14 @@ public final class ProcessScanner {
         try PageCacheObject.open(mapping: mapping, pid: pid)
     }
 
-    private func unknownReason(_ error: PageStatError, mapping: Mapping) -> String {
-        let what = mapping.kind.isShmem ? "swapped or cached shared pages" : "cached file pages"
+    private func unknownReason(_ error: PageStatError, mapping: Mapping) -> ScanNote {
+        let pages: ScanNote.FileSidePages = mapping.kind.isShmem ? .sharedSwappedOrCached : .fileCached
         switch error {
-        case .permissionDenied(what: "residency"):
-            return "\(what) are unknown in files this user neither owns nor may write: mincore(2) reports every page of those resident and cachestat(2) refuses (run as root)"
-        case .permissionDenied:
-            return "\(what) are unknown: opening /proc/\(pid)/map_files needs CAP_SYS_ADMIN (run as root)"
-        case .objectChanged(let message):
-            return "\(what) of \(mapping.range) are unknown: \(message)"
-        default:
-            return "\(what) are unknown where the object could not be opened: \(error)"
+        case .permissionDenied(what: "residency"): return .residencyHidden(pages)
+        case .permissionDenied: return .mapFilesNeedsSysAdmin(pages, pid: pid)
+        case .objectChanged(let message): return .objectChanged(pages, range: mapping.range, detail: message)
+        default: return .objectNotOpened(pages, error)
         }
     }
 
-}
-
-/// Report notes, each said once.
-public struct Notes: Sendable {
-    public private(set) var lines: [String] = []
-    public init() {}
-    public mutating func add(_ line: String) {
-        if !lines.contains(line) { lines.append(line) }
-    }
 }

@@ -80,10 +80,10 @@ public final class RawPagemap {
         if complete { _ = try copy(from: cursor, to: range.end, swapped: [], sink, &written) }
         let expected = range.length / pageSize
         if written < expected {
-            notes.add("pagemap ended at \(hex(range.start + written * pageSize)): \(expected - written) entries fewer than the range has pages (past the user address space)")
+            notes.add(.pagemapEnded(address: range.start + written * pageSize, missing: expected - written))
         } else if let now = try? scanner.currentMappings().filter({ $0.range.overlaps(range) }),
                   let gap = Self.firstUnmapped(range, now) {
-            notes.add("\(gap) was unmapped while the range was read: from then on its entries are what pagemap gives for unmapped addresses (0)")
+            notes.add(.unmappedWhileRead(gap))
         }
         return written
     }
@@ -113,8 +113,7 @@ public final class RawPagemap {
         if mapping.isShared, engine == .bpf || (engine == .auto && scanner.loadedWalker != nil) {
             let walker: XArrayWalker
             if let loaded = scanner.loadedWalker { walker = loaded } else { walker = try XArrayWalker.shared() }
-            notes.add(engine == .bpf ? "file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked"
-                                     : "file side: the BPF engine, loaded earlier in this read once lseek had cost about what loading it does")
+            notes.add(engine == .bpf ? .bpfEngineAsAsked : .bpfEngineLoadedEarlier)
             if let object = try? scanner.openObject(mapping) {
                 return try copy(from: part.start, to: part.end, mapping: mapping, object: object, walker: walker, sink, &written)
             }

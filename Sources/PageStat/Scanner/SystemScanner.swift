@@ -70,7 +70,7 @@ public struct TopReport: Sendable {
     /// Processes that went away while being scanned.
     public var vanished: Int
     public var privileged: Bool
-    public var notes: [String]
+    public var notes: [ScanNote]
     /// Every shared object some scanned process maps and that could be opened, largest swap first.
     public var objects: [MappedObject] = []
 }
@@ -129,16 +129,6 @@ enum ObjectOpener: Sendable {
     }
 }
 
-/// Notes of the system views: each said once, however many objects or processes repeat it.
-struct SystemNotes {
-    private var seen = Set<String>()
-    private(set) var lines: [String] = []
-
-    mutating func add(_ line: String) {
-        if seen.insert(line).inserted { lines.append(line) }
-    }
-}
-
 /// System-wide views: every process (`top`) and every shared-memory object (`objects`).
 /// Each shared object's page cache is asked once, whatever the number of its mappers.
 public enum SystemScanner {
@@ -160,7 +150,7 @@ public enum SystemScanner {
             var unreadable = 0
             var vanished = 0
             var done = 0
-            var notes = SystemNotes()
+            var notes = Notes()
         }
         let collected = Mutex(Collected())
         DispatchQueue.concurrentPerform(iterations: 2) { worker in
@@ -181,7 +171,7 @@ public enum SystemScanner {
                     case .failure(.permissionDenied): state.unreadable += 1  // counted; without root there are many
                     case .failure(let error):
                         state.unreadable += 1
-                        state.notes.add("process \(pid) (\(ProcFS.command(pid) ?? "?")) could not be read: \(error)")
+                        state.notes.add(.processUnreadable(pid: pid, command: ProcFS.command(pid) ?? "?", error))
                     }
                     progress?(state.done, pids.count)
                 }
@@ -200,7 +190,7 @@ public enum SystemScanner {
                 refused += 1
                 continue
             case .failure(let error):
-                state.notes.add("\(id.label(mappings[0].path)): could not be opened (\(error)): its swapped pages are not counted")
+                state.notes.add(.sharedObjectNotOpened(object: id.label(mappings[0].path), error))
                 continue
             }
             var failures = 0
@@ -250,11 +240,11 @@ public enum SystemScanner {
                                             mappers: Set(mappings.map(\.pid)).count))
             }
             if let firstFailure {
-                state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
+                state.notes.add(.cachestatFailed(object: id.label(mappings[0].path), stretches: failures, firstFailure))
             }
         }
         if refused > 0 {
-            state.notes.add("\(refused) shared objects could not be opened (map_files needs CAP_SYS_ADMIN): their swapped pages are not counted")
+            state.notes.add(.sharedObjectsNeedSysAdmin(count: refused))
         }
         for index in state.processes.indices {
             let shared = shares[state.processes[index].pid] ?? [:]
@@ -265,7 +255,7 @@ public enum SystemScanner {
         }
         objects.sort { ($0.swapped, $0.resident, $1.id) > ($1.swapped, $1.resident, $0.id) }
         return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
-                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.lines, objects: objects)
+                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects)
     }
 
     /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
@@ -278,7 +268,7 @@ public enum SystemScanner {
     }
 
     /// One process for `top`: its page table only (shared objects are settled by the caller).
-    private static func scanForTop(_ pid: Int32, proportional: Bool) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError> {
+    private static func scanForTop(_ pid: Int32, proportional: Bool) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [ScanNote])?, PageStatError> {
         do {
             let scanner = try ProcessScanner(pid: pid, batchPages: 1 << 14)
             var options = ScanOptions(accounting: true)

@@ -1,0 +1,127 @@
+import Foundation
+import SystemPackage
+import Testing
+
+@testable import PageStat
+@testable import PageStatCore
+
+/// The typed notes: every case says something, reports carry the case, renderers print its words.
+@Suite("Scan notes")
+struct ScanNoteTests {
+    /// One value of every case; `caseIndex` is an exhaustive switch, so a new case fails to
+    /// compile here until it has a sample.
+    static let samples: [ScanNote] = {
+        let error = PageStatError.system(call: "open", errno: .noSuchFileOrDirectory)
+        let range = AddressRange(start: 0x1000, end: 0x3000)
+        return [
+            .notPrivileged, .kpageflagsNeedRoot, .kpageTableUnavailable(.kpageflags, error),
+            .kpageTableUnavailable(.kpagecount, error), .cachestatMissing, .pagemapScanFlagsMissing,
+            .bpfEngineAsAsked, .bpfEngineAfterLseeks(lseekCalls: 32768), .bpfEngineUnavailable(error),
+            .countedByBPFAsAsked, .countedByBPF(dirtyAndWritebackUnknown: true), .cachestatMissingCountedByBPF,
+            .cachestatMissingAndBPFUnavailable(error), .aboveUserAddressSpace(mapping: "[vsyscall]"),
+            .nonSwapEntries(pages: 1), .mappingsChanged(count: 2), .residencyHidden(.fileCached),
+            .mapFilesNeedsSysAdmin(.sharedSwappedOrCached, pid: 1), .objectChanged(.fileCached, range: range, detail: "x"),
+            .objectNotOpened(.sharedSwappedOrCached, error), .fileSideFailed(mapping: "/dev/shm/a", error),
+            .hugetlbMapFilesNeedsSysAdmin, .hugetlbObjectNotOpened(mapping: "/h", error),
+            .hugetlbObjectNotOnHugetlbfs(mapping: "/h"), .hugetlbMappedElsewhereUnknown(mapping: "/h"),
+            .hugetlbFileChanged(mapping: "/h"), .hugetlbHoldingUnknown(mapping: "/h", holding: 1, unmapped: 2),
+            .pagemapEnded(address: 0xffff_ffff_ff60_0000, missing: 1), .unmappedWhileRead(range),
+            .mountinfoUnreadable(error), .memfdProbeFailed(call: "memfd_create", .noMemory),
+            .processMapsUnreadable(pid: 1, command: "init", error), .objectNotCounted(object: "/dev/shm/a", byBPF: false, error),
+            .objectNotOpenedForCount(object: "/dev/shm/a", error), .objectsNeedRoot(count: 3), .sysvShmUnreadable(error),
+            .processUnreadable(pid: 1, command: "init", error), .sharedObjectNotOpened(object: "/dev/shm/a", error),
+            .cachestatFailed(object: "/dev/shm/a", stretches: 2, error), .sharedObjectsNeedSysAdmin(count: 4),
+            .bpfEngineLoadedEarlier,
+        ]
+    }()
+
+    static func caseIndex(_ note: ScanNote) -> Int {
+        switch note {
+        case .notPrivileged: 0
+        case .kpageflagsNeedRoot: 1
+        case .kpageTableUnavailable: 2
+        case .cachestatMissing: 3
+        case .pagemapScanFlagsMissing: 4
+        case .bpfEngineAsAsked: 5
+        case .bpfEngineAfterLseeks: 6
+        case .bpfEngineUnavailable: 7
+        case .countedByBPFAsAsked: 8
+        case .countedByBPF: 9
+        case .cachestatMissingCountedByBPF: 10
+        case .cachestatMissingAndBPFUnavailable: 11
+        case .aboveUserAddressSpace: 12
+        case .nonSwapEntries: 13
+        case .mappingsChanged: 14
+        case .residencyHidden: 15
+        case .mapFilesNeedsSysAdmin: 16
+        case .objectChanged: 17
+        case .objectNotOpened: 18
+        case .fileSideFailed: 19
+        case .hugetlbMapFilesNeedsSysAdmin: 20
+        case .hugetlbObjectNotOpened: 21
+        case .hugetlbObjectNotOnHugetlbfs: 22
+        case .hugetlbMappedElsewhereUnknown: 23
+        case .hugetlbFileChanged: 24
+        case .hugetlbHoldingUnknown: 25
+        case .pagemapEnded: 26
+        case .unmappedWhileRead: 27
+        case .mountinfoUnreadable: 28
+        case .memfdProbeFailed: 29
+        case .processMapsUnreadable: 30
+        case .objectNotCounted: 31
+        case .objectNotOpenedForCount: 32
+        case .objectsNeedRoot: 33
+        case .sysvShmUnreadable: 34
+        case .processUnreadable: 35
+        case .sharedObjectNotOpened: 36
+        case .cachestatFailed: 37
+        case .sharedObjectsNeedSysAdmin: 38
+        case .bpfEngineLoadedEarlier: 39
+        }
+    }
+
+    @Test func everyCaseSaysSomething() {
+        #expect(Set(Self.samples.map(Self.caseIndex)) == Set(0...39))
+        for note in Self.samples {
+            #expect(!note.description.isEmpty, "\(note)")
+            #expect(!note.description.contains("\n"), "\(note)")
+        }
+        // The words carry the payloads.
+        #expect(ScanNote.nonSwapEntries(pages: 1).description.hasPrefix("1 page unknown:"))
+        #expect(ScanNote.mappingsChanged(count: 2).description.hasPrefix("2 mappings changed"))
+        #expect(ScanNote.mapFilesNeedsSysAdmin(.sharedSwappedOrCached, pid: 42).description
+            == "swapped or cached shared pages are unknown: opening /proc/42/map_files needs CAP_SYS_ADMIN (run as root)")
+        #expect(ScanNote.pagemapEnded(address: 0xffff_ffff_ff60_0000, missing: 1).description
+            .hasPrefix("pagemap ended at 0xffffffffff600000: 1 entries fewer"))
+    }
+
+    @Test func notesAreSaidOnce() {
+        var notes = Notes()
+        notes.add(.notPrivileged)
+        notes.add(.mappingsChanged(count: 1))
+        notes.add(.notPrivileged)
+        notes.add(.mappingsChanged(count: 2))
+        #expect(notes.all == [.notPrivileged, .mappingsChanged(count: 1), .mappingsChanged(count: 2)])
+    }
+
+    /// JSON keeps notes as the strings they always were.
+    @Test func jsonNotesAreTheDescriptions() throws {
+        let notes: [ScanNote] = [.notPrivileged, .aboveUserAddressSpace(mapping: "[vsyscall]")]
+        let report = ProcessReport(pid: 1, pageSize: 4096, privileged: false, view: .truth, notes: notes, mappings: [])
+        let json = try #require(JSONSerialization.jsonObject(with: Data(ReportRenderer.json(report).utf8)) as? [String: Any])
+        #expect(json["notes"] as? [String] == notes.map(\.description))
+    }
+
+    /// [vsyscall] lies above the user address space pagemap covers: raw pagemap ends early there,
+    /// and says so with the address and the count.
+    @Test func rawPagemapPastUserSpaceSaysWhere() throws {
+        let scanner = try ProcessScanner(pid: getpid())
+        guard let vsyscall = try scanner.currentMappings().first(where: { $0.path == "[vsyscall]" }) else { return }
+        let raw = try RawPagemap(pid: getpid())
+        let written = try raw.stream(vsyscall.range, kernelOnly: true) { _ throws(PageStatError) in }
+        let expected = vsyscall.range.length / UInt64(ProcFS.pageSize)
+        #expect(written < expected)
+        #expect(raw.notes.all == [.pagemapEnded(address: vsyscall.range.start + written * UInt64(ProcFS.pageSize),
+                                                missing: expected - written)])
+    }
+}
