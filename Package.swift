@@ -5,6 +5,8 @@ let package = Package(
     name: "pagestat",
     products: [
         .library(name: "PageStat", targets: ["PageStat"]),
+        // pagestat's own output formats, for a tool that wants to print what pagestat prints.
+        .library(name: "PageStatRender", targets: ["PageStatRender"]),
         .executable(name: "pagestat", targets: ["pagestat"]),
         .executable(name: "pagestat-exporter", targets: ["pagestat-exporter"]),
     ],
@@ -24,7 +26,7 @@ let package = Package(
         .target(name: "CPagestat"),
         // The page model: states, flags, runs, mappings, reports, the streaming consumer. No I/O.
         .target(name: "PageStatCore", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
-        // Kernel readers, the scanner and the renderers, over the model (re-exported): the library.
+        // Kernel readers and the scanner, over the model (re-exported): the library.
         .target(
             name: "PageStat",
             dependencies: [
@@ -33,6 +35,10 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The renderers: text, JSON and CSV reports and streams, tables, terminal and SVG page
+        // maps, Prometheus exposition. Over the library's public model; the command-line tool
+        // and the exporter use them, a library user need not build them.
+        .target(name: "PageStatRender", dependencies: ["PageStat"]),
         // The lab: memory arranged on purpose (mmap, memfd, MADV_PAGEOUT, memory cgroups, child
         // processes) for the tests, `lab`, `fixture`, `demo`, `doctor --verify` and `bench`.
         // Not a product: a library user gets none of it.
@@ -51,6 +57,7 @@ let package = Package(
             name: "pagestat",
             dependencies: [
                 "PageStat",
+                "PageStatRender",
                 "PageStatLab",
                 "CPagestat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -67,11 +74,13 @@ let package = Package(
             dependencies: ["PageStat"],
             path: "Examples/LibraryExample"
         ),
-        // A VM migration copy plan for a range of a process, on PageStat's public API only.
+        // A VM migration copy plan for a range of a process, on the public API only (PageStat, and
+        // PageStatRender for its sizes in human units).
         .executableTarget(
             name: "MigrationPlan",
             dependencies: [
                 "PageStat",
+                "PageStatRender",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/MigrationPlan"
@@ -82,6 +91,7 @@ let package = Package(
             name: "pagestat-exporter",
             dependencies: [
                 "PageStat",
+                "PageStatRender",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -90,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PageStatTests",
-            dependencies: ["PageStat", "PageStatLab", "CPagestat"],
+            dependencies: ["PageStat", "PageStatRender", "PageStatLab", "CPagestat"],
             resources: [.copy("Fixtures")]
         ),
     ],

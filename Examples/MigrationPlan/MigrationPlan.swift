@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 
 /// Prints how to move a range of a process's memory (a VM's guest RAM in a memfd, say) to another
 /// host without reading a page that need not be read: extents to copy from memory, extents to

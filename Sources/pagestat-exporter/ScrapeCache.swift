@@ -1,5 +1,6 @@
 import Dispatch
 import PageStat
+import PageStatRender
 import Prometheus
 
 /// What the exporter serves: one scan of the machine at a time, its exposition reused for

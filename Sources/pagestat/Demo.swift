@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 import PageStatLab
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPagestat
 import PageStat
+import PageStatRender
 import PageStatLab
 
 #if canImport(Glibc)

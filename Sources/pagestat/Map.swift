@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 
 #if canImport(Glibc)
 import Glibc

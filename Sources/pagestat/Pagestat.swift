@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 import CPagestat
 
 #if canImport(Glibc)

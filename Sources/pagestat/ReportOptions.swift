@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 
 /// `--state`, `--kind` and `--path`: which mappings and runs a report keeps.
 struct FilterOptions: ParsableArguments {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PageStat
+import PageStatRender
 
 extension Pagestat {
     struct Show: ParsableCommand {

@@ -1,5 +1,6 @@
 import CPagestat
 import PageStat
+import PageStatRender
 
 #if canImport(Glibc)
 import Glibc

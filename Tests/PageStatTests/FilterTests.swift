@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PageStat
+@testable import PageStatRender
 @testable import PageStatCore
 @testable import PageStatLab
 

@@ -3,6 +3,7 @@ import SystemPackage
 import Testing
 
 @testable import PageStat
+@testable import PageStatRender
 @testable import PageStatCore
 
 /// The typed notes: every case says something, reports carry the case, renderers print its words.

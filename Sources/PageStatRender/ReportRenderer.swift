@@ -1,3 +1,5 @@
+import PageStat
+
 /// Renders a `ProcessReport` as the `show` command prints it.
 public enum ReportRenderer {
     /// The JSON contract: `{"pid", "page_size", "privileged", "view", "mappings": [{"start",

@@ -1,3 +1,5 @@
+import PageStat
+
 /// Output formats every command offers.
 public enum OutputFormat: String, Sendable, CaseIterable {
     case text, json, csv

@@ -1,3 +1,5 @@
+import PageStat
+
 /// `pagestat map`: pictures of page states, one band (or strip) per mapping, drawn as a scan
 /// streams. Each cell of a picture stands for a fixed number of consecutive pages of its mapping
 /// and takes the state most of them have (ties go to the state listed first in `PageState`).

@@ -1,3 +1,5 @@
+import PageStat
+
 /// Metrics in the Prometheus text exposition format (version 0.0.4), and the fleet view's metric
 /// families built from a `top` report: what `pagestat top --format prometheus` writes and what
 /// `pagestat-exporter` serves.

@@ -1,3 +1,5 @@
+import PageStat
+
 /// Renders `summary`, `top`, `objects` and `file` reports as text tables, JSON or CSV.
 public enum SummaryRenderer {
     // MARK: summary

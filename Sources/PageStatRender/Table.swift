@@ -1,3 +1,5 @@
+import PageStat
+
 /// An aligned text table: left-aligned text columns, right-aligned number columns.
 public struct TextTable {
     public var headers: [String]
