@@ -57,7 +57,7 @@ public enum NameBytes {
     }
 
     /// A NUL-terminated name (a command-line argument, a directory entry), every byte kept.
-    public static func decode(cString: UnsafePointer<CChar>) -> String {
+    package static func decode(cString: UnsafePointer<CChar>) -> String {
         var length = 0
         while cString[length] != 0 { length += 1 }
         return cString.withMemoryRebound(to: UInt8.self, capacity: length) {
@@ -90,7 +90,7 @@ public enum NameBytes {
     }
 
     /// Calls `body` with the name's exact bytes, NUL-terminated: for open(2), stat(2) and the like.
-    public static func withCString<T>(_ name: String, _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+    package static func withCString<T>(_ name: String, _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
         guard containsByteScalars(name) else { return try name.withCString(body) }
         var bytes = bytes(of: name)
         bytes.append(0)

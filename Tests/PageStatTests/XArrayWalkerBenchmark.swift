@@ -45,7 +45,7 @@ import Testing
         var swapped = 0, runs = 0
         let walk = try median {
             swapped = 0; runs = 0
-            try walker.walk(fd: fd, first: 0, count: UInt64(pages)) { run in
+            try walker.walk(fd: FileDescriptor(rawValue: fd), first: 0, count: UInt64(pages)) { run in
                 runs += 1
                 if case .swap = run.kind { swapped += Int(run.pages) }
             }
@@ -65,7 +65,7 @@ import Testing
         var evicted: UInt64 = 0
         let cachestat = try median(3) {
             evicted = 0
-            for index in 0..<pages { evicted += try object.cachestat(offset: UInt64(index * page), length: UInt64(page)).nr_evicted }
+            for index in 0..<pages { evicted += try object.cachestat(offset: UInt64(index * page), length: UInt64(page)).evicted }
         }
         print("""
             XArrayWalkerBenchmark [\(layout)]: 4 GiB memfd, \(swapped) pages swapped per the walker, \(evicted) per cachestat

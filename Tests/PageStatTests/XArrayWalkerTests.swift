@@ -1,5 +1,6 @@
 import CPagestat
 import Foundation
+import SystemPackage
 import Testing
 
 @testable import PageStat
@@ -27,7 +28,7 @@ enum XSlot: Equatable, CustomStringConvertible {
 /// with no two adjacent runs that should have been one.
 func walkRuns(_ walker: XArrayWalker, fd: Int32, first: UInt64, count: UInt64) throws -> [XArrayRun] {
     var runs: [XArrayRun] = []
-    try walker.walk(fd: fd, first: first, count: count) { runs.append($0) }
+    try walker.walk(fd: FileDescriptor(rawValue: fd), first: first, count: count) { runs.append($0) }
     var next = first
     for run in runs {
         #expect(run.first == next, "runs must be contiguous: \(runs)")
@@ -471,7 +472,7 @@ func counter(_ path: String) -> Int { Int((try? String(contentsOfFile: path, enc
 
     @Test func badDescriptorThrows() throws {
         guard let walker = try? XArrayWalker.shared() else { return }
-        #expect(throws: PageStatError.self) { try walker.walk(fd: 9999, first: 0, count: 1) { _ in } }
+        #expect(throws: PageStatError.self) { try walker.walk(fd: FileDescriptor(rawValue: 9999), first: 0, count: 1) { _ in } }
     }
 
     /// Child mode of `unprivilegedLoadIsRefused`: run as nobody by setpriv, load and report.

@@ -198,12 +198,14 @@ public final class PageCacheObject {
     }()
 
     /// Page-cache counts over `[offset, offset + length)` bytes: resident pages and, for shmem,
-    /// swapped ones in `nr_evicted`. Throws `.unsupported` before 6.5. The C call is `cachestat(2)`.
-    public func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> CPagestat_cachestat {
+    /// swapped ones in `evicted`. Throws `.unsupported` before 6.5. The C call is `cachestat(2)`.
+    public func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> PageCacheStat {
         var range = CPagestat_cachestat_range(off: offset, len: length)
         var result = CPagestat_cachestat()
         switch retryingInterrupts({ CPagestat_cachestat(fd.rawValue, &range, &result) }) {
-        case .success: return result
+        case .success:
+            return PageCacheStat(cache: result.nr_cache, dirty: result.nr_dirty, writeback: result.nr_writeback,
+                                 evicted: result.nr_evicted, recentlyEvicted: result.nr_recently_evicted)
         case .failure(.noFunction), .failure(.notSupported):
             throw .unsupported("cachestat(2) (Linux 6.5+)")
         case .failure(.notPermitted), .failure(.permissionDenied):
@@ -319,5 +321,27 @@ public final class PageCacheObject {
         case .success: return
         case .failure(let error): throw .system(call: "mincore", errno: error)
         }
+    }
+}
+
+/// What cachestat(2) counts over a range of a file, in pages: its `struct cachestat`.
+public struct PageCacheStat: Sendable, Hashable {
+    /// Pages in the page cache (nr_cache).
+    public var cache: UInt64
+    /// Of those, dirty pages (nr_dirty).
+    public var dirty: UInt64
+    /// Of those, pages under writeback (nr_writeback).
+    public var writeback: UInt64
+    /// Pages evicted (nr_evicted): for shmem, the swapped pages.
+    public var evicted: UInt64
+    /// Of the evicted pages, those evicted recently (nr_recently_evicted).
+    public var recentlyEvicted: UInt64
+
+    public init(cache: UInt64, dirty: UInt64, writeback: UInt64, evicted: UInt64, recentlyEvicted: UInt64) {
+        self.cache = cache
+        self.dirty = dirty
+        self.writeback = writeback
+        self.evicted = evicted
+        self.recentlyEvicted = recentlyEvicted
     }
 }

@@ -23,7 +23,7 @@ public enum PagemapScan {
     }
 
     /// A `struct page_region`: `[start, end)` with its categories.
-    public typealias Region = CPagestat_page_region
+    package typealias Region = CPagestat_page_region
 
     /// Which categories the running kernel accepts in return_mask (unknown ones give EINVAL,
     /// a kernel without PAGEMAP_SCAN gives ENOTTY). Probed once per pagemap descriptor.
@@ -79,7 +79,7 @@ public enum PagemapScan {
     /// Scans `[start, end)` and calls `body` with each batch of regions whose categories include
     /// all of `allOf` and meet `anyOf` (no condition when empty), reporting only `returnMask`.
     /// Loops on walk_end. The corresponding C call is `ioctl(fd, PAGEMAP_SCAN, &arg)`.
-    public static func scan(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64,
+    package static func scan(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64,
                             allOf: Categories = [], anyOf: Categories, returnMask: Categories,
                             buffer: UnsafeMutableBufferPointer<Region>,
                             _ body: (UnsafeBufferPointer<Region>) -> Void) throws(PageStatError) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPagestat
+import SystemPackage
 import Synchronization
 
 /// One run of an object's page-cache slots, in page indices.
@@ -139,13 +140,13 @@ public final class XArrayWalker: Sendable {
     ///
     /// `body` is called between passes of the walk, never while the program runs; it must not
     /// call `walk` on the same walker.
-    public func walk(fd: Int32, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
+    public func walk(fd: FileDescriptor, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
         guard count > 0 else { return }
         guard getpid() == program.pid else {
             throw .unsupported("BPF page-cache reader: loaded by process \(program.pid), used in its child \(getpid()) after fork")
         }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", errno: .init(rawValue: errno)) }
+        guard fstat(fd.rawValue, &st) == 0 else { throw .system(call: "fstat", errno: .init(rawValue: errno)) }
         let (end, overflow) = first.addingReportingOverflow(count)
         guard !overflow else { throw .invalidInput("page range \(first)+\(count) overflows") }
 
@@ -181,13 +182,13 @@ public final class XArrayWalker: Sendable {
     }
 
     /// One run of the iterator over [from, to): the runs it wrote, in `batch`.
-    private func runPass(fd: Int32, from: UInt64, to end: UInt64, into batch: inout [XArrayRun]) throws(PageStatError) -> Pass {
+    private func runPass(fd: FileDescriptor, from: UInt64, to end: UInt64, into batch: inout [XArrayRun]) throws(PageStatError) -> Pass {
         batch.removeAll(keepingCapacity: true)
         let pid = program.pid
         let runsPerPass = runsPerPass, nodesPerPass = nodesPerPass
         let outcome: Result<Pass, PageStatError> = program.handle.withLock { handle in
             let loaded = handle.loaded
-            loaded.args.pointee = CPagestat_xw_args(first: from, end: end, tgid: pid, fd: UInt32(bitPattern: fd),
+            loaded.args.pointee = CPagestat_xw_args(first: from, end: end, tgid: pid, fd: UInt32(bitPattern: fd.rawValue),
                                                     max_runs: runsPerPass, max_nodes: nodesPerPass)
             loaded.result.pointee = CPagestat_xw_result()
             let err = withUnsafePointer(to: loaded) { CPagestat_xw_run($0) }
@@ -195,7 +196,7 @@ public final class XArrayWalker: Sendable {
             let result = loaded.result.pointee
             switch Int(result.status) {
             case Int(CPAGESTAT_XW_NOT_FOUND):
-                return .failure(.system(call: "BPF page-cache reader: descriptor \(fd) not found in this process", errno: .badFileDescriptor))
+                return .failure(.system(call: "BPF page-cache reader: descriptor \(fd.rawValue) not found in this process", errno: .badFileDescriptor))
             case Int(CPAGESTAT_XW_BAD_ENTRY):
                 return .failure(.unsupported("BPF page-cache reader: unknown xarray entry 0x\(String(result.bad_entry, radix: 16)) at page index \(result.next)"))
             default:

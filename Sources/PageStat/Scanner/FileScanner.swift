@@ -61,14 +61,14 @@ public enum FileScanner {
             return try walked(path: path, object: object, pages: pages, walker: walker, withRuns: withRuns, notes: notes)
         }
         let stat = try object.cachestat(offset: 0, length: pages * pageSize)
-        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: stat.nr_cache,
-                                dirty: stat.nr_dirty, writeback: stat.nr_writeback)
+        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: stat.cache,
+                                dirty: stat.dirty, writeback: stat.writeback)
         report.notes = notes
         if object.isShmem {
-            report.swapped = stat.nr_evicted
-            report.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
+            report.swapped = stat.evicted
+            report.holes = pages - min(pages, stat.cache + stat.evicted)
         } else {
-            report.evicted = stat.nr_evicted
+            report.evicted = stat.evicted
         }
         if withRuns {
             var runs: [FileRun] = []
@@ -110,7 +110,7 @@ public enum FileScanner {
         }
         let stat = PageCacheObject.cachestatSupported ? try? object.cachestat(offset: 0, length: pages * object.pageSize) : nil
         var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: counts.resident,
-                                dirty: stat?.nr_dirty, writeback: stat?.nr_writeback)
+                                dirty: stat?.dirty, writeback: stat?.writeback)
         if object.isShmem {
             report.swapped = counts.swapped
             report.holes = counts.holes

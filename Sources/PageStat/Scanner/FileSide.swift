@@ -176,9 +176,9 @@ final class SyscallFileSide: FileSideEngine {
         // which extents and mincore settle for less.
         if useCachestat && dataMode == .perPage && pages <= Self.cachestatFirstPages {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-            if stat.nr_cache == 0 && stat.nr_evicted == 0 { return emit(pages, .none, [], nil) }
-            if stat.nr_evicted >= pages { return emit(pages, .swapped, [], nil) }
-            if stat.nr_cache >= pages { return emit(pages, .cached, [], nil) }
+            if stat.cache == 0 && stat.evicted == 0 { return emit(pages, .none, [], nil) }
+            if stat.evicted >= pages { return emit(pages, .swapped, [], nil) }
+            if stat.cache >= pages { return emit(pages, .cached, [], nil) }
         }
         // A stretch counted all swapped or all holes settles any part of it (the scanner asks
         // for long stretches in parts).
@@ -210,8 +210,8 @@ final class SyscallFileSide: FileSideEngine {
         let pages = end - first
         if !counted {
             let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-            if stat.nr_evicted >= pages { return emit(pages, .swapped, [], nil) }
-            if stat.nr_cache >= pages { return emit(pages, .cached, [], nil) }
+            if stat.evicted >= pages { return emit(pages, .swapped, [], nil) }
+            if stat.cache >= pages { return emit(pages, .cached, [], nil) }
         }
         try forEachResidencyRun(first: first, end: end) { (start, pages, inCore) throws(PageStatError) in
             if inCore && !useCachestat {
@@ -229,8 +229,8 @@ final class SyscallFileSide: FileSideEngine {
     private func classifyFilePages(first: UInt64, end: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let pages = end - first
         if useCachestat, let stat = try? object.cachestat(offset: first * pageSize, length: pages * pageSize) {
-            if stat.nr_cache == 0 { emit(pages, .none, [], nil); return }
-            if stat.nr_cache >= pages { emit(pages, .cached, [], nil); return }
+            if stat.cache == 0 { emit(pages, .none, [], nil); return }
+            if stat.cache >= pages { emit(pages, .cached, [], nil); return }
         }
         try forEachResidencyRun(first: first, end: end) { (_, pages, inCore) in
             emit(pages, inCore ? .cached : .none, [], nil)
@@ -241,9 +241,9 @@ final class SyscallFileSide: FileSideEngine {
     /// counting swap entries with cachestat, halving mixed stretches.
     private func splitBySwapEntries(first: UInt64, pages: UInt64, emit: FileSideEmit) throws(PageStatError) {
         let stat = try object.cachestat(offset: first * pageSize, length: pages * pageSize)
-        if stat.nr_evicted == 0 {
+        if stat.evicted == 0 {
             emit(pages, .cached, [], nil)
-        } else if stat.nr_evicted >= pages || pages == 1 {
+        } else if stat.evicted >= pages || pages == 1 {
             emit(pages, .swapped, [], nil)
         } else {
             let half = pages / 2

@@ -74,7 +74,7 @@ final class BPFFileSide: FileSideEngine {
         cursor = 0
         let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
         guard span.lowerBound < end else { return }
-        try walker.walk(fd: object.fd.rawValue, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
+        try walker.walk(fd: object.fd, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
     }
 
     func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
@@ -91,7 +91,7 @@ final class BPFFileSide: FileSideEngine {
             while cursor < walked.count && walked[cursor].first + walked[cursor].pages <= page { cursor += 1 }
             if cursor == walked.count || walked[cursor].first > page {
                 var fresh: [XArrayRun] = []
-                try walker.walk(fd: object.fd.rawValue, first: page, count: inFileEnd - page) { fresh.append($0) }
+                try walker.walk(fd: object.fd, first: page, count: inFileEnd - page) { fresh.append($0) }
                 walked = fresh
                 cursor = 0
             }
@@ -138,7 +138,7 @@ struct XArrayCounts: Sendable, Equatable {
     static func walk(_ object: PageCacheObject, pages: UInt64, walker: XArrayWalker,
                      _ body: (XArrayRun) -> Void = { _ in }) throws(PageStatError) -> XArrayCounts {
         var counts = XArrayCounts()
-        try walker.walk(fd: object.fd.rawValue, first: 0, count: pages) { run in
+        try walker.walk(fd: object.fd, first: 0, count: pages) { run in
             switch run.kind {
             case .hole: counts.holes += run.pages
             case .resident: counts.resident += run.pages

@@ -151,9 +151,9 @@ extension SystemScanner {
                         object.holes = counts.holes + counts.evicted
                     } else {
                         let stat = try opened.cachestat(offset: 0, length: pages * pageSize)
-                        object.resident = stat.nr_cache
-                        object.swapped = stat.nr_evicted
-                        object.holes = pages - min(pages, stat.nr_cache + stat.nr_evicted)
+                        object.resident = stat.cache
+                        object.swapped = stat.evicted
+                        object.holes = pages - min(pages, stat.cache + stat.evicted)
                     }
                 } catch {
                     notes.add(.objectNotCounted(object: id.label(entry.path), byBPF: walker != nil, error))

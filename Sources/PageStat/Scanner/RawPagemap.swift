@@ -208,7 +208,7 @@ public final class RawPagemap {
         return try copy(from: start, to: end, sink, &written, alongside: { (address, wanted) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             walked.removeAll(keepingCapacity: true)
-            try walker.walk(fd: object.fd.rawValue, first: first, count: UInt64(wanted)) { run in
+            try walker.walk(fd: object.fd, first: first, count: UInt64(wanted)) { run in
                 if case .swap = run.kind { walked.append(run) }
             }
         }) { (batch, address) throws(PageStatError) in

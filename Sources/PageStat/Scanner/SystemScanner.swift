@@ -206,8 +206,8 @@ public enum SystemScanner {
             func unmapped(upTo end: UInt64) {
                 guard end > asked else { return }
                 if let stat = try? object.cachestat(offset: asked * pageSize, length: (end - asked) * pageSize) {
-                    total.cache += stat.nr_cache
-                    total.evicted += stat.nr_evicted
+                    total.cache += stat.cache
+                    total.evicted += stat.evicted
                 } else {
                     complete = false
                 }
@@ -215,7 +215,7 @@ public enum SystemScanner {
             for (interval, pids) in coverage(mappings) {
                 unmapped(upTo: min(interval.lowerBound, pages))
                 asked = max(asked, interval.upperBound)
-                let stat: CPagestat_cachestat
+                let stat: PageCacheStat
                 do {
                     stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
                 } catch {
@@ -224,12 +224,12 @@ public enum SystemScanner {
                     complete = false
                     continue
                 }
-                total.cache += stat.nr_cache
-                total.evicted += stat.nr_evicted
-                for (pid, bytes) in split(stat.nr_evicted * pageSize, among: pids) where bytes > 0 {
+                total.cache += stat.cache
+                total.evicted += stat.evicted
+                for (pid, bytes) in split(stat.evicted * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].swapped += bytes
                 }
-                for (pid, bytes) in split(stat.nr_cache * pageSize, among: pids) where bytes > 0 {
+                for (pid, bytes) in split(stat.cache * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].resident += bytes
                 }
             }
