@@ -40,7 +40,7 @@ let package = Package(
         // and the exporter use them, a library user need not build them.
         .target(name: "PageStatRender", dependencies: ["PageStat"]),
         // The lab: memory arranged on purpose (mmap, memfd, MADV_PAGEOUT, memory cgroups, child
-        // processes) for the tests, `lab`, `fixture`, `demo`, `doctor --verify` and `bench`.
+        // processes) for the tests, `lab` (and `lab hold`), `demo`, `doctor --verify` and `bench`.
         // Not a product: a library user gets none of it.
         .target(
             name: "PageStatLab",

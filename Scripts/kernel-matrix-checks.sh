@@ -41,10 +41,10 @@ if [ $? = 10 ]; then
     section doctor-text "$P" doctor --verify --directory "$D"
 fi
 
-# End to end on another process: pagestat fixture arranges the same layout as doctor --verify and
+# End to end on another process: pagestat lab hold arranges the same layout as doctor --verify and
 # holds it until its standard input closes (a FIFO held open here).
 mkfifo "$T/fixture.in"
-"$P" fixture --pages 64 --file-directory "$D" < "$T/fixture.in" > "$T/fixture.json" 2> "$T/fixture.err" &
+"$P" lab hold --pages 64 --file-directory "$D" < "$T/fixture.in" > "$T/fixture.json" 2> "$T/fixture.err" &
 fixture=$!
 exec 3> "$T/fixture.in"
 waited=0

@@ -15,7 +15,7 @@
 # there) and boots it under qemu-system-x86_64 (TCG, 2 GiB, -nographic -no-reboot) with two virtio
 # disks: 128 MiB of swap (mkswap and swapon in the guest) and a 64 MiB ext4 disk for /var/tmp (the
 # regular-file regions must not be on tmpfs). /dev/shm and /tmp are tmpfs. The guest runs the
-# checks (pagestat doctor --verify --format json; pagestat fixture, and pagestat show and raw on
+# checks (pagestat doctor --verify --format json; pagestat lab hold, and pagestat show and raw on
 # it), writes them between markers to its second serial port and powers off. The host runs the
 # same checks on its own kernel.
 #

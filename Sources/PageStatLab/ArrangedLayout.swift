@@ -5,7 +5,7 @@ import Glibc
 import CPagestat
 
 /// One of every page layout the scanner must get right, arranged in this process: what
-/// `pagestat fixture` holds for end-to-end tests and what `pagestat doctor --verify` checks.
+/// `pagestat lab hold` holds for end-to-end tests and what `pagestat doctor --verify` checks.
 /// Each region is `pages` pages (a multiple of 4), q = pages / 4:
 /// - shared anonymous memory and a SysV segment: [0,q) written then paged out, [q,2q) written;
 /// - a memfd and a /dev/shm file: [0,q) pwrite() only (cached, never mapped), [q,2q) written,

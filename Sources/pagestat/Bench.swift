@@ -26,7 +26,7 @@ extension Pagestat {
             The default size finishes in about a minute here; --pages 4194304 is the seed's 16 GiB.
 
             With --mappings N (repeatable) it measures the system views instead: a child maps one \
-            memfd N times, one page per mapping (`pagestat fixture --repeated-mappings N`), and \
+            memfd N times, one page per mapping (`pagestat lab hold --repeated-mappings N`), and \
             `pagestat objects --format json` runs as a whole process over the machine; `top`'s \
             work (page tables, then each object's swapped pages split among its mappers) is timed \
             in this process over the child alone, so that other processes on the machine do not \
@@ -81,13 +81,13 @@ extension Pagestat {
                 printError("pagestat bench: \(count) mappings: setting up")
                 let limit = try MapCountLimit(atLeast: count + 1024)
                 defer { limit.restore() }
-                let fixture = try ChildProcess([executable, "fixture", "--repeated-mappings", String(count)], captureOutput: true)
+                let fixture = try ChildProcess([executable, "lab", "hold", "--repeated-mappings", String(count)], captureOutput: true)
                 defer {
                     fixture.signal(SIGTERM)
                     fixture.wait()
                 }
                 guard let line = fixture.readLine(), let pid = Self.number("pid", in: line) else {
-                    throw .system(call: "pagestat fixture --repeated-mappings (no layout line)", errno: .ioError)
+                    throw .system(call: "pagestat lab hold --repeated-mappings (no layout line)", errno: .ioError)
                 }
                 let objects = try wholeProcess([executable, "objects", "--format", "json"])
                 var shares: UInt64 = 0

@@ -10,12 +10,29 @@ import Glibc
 extension DirtyPattern: ExpressibleByArgument {}
 
 extension Pagestat {
-    /// The 2021 kernel thread's test program, as a command: memory in a known layout, held.
+    /// Memory in known layouts, held for pagestat to be pointed at: the seed's anonymous memory
+    /// (`anon`, the default) and every kind pagestat reads (`hold`).
     struct Lab: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "lab",
             abstract: "Map memory, write and swap a known part of it, and hold it (the seed's test program).",
-            discussion: """
+            discussion: Anon.discussion + """
+
+
+            `pagestat lab hold` arranges every kind of memory pagestat reads instead (shared \
+            anonymous, memfd, /dev/shm, SysV, private, file) in known layouts, for end-to-end \
+            checks; see `pagestat lab hold --help`.
+            """,
+            subcommands: [Anon.self, Hold.self],
+            defaultSubcommand: Anon.self
+        )
+    }
+}
+
+extension Pagestat.Lab {
+    /// The 2021 kernel thread's test program, as a command: memory in a known layout, held.
+    struct Anon: ParsableCommand {
+        static let discussion = """
             Maps PAGES pages of anonymous memory (--shared: MAP_SHARED|MAP_ANONYMOUS, the kind \
             pagemap misreports once swapped; --private: MAP_PRIVATE|MAP_ANONYMOUS, for contrast), \
             writes --dirty PERCENT of them (a non-zero word per page: all-zero pages do not swap \
@@ -51,6 +68,11 @@ extension Pagestat {
               pagestat raw --pid PID --range START+8M | hexdump -C
               kill PID
             """
+
+        static let configuration = CommandConfiguration(
+            commandName: "anon",
+            abstract: "Map anonymous memory, write and swap a known part of it, and hold it (the default; the seed's test program).",
+            discussion: discussion
         )
 
         enum Sharing: String, EnumerableFlag {

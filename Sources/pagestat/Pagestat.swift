@@ -30,8 +30,7 @@ struct Pagestat: ParsableCommand {
         9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error.
         """,
         version: pagestatVersion,
-        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self,
-                      Fixture.self]
+        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self]
     )
 
     /// The arguments with every byte kept (`NameBytes`), so a file name that is not UTF-8 can be

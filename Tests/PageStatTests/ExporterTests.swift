@@ -290,7 +290,7 @@ struct ExporterPrometheusTests {
         let a = try FixtureProcess()
         defer { a.stop() }
         let q = a.pages / 4
-        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        let b = try FixtureProcess(arguments: ["lab", "hold", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
         defer { b.stop() }
         let cgroup = try TestCgroup("pagestat-e2e-\(getpid())")
         defer { cgroup.remove() }

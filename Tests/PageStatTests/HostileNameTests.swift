@@ -106,7 +106,7 @@ final class HostileFixture {
     init(pages: Int = 16) throws {
         directory = "/dev/shm/pagestat-names-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        fixture = try FixtureProcess(arguments: ["fixture", "--pages", String(pages), "--hostile-name", hexString(hostileName),
+        fixture = try FixtureProcess(arguments: ["lab", "hold", "--pages", String(pages), "--hostile-name", hexString(hostileName),
                                                  "--file-directory", directory])
     }
 

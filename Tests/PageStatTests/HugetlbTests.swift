@@ -93,7 +93,7 @@ struct HugetlbTests {
         ]
         for item in cases {
             let path = try pool.file(item.name, hugePages: item.hugePages, faulted: item.faulted)
-            let child = try FixtureProcess(arguments: ["fixture", "--map", path, "--read", "\(hugePageEntries)-\(hugePageEntries + 1)"])
+            let child = try FixtureProcess(arguments: ["lab", "hold", "--map", path, "--read", "\(hugePageEntries)-\(hugePageEntries + 1)"])
             defer { child.stop() }
             let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
             let range = AddressRange(start: start, end: start + UInt64(item.hugePages * HugetlbPool.hugePage))
@@ -130,7 +130,7 @@ struct HugetlbTests {
         defer { pool.close() }
         // Three huge pages: the child touches the first; the other two hold nothing.
         let path = try pool.file("partial", hugePages: 3, faulted: [])
-        let child = try FixtureProcess(arguments: ["fixture", "--map", path, "--read", "0-1"])
+        let child = try FixtureProcess(arguments: ["lab", "hold", "--map", path, "--read", "0-1"])
         defer { child.stop() }
         let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
         let huge = UInt64(HugetlbPool.hugePage)

@@ -316,8 +316,15 @@ struct LabRawErrorTests {
             return run.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         }
         let lab = try help("lab")
-        for words in ["--memory-limit", "memory.limit_in_bytes", "MADV_PAGEOUT", "SIGTERM", "--exit-on-eof", "\"page_size\"", "Examples"] {
+        for words in ["--memory-limit", "memory.limit_in_bytes", "MADV_PAGEOUT", "SIGTERM", "--exit-on-eof", "\"page_size\"", "Examples",
+                      "pagestat lab hold", "anon (default)"] {
             #expect(lab.contains(words), "\(words)")
+        }
+        // The layouts the tests point pagestat at are a documented mode, not a hidden command.
+        let hold = try runPagestat(["lab", "hold", "--help"])
+        #expect(hold.status == 0)
+        for words in ["end-to-end checks", "memfd", "SysV", "until standard input closes", "--repeated-mappings", "Examples"] {
+            #expect(hold.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ").contains(words), "\(words)")
         }
         let raw = try help("raw")
         for words in ["carries bit 62", "swap type and offset stay 0", "(`cached` in `pagestat show`) stay 0", "hexdump -C",

@@ -55,9 +55,9 @@ struct ManyMappingsTests {
     static func mappers() throws -> (FixtureProcess, FixtureProcess) {
         let limit = try #require(RepeatedMappings.maxMapCount())
         try #require(limit >= mappings + 1000, "vm.max_map_count \(limit) is too low for \(mappings) mappings")
-        let a = try FixtureProcess(arguments: ["fixture", "--repeated-mappings", String(mappings)])
+        let a = try FixtureProcess(arguments: ["lab", "hold", "--repeated-mappings", String(mappings)])
         let memfd = try #require(a.layout["memfd"] as? String)
-        let b = try FixtureProcess(arguments: ["fixture", "--map", memfd])
+        let b = try FixtureProcess(arguments: ["lab", "hold", "--map", memfd])
         return (a, b)
     }
 

@@ -80,7 +80,7 @@ final class VanishingFixture {
     let pages: Int
 
     init(pages: Int) throws {
-        fixture = try FixtureProcess(arguments: ["fixture", "--vanish", "--pages", String(pages)])
+        fixture = try FixtureProcess(arguments: ["lab", "hold", "--vanish", "--pages", String(pages)])
         start = try #require((fixture.layout["start"] as? NSNumber)?.uint64Value)
         self.pages = pages
     }

@@ -132,7 +132,7 @@ final class FixtureProcess {
     let paths: [String: String]
 
     init(pages: Int = 64, arguments: [String]? = nil, asUser uid: UInt32? = nil) throws {
-        configure(process, pagestat: arguments ?? ["fixture", "--pages", String(pages)], asUser: uid)
+        configure(process, pagestat: arguments ?? ["lab", "hold", "--pages", String(pages)], asUser: uid)
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = stdin

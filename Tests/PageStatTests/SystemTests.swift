@@ -62,7 +62,7 @@ struct SystemViewTests {
     static func twoMappers() throws -> (FixtureProcess, FixtureProcess) {
         let a = try FixtureProcess()
         let q = a.pages / 4
-        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        let b = try FixtureProcess(arguments: ["lab", "hold", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
         return (a, b)
     }
 

@@ -8,20 +8,31 @@ import PageStatLab
 import Glibc
 #endif
 
-extension Pagestat {
-    /// A process with one of every layout the scanner must get right, for end-to-end tests.
-    struct Fixture: ParsableCommand {
+extension Pagestat.Lab {
+    /// A process holding every page layout the scanner must get right (or one of a few special
+    /// layouts), for end-to-end checks: the tests, `bench` and the kernel matrix point pagestat
+    /// at it, and so may anyone who wants to see pagestat's answer on a layout known in advance.
+    struct Hold: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "fixture",
-            abstract: "Arrange every page layout in this process and wait (for tests).",
+            commandName: "hold",
+            abstract: "Arrange every page layout pagestat must get right in a process and hold it until standard input closes.",
             discussion: """
+            For end-to-end checks of pagestat on another process (the test suite, `pagestat \
+            bench`, the kernel matrix use it): the layout is known in advance, so every page \
+            pagestat reports can be compared with what was arranged.
+
             Maps, in this process: shared anonymous memory, a memfd, a /dev/shm file, a SysV \
             segment, private anonymous memory and a regular file, each PAGES pages, writes, \
             pwrite()s, pages out (MADV_PAGEOUT) and guards parts of them, prints one JSON line \
-            with their addresses, and keeps them until standard input closes. Needs swap for the \
-            paged-out parts.
-            """,
-            shouldDisplay: false
+            with their addresses (and the process's pid), and keeps them until standard input \
+            closes. Needs swap for the paged-out parts. --map, --repeated-mappings, \
+            --hostile-name and --vanish arrange one special layout instead.
+
+            Examples:
+              # Hold the layouts while standard input stays open; scan them from elsewhere.
+              sleep infinity | pagestat lab hold --pages 64 > layout.json &
+              pagestat show --pid PID
+            """
         )
 
         @Option(help: "Pages in each region (a multiple of 16).")
