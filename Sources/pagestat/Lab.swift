@@ -309,14 +309,14 @@ struct Progress {
 
     let total: Int
     private let interactive = isatty(2) == 1
-    private let started = Progress.now()
+    private let started = Stopwatch.nowSeconds()
     private var lastShown = 0.0
     private var shown = false
 
     init(total: Int) { self.total = total }
 
     mutating func update(_ done: Int) {
-        let now = Progress.now()
+        let now = Stopwatch.nowSeconds()
         if interactive {
             guard now - lastShown >= 0.1 else { return }
         } else {
@@ -329,7 +329,7 @@ struct Progress {
 
     mutating func finish(_ done: Int, interrupted: Bool) {
         guard shown else { return }
-        let elapsed = Double(Int((Progress.now() - started) * 10)) / 10
+        let elapsed = Double(Int((Stopwatch.nowSeconds() - started) * 10)) / 10
         printProgress(line(done) + (interrupted ? ", interrupted" : ", done in \(elapsed) s") + "\n")
     }
 
@@ -342,9 +342,4 @@ struct Progress {
         text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
 }

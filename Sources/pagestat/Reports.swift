@@ -197,11 +197,11 @@ extension Pagestat {
         }
 
         func run() throws {
-            let start = monotonicSeconds()
+            let start = Stopwatch.nowSeconds()
             let showProgress = isatty(2) == 1
             let shown = Atomic<Bool>(false)
             let report = SystemScanner.top { done, total in
-                if showProgress && monotonicSeconds() - start > 1 {
+                if showProgress && Stopwatch.nowSeconds() - start > 1 {
                     shown.store(true, ordering: .relaxed)
                     printError("\rpagestat: scanned \(done) of \(total) processes", newline: false)
                 }
@@ -312,10 +312,4 @@ extension Pagestat {
             if let worst { throw ExitCode(ExitStatus.code(for: worst)) }
         }
     }
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

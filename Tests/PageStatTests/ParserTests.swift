@@ -209,3 +209,29 @@ struct RunLayoutTests {
         #expect(PageRun(start: 0, pages: 1, state: .none, flags: [], kernelFlags: KPageFlags()).kernelFlags == KPageFlags())
     }
 }
+
+@Suite("ASCII numbers (the one digit reader)")
+struct ASCIINumberTests {
+    @Test func leadingDigitsStopAtTheFirstOther() {
+        let text = Array("7f12a000-7f12c000 1234 kB".utf8)
+        text.withUnsafeBufferPointer { bytes in
+            #expect(ASCIINumber.leading(bytes, from: 0, radix: 16)! == (0x7f12a000, 8))
+            #expect(ASCIINumber.leading(bytes, from: 9, radix: 16)! == (0x7f12c000, 17))
+            #expect(ASCIINumber.leading(bytes, from: 18)! == (1234, 22))
+            #expect(ASCIINumber.leading(bytes, from: 8) == nil)  // '-': no digit
+            #expect(ASCIINumber.leading(bytes, from: 0)! == (7, 1))  // 'f' is no decimal digit
+            #expect(ASCIINumber.leading(bytes, from: bytes.count) == nil)
+        }
+    }
+
+    @Test func wholeOrNothing() {
+        #expect(ASCIINumber.parse(Array("18446744073709551615".utf8)[...]) == UInt64.max)
+        #expect(ASCIINumber.parse(Array("18446744073709551616".utf8)[...]) == nil)  // overflow
+        #expect(ASCIINumber.parse(Array("ffffffffffffffff".utf8)[...], radix: 16) == UInt64.max)
+        #expect(ASCIINumber.parse(Array("10000000000000000".utf8)[...], radix: 16) == nil)
+        #expect(ASCIINumber.parse(Array("12 ".utf8)[...]) == nil)
+        #expect(ASCIINumber.parse(Array("".utf8)[...]) == nil)
+        #expect(ASCIINumber.parse(Array("-1".utf8)[...]) == nil)
+        #expect(ASCIINumber.parse(Array("0".utf8)[...]) == 0)
+    }
+}

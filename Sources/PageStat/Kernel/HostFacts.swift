@@ -119,15 +119,11 @@ public enum HostFacts {
         let thp = readSetting("/sys/kernel/mm/transparent_hugepage/enabled") ?? "not built"
         let shmemTHP = readSetting("/sys/kernel/mm/transparent_hugepage/shmem_enabled") ?? "not built"
         var mthp: [String] = []
-        if let dir = opendir("/sys/kernel/mm/transparent_hugepage") {
-            while let entry = readdir(dir) {
-                let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                guard entryName.hasPrefix("hugepages-"),
-                      let setting = readSetting("/sys/kernel/mm/transparent_hugepage/\(entryName)/shmem_enabled"),
-                      !setting.contains("[never]") else { continue }
-                mthp.append("\(entryName.dropFirst("hugepages-".count)): \(setting)")
-            }
-            closedir(dir)
+        for entryName in Directory.names("/sys/kernel/mm/transparent_hugepage") ?? [] {
+            guard entryName.hasPrefix("hugepages-"),
+                  let setting = readSetting("/sys/kernel/mm/transparent_hugepage/\(entryName)/shmem_enabled"),
+                  !setting.contains("[never]") else { continue }
+            mthp.append("\(entryName.dropFirst("hugepages-".count)): \(setting)")
         }
         facts.append(HostFact(
             name: "THP", available: nil,

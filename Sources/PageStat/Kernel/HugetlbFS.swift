@@ -26,7 +26,7 @@ public enum HugetlbFS {
             var size: UInt64?
             if separator + 3 < fields.count {
                 for option in fields[separator + 3].split(separator: ",") where option.hasPrefix("pagesize=") {
-                    if let parsed = parseSize(option.dropFirst("pagesize=".count)) { size = parsed }
+                    if let parsed = try? ByteSize.parse(String(option.dropFirst("pagesize=".count))) { size = parsed }
                 }
             }
             devices[ProcMaps.Device(major: major, minor: minor)] = size ?? defaultPageSize()
@@ -34,23 +34,11 @@ public enum HugetlbFS {
         return devices
     }
 
-    /// `2M`, `1G`, `2048K`, `2097152` → bytes.
-    static func parseSize(_ text: Substring) -> UInt64? {
-        guard let last = text.last else { return nil }
-        let shifts: [Character: UInt64] = ["K": 10, "k": 10, "M": 20, "m": 20, "G": 30, "g": 30]
-        if let shift = shifts[last] { return UInt64(text.dropLast()).map { $0 << shift } }
-        return UInt64(text)
-    }
 
     /// The huge page sizes this kernel offers (/sys/kernel/mm/hugepages/hugepages-NkB), in bytes.
     public static let pageSizes: [UInt64] = {
-        guard let dir = opendir("/sys/kernel/mm/hugepages") else { return [] }
-        defer { closedir(dir) }
         var sizes: [UInt64] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+        for name in Directory.names("/sys/kernel/mm/hugepages") ?? [] {
             guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
                   let kilobytes = UInt64(name.dropFirst("hugepages-".count).dropLast(2)) else { continue }
             sizes.append(kilobytes * 1024)

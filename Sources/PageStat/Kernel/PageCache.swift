@@ -81,7 +81,7 @@ public final class PageCacheObject {
         do {
             return try open(pid: pid, range: mapping.range, expecting: expected)
         } catch {
-            if error == .processExited(pid: pid) || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+            if error == .processExited(pid: pid) || ProcFS.exited(pid) { throw .processExited(pid: pid) }
             if case .objectChanged = error { throw error }
             mapFilesError = error
         }
@@ -284,14 +284,7 @@ public final class PageCacheObject {
                     return
                 }
                 guard let index = current, line.starts(with: swapKey) else { return }
-                var position = swapKey.count
-                while position < line.count && line[position] == 0x20 { position += 1 }
-                var kilobytes: UInt64 = 0
-                while position < line.count, line[position] >= 0x30, line[position] <= 0x39 {
-                    kilobytes = kilobytes * 10 + UInt64(line[position] - 0x30)
-                    position += 1
-                }
-                counts[index] = kilobytes * 1024 / pageSize
+                counts[index] = (ProcMaps.smapsValue(UnsafeBufferPointer(rebasing: line[swapKey.count...])) ?? 0) / pageSize
                 current = nil
             }
         }

@@ -106,7 +106,7 @@ public struct Pagemap: ~Copyable {
                                 retryOnInterrupt: true)
                 }
             } catch {
-                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                if ProcFS.exited(pid, failedWith: error) { throw .processExited(pid: pid) }
                 throw .system(call: "pread /proc/\(pid)/pagemap", errno: error)
             }
             if count == 0 { break }

@@ -71,7 +71,7 @@ public enum PagemapScan {
         case .failure(.badAddress):
             return nil
         case .failure(let error):
-            if error == .noSuchProcess { throw .processExited(pid: pid) }
+            if ProcFS.exited(pid, failedWith: error) { throw .processExited(pid: pid) }
             throw .system(call: "ioctl PAGEMAP_SCAN /proc/\(pid)/pagemap", errno: error)
         }
     }
@@ -104,7 +104,7 @@ public enum PagemapScan {
                 // Outside the user address space ([vsyscall]): nothing to report there.
                 return
             case .failure(let error):
-                if error == .noSuchProcess || !ProcFS.processExists(pid) { throw .processExited(pid: pid) }
+                if ProcFS.exited(pid, failedWith: error) { throw .processExited(pid: pid) }
                 throw .system(call: "ioctl PAGEMAP_SCAN /proc/\(pid)/pagemap", errno: error)
             }
         }

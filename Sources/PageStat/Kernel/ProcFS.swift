@@ -101,16 +101,7 @@ public enum ProcFS {
 
     /// Every process on the machine: the numeric entries of /proc, in order.
     public static func pids() -> [Int32] {
-        guard let dir = opendir("/proc") else { return [] }
-        defer { closedir(dir) }
-        var pids: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if let pid = Int32(name), pid > 0 { pids.append(pid) }
-        }
-        return pids.sorted()
+        (Directory.names("/proc") ?? []).compactMap { name in Int32(name).flatMap { $0 > 0 ? $0 : nil } }.sorted()
     }
 
     /// The command name of a process (/proc/PID/comm), or nil when it is gone.
@@ -121,14 +112,9 @@ public enum ProcFS {
 
     /// The open descriptors of a process: (fd number, link target), from /proc/PID/fd.
     public static func openFiles(_ pid: Int32) -> [(fd: Int32, target: String)] {
-        guard let dir = opendir("/proc/\(pid)/fd") else { return [] }
-        defer { closedir(dir) }
         var files: [(Int32, String)] = []
         var buffer = [CChar](repeating: 0, count: 4096)
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+        for name in Directory.names("/proc/\(pid)/fd") ?? [] {
             guard let fd = Int32(name) else { continue }
             let count = readlink("/proc/\(pid)/fd/\(fd)", &buffer, buffer.count - 1)
             guard count > 0 else { continue }

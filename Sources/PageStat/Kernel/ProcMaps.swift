@@ -26,25 +26,12 @@ public enum ProcMaps {
         var index = 0
         let count = bytes.count
         func skipSpaces() { while index < count && bytes[index] == 0x20 { index += 1 } }
+        /// Digits up to `terminator` (or the end of the line), nothing else.
         func number(radix: UInt64, until terminator: UInt8) -> UInt64? {
-            var value: UInt64 = 0
-            let start = index
-            while index < count && bytes[index] != terminator {
-                let byte = bytes[index]
-                let digit: UInt64
-                switch byte {
-                case 0x30...0x39: digit = UInt64(byte - 0x30)
-                case 0x61...0x66 where radix == 16: digit = UInt64(byte - 0x61 + 10)
-                case 0x41...0x46 where radix == 16: digit = UInt64(byte - 0x41 + 10)
-                default: return nil
-                }
-                let (shifted, overflow) = value.multipliedReportingOverflow(by: radix)
-                let (sum, carry) = shifted.addingReportingOverflow(digit)
-                guard !overflow && !carry else { return nil }
-                value = sum
-                index += 1
-            }
-            return index > start ? value : nil
+            guard let (value, end) = ASCIINumber.leading(bytes, from: index, radix: radix),
+                  end == count || bytes[end] == terminator else { return nil }
+            index = end
+            return value
         }
         skipSpaces()
         guard let start = number(radix: 16, until: 0x2d), index < count else { return nil }  // '-'
@@ -184,16 +171,8 @@ public enum ProcMaps {
     static func smapsValue(_ value: UnsafeBufferPointer<UInt8>) -> UInt64? {
         var index = 0
         while index < value.count && value[index] == 0x20 { index += 1 }
-        var number: UInt64 = 0
-        let digitsStart = index
-        while index < value.count, value[index] >= 0x30, value[index] <= 0x39 {
-            let (shifted, overflow) = number.multipliedReportingOverflow(by: 10)
-            let (sum, carry) = shifted.addingReportingOverflow(UInt64(value[index] - 0x30))
-            guard !overflow && !carry else { return nil }
-            number = sum
-            index += 1
-        }
-        guard index > digitsStart else { return nil }
+        guard let (number, end) = ASCIINumber.leading(value, from: index) else { return nil }
+        index = end
         let kilobytes = index + 3 <= value.count && value[index] == 0x20 && value[index + 1] == 0x6b && value[index + 2] == 0x42
         guard kilobytes else { return number }
         let (bytes, overflow) = number.multipliedReportingOverflow(by: 1024)

@@ -131,11 +131,7 @@ public struct AddressSpaceIdentity: Sendable, Hashable {
         guard fields.count > 51 - 3 else { return nil }
         var values: [UInt64] = []
         for field in wanted {
-            var value: UInt64 = 0
-            for byte in fields[field - 3] {
-                guard byte >= 0x30 && byte <= 0x39 else { return nil }
-                value = value &* 10 &+ UInt64(byte - 0x30)
-            }
+            guard let value = ASCIINumber.parse(fields[field - 3]) else { return nil }
             values.append(value)
         }
         guard values.contains(where: { $0 != 0 }) else { return nil }

@@ -26,6 +26,15 @@ func system<T>(_ body: () throws -> T) throws(Errno) -> T {
     }
 }
 
+extension ProcFS {
+    /// Whether a failed call on a file of `/proc/PID` means the process has exited: ESRCH from
+    /// the call, or `/proc/PID` no longer there. The one "did it exit" check of the readers that
+    /// know the process by its pid (a `ProcessHandle` asks its pidfd instead).
+    static func exited(_ pid: Int32, failedWith error: Errno? = nil) -> Bool {
+        error == .noSuchProcess || !processExists(pid)
+    }
+}
+
 extension PageStatError {
     /// Turns a failed call on `/proc/PID/...` into the error a user should see.
     static func fromProc(_ error: Errno, pid: Int32, call: String, what: String) -> PageStatError {

@@ -179,18 +179,10 @@ public enum FileScanner {
     }
 
     private static func walk(_ directory: String, into files: inout [String], failure: (String, PageStatError) -> Void) {
-        guard let dir = NameBytes.withCString(directory, { opendir($0) }) else {
+        guard let names = Directory.names(directory) else {
             failure(directory, .permissionDenied(what: directory))
             return
         }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                NameBytes.decode(Array(raw.prefix(while: { $0 != 0 })))
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(dir)
         for name in names.sorted() {
             let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
             var st = stat()
