@@ -13,8 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        // `swift package generate-documentation --target PageStat`: the DocC catalog in
-        // Sources/PageStat/PageStat.docc.
+        // `swift package generate-documentation --target PageStat` (and `--target PageStatCore`):
+        // the DocC catalogs in Sources/PageStat/PageStat.docc and Sources/PageStatCore/PageStatCore.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         // pagestat-exporter alone: `pagestat` itself builds without them.
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),

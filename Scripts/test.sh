@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 swapfile=""
+external=""
 cleanup() {
+    if [ -n "$external" ]; then rm -rf "$external"; fi
     if [ -n "$swapfile" ]; then
         swapoff "$swapfile" 2>/dev/null || true
         rm -f "$swapfile"
@@ -58,6 +60,53 @@ else
 fi
 
 swift build
+
+# The README's library example, built as a user would: in a package of its own that depends on
+# this one by path (named pagestat, as a clone is) and uses the PageStat product, then run on this
+# script's own process. Its build directory stays in .build/external-example, so that a second run
+# builds only what changed; the package itself is made afresh in a temporary directory each time.
+external=$(mktemp -d "${TMPDIR:-/tmp}/pagestat-external.XXXXXX")
+mkdir -p "$external/Sources/MyTool"
+ln -s "$PWD" "$external/pagestat"
+cat > "$external/Package.swift" <<'MANIFEST'
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "MyTool",
+    dependencies: [
+        .package(path: "pagestat"),
+    ],
+    targets: [
+        .executableTarget(name: "MyTool", dependencies: [.product(name: "PageStat", package: "pagestat")]),
+    ],
+    swiftLanguageModes: [.v6]
+)
+MANIFEST
+cp Examples/LibraryExample/main.swift "$external/Sources/MyTool/main.swift"
+swift build --package-path "$external" --scratch-path "$PWD/.build/external-example"
+for mode in "" --stream; do
+    output=$("$PWD/.build/external-example/debug/MyTool" $$ $mode)
+    if ! grep -q "pages swapped" <<< "$output"; then
+        echo "test.sh: the README's library example, built in a package of its own, printed no count: $output" >&2
+        exit 1
+    fi
+done
+echo "test.sh: the README's library example builds and runs in a package of its own"
+rm -rf "$external"
+external=""
+
+# The DocC catalogs build, without a warning (a broken symbol link is one).
+for target in PageStat PageStatCore; do
+    docs=$(swift package generate-documentation --target "$target" 2>&1) || { echo "$docs" >&2; exit 1; }
+    if grep -q "warning:" <<< "$docs"; then
+        echo "test.sh: generate-documentation --target $target warns:" >&2
+        grep -A3 "warning:" <<< "$docs" >&2
+        exit 1
+    fi
+done
+echo "test.sh: the DocC catalogs of PageStat and PageStatCore build without warnings"
+
 # Tests that turn a swap area of their own on and off run on their own, after the rest: swapoff
 # brings back into memory every page that went to that area, including pages other tests (or
 # their child processes) had just paged out, which would then read present where those tests
