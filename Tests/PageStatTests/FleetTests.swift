@@ -239,4 +239,37 @@ struct FleetCgroupTests {
         let shmemB = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", cgroupB) } && $0.labels.contains { $0 == ("kind", "shmem") } })
         #expect(shmemB.value == Double(UInt64(q) * page / 2))
     }
+
+    /// The fleet tally (PAGEMAP_SCAN regions, pagemap only where swapped or for PFNs, mapcounts
+    /// kept across processes) counts what the process scanner counts, page for page: RSS, the
+    /// zero page, swap (the fixture's private memory is a quarter swapped), PSS and USS (B maps
+    /// A's memfd pages), and the shared objects each maps.
+    @Test func fleetTallyAgreesWithTheProcessScanner() throws {
+        guard FleetTally.supported else { return }  // the scanner answers `top` itself there
+        let a = try FixtureProcess()
+        defer { a.stop() }
+        let q = a.pages / 4
+        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        defer { b.stop() }
+        for proportional in [true, false] {
+            let tally = FleetTally(proportional: proportional)
+            for pid in [a.pid, b.pid, a.pid] {  // A again: its mapcounts now partly from the tally's table
+                let scanner = try ProcessScanner(pid: pid)
+                var options = ScanOptions(accounting: true)
+                options.fileSide = false
+                options.proportional = proportional
+                let report = try scanner.scan(options)
+                var expected = MemoryUse.zero
+                for mapping in report.mappings { expected += try #require(mapping.use) }
+                if !proportional { expected.pss = nil; expected.uss = nil }
+                let (process, objects, _) = try #require(try tally.scan(pid))
+                #expect(process.use == expected, "pid \(pid), PSS \(proportional)")
+                let shmem = report.mappings.map(\.mapping).filter(\.kind.isShmem)
+                #expect(objects.map(\.0) == shmem.map(ObjectID.init) && objects.map(\.1.range) == shmem.map(\.range))
+            }
+        }
+        let fixtureSwap = UInt64(q * TestEnvironment.pageSize)
+        let (process, _, _) = try #require(try FleetTally(proportional: false).scan(a.pid))
+        #expect(process.use.swap >= fixtureSwap, "the fixture's private memory has q pages in swap")
+    }
 }

@@ -36,6 +36,20 @@ public struct ProcessIdentity: Sendable, Hashable {
                                cgroup: cgroup.flatMap(memoryCgroup(_:)))
     }
 
+    /// Reads the identity of a pinned process through its /proc directory (no path lookup of
+    /// /proc/PID per file); nil when it is gone.
+    static func read(handle: ProcessHandle) -> ProcessIdentity? {
+        guard let bytes = try? handle.readBytes("comm") else { return nil }
+        let comm = NameBytes.decode(bytes.last == 0x0a ? Array(bytes.dropLast()) : bytes)
+        let cmdline = (try? handle.readBytes("cmdline")) ?? []
+        let status = (try? handle.readBytes("status")).map { String(decoding: $0, as: UTF8.self) }
+        let cgroup = (try? handle.readBytes("cgroup")).map { String(decoding: $0, as: UTF8.self) }
+        return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
+                               comm: comm,
+                               uid: status.flatMap(effectiveUID(status:)),
+                               cgroup: cgroup.flatMap(memoryCgroup(_:)))
+    }
+
     /// ps's rule: the arguments joined by spaces, trailing NULs (and the padding a process that
     /// rewrote its title leaves) dropped; `[comm]` for an empty command line.
     public static func displayName(cmdline: [UInt8], comm: String) -> String {

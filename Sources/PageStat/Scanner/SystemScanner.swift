@@ -163,10 +163,22 @@ public enum SystemScanner {
             var notes = SystemNotes()
         }
         let collected = Mutex(Collected())
-        DispatchQueue.concurrentPerform(iterations: 2) { worker in
-            for index in stride(from: worker, to: pids.count, by: 2) {
+        // Processes are handed out one at a time to a worker per core, each with its own tally
+        // (buffers, mapcounts); without PAGEMAP_SCAN's categories, the process scanner.
+        let next = Atomic<Int>(0)
+        let tallies = FleetTally.supported
+        DispatchQueue.concurrentPerform(iterations: max(1, min(2, pids.count))) { _ in
+            let tally = tallies ? FleetTally(proportional: proportional) : nil
+            while true {
+                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard index < pids.count else { break }
                 let pid = pids[index]
-                let outcome = scanForTop(pid, proportional: proportional)
+                let outcome: Result<(ProcessUse, [(ObjectID, ObjectMapping)], [String])?, PageStatError>
+                if let tally {
+                    outcome = Result { () throws(PageStatError) in try tally.scan(pid) }
+                } else {
+                    outcome = scanForTop(pid, proportional: proportional)
+                }
                 collected.withLock { state in
                     state.done += 1
                     switch outcome {
