@@ -204,6 +204,32 @@ public enum SystemScanner {
         var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
         var objects: [MappedObject] = []
         var refused = 0
+        // Each object opened, with its stretches of constant mappers and what cachestat asks: the
+        // stretches, and the object's pages no one maps (each page is asked once: cachestat costs
+        // per swapped page), in pieces that both cores share.
+        struct Settled {
+            var id: ObjectID
+            var mappings: [ObjectMapping]
+            var object: PageCacheObject
+            var coverage: [(Range<UInt64>, [Int32])]
+        }
+        struct Ask {
+            var object: Int
+            /// The stretch of `coverage` it is part of; nil for pages no one maps.
+            var stretch: Int?
+            var pages: Range<UInt64>
+        }
+        var settled: [Settled] = []
+        var asks: [Ask] = []
+        func ask(_ object: Int, _ stretch: Int?, _ pages: Range<UInt64>) {
+            var start = pages.lowerBound
+            while start < pages.upperBound {
+                // Pieces end on multiples of `piecePages`, so no large folio or swap entry straddles two.
+                let end = min(pages.upperBound, (start / piecePages + 1) * piecePages)
+                asks.append(Ask(object: object, stretch: stretch, pages: start..<end))
+                start = end
+            }
+        }
         for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
             let object: PageCacheObject
             switch ObjectOpener.openFirst(mappings.lazy.map { ObjectOpener.mapFiles(pid: $0.pid, range: $0.range) }) {
@@ -215,54 +241,75 @@ public enum SystemScanner {
                 state.notes.add("\(id.label(mappings[0].path)): could not be opened (\(error)): its swapped pages are not counted")
                 continue
             }
-            var failures = 0
-            var firstFailure: PageStatError?
-            let kind = mappings[0].kind
-            // The object's own totals: the stretches its mappers map, asked once for the split
-            // below, plus the stretches no one maps (each page is asked once: cachestat costs per
-            // swapped page).
+            let index = settled.count
+            let stretches = coverage(mappings)
+            settled.append(Settled(id: id, mappings: mappings, object: object, coverage: stretches))
+            let pages = (object.size + pageSize - 1) / pageSize
+            var asked: UInt64 = 0  // the next page not yet asked about
+            for (stretch, (interval, _)) in stretches.enumerated() {
+                let gapEnd = min(interval.lowerBound, pages)
+                if gapEnd > asked { ask(index, nil, asked..<gapEnd) }
+                asked = max(asked, interval.upperBound)
+                ask(index, stretch, interval)
+            }
+            if pages > asked { ask(index, nil, asked..<pages) }
+        }
+        let (allAsks, opened) = (asks, settled.map(\.object))
+        let answers: [Result<CPagestat_cachestat, PageStatError>] = (try? parallelMap(
+            count: allAsks.count, threads: min(2, allAsks.count), makeWorker: { () }) { (_, position) throws(PageStatError) in
+            let ask = allAsks[position]
+            return Result { () throws(PageStatError) in
+                try opened[ask.object].cachestat(offset: ask.pages.lowerBound * pageSize,
+                                                         length: UInt64(ask.pages.count) * pageSize)
+            }
+        }) ?? []
+        var position = 0
+        for (index, entry) in settled.enumerated() {
+            let kind = entry.mappings[0].kind
             var total = (cache: UInt64(0), evicted: UInt64(0))
             var complete = true
-            var asked: UInt64 = 0  // the next page not yet asked about
-            let pages = (object.size + pageSize - 1) / pageSize
-            func unmapped(upTo end: UInt64) {
-                guard end > asked else { return }
-                if let stat = try? object.cachestat(offset: asked * pageSize, length: (end - asked) * pageSize) {
-                    total.cache += stat.nr_cache
-                    total.evicted += stat.nr_evicted
-                } else {
+            var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: entry.coverage.count)
+            var failures = 0
+            var firstFailure: PageStatError?
+            while position < asks.count && asks[position].object == index {
+                let ask = asks[position]
+                switch answers[position] {
+                case .success(let stat):
+                    if let stretch = ask.stretch {
+                        stretchSums[stretch]?.cache += stat.nr_cache
+                        stretchSums[stretch]?.evicted += stat.nr_evicted
+                    } else {
+                        total.cache += stat.nr_cache
+                        total.evicted += stat.nr_evicted
+                    }
+                case .failure(let error):
                     complete = false
+                    if let stretch = ask.stretch, stretchSums[stretch] != nil {
+                        stretchSums[stretch] = nil
+                        failures += 1
+                        firstFailure = firstFailure ?? error
+                    }
                 }
+                position += 1
             }
-            for (interval, pids) in coverage(mappings) {
-                unmapped(upTo: min(interval.lowerBound, pages))
-                asked = max(asked, interval.upperBound)
-                let stat: CPagestat_cachestat
-                do {
-                    stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
-                } catch {
-                    failures += 1
-                    firstFailure = firstFailure ?? error
-                    complete = false
-                    continue
-                }
-                total.cache += stat.nr_cache
-                total.evicted += stat.nr_evicted
-                for (pid, bytes) in split(stat.nr_evicted * pageSize, among: pids) where bytes > 0 {
+            for (stretch, (_, pids)) in entry.coverage.enumerated() {
+                guard let stat = stretchSums[stretch] else { continue }
+                total.cache += stat.cache
+                total.evicted += stat.evicted
+                for (pid, bytes) in split(stat.evicted * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].swapped += bytes
                 }
-                for (pid, bytes) in split(stat.nr_cache * pageSize, among: pids) where bytes > 0 {
+                for (pid, bytes) in split(stat.cache * pageSize, among: pids) where bytes > 0 {
                     shares[pid, default: [:]][kind, default: SharedShare()].resident += bytes
                 }
             }
-            unmapped(upTo: pages)
             if complete {
-                objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
+                objects.append(MappedObject(kind: kind, path: entry.mappings[0].path, id: entry.id, size: entry.object.size,
                                             resident: total.cache * pageSize, swapped: total.evicted * pageSize,
-                                            mappers: Set(mappings.map(\.pid)).count))
+                                            mappers: Set(entry.mappings.map(\.pid)).count))
             }
             if let firstFailure {
-                state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
+                state.notes.add("\(entry.id.label(entry.mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
             }
         }
         if refused > 0 {
@@ -279,6 +326,9 @@ public enum SystemScanner {
         return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
                          privileged: ProcFS.hasSysAdmin(), notes: state.notes.lines, objects: objects)
     }
+
+    /// Pages of an object per cachestat(2) call at most, so that both cores share a large object.
+    static let piecePages: UInt64 = 1 << 16
 
     /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
     /// each to the first pids, so the shares always add up to `bytes`.
