@@ -42,11 +42,11 @@ public struct ProcessIdentity: Sendable, Hashable {
         guard let bytes = try? handle.readBytes("comm") else { return nil }
         let comm = NameBytes.decode(bytes.last == 0x0a ? Array(bytes.dropLast()) : bytes)
         let cmdline = (try? handle.readBytes("cmdline")) ?? []
-        let status = (try? handle.readBytes("status")).map { String(decoding: $0, as: UTF8.self) }
+        let status = try? handle.readBytes("status")
         let cgroup = (try? handle.readBytes("cgroup")).map { String(decoding: $0, as: UTF8.self) }
         return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
                                comm: comm,
-                               uid: status.flatMap(effectiveUID(status:)),
+                               uid: status.flatMap { effectiveUID(status: $0) },
                                cgroup: cgroup.flatMap(memoryCgroup(_:)))
     }
 
@@ -62,9 +62,21 @@ public struct ProcessIdentity: Sendable, Hashable {
 
     /// The effective uid from /proc/PID/status text (`Uid:\treal\teffective\tsaved\tfs`).
     public static func effectiveUID(status: String) -> UInt32? {
-        for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
-            let fields = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
-            return fields.count >= 2 ? UInt32(fields[1]) : nil
+        effectiveUID(status: Array(status.utf8))
+    }
+
+    /// The same from the bytes of /proc/PID/status: only the `Uid:` line is looked at.
+    static func effectiveUID(status bytes: [UInt8]) -> UInt32? {
+        let key: [UInt8] = Array("Uid:".utf8)
+        var start = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
+            if end - start >= key.count && bytes[start..<start + key.count].elementsEqual(key) {
+                let fields = bytes[(start + key.count)..<end].split(whereSeparator: { $0 == 0x09 || $0 == 0x20 })
+                guard fields.count >= 2 else { return nil }
+                return UInt32(String(decoding: fields[1], as: UTF8.self))
+            }
+            start = end + 1
         }
         return nil
     }
