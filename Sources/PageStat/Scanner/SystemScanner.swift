@@ -255,6 +255,7 @@ public enum SystemScanner {
             if pages > asked { ask(index, nil, asked..<pages) }
         }
         let (allAsks, opened) = (asks, settled.map(\.object))
+        // The body never throws (each answer is a Result); were it to, every ask counts as failed.
         let answers: [Result<CPagestat_cachestat, PageStatError>] = (try? parallelMap(
             count: allAsks.count, threads: min(2, allAsks.count), makeWorker: { () }) { (_, position) throws(PageStatError) in
             let ask = allAsks[position]
@@ -262,7 +263,7 @@ public enum SystemScanner {
                 try opened[ask.object].cachestat(offset: ask.pages.lowerBound * pageSize,
                                                          length: UInt64(ask.pages.count) * pageSize)
             }
-        }) ?? []
+        }) ?? allAsks.map { _ in .failure(.unsupported("cachestat(2) was not asked")) }
         var position = 0
         for (index, entry) in settled.enumerated() {
             let kind = entry.mappings[0].kind
