@@ -1,3 +1,4 @@
+import CPagestat
 import Foundation
 import Testing
 
@@ -273,3 +274,36 @@ struct FleetCgroupTests {
         #expect(process.use.swap >= fixtureSwap, "the fixture's private memory has q pages in swap")
     }
 }
+
+@Suite("top's objects larger than one cachestat piece (needs root)",
+       .enabled(if: TestEnvironment.isRoot, "map_files needs CAP_SYS_ADMIN: run the README's test command as root"))
+struct FleetPieceTests {
+    /// An object of two pieces and a bit, mapped by this process from inside its first piece to
+    /// past its second: the pieces of the mapped stretch and of the pages no one maps add up to
+    /// what one cachestat(2) over the whole object says, and the mapped pages are this process's.
+    @Test func cachestatPiecesAddUpToTheWholeObject() throws {
+        let piece = Int(SystemScanner.piecePages)
+        let page = TestEnvironment.pageSize
+        let pages = 2 * piece + 100
+        let fd = CPagestat_memfd_create("pagestat-pieces", 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(ftruncate(fd, off_t(pages * page)) == 0)
+        let written = [0, piece - 1, piece, piece + 1, 2 * piece + 50, pages - 1]
+        for index in written { #expect(pwrite(fd, [UInt8(1)], 1, off_t(index * page)) == 1) }
+        let first = piece - 10
+        let length = (piece + 70) * page
+        let mapped = try #require(mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(first * page)))
+        try #require(mapped != MAP_FAILED)
+        defer { munmap(mapped, length) }
+        let report = SystemScanner.top(pids: [getpid()])
+        let object = try #require(report.objects.first { $0.path == "/memfd:pagestat-pieces (deleted)" })
+        #expect(object.resident == UInt64(written.count * page) && object.swapped == 0 && object.mappers == 1)
+        #expect(object.size == UInt64(pages * page))
+        let me = try #require(report.processes.first { $0.pid == getpid() })
+        // Pages piece - 1, piece, piece + 1 and 2 * piece + 50 lie in the mapping (other tests may
+        // map more shared memory into this process meanwhile).
+        #expect((me.shared[.shmem]?.resident ?? 0) >= UInt64(4 * page))
+    }
+}
+
