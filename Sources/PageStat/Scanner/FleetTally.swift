@@ -85,8 +85,10 @@ final class FleetTally {
     }
 
     /// One process for `top`: its memory use (shared objects' swap not yet split), where it maps
-    /// shared objects, and its notes; nil for a process without mappings.
-    func scan(_ pid: Int32) throws(PageStatError) -> (ProcessUse, [(ObjectID, ObjectMapping)], [String])? {
+    /// shared objects, and its notes; nil for a process without mappings. `eachMapping` sees each
+    /// mapping's own use (for tests that compare mappings whose mapcounts stand still).
+    func scan(_ pid: Int32, eachMapping: ((Mapping, MemoryUse) -> Void)? = nil)
+        throws(PageStatError) -> (ProcessUse, [(ObjectID, ObjectMapping)], [String])? {
         let handle = try ProcessHandle(pid: pid)
         let views = try ProcessScanner.openViews(handle)
         defer { try? views.maps.close() }
@@ -177,6 +179,7 @@ final class FleetTally {
                 mappingUse.zeroPage = counts[index].zero * pageSize
                 mappingUse.swap = counts[index].swapped * pageSize
                 mappingUse.finish(mapcounts: counts[index].mapcounts, shmem: mapping.kind.isShmem)
+                eachMapping?(mapping, mappingUse)
                 use += mappingUse
                 if mapping.kind.isShmem {
                     let first = mapping.offset / pageSize
