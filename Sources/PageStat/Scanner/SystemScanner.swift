@@ -204,31 +204,11 @@ public enum SystemScanner {
         var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
         var objects: [MappedObject] = []
         var refused = 0
-        // Each object opened, with its stretches of constant mappers and what cachestat asks: the
-        // stretches, and the object's pages no one maps (each page is asked once: cachestat costs
-        // per swapped page), in pieces that both cores share.
-        struct Settled {
-            var id: ObjectID
-            var mappings: [ObjectMapping]
-            var object: PageCacheObject
-            var coverage: [(Range<UInt64>, [Int32])]
-        }
+        /// A cachestat(2) call: part of one of the object's stretches with a constant set of
+        /// mappers, or of the pages no one maps (nil).
         struct Ask {
-            var object: Int
-            /// The stretch of `coverage` it is part of; nil for pages no one maps.
             var stretch: Int?
             var pages: Range<UInt64>
-        }
-        var settled: [Settled] = []
-        var asks: [Ask] = []
-        func ask(_ object: Int, _ stretch: Int?, _ pages: Range<UInt64>) {
-            var start = pages.lowerBound
-            while start < pages.upperBound {
-                // Pieces end on multiples of `piecePages`, so no large folio or swap entry straddles two.
-                let end = min(pages.upperBound, (start / piecePages + 1) * piecePages)
-                asks.append(Ask(object: object, stretch: stretch, pages: start..<end))
-                start = end
-            }
         }
         for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
             let object: PageCacheObject
@@ -241,40 +221,47 @@ public enum SystemScanner {
                 state.notes.add("\(id.label(mappings[0].path)): could not be opened (\(error)): its swapped pages are not counted")
                 continue
             }
-            let index = settled.count
+            // What cachestat asks: the stretches, and the pages no one maps (each page is asked
+            // once: cachestat costs per swapped page), in pieces that both cores share when the
+            // object is large. The object is open only while it is asked, as before.
             let stretches = coverage(mappings)
-            settled.append(Settled(id: id, mappings: mappings, object: object, coverage: stretches))
+            var asks: [Ask] = []
+            func ask(_ stretch: Int?, _ pages: Range<UInt64>) {
+                var start = pages.lowerBound
+                while start < pages.upperBound {
+                    // Pieces end on multiples of `piecePages`, so no large folio or swap entry straddles two.
+                    let end = min(pages.upperBound, (start / piecePages + 1) * piecePages)
+                    asks.append(Ask(stretch: stretch, pages: start..<end))
+                    start = end
+                }
+            }
             let pages = (object.size + pageSize - 1) / pageSize
             var asked: UInt64 = 0  // the next page not yet asked about
             for (stretch, (interval, _)) in stretches.enumerated() {
                 let gapEnd = min(interval.lowerBound, pages)
-                if gapEnd > asked { ask(index, nil, asked..<gapEnd) }
+                if gapEnd > asked { ask(nil, asked..<gapEnd) }
                 asked = max(asked, interval.upperBound)
-                ask(index, stretch, interval)
+                ask(stretch, interval)
             }
-            if pages > asked { ask(index, nil, asked..<pages) }
-        }
-        let (allAsks, opened) = (asks, settled.map(\.object))
-        // The body never throws (each answer is a Result); were it to, every ask counts as failed.
-        let answers: [Result<CPagestat_cachestat, PageStatError>] = (try? parallelMap(
-            count: allAsks.count, threads: min(2, allAsks.count), makeWorker: { () }) { (_, position) throws(PageStatError) in
-            let ask = allAsks[position]
-            return Result { () throws(PageStatError) in
-                try opened[ask.object].cachestat(offset: ask.pages.lowerBound * pageSize,
-                                                         length: UInt64(ask.pages.count) * pageSize)
-            }
-        }) ?? allAsks.map { _ in .failure(.unsupported("cachestat(2) was not asked")) }
-        var position = 0
-        for (index, entry) in settled.enumerated() {
-            let kind = entry.mappings[0].kind
+            if pages > asked { ask(nil, asked..<pages) }
+            let allAsks = asks
+            // The body never throws (each answer is a Result); were it to, every ask counts as failed.
+            let answers: [Result<CPagestat_cachestat, PageStatError>] = (try? parallelMap(
+                count: allAsks.count, threads: pages > piecePages ? min(2, allAsks.count) : 1, makeWorker: { () }) { (_, position) throws(PageStatError) in
+                let ask = allAsks[position]
+                return Result { () throws(PageStatError) in
+                    try object.cachestat(offset: ask.pages.lowerBound * pageSize, length: UInt64(ask.pages.count) * pageSize)
+                }
+            }) ?? allAsks.map { _ in .failure(.unsupported("cachestat(2) was not asked")) }
+
+            let kind = mappings[0].kind
             var total = (cache: UInt64(0), evicted: UInt64(0))
             var complete = true
-            var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: entry.coverage.count)
+            var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: stretches.count)
             var failures = 0
             var firstFailure: PageStatError?
-            while position < asks.count && asks[position].object == index {
-                let ask = asks[position]
-                switch answers[position] {
+            for (ask, answer) in zip(allAsks, answers) {
+                switch answer {
                 case .success(let stat):
                     if let stretch = ask.stretch {
                         stretchSums[stretch]?.cache += stat.nr_cache
@@ -291,9 +278,8 @@ public enum SystemScanner {
                         firstFailure = firstFailure ?? error
                     }
                 }
-                position += 1
             }
-            for (stretch, (_, pids)) in entry.coverage.enumerated() {
+            for (stretch, (_, pids)) in stretches.enumerated() {
                 guard let stat = stretchSums[stretch] else { continue }
                 total.cache += stat.cache
                 total.evicted += stat.evicted
@@ -305,12 +291,12 @@ public enum SystemScanner {
                 }
             }
             if complete {
-                objects.append(MappedObject(kind: kind, path: entry.mappings[0].path, id: entry.id, size: entry.object.size,
+                objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
                                             resident: total.cache * pageSize, swapped: total.evicted * pageSize,
-                                            mappers: Set(entry.mappings.map(\.pid)).count))
+                                            mappers: Set(mappings.map(\.pid)).count))
             }
             if let firstFailure {
-                state.notes.add("\(entry.id.label(entry.mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
+                state.notes.add("\(id.label(mappings[0].path)): cachestat(2) failed on \(failures) of its stretches (\(firstFailure)): their swapped pages are not counted")
             }
         }
         if refused > 0 {
@@ -328,7 +314,8 @@ public enum SystemScanner {
                          privileged: ProcFS.hasSysAdmin(), notes: state.notes.lines, objects: objects)
     }
 
-    /// Pages of an object per cachestat(2) call at most, so that both cores share a large object.
+    /// Pages of an object per cachestat(2) call at most, so that both cores share a large object
+    /// (an object of one piece or less is asked on the calling thread).
     static let piecePages: UInt64 = 1 << 16
 
     /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
