@@ -71,7 +71,7 @@ PY
 arranger=$!
 for _ in $(seq 100); do [ -s "$work/arranged" ] && break; sleep 0.2; done
 echo "arranged: 120 processes (python3 $arranger and 119 children) sharing 12 objects of 16 MiB, a quarter of each paged out"
-echo "processes on the machine: $(ls -d /proc/[0-9]* | wc -l)"
+echo "processes on the machine: $(ls -d /proc/[0-9]* | wc -l); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -82,11 +82,13 @@ for flags in "" "--pss"; do
     for _ in $(seq 50); do grep -q serving "$work/exporter.err" && break; sleep 0.1; done
     port=$(grep -o '127.0.0.1:[0-9]*' "$work/exporter.err" | head -1 | cut -d: -f2)
     curl -s "http://127.0.0.1:$port/metrics" > /dev/null   # warm-up
+    : > "$work/scans"
     for _ in $(seq "$RUNS"); do
         curl -s -o "$work/metrics" -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
+        grep '^pagestat_exporter_scan_duration_seconds' "$work/metrics" | awk '{print $2 * 1000}' >> "$work/scans"
     done | awk '{print $1 * 1000}' | median > "$work/scrape"
     echo "exporter ${flags:-(default, no PSS)} scrape (full scan, HTTP included), median of $RUNS: $(cat "$work/scrape") ms"
-    echo "  its own last scan: $(grep '^pagestat_exporter_scan_duration_seconds' "$work/metrics" | awk '{print $2 * 1000}') ms;" \
+    echo "  its own scans (pagestat_exporter_scan_duration_seconds), median: $(median < "$work/scans") ms;" \
          "series: $(grep -vc '^#' "$work/metrics")"
     echo "  swapped shared memory, every cgroup: $(awk '/^pagestat_shared_swapped_bytes/ {s += $2} END {printf "%.1f MiB", s / 1048576}' "$work/metrics")"
     kill "$exporter"; wait "$exporter" 2>/dev/null || true; exporter=""
@@ -113,4 +115,6 @@ else
 fi
 pidargs=$({ echo "$arranger"; cat /proc/"$arranger"/task/*/children | tr ' ' '\n' | grep .; } | sed 's/^/--pid /')
 echo "pagestat's swap of the same 120 processes, added up: $("$BIN/pagestat" top --format csv $pidargs | awk -F, '$2 == "TOTAL" {printf "%.1f MiB", $6 / 1048576}')"
-echo "what was paged out: 12 objects x 4 MiB = 48.0 MiB (less whatever the kernel had not written to swap yet)"
+echo "what was paged out: 12 objects x 4 MiB = 48.0 MiB (less whatever the kernel had not written to swap yet);" \
+     "swapped shared memory beyond it (other users' objects, which cachestat has to walk too) is in the totals above"
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -44,7 +44,7 @@ struct Exporter: AsyncParsableCommand {
     @Option(help: "Seconds a scan's result is reused for before a scrape starts a new one.")
     var minInterval: Double = 10
 
-    @Flag(help: "Also export PSS (pagestat_pss_bytes): one /proc/kpagecount read per scattered present page, most of a scan's cost.")
+    @Flag(help: "Also export PSS (pagestat_pss_bytes): a /proc/kpagecount read per scattered present page (once a scan for a page several processes map), about half a scan's cost.")
     var pss = false
 
     func validate() throws {

@@ -1,3 +1,4 @@
+import CPagestat
 import Foundation
 import Testing
 
@@ -240,4 +241,87 @@ struct FleetCgroupTests {
         let shmemB = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", cgroupB) } && $0.labels.contains { $0 == ("kind", "shmem") } })
         #expect(shmemB.value == Double(UInt64(q) * page / 2))
     }
+
+    /// The fleet tally (PAGEMAP_SCAN regions, pagemap only where swapped or for PFNs, mapcounts
+    /// kept across processes) counts what the process scanner counts, page for page: RSS, the
+    /// zero page, swap (the fixture's private memory is a quarter swapped), PSS and USS (B maps
+    /// A's memfd pages), and the shared objects each maps. PSS and USS are compared on the
+    /// arranged mappings: a shared library's mapcounts move while other tests start processes.
+    @Test func fleetTallyAgreesWithTheProcessScanner() throws {
+        guard FleetTally.supported else { return }  // the scanner answers `top` itself there
+        let a = try FixtureProcess()
+        defer { a.stop() }
+        let q = a.pages / 4
+        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        defer { b.stop() }
+        for proportional in [true, false] {
+            let tally = FleetTally(proportional: proportional)
+            for pid in [a.pid, b.pid, a.pid] {  // A again: its mapcounts now partly from the tally's table
+                let scanner = try ProcessScanner(pid: pid)
+                var options = ScanOptions(accounting: true)
+                options.fileSide = false
+                options.proportional = proportional
+                let report = try scanner.scan(options)
+                var expected = MemoryUse.zero
+                for mapping in report.mappings { expected += try #require(mapping.use) }
+                if !proportional { expected.pss = nil; expected.uss = nil }
+                var mappingUses: [UInt64: MemoryUse] = [:]
+                let (process, objects, _) = try #require(try tally.scan(pid) { mappingUses[$0.range.start] = $1 })
+                #expect(process.use.rss == expected.rss && process.use.swap == expected.swap
+                        && process.use.zeroPage == expected.zeroPage && process.use.shmemSwap == expected.shmemSwap
+                        && (process.use.pss == nil) == (expected.pss == nil), "pid \(pid), PSS \(proportional)")
+                // The arranged mappings (A's layout, B's mapping of A's memfd): anonymous or on
+                // the fixture's own objects, mapped by A and B alone.
+                let arranged = report.mappings.filter {
+                    $0.mapping.kind != .file || $0.mapping.path.contains("pagestat-fixture")
+                }.filter { $0.mapping.kind != .special && !$0.mapping.path.hasPrefix("[") }
+                #expect(!arranged.isEmpty)
+                for mapping in arranged {
+                    var want = try #require(mapping.use)
+                    if !proportional { want.pss = nil; want.uss = nil }
+                    var got = try #require(mappingUses[mapping.mapping.range.start])
+                    if !proportional { got.pss = nil; got.uss = nil }
+                    #expect(got == want, "pid \(pid), PSS \(proportional), \(mapping.mapping.range) \(mapping.mapping.path)")
+                }
+                let shmem = report.mappings.map(\.mapping).filter(\.kind.isShmem)
+                #expect(objects.map(\.0) == shmem.map(ObjectID.init) && objects.map(\.1.range) == shmem.map(\.range))
+            }
+        }
+        let fixtureSwap = UInt64(q * TestEnvironment.pageSize)
+        let (process, _, _) = try #require(try FleetTally(proportional: false).scan(a.pid))
+        #expect(process.use.swap >= fixtureSwap, "the fixture's private memory has q pages in swap")
+    }
 }
+
+@Suite("top's objects larger than one cachestat piece (needs root)",
+       .enabled(if: TestEnvironment.isRoot, "map_files needs CAP_SYS_ADMIN: run the README's test command as root"))
+struct FleetPieceTests {
+    /// An object of two pieces and a bit, mapped by this process from inside its first piece to
+    /// past its second: the pieces of the mapped stretch and of the pages no one maps add up to
+    /// what one cachestat(2) over the whole object says, and the mapped pages are this process's.
+    @Test func cachestatPiecesAddUpToTheWholeObject() throws {
+        let piece = Int(SystemScanner.piecePages)
+        let page = TestEnvironment.pageSize
+        let pages = 2 * piece + 100
+        let fd = CPagestat_memfd_create("pagestat-pieces", 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        #expect(ftruncate(fd, off_t(pages * page)) == 0)
+        let written = [0, piece - 1, piece, piece + 1, 2 * piece + 50, pages - 1]
+        for index in written { #expect(pwrite(fd, [UInt8(1)], 1, off_t(index * page)) == 1) }
+        let first = piece - 10
+        let length = (piece + 70) * page
+        let mapped = try #require(mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(first * page)))
+        try #require(mapped != MAP_FAILED)
+        defer { munmap(mapped, length) }
+        let report = SystemScanner.top(pids: [getpid()])
+        let object = try #require(report.objects.first { $0.path == "/memfd:pagestat-pieces (deleted)" })
+        #expect(object.resident == UInt64(written.count * page) && object.swapped == 0 && object.mappers == 1)
+        #expect(object.size == UInt64(pages * page))
+        let me = try #require(report.processes.first { $0.pid == getpid() })
+        // Pages piece - 1, piece, piece + 1 and 2 * piece + 50 lie in the mapping (other tests may
+        // map more shared memory into this process meanwhile).
+        #expect((me.shared[.shmem]?.resident ?? 0) >= UInt64(4 * page))
+    }
+}
+

@@ -36,6 +36,20 @@ public struct ProcessIdentity: Sendable, Hashable {
                                cgroup: cgroup.flatMap(memoryCgroup(_:)))
     }
 
+    /// Reads the identity of a pinned process through its /proc directory (no path lookup of
+    /// /proc/PID per file); nil when it is gone.
+    static func read(handle: ProcessHandle) -> ProcessIdentity? {
+        guard let bytes = try? handle.readBytes("comm") else { return nil }
+        let comm = NameBytes.decode(bytes.last == 0x0a ? Array(bytes.dropLast()) : bytes)
+        let cmdline = (try? handle.readBytes("cmdline")) ?? []
+        let status = try? handle.readBytes("status")
+        let cgroup = (try? handle.readBytes("cgroup")).map { String(decoding: $0, as: UTF8.self) }
+        return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
+                               comm: comm,
+                               uid: status.flatMap { effectiveUID(status: $0) },
+                               cgroup: cgroup.flatMap(memoryCgroup(_:)))
+    }
+
     /// ps's rule: the arguments joined by spaces, trailing NULs (and the padding a process that
     /// rewrote its title leaves) dropped; `[comm]` for an empty command line.
     public static func displayName(cmdline: [UInt8], comm: String) -> String {
@@ -48,9 +62,21 @@ public struct ProcessIdentity: Sendable, Hashable {
 
     /// The effective uid from /proc/PID/status text (`Uid:\treal\teffective\tsaved\tfs`).
     public static func effectiveUID(status: String) -> UInt32? {
-        for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
-            let fields = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
-            return fields.count >= 2 ? UInt32(fields[1]) : nil
+        effectiveUID(status: Array(status.utf8))
+    }
+
+    /// The same from the bytes of /proc/PID/status: only the `Uid:` line is looked at.
+    static func effectiveUID(status bytes: [UInt8]) -> UInt32? {
+        let key: [UInt8] = Array("Uid:".utf8)
+        var start = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
+            if end - start >= key.count && bytes[start..<start + key.count].elementsEqual(key) {
+                let fields = bytes[(start + key.count)..<end].split(whereSeparator: { $0 == 0x09 || $0 == 0x20 })
+                guard fields.count >= 2 else { return nil }
+                return UInt32(String(decoding: fields[1], as: UTF8.self))
+            }
+            start = end + 1
         }
         return nil
     }

@@ -95,7 +95,7 @@ public final class ProcessScanner {
     deinit { try? maps.close() }
 
     /// pagemap and maps of one address space, and its fingerprint.
-    private struct Views: ~Copyable {
+    struct Views: ~Copyable {
         var pagemap: Pagemap
         var maps: FileDescriptor
         var identity: AddressSpaceIdentity?
@@ -105,7 +105,7 @@ public final class ProcessScanner {
     /// fingerprints mean no exec came between the opens. A process caught in the middle of an
     /// exec (its new layout still being set up, as right after posix_spawn returns) is given a
     /// few milliseconds to finish.
-    private static func openViews(_ handle: ProcessHandle) throws(PageStatError) -> Views {
+    static func openViews(_ handle: ProcessHandle) throws(PageStatError) -> Views {
         var attempt = 0
         while true {
             let before = try handle.identity()

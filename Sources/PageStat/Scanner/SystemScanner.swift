@@ -153,10 +153,22 @@ public enum SystemScanner {
             var notes = Notes()
         }
         let collected = Mutex(Collected())
-        DispatchQueue.concurrentPerform(iterations: 2) { worker in
-            for index in stride(from: worker, to: pids.count, by: 2) {
+        // Processes are handed out one at a time to a worker per core, each with its own tally
+        // (buffers, mapcounts); without PAGEMAP_SCAN's categories, the process scanner.
+        let next = Atomic<Int>(0)
+        let tallies = FleetTally.supported
+        DispatchQueue.concurrentPerform(iterations: max(1, min(2, pids.count))) { _ in
+            let tally = tallies ? FleetTally(proportional: proportional) : nil
+            while true {
+                let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard index < pids.count else { break }
                 let pid = pids[index]
-                let outcome = scanForTop(pid, proportional: proportional)
+                let outcome: Result<(ProcessUse, [(ObjectID, ObjectMapping)], [ScanNote])?, PageStatError>
+                if let tally {
+                    outcome = Result { () throws(PageStatError) in try tally.scan(pid) }
+                } else {
+                    outcome = scanForTop(pid, proportional: proportional)
+                }
                 collected.withLock { state in
                     state.done += 1
                     switch outcome {
@@ -182,6 +194,12 @@ public enum SystemScanner {
         var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
         var objects: [MappedObject] = []
         var refused = 0
+        /// A cachestat(2) call: part of one of the object's stretches with a constant set of
+        /// mappers, or of the pages no one maps (nil).
+        struct Ask {
+            var stretch: Int?
+            var pages: Range<UInt64>
+        }
         for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
             let object: PageCacheObject
             switch ObjectOpener.openFirst(mappings.lazy.map { ObjectOpener.mapFiles(pid: $0.pid, range: $0.range) }) {
@@ -193,37 +211,66 @@ public enum SystemScanner {
                 state.notes.add(.sharedObjectNotOpened(object: id.label(mappings[0].path), error))
                 continue
             }
-            var failures = 0
-            var firstFailure: PageStatError?
-            let kind = mappings[0].kind
-            // The object's own totals: the stretches its mappers map, asked once for the split
-            // below, plus the stretches no one maps (each page is asked once: cachestat costs per
-            // swapped page).
-            var total = (cache: UInt64(0), evicted: UInt64(0))
-            var complete = true
-            var asked: UInt64 = 0  // the next page not yet asked about
-            let pages = (object.size + pageSize - 1) / pageSize
-            func unmapped(upTo end: UInt64) {
-                guard end > asked else { return }
-                if let stat = try? object.cachestat(offset: asked * pageSize, length: (end - asked) * pageSize) {
-                    total.cache += stat.cache
-                    total.evicted += stat.evicted
-                } else {
-                    complete = false
+            // What cachestat asks: the stretches, and the pages no one maps (each page is asked
+            // once: cachestat costs per swapped page), in pieces that both cores share when the
+            // object is large. The object is open only while it is asked, as before.
+            let stretches = coverage(mappings)
+            var asks: [Ask] = []
+            func ask(_ stretch: Int?, _ pages: Range<UInt64>) {
+                var start = pages.lowerBound
+                while start < pages.upperBound {
+                    // Pieces end on multiples of `piecePages`, so no large folio or swap entry straddles two.
+                    let end = min(pages.upperBound, (start / piecePages + 1) * piecePages)
+                    asks.append(Ask(stretch: stretch, pages: start..<end))
+                    start = end
                 }
             }
-            for (interval, pids) in coverage(mappings) {
-                unmapped(upTo: min(interval.lowerBound, pages))
+            let pages = (object.size + pageSize - 1) / pageSize
+            var asked: UInt64 = 0  // the next page not yet asked about
+            for (stretch, (interval, _)) in stretches.enumerated() {
+                let gapEnd = min(interval.lowerBound, pages)
+                if gapEnd > asked { ask(nil, asked..<gapEnd) }
                 asked = max(asked, interval.upperBound)
-                let stat: PageCacheStat
-                do {
-                    stat = try object.cachestat(offset: interval.lowerBound * pageSize, length: UInt64(interval.count) * pageSize)
-                } catch {
-                    failures += 1
-                    firstFailure = firstFailure ?? error
-                    complete = false
-                    continue
+                ask(stretch, interval)
+            }
+            if pages > asked { ask(nil, asked..<pages) }
+            let allAsks = asks
+            // The body never throws (each answer is a Result); were it to, every ask counts as failed.
+            let answers: [Result<PageCacheStat, PageStatError>] = (try? parallelMap(
+                count: allAsks.count, threads: pages > piecePages ? min(2, allAsks.count) : 1, makeWorker: { () }) { (_, position) throws(PageStatError) in
+                let ask = allAsks[position]
+                return Result { () throws(PageStatError) in
+                    try object.cachestat(offset: ask.pages.lowerBound * pageSize, length: UInt64(ask.pages.count) * pageSize)
                 }
+            }) ?? allAsks.map { _ in .failure(.unsupported("cachestat(2) was not asked")) }
+
+            let kind = mappings[0].kind
+            var total = (cache: UInt64(0), evicted: UInt64(0))
+            var complete = true
+            var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: stretches.count)
+            var failures = 0
+            var firstFailure: PageStatError?
+            for (ask, answer) in zip(allAsks, answers) {
+                switch answer {
+                case .success(let stat):
+                    if let stretch = ask.stretch {
+                        stretchSums[stretch]?.cache += stat.cache
+                        stretchSums[stretch]?.evicted += stat.evicted
+                    } else {
+                        total.cache += stat.cache
+                        total.evicted += stat.evicted
+                    }
+                case .failure(let error):
+                    complete = false
+                    if let stretch = ask.stretch, stretchSums[stretch] != nil {
+                        stretchSums[stretch] = nil
+                        failures += 1
+                        firstFailure = firstFailure ?? error
+                    }
+                }
+            }
+            for (stretch, (_, pids)) in stretches.enumerated() {
+                guard let stat = stretchSums[stretch] else { continue }
                 total.cache += stat.cache
                 total.evicted += stat.evicted
                 for (pid, bytes) in split(stat.evicted * pageSize, among: pids) where bytes > 0 {
@@ -233,7 +280,6 @@ public enum SystemScanner {
                     shares[pid, default: [:]][kind, default: SharedShare()].resident += bytes
                 }
             }
-            unmapped(upTo: pages)
             if complete {
                 objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
                                             resident: total.cache * pageSize, swapped: total.evicted * pageSize,
@@ -257,6 +303,10 @@ public enum SystemScanner {
         return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
                          privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects)
     }
+
+    /// Pages of an object per cachestat(2) call at most, so that both cores share a large object
+    /// (an object of one piece or less is asked on the calling thread).
+    static let piecePages: UInt64 = 1 << 16
 
     /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
     /// each to the first pids, so the shares always add up to `bytes`.
