@@ -252,7 +252,7 @@ struct FleetCgroupTests {
         let a = try FixtureProcess()
         defer { a.stop() }
         let q = a.pages / 4
-        let b = try FixtureProcess(arguments: ["fixture", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
+        let b = try FixtureProcess(arguments: ["lab", "hold", "--map", try #require(a.paths["memfd"]), "--read", "\(q)-\(2 * q)"])
         defer { b.stop() }
         for proportional in [true, false] {
             let tally = FleetTally(proportional: proportional)
