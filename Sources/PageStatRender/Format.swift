@@ -126,8 +126,38 @@ public struct JSONWriter {
             guard string.hasPointerRepresentation else { return string.withUTF8Buffer { append($0) } }
             let length = string.utf8CodeUnitCount
             reserve(length)
-            (base + count).update(from: string.utf8Start, count: length)
+            Self.copyShort(from: UnsafeRawPointer(string.utf8Start), to: UnsafeMutableRawPointer(base + count), count: length)
             count += length
+        }
+
+        /// Copies the few bytes of a key or separator without a call to memmove: a report writes
+        /// several per run, millions of runs (a call each cost about 8% of a fragmented `show`).
+        /// Two overlapping unaligned loads and stores cover 8-16, 4-7 and 2-3 bytes.
+        @inline(__always)
+        static func copyShort(from source: UnsafeRawPointer, to target: UnsafeMutableRawPointer, count: Int) {
+            switch count {
+            case 8...16:
+                let head = source.loadUnaligned(as: UInt64.self)
+                let tail = source.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+                target.storeBytes(of: head, as: UInt64.self)
+                target.storeBytes(of: tail, toByteOffset: count - 8, as: UInt64.self)
+            case 4...7:
+                let head = source.loadUnaligned(as: UInt32.self)
+                let tail = source.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self)
+                target.storeBytes(of: head, as: UInt32.self)
+                target.storeBytes(of: tail, toByteOffset: count - 4, as: UInt32.self)
+            case 2...3:
+                let head = source.loadUnaligned(as: UInt16.self)
+                let tail = source.loadUnaligned(fromByteOffset: count - 2, as: UInt16.self)
+                target.storeBytes(of: head, as: UInt16.self)
+                target.storeBytes(of: tail, toByteOffset: count - 2, as: UInt16.self)
+            case 1:
+                target.storeBytes(of: source.load(as: UInt8.self), as: UInt8.self)
+            case 0:
+                break
+            default:
+                target.copyMemory(from: source, byteCount: count)
+            }
         }
     }
 
@@ -324,7 +354,8 @@ public struct JSONWriter {
             }
         }
         let digits = 20 - position
-        if position > 0 { scratch.update(from: scratch + position, count: digits) }
+        // Overlapping, and short: copyShort loads before it stores, and calls no memmove.
+        if position > 0 { Buffer.copyShort(from: UnsafeRawPointer(scratch + position), to: UnsafeMutableRawPointer(scratch), count: digits) }
         buffer.count += digits
     }
 

@@ -187,6 +187,29 @@ struct ParserTests {
         let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
         #expect(parsed?["path"] as? String == "a \"b\"\n\u{1}")
 
+        // Every length of number (1 to 20 digits) and of short static string, written without
+        // memmove: each copy width of the short copy, and the overlapping move of the digits.
+        var numbers = JSONWriter()
+        var expected = ""
+        var n: UInt64 = 0
+        for digits in 1...20 {
+            let top = n == 0 ? 9 : (n.multipliedReportingOverflow(by: 10).overflow ? UInt64.max : n * 10 - 1)
+            for value in [n, top, n == 0 ? 5 : n + n / 3] where String(value).count == digits {
+                numbers.raw(value)
+                numbers.raw(",")
+                expected += "\(value),"
+            }
+            n = n == 0 ? 10 : (n > UInt64.max / 10 ? n : n * 10)
+        }
+        numbers.raw(UInt64.max)
+        expected += "\(UInt64.max)"
+        for piece: StaticString in ["", "a", "ab", "abc", "abcd", "abcdefg", "abcdefgh", "abcdefghijklmno", "abcdefghijklmnop",
+                                     "abcdefghijklmnopq", "{\"start\":", "\",\"flags\":["] {
+            numbers.raw(piece)
+            expected += piece.description
+        }
+        #expect(numbers.output == expected)
+
         #expect(humanBytes(512) == "512 B")
         #expect(humanBytes(4096) == "4.0 KiB")
         #expect(humanBytes(16 << 30) == "16.0 GiB")

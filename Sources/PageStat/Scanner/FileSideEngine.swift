@@ -98,6 +98,12 @@ final class BPFFileSide: FileSideEngine {
             // Local copies: no access to the class's storage per run.
             var at = cursor
             walked.withUnsafeBufferPointer { walked in
+                // Room for the walked runs still ahead, where the builder would otherwise grow
+                // by doubling (copying a fragmented wave's runs several times over); at most the
+                // walk's own length, and geometric: Array.reserveCapacity allocates exactly what
+                // it is asked, and short stretches between present pages come one call each.
+                let wanted = runs.runs.count + (walked.count - at) + 1
+                if wanted > runs.runs.capacity { runs.reserveCapacity(max(wanted, 2 * runs.runs.capacity)) }
                 while page < inFileEnd && at < walked.count {
                     let run = walked[at]
                     let stop = min(inFileEnd, run.first + run.pages)
