@@ -13,27 +13,21 @@ import Synchronization
 /// mountinfo; their devices are learnt from an empty MFD_HUGETLB memfd of each size (an empty
 /// file reserves and allocates no huge page).
 public enum HugetlbFS {
-    /// hugetlbfs mounts in mountinfo text: device → huge page size in bytes (`pagesize=`, else
-    /// `defaultPageSize`, only then evaluated).
+    /// hugetlbfs mounts in mountinfo text (`MountInfo`): device → huge page size in bytes
+    /// (`pagesize=`, else `defaultPageSize`, only then evaluated).
     public static func devices(mountinfo text: String, defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
+        devices(MountInfo.parse(text), defaultPageSize: defaultPageSize())
+    }
+
+    /// The hugetlbfs mounts among `mounts`, each device with its huge page size.
+    static func devices(_ mounts: [MountInfoEntry], defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
         var devices: [ProcMaps.Device: UInt64] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 3, let separator = fields.firstIndex(of: "-"), separator + 1 < fields.count,
-                  fields[separator + 1] == "hugetlbfs" else { continue }
-            let numbers = fields[2].split(separator: ":")
-            guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { continue }
-            var size: UInt64?
-            if separator + 3 < fields.count {
-                for option in fields[separator + 3].split(separator: ",") where option.hasPrefix("pagesize=") {
-                    if let parsed = try? ByteSize.parse(String(option.dropFirst("pagesize=".count))) { size = parsed }
-                }
-            }
-            devices[ProcMaps.Device(major: major, minor: minor)] = size ?? defaultPageSize()
+        for mount in mounts where mount.fileSystemType == "hugetlbfs" {
+            let size = mount.superOption("pagesize").flatMap { try? ByteSize.parse(String($0)) }
+            devices[ProcMaps.Device(of: mount)] = size ?? defaultPageSize()
         }
         return devices
     }
-
 
     /// The huge page sizes this kernel offers (/sys/kernel/mm/hugepages/hugepages-NkB), in bytes.
     public static let pageSizes: [UInt64] = {

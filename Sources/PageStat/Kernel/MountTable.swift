@@ -32,9 +32,10 @@ enum MountTable {
         if fd >= 0 {
             text = (try? ProcFS.readAll(fd: fd)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         }
-        let devices = Devices(shmem: ProcMaps.shmemDevices(mountinfo: text),
+        let mounts = MountInfo.parse(text)
+        let devices = Devices(shmem: ProcMaps.shmemDevices(mounts),
                               hugetlb: HugetlbFS.pageSizes.isEmpty ? [:] : HugetlbFS.internalDevices.merging(
-                                  HugetlbFS.devices(mountinfo: text, defaultPageSize: HugetlbFS.defaultPageSize)) { $1 })
+                                  HugetlbFS.devices(mounts, defaultPageSize: HugetlbFS.defaultPageSize)) { $1 })
         entries.withLock { table in
             if let old = table[namespace] { close(old.fd) }
             if fd >= 0 { table[namespace] = Entry(fd: fd, devices: devices) } else { table[namespace] = nil }
