@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CPagestat
 import Synchronization
+import SystemPackage
 
 /// Where hugetlbfs lives, so that maps lines on it are classified `hugetlb`: the devices of its
 /// superblocks, each with its huge page size.
@@ -56,14 +57,14 @@ public enum HugetlbFS {
         for size in pageSizes where size.nonzeroBitCount == 1 {
             let flags = 1 /* MFD_CLOEXEC */ | CPagestat_MFD_HUGETLB
                 | (UInt32(size.trailingZeroBitCount) << CPagestat_MFD_HUGE_SHIFT)
-            let fd = CPagestat_memfd_create("pagestat-hugetlb-probe", flags)
-            guard fd >= 0 else { continue }
-            var st = stat()
-            if fstat(fd, &st) == 0 {
+            let memfd = CPagestat_memfd_create("pagestat-hugetlb-probe", flags)
+            guard memfd >= 0 else { continue }
+            let fd = FileDescriptor(rawValue: memfd)
+            if let st = fd.status {
                 let identity = PageCacheObject.Identity(st)
                 devices[ProcMaps.Device(major: identity.deviceMajor, minor: identity.deviceMinor)] = size
             }
-            close(fd)
+            try? fd.close()
         }
         return devices
     }()
