@@ -235,8 +235,9 @@ public struct ProcessReport: Sendable {
     /// What could not be known and why, what was skipped, what to beware of.
     public var notes: [ScanNote]
     public var mappings: [MappingReport]
-    /// Where the scan's time went, phase by phase (seconds), for `bench`.
-    public var timings: [(phase: String, seconds: Double)] = []
+    /// Where the scan's time went, phase by phase (seconds): `bench`'s profile, not part of the
+    /// public model.
+    package var timings: [(phase: String, seconds: Double)] = []
 
     public init(pid: Int32, pageSize: Int, privileged: Bool, view: ReportView, notes: [ScanNote],
                 mappings: [MappingReport]) {

@@ -14,8 +14,9 @@ public protocol ScanConsumer {
 /// What a streamed scan tells besides its runs.
 public struct ScanResult: Sendable {
     public var notes: [ScanNote]
-    /// Where the time went, by phase (maps, page table, file side), for `bench`.
-    public var timings: [(phase: String, seconds: Double)] = []
+    /// Where the time went, by phase (maps, page table, file side): `bench`'s profile, not part
+    /// of the public model.
+    package var timings: [(phase: String, seconds: Double)] = []
     /// Where a scan asked to end early ended (`ScanOptions.endOnceBPFTakesOver`): the runs handed
     /// on cover the scanned stretch up to this address.
     package var endedAt: UInt64?

@@ -59,16 +59,13 @@ public final class MemoryCgroup {
     public static func locate(mountinfo: String, selfCgroup: String) -> Hierarchy? {
         var v1: (root: String, mountPoint: String)?
         var v2: (root: String, mountPoint: String)?
-        // `ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard let separator = fields.firstIndex(of: "-"), separator > 4, separator + 3 < fields.count else { continue }
-            let mount = (root: ProcEscape.unescape(fields[3]), mountPoint: ProcEscape.unescape(fields[4]))
-            switch fields[separator + 1] {
-            case "cgroup" where fields[separator + 3].split(separator: ",").contains("memory"):
-                v1 = v1 ?? mount
+        for mount in MountInfo.parse(mountinfo) {
+            let found = (root: mount.root, mountPoint: mount.mountPoint)
+            switch mount.fileSystemType {
+            case "cgroup" where mount.superOptions.contains("memory"):
+                v1 = v1 ?? found
             case "cgroup2":
-                v2 = v2 ?? mount
+                v2 = v2 ?? found
             default: continue
             }
         }

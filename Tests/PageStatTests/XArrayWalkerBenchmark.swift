@@ -14,14 +14,10 @@ import Testing
     static let enabled = ProcessInfo.processInfo.environment["PAGESTAT_XW_BENCH"] != nil && TestEnvironment.swapAndRoot
 
     /// Median wall time of `runs` calls of `body`, in milliseconds.
-    func median(_ runs: Int = 5, _ body: () throws -> Void) rethrows -> Double {
-        let clock = ContinuousClock()
+    func median(_ runs: Int = 5, _ body: () throws -> Void) throws -> Double {
         var times: [Double] = []
-        for _ in 0..<runs {
-            let elapsed = try clock.measure(body)
-            times.append(Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15)
-        }
-        return times.sorted()[runs / 2]
+        for _ in 0..<runs { times.append(try Stopwatch.seconds(body) * 1e3) }
+        return Stopwatch.median(times)
     }
 
     @Test(.enabled(if: enabled), arguments: ["resident between", "holes between"])

@@ -159,14 +159,14 @@ public enum HostFacts {
 
     /// A memfd with data in its second page only: SEEK_DATA from 0 must land on that page.
     private static func shmemSeekData() -> Bool {
-        let fd = CPagestat_memfd_create("pagestat-probe", 1 /* MFD_CLOEXEC */)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let pageSize = ProcFS.pageSize
-        guard ftruncate(fd, off_t(2 * pageSize)) == 0 else { return false }
-        var byte: UInt8 = 1
-        guard pwrite(fd, &byte, 1, off_t(pageSize)) == 1 else { return false }
-        return lseek(fd, 0, CPagestat_SEEK_DATA) == off_t(pageSize)
+        let memfd = CPagestat_memfd_create("pagestat-probe", 1 /* MFD_CLOEXEC */)
+        guard memfd >= 0 else { return false }
+        let fd = FileDescriptor(rawValue: memfd)
+        defer { try? fd.close() }
+        let pageSize = Int64(ProcFS.pageSize)
+        guard (try? fd.resize(to: 2 * pageSize)) != nil,
+              (try? fd.write(toAbsoluteOffset: pageSize, UnsafeRawBufferPointer(start: [UInt8(1)], count: 1))) == 1 else { return false }
+        return (try? fd.seek(offset: 0, from: .init(rawValue: CPagestat_SEEK_DATA))) == pageSize
     }
 
     private static func userfaultfdWriteProtect() -> Bool {
@@ -174,7 +174,7 @@ public enum HostFacts {
             page.storeBytes(of: 1, as: UInt8.self)
             let uffd = CPagestat_uffd_writeprotect(page, length)
             guard uffd >= 0 else { return false }
-            close(uffd)
+            try? FileDescriptor(rawValue: uffd).close()
             return true
         }
     }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CPagestat
 import Synchronization
+import SystemPackage
 
 /// Where hugetlbfs lives, so that maps lines on it are classified `hugetlb`: the devices of its
 /// superblocks, each with its huge page size.
@@ -13,27 +14,21 @@ import Synchronization
 /// mountinfo; their devices are learnt from an empty MFD_HUGETLB memfd of each size (an empty
 /// file reserves and allocates no huge page).
 public enum HugetlbFS {
-    /// hugetlbfs mounts in mountinfo text: device → huge page size in bytes (`pagesize=`, else
-    /// `defaultPageSize`, only then evaluated).
+    /// hugetlbfs mounts in mountinfo text (`MountInfo`): device → huge page size in bytes
+    /// (`pagesize=`, else `defaultPageSize`, only then evaluated).
     public static func devices(mountinfo text: String, defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
+        devices(MountInfo.parse(text), defaultPageSize: defaultPageSize())
+    }
+
+    /// The hugetlbfs mounts among `mounts`, each device with its huge page size.
+    static func devices(_ mounts: [MountInfoEntry], defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
         var devices: [ProcMaps.Device: UInt64] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 3, let separator = fields.firstIndex(of: "-"), separator + 1 < fields.count,
-                  fields[separator + 1] == "hugetlbfs" else { continue }
-            let numbers = fields[2].split(separator: ":")
-            guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { continue }
-            var size: UInt64?
-            if separator + 3 < fields.count {
-                for option in fields[separator + 3].split(separator: ",") where option.hasPrefix("pagesize=") {
-                    if let parsed = try? ByteSize.parse(String(option.dropFirst("pagesize=".count))) { size = parsed }
-                }
-            }
-            devices[ProcMaps.Device(major: major, minor: minor)] = size ?? defaultPageSize()
+        for mount in mounts where mount.fileSystemType == "hugetlbfs" {
+            let size = mount.superOption("pagesize").flatMap { try? ByteSize.parse(String($0)) }
+            devices[ProcMaps.Device(of: mount)] = size ?? defaultPageSize()
         }
         return devices
     }
-
 
     /// The huge page sizes this kernel offers (/sys/kernel/mm/hugepages/hugepages-NkB), in bytes.
     public static let pageSizes: [UInt64] = {
@@ -62,14 +57,14 @@ public enum HugetlbFS {
         for size in pageSizes where size.nonzeroBitCount == 1 {
             let flags = 1 /* MFD_CLOEXEC */ | CPagestat_MFD_HUGETLB
                 | (UInt32(size.trailingZeroBitCount) << CPagestat_MFD_HUGE_SHIFT)
-            let fd = CPagestat_memfd_create("pagestat-hugetlb-probe", flags)
-            guard fd >= 0 else { continue }
-            var st = stat()
-            if fstat(fd, &st) == 0 {
+            let memfd = CPagestat_memfd_create("pagestat-hugetlb-probe", flags)
+            guard memfd >= 0 else { continue }
+            let fd = FileDescriptor(rawValue: memfd)
+            if let st = fd.status {
                 let identity = PageCacheObject.Identity(st)
                 devices[ProcMaps.Device(major: identity.deviceMajor, minor: identity.deviceMinor)] = size
             }
-            close(fd)
+            try? fd.close()
         }
         return devices
     }()

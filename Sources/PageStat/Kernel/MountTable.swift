@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import SystemPackage
 
 /// The filesystems behind mappings, per mount namespace, from /proc/PID/mountinfo: which devices
 /// are tmpfs (shmem) and which hugetlbfs (with their huge page size).
@@ -16,7 +17,7 @@ enum MountTable {
     }
 
     private struct Entry {
-        var fd: Int32
+        var fd: FileDescriptor
         var devices: Devices
     }
 
@@ -27,24 +28,22 @@ enum MountTable {
         let namespace = (try? ProcFS.readLink("/proc/\(pid)/ns/mnt")) ?? "pid:\(pid)"
         if let known = entries.withLock({ $0[namespace] }), !changed(known.fd) { return known.devices }
         // Opened before it is read: a mount after the read marks this descriptor.
-        let fd = open("/proc/\(pid)/mountinfo", O_RDONLY | O_CLOEXEC)
-        var text = ""
-        if fd >= 0 {
-            text = (try? ProcFS.readAll(fd: fd)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        }
-        let devices = Devices(shmem: ProcMaps.shmemDevices(mountinfo: text),
+        let fd = try? FileDescriptor.open(path: "/proc/\(pid)/mountinfo", .readOnly, options: [.closeOnExec])
+        let text = String(decoding: (try? fd?.readToEnd()) ?? [], as: UTF8.self)
+        let mounts = MountInfo.parse(text)
+        let devices = Devices(shmem: ProcMaps.shmemDevices(mounts),
                               hugetlb: HugetlbFS.pageSizes.isEmpty ? [:] : HugetlbFS.internalDevices.merging(
-                                  HugetlbFS.devices(mountinfo: text, defaultPageSize: HugetlbFS.defaultPageSize)) { $1 })
+                                  HugetlbFS.devices(mounts, defaultPageSize: HugetlbFS.defaultPageSize)) { $1 })
         entries.withLock { table in
-            if let old = table[namespace] { close(old.fd) }
-            if fd >= 0 { table[namespace] = Entry(fd: fd, devices: devices) } else { table[namespace] = nil }
+            if let old = table[namespace] { try? old.fd.close() }
+            table[namespace] = fd.map { Entry(fd: $0, devices: devices) }
         }
         return devices
     }
 
     /// Whether the mount table behind `fd` changed since it was opened or last asked.
-    private static func changed(_ fd: Int32) -> Bool {
-        var poller = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
+    private static func changed(_ fd: FileDescriptor) -> Bool {
+        var poller = pollfd(fd: fd.rawValue, events: Int16(POLLPRI), revents: 0)
         return poll(&poller, 1, 0) != 0
     }
 }

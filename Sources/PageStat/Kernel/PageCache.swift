@@ -38,8 +38,7 @@ public final class PageCacheObject {
     public init(fd: FileDescriptor, pageSize: Int = ProcFS.pageSize) {
         self.fd = fd
         self.pageSize = UInt64(pageSize)
-        var st = stat()
-        if fstat(fd.rawValue, &st) == 0 {
+        if let st = fd.status {
             size = UInt64(max(0, st.st_size))
             isPageCacheBacked = (st.st_mode & S_IFMT) == S_IFREG
             allocatedPages = UInt64(max(0, st.st_blocks)) * 512 / UInt64(pageSize)
@@ -114,17 +113,17 @@ public final class PageCacheObject {
     /// `followingSymlinks` is false (then a link is not the object).
     public static func open(path: String, pid: Int32, what: String, followingSymlinks: Bool = true,
                             expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
-        let pathFlags = O_CLOEXEC | CPagestat_O_PATH | (followingSymlinks ? 0 : O_NOFOLLOW)
-        let pathFD: Int32
-        switch retryingInterrupts({ Glibc.open(path, pathFlags) }) {
-        case .success(let fd): pathFD = fd
-        case .failure(let error): throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
+        var pathOptions: FileDescriptor.OpenOptions = [.closeOnExec, .init(rawValue: CPagestat_O_PATH)]
+        if !followingSymlinks { pathOptions.insert(.noFollow) }
+        let pathFD: FileDescriptor
+        do {
+            pathFD = try FileDescriptor.open(path: path, .readOnly, options: pathOptions)
+        } catch {
+            throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
         }
-        defer { close(pathFD) }
-        var st = stat()
-        guard fstat(pathFD, &st) == 0 else {
-            throw .system(call: "fstat \(path)", errno: Errno(rawValue: errno))
-        }
+        defer { try? pathFD.close() }
+        let st: stat
+        do { st = try pathFD.stat().rawValue } catch { throw .system(call: "fstat \(path)", errno: error) }
         let found = Identity(st)
         if let expected, found != expected {
             throw .objectChanged("\(path) is \(found), not the \(expected) that maps named: the mapping changed")
@@ -133,18 +132,18 @@ public final class PageCacheObject {
             throw .unsupported("\(path) is not a regular file or shared memory object (\(fileType(st.st_mode))): it is not opened and its page cache is not asked")
         }
         // Reopen the inode behind the O_PATH descriptor itself: nothing can be swapped in between.
-        let reopen = "/proc/self/fd/\(pathFD)"
+        let reopen = "/proc/self/fd/\(pathFD.rawValue)"
         var lastError = Errno.noSuchFileOrDirectory
         for noatime in [true, false] {
-            let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (noatime ? CPagestat_O_NOATIME : 0)
-            switch retryingInterrupts({ Glibc.open(reopen, flags) }) {
+            let options: FileDescriptor.OpenOptions = [.nonBlocking, .closeOnExec,
+                                                       .init(rawValue: O_NOCTTY | (noatime ? CPagestat_O_NOATIME : 0))]
+            switch Result(catching: { () throws(Errno) in try FileDescriptor.open(path: reopen, .readOnly, options: options) }) {
             case .success(let fd):
-                var again = stat()
-                guard fstat(fd, &again) == 0, Identity(again) == found, (again.st_mode & S_IFMT) == S_IFREG else {
-                    close(fd)
+                guard let again = fd.status, Identity(again) == found, (again.st_mode & S_IFMT) == S_IFREG else {
+                    try? fd.close()
                     throw .objectChanged("\(path) changed while it was opened")
                 }
-                return PageCacheObject(fd: FileDescriptor(rawValue: fd))
+                return PageCacheObject(fd: fd)
             case .failure(let error):
                 lastError = error
                 if error != .notPermitted { break }
@@ -180,10 +179,12 @@ public final class PageCacheObject {
     }
 
     private func seek(_ offset: UInt64, whence: Int32) throws(PageStatError) -> UInt64? {
-        switch retryingInterrupts({ lseek(fd.rawValue, off_t(offset), whence) }) {
-        case .success(let position): return UInt64(position)
-        case .failure(.noSuchAddressOrDevice): return nil
-        case .failure(let error): throw .system(call: "lseek", errno: error)
+        do {
+            return UInt64(try system { try fd.seek(offset: Int64(offset), from: .init(rawValue: whence)) })
+        } catch .noSuchAddressOrDevice {
+            return nil
+        } catch {
+            throw .system(call: "lseek", errno: error)
         }
     }
 

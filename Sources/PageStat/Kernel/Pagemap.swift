@@ -64,7 +64,7 @@ public struct Pagemap: ~Copyable {
         self.pid = pid
         self.pageSize = UInt64(pageSize)
         do {
-            fd = try system { try FileDescriptor.open("/proc/\(pid)/pagemap", .readOnly, options: [.closeOnExec]) }
+            fd = try FileDescriptor.open(path: "/proc/\(pid)/pagemap", .readOnly, options: [.closeOnExec])
         } catch {
             throw .fromProc(error, pid: pid, call: "open /proc/\(pid)/pagemap",
                             what: "/proc/\(pid)/pagemap (needs ptrace read access to the process)")
@@ -79,6 +79,18 @@ public struct Pagemap: ~Copyable {
     }
 
     deinit { try? fd.close() }
+
+    /// The entry of a page of this process's own, from /proc/self/pagemap (one pread), or nil
+    /// where it cannot be read.
+    static func ownEntry(_ page: UnsafeRawPointer) -> PagemapEntry? {
+        guard let fd = try? FileDescriptor.open(path: "/proc/self/pagemap", .readOnly, options: [.closeOnExec]) else { return nil }
+        defer { try? fd.close() }
+        var entry: UInt64 = 0
+        let offset = Int64(UInt(bitPattern: page) / UInt(ProcFS.pageSize) * 8)
+        guard let got = try? withUnsafeMutableBytes(of: &entry, { try fd.read(fromAbsoluteOffset: offset, into: $0) }),
+              got == 8 else { return nil }
+        return PagemapEntry(rawValue: entry)
+    }
 
     /// The raw descriptor, for PAGEMAP_SCAN.
     public var fileDescriptor: FileDescriptor { fd }
@@ -130,7 +142,8 @@ public enum RawPagemapRead {
         var total: UInt64 = 0
         while offset < end {
             let want = Int(min(Int64(buffer.count), end - offset))
-            let got = pread(pagemap.fileDescriptor.rawValue, buffer.baseAddress, want, off_t(offset))
+            let got = (try? pagemap.fileDescriptor.read(fromAbsoluteOffset: offset,
+                                                         into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]))) ?? 0
             guard got > 0 else { break }
             total += UInt64(got / 8)
             offset += Int64(got)

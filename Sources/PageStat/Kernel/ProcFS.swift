@@ -20,40 +20,15 @@ public enum ProcFS {
     public static func readBytes(_ path: String, pid: Int32, what: String) throws(PageStatError) -> [UInt8] {
         let fd: FileDescriptor
         do {
-            fd = try system { try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) }
+            fd = try FileDescriptor.open(path: path, .readOnly, options: [.closeOnExec])
         } catch {
             throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
         }
         defer { try? fd.close() }
         do {
-            return try readAll(fd: fd.rawValue)
+            return try fd.readToEnd()
         } catch {
             throw .fromProc(error, pid: pid, call: "read \(path)", what: what)
-        }
-    }
-
-    /// An open /proc file from its start to EOF, in large preads (/proc files report size 0; a
-    /// seq_file read again from offset 0 starts over). The buffer is not zeroed first: a small
-    /// file (a 300-byte stat) then touches one page of it, not sixteen.
-    static func readAll(fd: Int32) throws(Errno) -> [UInt8] {
-        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
-        defer { buffer.deallocate() }
-        var filled = 0
-        while true {
-            if filled == buffer.count {
-                let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count * 2, alignment: 16)
-                larger.copyMemory(from: UnsafeRawBufferPointer(buffer))
-                buffer.deallocate()
-                buffer = larger
-            }
-            let result = retryingInterrupts { pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled)) }
-            switch result {
-            case .success(let count):
-                if count == 0 { return Array(UnsafeRawBufferPointer(rebasing: buffer[..<filled])) }
-                filled += count
-            case .failure(let error):
-                throw error
-            }
         }
     }
 
@@ -81,18 +56,12 @@ public enum ProcFS {
               page != MAP_FAILED else { return false }
         defer { munmap(page, length) }
         page.storeBytes(of: 1, as: UInt8.self)
-        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var entry: UInt64 = 0
+        guard let entry = Pagemap.ownEntry(page), entry.isPresent && entry.pfn != 0 else { return false }
         let address = UInt(bitPattern: page)
-        guard pread(fd, &entry, 8, off_t(address / UInt(length) * 8)) == 8 else { return false }
-        let decoded = PagemapEntry(rawValue: entry)
-        guard decoded.isPresent && decoded.pfn != 0 else { return false }
-        let object = open("/proc/self/map_files/\(String(address, radix: 16))-\(String(address + UInt(length), radix: 16))",
-                          O_RDONLY | O_CLOEXEC)
-        guard object >= 0 else { return false }
-        close(object)
+        guard let object = try? FileDescriptor.open(
+            path: "/proc/self/map_files/\(String(address, radix: 16))-\(String(address + UInt(length), radix: 16))",
+            .readOnly, options: [.closeOnExec]) else { return false }
+        try? object.close()
         return true
     }()
 

@@ -1,4 +1,4 @@
-/// Parsers for /proc/PID/maps, /proc/PID/smaps and /proc/PID/mountinfo: pure functions on text,
+/// Parsers for /proc/PID/maps and /proc/PID/smaps (mountinfo is `MountInfo`'s): pure functions on text,
 /// tested on fixtures; the readers at the bottom fetch the text.
 public enum ProcMaps {
     /// A device number as maps and mountinfo print it (`major:minor`, hexadecimal in maps).
@@ -8,6 +8,11 @@ public enum ProcMaps {
         public init(major: UInt32, minor: UInt32) {
             self.major = major
             self.minor = minor
+        }
+
+        /// The device of a mount's superblock.
+        init(of mount: MountInfoEntry) {
+            self.init(major: mount.deviceMajor, minor: mount.deviceMinor)
         }
     }
 
@@ -114,19 +119,14 @@ public enum ProcMaps {
         return mappings
     }
 
-    /// Devices whose filesystem is tmpfs (shmem), from /proc/PID/mountinfo text.
-    /// A mountinfo line: `ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`.
+    /// Devices whose filesystem is tmpfs (shmem), from /proc/PID/mountinfo text (`MountInfo`).
     public static func shmemDevices(mountinfo text: String) -> Set<Device> {
-        var devices = Set<Device>()
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 3, let separator = fields.firstIndex(of: "-"), separator + 1 < fields.count else { continue }
-            guard fields[separator + 1] == "tmpfs" else { continue }
-            let numbers = fields[2].split(separator: ":")
-            guard numbers.count == 2, let major = UInt32(numbers[0]), let minor = UInt32(numbers[1]) else { continue }
-            devices.insert(Device(major: major, minor: minor))
-        }
-        return devices
+        shmemDevices(MountInfo.parse(text))
+    }
+
+    /// The devices of the tmpfs mounts among `mounts`.
+    static func shmemDevices(_ mounts: [MountInfoEntry]) -> Set<Device> {
+        Set(mounts.lazy.filter { $0.fileSystemType == "tmpfs" }.map(Device.init(of:)))
     }
 
     /// One VMA of /proc/PID/smaps: its maps line and its counters (kB values turned into bytes).

@@ -14,44 +14,44 @@ import SystemPackage
 /// child's exec they go on reading the parent's. `identity()` tells such a switch.
 public final class ProcessHandle: Sendable {
     public let pid: Int32
-    /// pidfd_open(2); -1 where the kernel lacks it or the pid is not a thread-group leader.
-    private let pidfd: Int32
+    /// pidfd_open(2); nil where the kernel lacks it or the pid is not a thread-group leader.
+    private let pidfd: FileDescriptor?
     /// `/proc/PID`, O_DIRECTORY.
-    private let directory: Int32
+    private let directory: FileDescriptor
 
     /// Opens the pidfd, then `/proc/PID`, then checks through the pidfd that the process did not
     /// exit in between (so the directory is this process's, not a successor's).
     public init(pid: Int32) throws(PageStatError) {
         guard pid > 0 else { throw .invalidInput("invalid pid \(pid): expected a positive process id") }
         self.pid = pid
-        pidfd = CPagestat_pidfd_open(pid)
-        let opened = Glibc.open("/proc/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if opened < 0 {
-            let error = Errno(rawValue: errno)
-            if pidfd >= 0 { close(pidfd) }
+        let pidfd = CPagestat_pidfd_open(pid)
+        self.pidfd = pidfd >= 0 ? FileDescriptor(rawValue: pidfd) : nil
+        do {
+            directory = try FileDescriptor.open(path: "/proc/\(pid)", .readOnly, options: [.directory, .closeOnExec])
+        } catch {
+            try? self.pidfd?.close()
             if error == .noSuchFileOrDirectory || error == .noSuchProcess { throw .noSuchProcess(pid: pid) }
             throw .system(call: "open /proc/\(pid)", errno: error)
         }
-        directory = opened
-        if pidfd >= 0 && Self.readable(pidfd) {
+        if let pidfd = self.pidfd, Self.readable(pidfd) {
             // It exited before /proc/PID was opened: a zombie (its memory is gone), or reaped and
             // its number reused by another process.
             let zombie = (try? readBytes("stat")).map(Self.isZombie) == true
-            close(pidfd)
-            close(directory)
+            try? pidfd.close()
+            try? directory.close()
             throw zombie ? .noAddressSpace(pid: pid) : .noSuchProcess(pid: pid)
         }
     }
 
     deinit {
-        if pidfd >= 0 { close(pidfd) }
-        close(directory)
+        try? pidfd?.close()
+        try? directory.close()
     }
 
     /// Whether the process has exited (a zombie counts): the pidfd polls readable, or, without
     /// a pidfd, `/proc/PID/stat` is gone or says Z or X.
     public var hasExited: Bool {
-        if pidfd >= 0 { return Self.readable(pidfd) }
+        if let pidfd { return Self.readable(pidfd) }
         guard let stat = try? readBytes("stat") else { return true }
         return Self.isZombie(stat)
     }
@@ -64,16 +64,18 @@ public final class ProcessHandle: Sendable {
         return state == 0x5a || state == 0x58
     }
 
-    private static func readable(_ fd: Int32) -> Bool {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    private static func readable(_ fd: FileDescriptor) -> Bool {
+        var poller = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
         return poll(&poller, 1, 0) > 0 && poller.revents & Int16(POLLIN) != 0
     }
 
     /// openat(2) of a file of the process, read-only; the errno mapped to what a user should see.
     public func open(_ name: String, what: String) throws(PageStatError) -> FileDescriptor {
-        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw error(Errno(rawValue: errno), call: "open /proc/\(pid)/\(name)", what: what) }
-        return FileDescriptor(rawValue: fd)
+        do {
+            return try FileDescriptor.open(name, relativeTo: directory, .readOnly, options: [.closeOnExec])
+        } catch {
+            throw self.error(error, call: "open /proc/\(pid)/\(name)", what: what)
+        }
     }
 
     /// The whole of a file of the process, read until EOF (/proc files report size 0).
@@ -87,7 +89,7 @@ public final class ProcessHandle: Sendable {
     /// again (seq_file starts over at offset 0).
     public func readAll(_ fd: FileDescriptor, name: String, what: String) throws(PageStatError) -> [UInt8] {
         do {
-            return try ProcFS.readAll(fd: fd.rawValue)
+            return try fd.readToEnd()
         } catch {
             throw self.error(error, call: "read /proc/\(pid)/\(name)", what: what)
         }

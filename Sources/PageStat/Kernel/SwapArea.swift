@@ -36,10 +36,15 @@ public enum SwapArea {
         let pageSize = UInt64(ProcFS.pageSize)
         let pages = bytes / pageSize
         guard pages >= 10 else { throw .invalidInput("swap file too small") }
-        let fd = Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .system(call: "open \(path)", errno: Errno(rawValue: errno)) }
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path: path, .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                                         permissions: [.ownerReadWrite])
+        } catch {
+            throw .system(call: "open \(path)", errno: error)
+        }
         var failure: PageStatError?
-        if posix_fallocate(fd, 0, off_t(pages * pageSize)) != 0 {
+        if posix_fallocate(fd.rawValue, 0, off_t(pages * pageSize)) != 0 {
             failure = .system(call: "fallocate \(path)", errno: Errno(rawValue: errno))
         } else {
             // union swap_header: bootbits[1024], then version, last_page, nr_badpages (u32 each),
@@ -51,12 +56,14 @@ public enum SwapArea {
             put32(1, at: 1024)
             put32(UInt32(truncatingIfNeeded: pages - 1), at: 1028)
             header.replaceSubrange(Int(pageSize) - 10..<Int(pageSize), with: Array("SWAPSPACE2".utf8))
-            let written = header.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-            if written != Int(pageSize) || fsync(fd) != 0 {
-                failure = .system(call: "write \(path)", errno: Errno(rawValue: errno))
+            do {
+                guard try header.withUnsafeBytes({ try fd.write(toAbsoluteOffset: 0, $0) }) == Int(pageSize),
+                      fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
+            } catch {
+                failure = .system(call: "write \(path)", errno: error as? Errno ?? .ioError)
             }
         }
-        close(fd)
+        try? fd.close()
         if failure == nil && CPagestat_swapon(path) != 0 {
             failure = .system(call: "swapon \(path)", errno: Errno(rawValue: errno))
         }

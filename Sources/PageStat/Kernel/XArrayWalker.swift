@@ -145,8 +145,7 @@ public final class XArrayWalker: Sendable {
         guard getpid() == program.pid else {
             throw .unsupported("BPF page-cache reader: loaded by process \(program.pid), used in its child \(getpid()) after fork")
         }
-        var st = stat()
-        guard fstat(fd.rawValue, &st) == 0 else { throw .system(call: "fstat", errno: .init(rawValue: errno)) }
+        do { _ = try fd.stat() } catch { throw .system(call: "fstat", errno: error) }
         let (end, overflow) = first.addingReportingOverflow(count)
         guard !overflow else { throw .invalidInput("page range \(first)+\(count) overflows") }
 

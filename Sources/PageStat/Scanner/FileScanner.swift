@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPagestat
+import SystemPackage
 
 /// A run of a file's pages with one state, by page offset into the file.
 public struct FileRun: Sendable, Hashable {
@@ -128,12 +129,14 @@ public enum FileScanner {
         guard NameBytes.containsByteScalars(path) else {
             return try PageCacheObject.open(path: path, pid: getpid(), what: path)
         }
-        let fd = NameBytes.withCString(path) { open($0, CPagestat_O_PATH | O_CLOEXEC) }
-        guard fd >= 0 else {
-            throw errno == ENOENT ? .invalidInput("\(path): no such file") : .system(call: "open \(path)", errno: .init(rawValue: errno))
+        let fd: FileDescriptor
+        do {
+            fd = try system { try NameBytes.withCString(path) { try FileDescriptor.open($0, .readOnly, options: [.init(rawValue: CPagestat_O_PATH), .closeOnExec]) } }
+        } catch {
+            throw error == .noSuchFileOrDirectory ? .invalidInput("\(path): no such file") : .system(call: "open \(path)", errno: error)
         }
-        defer { close(fd) }
-        return try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: path)
+        defer { try? fd.close() }
+        return try PageCacheObject.open(path: "/proc/self/fd/\(fd.rawValue)", pid: getpid(), what: path)
     }
 
     /// A hugetlbfs file: st_blocks counts the huge pages it holds, and that is all hugetlbfs tells

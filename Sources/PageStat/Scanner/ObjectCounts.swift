@@ -31,8 +31,7 @@ struct ObjectCountCache {
     private var swappedInObject: [ObjectID: UInt64?] = [:]
 
     private mutating func swapped(_ object: PageCacheObject) -> UInt64? {
-        var st = stat()
-        guard fstat(object.fd.rawValue, &st) == 0 else { return try? object.swappedPagesFromSmaps() ?? nil }
+        guard let st = object.fd.status else { return try? object.swappedPagesFromSmaps() ?? nil }
         let id = ObjectID(st)
         if let known = swappedInObject[id] { return known }
         let swapped = try? object.swappedPagesFromSmaps()

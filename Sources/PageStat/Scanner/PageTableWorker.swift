@@ -43,14 +43,8 @@ struct PFNFlagSource {
         defer { munmap(page, length) }
         // MADV_POPULATE_READ (5.14+) read-faults it; a plain load could be optimized away.
         if madvise(page, length, 22) != 0 { PFNFlagSource.touch(page) }
-        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var entry: UInt64 = 0
-        let offset = off_t(UInt(bitPattern: page) / UInt(length) * 8)
-        guard pread(fd, &entry, 8, offset) == 8 else { return nil }
-        let decoded = PagemapEntry(rawValue: entry)
-        return decoded.isPresent && decoded.pfn != 0 ? decoded.pfn : nil
+        guard let entry = Pagemap.ownEntry(page) else { return nil }
+        return entry.isPresent && entry.pfn != 0 ? entry.pfn : nil
     }()
 
     @inline(never)
