@@ -134,7 +134,7 @@ public final class PageCacheObject {
         // Reopen the inode behind the O_PATH descriptor itself: nothing can be swapped in between.
         let reopen = "/proc/self/fd/\(pathFD.rawValue)"
         var lastError = Errno.noSuchFileOrDirectory
-        for noatime in [true, false] {
+        attempts: for noatime in [true, false] {
             let options: FileDescriptor.OpenOptions = [.nonBlocking, .closeOnExec,
                                                        .init(rawValue: O_NOCTTY | (noatime ? CPagestat_O_NOATIME : 0))]
             switch Result(catching: { () throws(Errno) in try FileDescriptor.open(path: reopen, .readOnly, options: options) }) {
@@ -146,7 +146,8 @@ public final class PageCacheObject {
                 return PageCacheObject(fd: fd)
             case .failure(let error):
                 lastError = error
-                if error != .notPermitted { break }
+                // O_NOATIME is refused (EPERM) on a file we do not own: try once without it.
+                if error != .notPermitted { break attempts }
             }
         }
         throw .fromProc(lastError, pid: pid, call: "open \(path)", what: what)
