@@ -242,6 +242,86 @@ struct FleetCgroupTests {
         #expect(shmemB.value == Double(UInt64(q) * page / 2))
     }
 
+    /// A memfd of 80 pages that this process holds open (it mapped it only to arrange it), mapped
+    /// in part by X (pages 16-48, cgroup x) and Y (32-64, cgroup y), neither touching a page:
+    /// [0,16) and [72,80) in memory, mapped by no one; [16,24) in memory (X's); [24,32) swapped
+    /// (X's); [32,40) in memory and [40,48) swapped (X's and Y's); [48,56) in memory (Y's);
+    /// [56,64) a hole; [64,72) swapped, mapped by no one. The 24 pages in memory that no one maps
+    /// are split between X and Y as `cached` (12 each); every group's resident and cached add up
+    /// to the object's 48 pages in memory.
+    @Test func cachedPagesNoOneMapsSplitAcrossCgroupsExactly() throws {
+        let page = UInt64(TestEnvironment.pageSize)
+        let name = "pagestat-fleet-cached-\(getpid())"
+        let fd = CPagestat_memfd_create(name, 1)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        try #require(ftruncate(fd, off_t(80 * TestEnvironment.pageSize)) == 0)
+        do {
+            let arranged = try ArrangedMemory(pages: 80, backing: .file(fd: fd, shared: true))
+            arranged.write(0..<56)
+            arranged.write(64..<80)
+            try #require(try arranged.pageOut(24..<32, untilSwapped: 8))
+            try #require(try arranged.pageOut(40..<48, untilSwapped: 16))
+            try #require(try arranged.pageOut(64..<72, untilSwapped: 24))
+            withExtendedLifetime(arranged) {}
+        }  // unmapped here: no page of it is in this process's page table any more
+        let path = "/proc/\(getpid())/fd/\(fd)"
+        let x = try FixtureProcess(arguments: ["lab", "hold", "--map", path, "--map-pages", "16-48"])
+        defer { x.stop() }
+        let y = try FixtureProcess(arguments: ["lab", "hold", "--map", path, "--map-pages", "32-64"])
+        defer { y.stop() }
+        let cx = try TestCgroup("pagestat-cached-\(getpid())-x")
+        defer { cx.remove() }
+        let cy = try TestCgroup("pagestat-cached-\(getpid())-y")
+        defer { cy.remove() }
+        try cx.enter(x.pid)
+        try cy.enter(y.pid)
+        let cgroupX = try #require(ProcessIdentity.read(pid: x.pid)?.cgroup)
+        let cgroupY = try #require(ProcessIdentity.read(pid: y.pid)?.cgroup)
+        // The kernel's own count of the object, asked here: 48 pages in memory, 24 swapped.
+        let stat = try PageCacheObject.open(path: path, pid: 0, what: path).cachestat(offset: 0, length: 80 * page)
+        #expect(stat.cache == 48 && stat.evicted == 24, "\(stat)")
+
+        let report = SystemScanner.top(pids: [x.pid, y.pid])
+        let object = try #require(report.objects.first { $0.path == "/memfd:\(name) (deleted)" })
+        #expect(object.resident == 48 * page && object.swapped == 24 * page && object.mappers == 2)
+        let rows = report.rows(by: .cgroup)
+        let rowX = try #require(rows.first { $0.name == cgroupX }).shared[.shmem] ?? SharedShare()
+        let rowY = try #require(rows.first { $0.name == cgroupY }).shared[.shmem] ?? SharedShare()
+        #expect(rowX == SharedShare(resident: 12 * page, swapped: 12 * page, cached: 12 * page), "\(rowX)")
+        #expect(rowY == SharedShare(resident: 12 * page, swapped: 4 * page, cached: 12 * page), "\(rowY)")
+        #expect(rowX.cached + rowY.cached == 24 * page)
+        #expect(rowX.resident + rowX.cached + rowY.resident + rowY.cached == object.resident)
+        // The 8 swapped pages no one maps are the object's alone.
+        #expect(rowX.swapped + rowY.swapped + 8 * page == object.swapped)
+
+        // The command: JSON (the unit in the new keys), CSV, text, sort, --columns, Prometheus.
+        let pids = ["--pid", String(x.pid), "--pid", String(y.pid)]
+        let run = try runPagestat(["top", "--by", "cgroup", "--format", "json"] + pids)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try jsonObject(run)
+        let groups = try #require(json["groups"] as? [[String: Any]])
+        for cgroup in [cgroupX, cgroupY] {
+            let group = try #require(groups.first { $0["cgroup"] as? String == cgroup })
+            #expect(group["shmem_cached_bytes"] as? UInt64 == 12 * page)
+            #expect(((group["shared"] as? [String: Any])?["shmem"] as? [String: Any])?["cached_bytes"] as? UInt64 == 12 * page)
+        }
+        #expect((json["total"] as? [String: Any])?["shmem_cached_bytes"] as? UInt64 == 24 * page)
+        let csv = csvRows(try runPagestat(["top", "--by", "cgroup", "--format", "csv", "--sort", "shmem-cached"] + pids).stdout)
+        #expect(csv.map { $0["shmem_cached_bytes"] ?? "" } == [String(12 * page), String(12 * page), String(24 * page)])
+        let picked = try runPagestat(["top", "--by", "cgroup", "-o", "shmem-cached,name"] + pids)
+        #expect(picked.status == 0, "\(picked.stderr)")
+        let header = try #require(picked.stdout.split(separator: "\n").first)
+        #expect(header.split(separator: " ") == ["SHMEM-CACHED", "CGROUP"], "\(picked.stdout)")
+        #expect(picked.stdout.split(separator: "\n").contains { $0.contains(humanBytes(24 * page)) && $0.hasSuffix("TOTAL") }, "\(picked.stdout)")
+        #expect(try runPagestat(["top", "-o", "rss,nope"]).status == 64)
+        let metrics = try runPagestat(["top", "--by", "cgroup", "--format", "prometheus"] + pids)
+        #expect(metrics.status == 0, "\(metrics.stderr)")
+        for cgroup in [cgroupX, cgroupY] {
+            #expect(try sampleValue(metrics.stdout, "pagestat_shared_cached_bytes", [("cgroup", cgroup), ("kind", "shmem")]) == Double(12 * page))
+        }
+    }
+
     /// The fleet tally (PAGEMAP_SCAN regions, pagemap only where swapped or for PFNs, mapcounts
     /// kept across processes) counts what the process scanner counts, page for page: RSS, the
     /// zero page, swap (the fixture's private memory is a quarter swapped), PSS and USS (B maps

@@ -14,7 +14,9 @@ public struct ProcessUse: Sendable {
     /// Its user, memory cgroup and command name, for grouping.
     public var identity: ProcessIdentity
     /// Its fair share of the shared memory it maps, by kind: each page of a shared object's
-    /// stretch, in memory or swapped, split evenly among the processes mapping that stretch.
+    /// stretch, in memory or swapped, split evenly among the processes mapping that stretch; and
+    /// (`cached`) of the object's pages in memory that no process maps, split evenly among all
+    /// the processes mapping the object.
     public var shared: [SharedMemoryKind: SharedShare] = [:]
 }
 
@@ -32,19 +34,29 @@ public enum SharedMemoryKind: String, Sendable, CaseIterable, Comparable {
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// Bytes of shared memory: in memory (the object's page cache) and swapped.
+/// Bytes of shared memory: in memory (the object's page cache) and swapped, of the pages some
+/// process maps; and cached, the object's pages in memory that no process maps.
 public struct SharedShare: Sendable, Hashable {
+    /// A share of the pages in memory within the stretches of the object its processes map.
     public var resident: UInt64 = 0
+    /// A share of the swapped pages within those stretches.
     public var swapped: UInt64 = 0
+    /// A share of the object's pages in memory outside every process's mapping (written with
+    /// write(2), or mapped once and unmapped since), split evenly among all the processes
+    /// mapping the object: for each object, the mappers' `resident` and `cached` add up to its
+    /// pages in memory. (Its swapped pages that no process maps are in its totals only.)
+    public var cached: UInt64 = 0
 
-    public init(resident: UInt64 = 0, swapped: UInt64 = 0) {
+    public init(resident: UInt64 = 0, swapped: UInt64 = 0, cached: UInt64 = 0) {
         self.resident = resident
         self.swapped = swapped
+        self.cached = cached
     }
 
     public static func += (lhs: inout SharedShare, rhs: SharedShare) {
         lhs.resident += rhs.resident
         lhs.swapped += rhs.swapped
+        lhs.cached += rhs.cached
     }
 }
 
@@ -246,6 +258,7 @@ public enum SystemScanner {
 
             let kind = mappings[0].kind
             var total = (cache: UInt64(0), evicted: UInt64(0))
+            var unmapped = (cache: UInt64(0), failed: false)  // the pages no one maps
             var complete = true
             var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: stretches.count)
             var failures = 0
@@ -259,6 +272,7 @@ public enum SystemScanner {
                     } else {
                         total.cache += stat.cache
                         total.evicted += stat.evicted
+                        unmapped.cache += stat.cache
                     }
                 case .failure(let error):
                     complete = false
@@ -266,7 +280,17 @@ public enum SystemScanner {
                         stretchSums[stretch] = nil
                         failures += 1
                         firstFailure = firstFailure ?? error
+                    } else if ask.stretch == nil && !unmapped.failed {
+                        unmapped.failed = true
+                        failures += 1
+                        firstFailure = firstFailure ?? error
                     }
+                }
+            }
+            // The pages in memory that no one maps: split among every process mapping the object.
+            if !unmapped.failed && unmapped.cache > 0 {
+                for (pid, bytes) in split(unmapped.cache * pageSize, among: Set(mappings.map(\.pid)).sorted()) where bytes > 0 {
+                    shares[pid, default: [:]][kind, default: SharedShare()].cached += bytes
                 }
             }
             for (stretch, (_, pids)) in stretches.enumerated() {
