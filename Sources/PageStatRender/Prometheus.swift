@@ -238,7 +238,7 @@ public enum FleetMetrics {
                                     help: "A shared object's bytes in memory, for the objects with the most swapped (then resident) bytes.")
         var objectSwapped = Family("pagestat_object_swapped_bytes", help: "A shared object's bytes in swap, for the same objects.")
         var objectSize = Family("pagestat_object_size_bytes", help: "A shared object's size, for the same objects.")
-        var objectMappers = Family("pagestat_object_mapping_processes", help: "Processes mapping a shared object, for the same objects.")
+        var objectMappers = Family("pagestat_object_mapping_processes", help: "Processes mapping a shared object (0: only held open), for the same objects.")
         for object in report.objects.prefix(max(0, limit)) {
             let labels = [("kind", object.kind.rawValue), ("path", object.path), ("inode", String(object.id.inode))]
             objectResident.samples.append(Sample(labels, Double(object.resident)))
@@ -246,14 +246,16 @@ public enum FleetMetrics {
             objectSize.samples.append(Sample(labels, Double(object.size)))
             objectMappers.samples.append(Sample(labels, Double(object.mappers)))
         }
-        var totalsResident = Family("pagestat_objects_resident_bytes", help: "Bytes in memory of every mapped shared object, by kind.")
-        var totalsSwapped = Family("pagestat_objects_swapped_bytes", help: "Bytes in swap of every mapped shared object, by kind.")
-        var totalsCount = Family("pagestat_objects", help: "Mapped shared objects, by kind.")
+        var totalsResident = Family("pagestat_objects_resident_bytes",
+                                    help: "Bytes in memory of every shared-memory object (mapped, held open, or a SysV segment), as pagestat objects counts them, by kind.")
+        var totalsSwapped = Family("pagestat_objects_swapped_bytes",
+                                   help: "Bytes in swap of every shared-memory object, as pagestat objects counts them, by kind.")
+        var totalsCount = Family("pagestat_objects", help: "Shared-memory objects (mapped, held open, or SysV segments), as pagestat objects lists them, by kind.")
         for kind in SharedMemoryKind.allCases {
-            let these = report.objects.filter { $0.kind == kind }
-            totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.reduce(0) { $0 + $1.resident })))
-            totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.reduce(0) { $0 + $1.swapped })))
-            totalsCount.samples.append(Sample([("kind", kind.rawValue)], Double(these.count)))
+            let these = report.objectTotals[kind] ?? ObjectTotals()
+            totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.resident)))
+            totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.swapped)))
+            totalsCount.samples.append(Sample([("kind", kind.rawValue)], Double(these.objects)))
         }
         var swapSize = Family("pagestat_swap_device_size_bytes", help: "Size of a swap area (/proc/swaps).")
         var swapUsed = Family("pagestat_swap_device_used_bytes", help: "Bytes in use in a swap area (/proc/swaps).")
