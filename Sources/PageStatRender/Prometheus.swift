@@ -212,9 +212,11 @@ public enum FleetMetrics {
         typealias Sample = Prometheus.Sample
         let rows = report.rows(by: grouping, filter: filter).sorted { labels($0, grouping).lexicographicallyPrecedes(labels($1, grouping)) { ($0.0, $0.1) < ($1.0, $1.1) } }
         var resident = Family("pagestat_shared_resident_bytes",
-                              help: "Shared memory in memory (the object's page cache, mapped or not), this group's fair share of the stretches its processes map, by kind.")
+                              help: "Shared memory in memory (the object's page cache, in the page tables or not) within the stretches the group's processes map, this group's fair share, by kind.")
         var swapped = Family("pagestat_shared_swapped_bytes",
                              help: "Shared memory in swap, this group's fair share of the stretches its processes map (each page split evenly among the processes mapping it), by kind.")
+        var cached = Family("pagestat_shared_cached_bytes",
+                            help: "Shared memory in memory that no process maps (written with write(2), or unmapped since), this group's fair share: each such page of an object split evenly among the processes mapping the object, by kind.")
         var rss = Family("pagestat_rss_bytes", help: "Resident set size of the group's processes (pages in their page tables).")
         var pss = Family("pagestat_pss_bytes", help: "Proportional set size of the group's processes (needs root).")
         var swap = Family("pagestat_swap_bytes", help: "Swap of the group's processes: private swap plus their share of swapped shared memory.")
@@ -225,6 +227,7 @@ public enum FleetMetrics {
                 let share = row.shared[kind] ?? SharedShare()
                 resident.samples.append(Sample(base + [("kind", kind.rawValue)], Double(share.resident)))
                 swapped.samples.append(Sample(base + [("kind", kind.rawValue)], Double(share.swapped)))
+                cached.samples.append(Sample(base + [("kind", kind.rawValue)], Double(share.cached)))
             }
             rss.samples.append(Sample(base, Double(row.use.rss)))
             if let value = row.use.pss { pss.samples.append(Sample(base, Double(value))) }
@@ -235,7 +238,7 @@ public enum FleetMetrics {
                                     help: "A shared object's bytes in memory, for the objects with the most swapped (then resident) bytes.")
         var objectSwapped = Family("pagestat_object_swapped_bytes", help: "A shared object's bytes in swap, for the same objects.")
         var objectSize = Family("pagestat_object_size_bytes", help: "A shared object's size, for the same objects.")
-        var objectMappers = Family("pagestat_object_mapping_processes", help: "Processes mapping a shared object, for the same objects.")
+        var objectMappers = Family("pagestat_object_mapping_processes", help: "Processes mapping a shared object (0: only held open), for the same objects.")
         for object in report.objects.prefix(max(0, limit)) {
             let labels = [("kind", object.kind.rawValue), ("path", object.path), ("inode", String(object.id.inode))]
             objectResident.samples.append(Sample(labels, Double(object.resident)))
@@ -243,14 +246,16 @@ public enum FleetMetrics {
             objectSize.samples.append(Sample(labels, Double(object.size)))
             objectMappers.samples.append(Sample(labels, Double(object.mappers)))
         }
-        var totalsResident = Family("pagestat_objects_resident_bytes", help: "Bytes in memory of every mapped shared object, by kind.")
-        var totalsSwapped = Family("pagestat_objects_swapped_bytes", help: "Bytes in swap of every mapped shared object, by kind.")
-        var totalsCount = Family("pagestat_objects", help: "Mapped shared objects, by kind.")
+        var totalsResident = Family("pagestat_objects_resident_bytes",
+                                    help: "Bytes in memory of every shared-memory object (mapped, held open, or a SysV segment), as pagestat objects counts them, by kind.")
+        var totalsSwapped = Family("pagestat_objects_swapped_bytes",
+                                   help: "Bytes in swap of every shared-memory object, as pagestat objects counts them, by kind.")
+        var totalsCount = Family("pagestat_objects", help: "Shared-memory objects (mapped, held open, or SysV segments), as pagestat objects lists them, by kind.")
         for kind in SharedMemoryKind.allCases {
-            let these = report.objects.filter { $0.kind == kind }
-            totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.reduce(0) { $0 + $1.resident })))
-            totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.reduce(0) { $0 + $1.swapped })))
-            totalsCount.samples.append(Sample([("kind", kind.rawValue)], Double(these.count)))
+            let these = report.objectTotals[kind] ?? ObjectTotals()
+            totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.resident)))
+            totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.swapped)))
+            totalsCount.samples.append(Sample([("kind", kind.rawValue)], Double(these.objects)))
         }
         var swapSize = Family("pagestat_swap_device_size_bytes", help: "Size of a swap area (/proc/swaps).")
         var swapUsed = Family("pagestat_swap_device_used_bytes", help: "Bytes in use in a swap area (/proc/swaps).")
@@ -267,7 +272,7 @@ public enum FleetMetrics {
                                 samples: [Sample([], report.privileged ? 1 : 0)])
         let notes = Family("pagestat_notes", help: "Notes the scan made (facts it could not read).",
                            samples: [Sample([], Double(report.notes.count))])
-        return [resident, swapped, rss, pss, swap, processes, objectResident, objectSwapped, objectSize, objectMappers,
+        return [resident, swapped, cached, rss, pss, swap, processes, objectResident, objectSwapped, objectSize, objectMappers,
                 totalsResident, totalsSwapped, totalsCount, swapSize, swapUsed, unreadable, vanished, privileged, notes]
     }
 }

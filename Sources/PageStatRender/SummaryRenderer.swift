@@ -281,6 +281,7 @@ public enum SummaryRenderer {
         case pss, uss, rss, swap
         case shmemSwap = "shmem-swap"
         case shmem
+        case shmemCached = "shmem-cached"
         case processes, pid, name
 
         func size(_ row: TopRow) -> UInt64 {
@@ -291,6 +292,7 @@ public enum SummaryRenderer {
             case .swap: row.use.swap
             case .shmemSwap: row.use.shmemSwap
             case .shmem: row.sharedResident
+            case .shmemCached: row.sharedCached
             case .processes: UInt64(row.processes)
             case .pid, .name: 0
             }
@@ -316,6 +318,43 @@ public enum SummaryRenderer {
         }
     }
 
+    /// A column of `top`'s text and CSV tables (`--columns`).
+    public enum TopColumn: String, Sendable, CaseIterable {
+        case pid, processes, rss, pss, uss, swap
+        case shmemSwap = "shmem-swap"
+        case shmem
+        case shmemCached = "shmem-cached"
+        /// The command (`--by process`), or the group's command name, user or cgroup.
+        case name
+
+        /// The columns shown unless others are asked for: the pid (processes) or the number of
+        /// processes (groups) first; in text the name last, in CSV second.
+        public static func defaults(_ grouping: TopGrouping, csv: Bool) -> [TopColumn] {
+            let sizes: [TopColumn] = [.rss, .pss, .uss, .swap, .shmemSwap, .shmem, .shmemCached]
+            if csv { return (grouping == .process ? [.pid, .name] : [.name, .processes]) + sizes }
+            return [grouping == .process ? .pid : .processes] + sizes + [.name]
+        }
+
+        /// The CSV header (the newer columns carry their unit in the name).
+        func csvName(_ groupColumn: String) -> String {
+            switch self {
+            case .name: groupColumn
+            case .shmemSwap: "shmem_swap"
+            case .shmem: "shmem_resident"
+            case .shmemCached: "shmem_cached_bytes"
+            default: rawValue
+            }
+        }
+
+        func header(_ groupColumn: String) -> String {
+            switch self {
+            case .processes: "PROCS"
+            case .name: groupColumn.uppercased()
+            default: rawValue.uppercased()
+            }
+        }
+    }
+
     /// `count` and a noun, singular or plural: "1 process", "3 processes".
     static func amount(_ count: Int, _ singular: String, _ plural: String) -> String {
         "\(count) \(count == 1 ? singular : plural)"
@@ -324,7 +363,8 @@ public enum SummaryRenderer {
     /// `top`: one row per process or group (`by`), the processes `filter` selects, sorted, at most
     /// `limit` rows, then the TOTAL row: the sum of every selected process, shown or not.
     public static func top(_ report: TopReport, by grouping: TopGrouping = .process, filter: TopFilter = TopFilter(),
-                           sort: TopSort, reverse: Bool = false, limit: Int?, format: OutputFormat) -> String {
+                           sort: TopSort, reverse: Bool = false, limit: Int?, format: OutputFormat,
+                           columns: [TopColumn]? = nil) -> String {
         let all = report.rows(by: grouping, filter: filter)
         let total = TopReport.total(all)
         var rows = all.sorted { sort.precedes($0, $1, reverse: reverse) }
@@ -339,6 +379,7 @@ public enum SummaryRenderer {
                 json.beginObject()
                 json.field("resident", share.resident)
                 json.field("swapped", share.swapped)
+                json.field("cached_bytes", share.cached)
                 json.endObject()
             }
             json.endObject()
@@ -350,6 +391,7 @@ public enum SummaryRenderer {
             json.field("swap", row.use.swap)
             json.field("shmem_swap", row.use.shmemSwap)
             json.field("shmem_resident", row.sharedResident)
+            json.field("shmem_cached_bytes", row.sharedCached)
             sharedJSON(row, &json)
         }
         switch format {
@@ -391,30 +433,37 @@ public enum SummaryRenderer {
             json.field("notes", strings: report.notes.map(\.description))
             json.endObject()
             return json.output + "\n"
-        case .csv:
-            let first = grouping == .process ? ["pid", "command"] : [groupColumn, "processes"]
-            var csv = CSVTable(headers: first + ["rss", "pss", "uss", "swap", "shmem_swap", "shmem_resident"])
-            func numbers(_ row: TopRow) -> [String] {
-                [String(row.use.rss), optionalNumber(row.use.pss), optionalNumber(row.use.uss), String(row.use.swap),
-                 String(row.use.shmemSwap), String(row.sharedResident)]
+        case .csv, .text:
+            let csv = format == .csv
+            let shown = columns ?? TopColumn.defaults(grouping, csv: csv)
+            /// One row's cells; `pid` and `name` as given (the TOTAL row's are its own).
+            func cells(_ row: TopRow, pid: String, name: String) -> [String] {
+                func size(_ value: UInt64?) -> String { csv ? optionalNumber(value) : optionalSize(value) }
+                return shown.map { column in
+                    switch column {
+                    case .pid: pid
+                    case .processes: String(row.processes)
+                    case .rss: size(row.use.rss)
+                    case .pss: size(row.use.pss)
+                    case .uss: size(row.use.uss)
+                    case .swap: size(row.use.swap)
+                    case .shmemSwap: size(row.use.shmemSwap)
+                    case .shmem: size(row.sharedResident)
+                    case .shmemCached: size(row.sharedCached)
+                    case .name: name
+                    }
+                }
             }
-            for row in rows {
-                csv.add((grouping == .process ? [String(row.pid ?? 0), row.name] : [row.name, String(row.processes)]) + numbers(row))
+            if csv {
+                var table = CSVTable(headers: shown.map { $0.csvName(groupColumn) })
+                for row in rows { table.add(cells(row, pid: row.pid.map { String($0) } ?? "", name: row.name)) }
+                table.add(cells(total, pid: "", name: "TOTAL"))
+                return table.render()
             }
-            csv.add((grouping == .process ? ["", "TOTAL"] : ["TOTAL", String(total.processes)]) + numbers(total))
-            return csv.render()
-        case .text:
-            let first = grouping == .process ? "PID" : "PROCS"
-            var table = TextTable(headers: [first, "RSS", "PSS", "USS", "SWAP", "SHMEM-SWAP", "SHMEM", groupColumn.uppercased()],
-                                  rightAligned: [0, 1, 2, 3, 4, 5, 6])
-            func cells(_ row: TopRow, _ first: String, _ name: String) -> [String] {
-                [first, humanBytes(row.use.rss), optionalSize(row.use.pss), optionalSize(row.use.uss), humanBytes(row.use.swap),
-                 humanBytes(row.use.shmemSwap), humanBytes(row.sharedResident), name]
-            }
-            for row in rows {
-                table.add(cells(row, grouping == .process ? String(row.pid ?? 0) : String(row.processes), escapedName(row.name)))
-            }
-            table.add(cells(total, grouping == .process ? "" : String(total.processes), "TOTAL"))
+            var table = TextTable(headers: shown.map { $0.header(groupColumn) },
+                                  rightAligned: Set(shown.indices.filter { shown[$0] != .name }))
+            for row in rows { table.add(cells(row, pid: row.pid.map { String($0) } ?? "", name: escapedName(row.name))) }
+            table.add(cells(total, pid: "", name: "TOTAL"))
             var out = table.render()
             out += amount(total.processes, "process", "processes")
             if grouping != .process { out += " in " + amount(all.count, grouping.rawValue, grouping.plural) }

@@ -17,8 +17,10 @@ struct Exporter: AsyncParsableCommand {
         discussion: """
         Each scan reads every process's page table and asks each shared object's page cache once \
         (the same scan as `pagestat top`): swapped and resident shared memory by kind (shmem, \
-        shared-anon, sysv) per group, split evenly among the processes mapping each page; the \
-        largest objects; swap areas; and the exporter's own counters. One scan runs at a time: \
+        shared-anon, sysv) per group, split evenly among the processes mapping each page, and \
+        cached (in memory, mapped by no one), split among each object's mappers; the largest \
+        objects; system totals of every shared-memory object as `pagestat objects` lists them \
+        (mapped, held open, SysV); swap areas; and the exporter's own counters. One scan runs at a time: \
         scrapes that arrive during a scan share it, and its result is reused for --min-interval.
 
         Needs root, or CAP_SYS_ADMIN + CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH; without them it runs \

@@ -47,6 +47,9 @@ extension Pagestat.Lab {
         @Option(help: "With --map: the pages to read, FIRST-END (end exclusive).")
         var read: String?
 
+        @Option(help: "With --map: map only the file's pages FIRST-END (end exclusive), touching none of them.")
+        var mapPages: String?
+
         @Option(help: ArgumentHelp("Instead of the layouts, map one memfd this many times, one page per mapping (see --object-pages).", valueName: "n"))
         var repeatedMappings: Int?
 
@@ -186,6 +189,25 @@ extension Pagestat.Lab {
             let fd = open(path, O_RDWR | O_CLOEXEC)
             guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
             defer { close(fd) }
+            if let mapPages {
+                let bounds = mapPages.split(separator: "-").compactMap { Int($0) }
+                guard bounds.count == 2, bounds[0] < bounds[1] else { throw .invalidInput("--map-pages takes FIRST-END") }
+                let pageSize = ProcFS.pageSize
+                let length = (bounds[1] - bounds[0]) * pageSize
+                guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(bounds[0] * pageSize)), base != MAP_FAILED else {
+                    throw .system(call: "mmap", errno: .init(rawValue: errno))
+                }
+                defer { munmap(base, length) }
+                var json = JSONWriter()
+                json.beginObject()
+                json.field("pid", getpid())
+                json.field("pages", bounds[1] - bounds[0])
+                json.field("mapped", UInt64(UInt(bitPattern: base)))
+                json.endObject()
+                writeOut(json.output + "\n")
+                waitForEOF()
+                return
+            }
             var st = stat()
             fstat(fd, &st)
             let memory = try ArrangedMemory(pages: Int(st.st_size) / ProcFS.pageSize, backing: .file(fd: fd, shared: true))

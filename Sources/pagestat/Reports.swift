@@ -144,8 +144,9 @@ extension Pagestat {
             /proc/kpagecount). SWAP is the process's private swap plus its fair share of swapped \
             shared memory: each swapped page of a shared object is split evenly among the \
             processes mapping that page, the way PSS splits resident pages (SHMEM-SWAP is that \
-            share alone; SHMEM is the same share of the object's pages in memory). Each shared \
-            object is inspected once. A group's row is the sum of its processes, so every \
+            share alone; SHMEM is the same share of the object's pages in memory; SHMEM-CACHED is \
+            a share of the object's pages in memory that no process maps, split evenly among all \
+            the processes mapping the object). Each shared object is inspected once. A group's row is the sum of its processes, so every \
             grouping adds up to the same TOTAL. Filters choose rows after the whole machine is \
             scanned: shares stay split among every process mapping a page. Processes that exit \
             during the scan are skipped; processes that cannot be read are counted and reported.
@@ -171,8 +172,24 @@ extension Pagestat {
         @Option(name: .customLong("command"), help: "Only processes whose comm is this, or whose command line contains it (repeatable).")
         var commands: [String] = []
 
-        @Option(help: "Sort by pss, uss, rss, swap, shmem-swap, shmem, processes (largest first), pid or name (ascending).")
+        @Option(help: "Sort by pss, uss, rss, swap, shmem-swap, shmem, shmem-cached, processes (largest first), pid or name (ascending).")
         var sort: SummaryRenderer.TopSort = .pss
+
+        @Option(name: [.customShort("o"), .customLong("columns")],
+                help: ArgumentHelp("Text and CSV: the columns, in order (comma-separated: \(SummaryRenderer.TopColumn.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "columns"))
+        var columns: String?
+
+        func columnList() throws -> [SummaryRenderer.TopColumn]? {
+            guard let columns else { return nil }
+            let names = columns.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
+            return try names.map { name in
+                guard let column = SummaryRenderer.TopColumn(rawValue: name) else {
+                    throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(SummaryRenderer.TopColumn.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return column
+            }
+        }
 
         @Flag(help: "Sort the other way round.")
         var reverse = false
@@ -194,6 +211,7 @@ extension Pagestat {
                 throw ValidationError("--user \(user): no such user")
             }
             if commands.contains("") { throw ValidationError("--command needs a name") }
+            _ = try columnList()
         }
 
         func run() throws {
@@ -215,7 +233,8 @@ extension Pagestat {
                                                                  swapAreas: SwapArea.active())))
             case .text, .json, .csv:
                 let output = OutputFormat(rawValue: format.rawValue)!
-                writeOut(SummaryRenderer.top(report, by: by, filter: filter, sort: sort, reverse: reverse, limit: limit, format: output))
+                writeOut(SummaryRenderer.top(report, by: by, filter: filter, sort: sort, reverse: reverse, limit: limit, format: output,
+                                             columns: try columnList()))
             }
         }
     }

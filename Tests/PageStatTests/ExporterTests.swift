@@ -363,6 +363,13 @@ struct ExporterPrometheusTests {
         #expect(object == Double(UInt64(q) * page), "Prometheus never had \(objectQuery)")
         #expect(query(cgroupQuery) == Double(UInt64(4 * q) * page))
         #expect(query(shmemQuery) == Double(UInt64(2 * q) * page))
+        // Pages in memory that no one maps: none in A's and B's objects (each is mapped whole),
+        // so the cgroup's series is there and 0.
+        #expect(query("pagestat_shared_cached_bytes{cgroup=\"\(escaped)\",kind=\"shmem\"}") == 0)
+        // A's /dev/shm file held open and never mapped: an object of its own, [0,q) in memory.
+        let openPath = try #require(a.paths["tmpfs-open"])
+        #expect(query("pagestat_object_resident_bytes{path=\"\(openPath)\"}") == Double(UInt64(q) * page))
+        #expect(query("pagestat_object_mapping_processes{path=\"\(openPath)\"}") == 0)
         #expect(query("up{job=\"pagestat\"}") == 1)
         server.terminate()
         server.waitUntilExit()

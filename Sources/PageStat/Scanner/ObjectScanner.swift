@@ -51,31 +51,8 @@ extension SystemScanner {
         var notes = Notes()
         let walker = try engine.walkerForCounting { notes.add($0) }
         if engine == .bpf { notes.add(.countedByBPFAsAsked) }
-        var shmemDevices = Set<ObjectID>()  // devices only (inode 0)
-        do {
-            let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
-            for device in ProcMaps.shmemDevices(mountinfo: mountinfo) {
-                shmemDevices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
-            }
-        } catch {
-            notes.add(.mountinfoUnreadable(error))
-        }
-        // memfds and shared anonymous memory live on the kernel's internal shm mount: learn its
-        // device from a memfd of our own.
-        let probe = CPagestat_memfd_create("pagestat-probe", 1)
-        if probe >= 0 {
-            var st = stat()
-            if fstat(probe, &st) == 0 {
-                var id = ObjectID(st)
-                id.inode = 0
-                shmemDevices.insert(id)
-            } else {
-                notes.add(.memfdProbeFailed(call: "fstat of a memfd", Errno(rawValue: errno)))
-            }
-            close(probe)
-        } else {
-            notes.add(.memfdProbeFailed(call: "memfd_create", Errno(rawValue: errno)))
-        }
+        // tmpfs mounts, and the kernel's internal shm mount of memfds and shared anonymous memory.
+        let devices = shmemDevices { notes.add($0) }
 
         struct Found {
             var path: String
@@ -129,7 +106,7 @@ extension SystemScanner {
                 guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 var device = ObjectID(st)
                 device.inode = 0
-                guard shmemDevices.contains(device) else { continue }
+                guard devices.contains(device) else { continue }
                 found[ObjectID(st), default: Found(path: target)].add(.descriptor(pid: pid, fd: fd), user: user, maps: false)
             }
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPagestat
+import SystemPackage
 import Dispatch
 import Synchronization
 
@@ -14,7 +15,9 @@ public struct ProcessUse: Sendable {
     /// Its user, memory cgroup and command name, for grouping.
     public var identity: ProcessIdentity
     /// Its fair share of the shared memory it maps, by kind: each page of a shared object's
-    /// stretch, in memory or swapped, split evenly among the processes mapping that stretch.
+    /// stretch, in memory or swapped, split evenly among the processes mapping that stretch; and
+    /// (`cached`) of the object's pages in memory that no process maps, split evenly among all
+    /// the processes mapping the object.
     public var shared: [SharedMemoryKind: SharedShare] = [:]
 }
 
@@ -32,23 +35,34 @@ public enum SharedMemoryKind: String, Sendable, CaseIterable, Comparable {
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// Bytes of shared memory: in memory (the object's page cache) and swapped.
+/// Bytes of shared memory: in memory (the object's page cache) and swapped, of the pages some
+/// process maps; and cached, the object's pages in memory that no process maps.
 public struct SharedShare: Sendable, Hashable {
+    /// A share of the pages in memory within the stretches of the object its processes map.
     public var resident: UInt64 = 0
+    /// A share of the swapped pages within those stretches.
     public var swapped: UInt64 = 0
+    /// A share of the object's pages in memory outside every process's mapping (written with
+    /// write(2), or mapped once and unmapped since), split evenly among all the processes
+    /// mapping the object: for each object, the mappers' `resident` and `cached` add up to its
+    /// pages in memory. (Its swapped pages that no process maps are in its totals only.)
+    public var cached: UInt64 = 0
 
-    public init(resident: UInt64 = 0, swapped: UInt64 = 0) {
+    public init(resident: UInt64 = 0, swapped: UInt64 = 0, cached: UInt64 = 0) {
         self.resident = resident
         self.swapped = swapped
+        self.cached = cached
     }
 
     public static func += (lhs: inout SharedShare, rhs: SharedShare) {
         lhs.resident += rhs.resident
         lhs.swapped += rhs.swapped
+        lhs.cached += rhs.cached
     }
 }
 
-/// A shared object that `top` settled: its whole file side (cachestat over the object).
+/// A shared object that `top` settled: its whole file side (cachestat over the object). An
+/// object that scanned processes only hold open (a descriptor, no mapping) has no mappers.
 public struct MappedObject: Sendable {
     public var kind: SharedMemoryKind
     /// The path maps shows.
@@ -58,8 +72,24 @@ public struct MappedObject: Sendable {
     /// Bytes in memory and swapped, over the whole object (mapped or not).
     public var resident: UInt64
     public var swapped: UInt64
-    /// How many processes map it.
+    /// How many processes map it (0: it is only held open).
     public var mappers: Int
+}
+
+/// Shared-memory objects of one kind, added up as `pagestat objects` lists them: every object
+/// some scanned process maps or holds open, and (for SysV) the segments /proc/sysvipc/shm lists.
+public struct ObjectTotals: Sendable, Hashable {
+    /// Objects found, counted or not.
+    public var objects: Int = 0
+    /// Bytes in memory and in swap of those that could be counted.
+    public var resident: UInt64 = 0
+    public var swapped: UInt64 = 0
+
+    public init(objects: Int = 0, resident: UInt64 = 0, swapped: UInt64 = 0) {
+        self.objects = objects
+        self.resident = resident
+        self.swapped = swapped
+    }
 }
 
 /// Every process on the machine, like procrank, with swapped shared memory counted.
@@ -71,8 +101,14 @@ public struct TopReport: Sendable {
     public var vanished: Int
     public var privileged: Bool
     public var notes: [ScanNote]
-    /// Every shared object some scanned process maps and that could be opened, largest swap first.
+    /// Every shared object some scanned process maps or holds open and that could be counted,
+    /// largest swap first.
     public var objects: [MappedObject] = []
+    /// Every shared-memory object, by kind, as `pagestat objects` counts them: those above, those
+    /// that could not be counted (in `objects` of the totals only), and SysV segments from
+    /// /proc/sysvipc/shm (all of them when the whole machine is scanned; else those the scanned
+    /// processes attach), with the kernel's own resident and swapped counts.
+    public var objectTotals: [SharedMemoryKind: ObjectTotals] = [:]
 }
 
 /// Where a process maps part of a shared object: pages `[first, end)` of the object.
@@ -137,22 +173,33 @@ public enum SystemScanner {
     /// Without `proportional`, PSS and USS are left out (nil): the scan then reads no
     /// /proc/kpagecount, most of its cost on a busy machine.
     public static func top(proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
-        top(pids: ProcFS.pids().filter { $0 != getpid() }, proportional: proportional, progress: progress)
+        top(pids: ProcFS.pids().filter { $0 != getpid() }, wholeMachine: true, proportional: proportional, progress: progress)
     }
 
     /// `top` over the processes `pids` alone: each shared object's swapped pages are split among
-    /// those of them that map it.
+    /// those of them that map it; the object totals are of the objects they map or hold open
+    /// and the SysV segments they attach.
     public static func top(pids: [Int32], proportional: Bool = true, progress: (@Sendable (Int, Int) -> Void)? = nil) -> TopReport {
+        top(pids: pids, wholeMachine: false, proportional: proportional, progress: progress)
+    }
+
+    static func top(pids: [Int32], wholeMachine: Bool, proportional: Bool, progress: (@Sendable (Int, Int) -> Void)?) -> TopReport {
         let pageSize = UInt64(ProcFS.pageSize)
         struct Collected {
             var processes: [ProcessUse] = []
             var objects: [ObjectID: [ObjectMapping]] = [:]
+            /// Objects processes hold open by descriptor (mapped or not), and their descriptors.
+            var held: [ObjectID: [ObjectOpener]] = [:]
             var unreadable = 0
             var vanished = 0
             var done = 0
             var notes = Notes()
         }
-        let collected = Mutex(Collected())
+        // The devices of shmem (tmpfs mounts, and the kernel's internal mount of memfds), for the
+        // objects held open by descriptor, as `objects` finds them.
+        var deviceNotes = Notes()
+        let devices = shmemDevices { deviceNotes.add($0) }
+        let collected = Mutex(Collected(notes: deviceNotes))
         // Processes are handed out one at a time to a worker per core, each with its own tally
         // (buffers, mapcounts); without PAGEMAP_SCAN's categories, the process scanner.
         let next = Atomic<Int>(0)
@@ -169,6 +216,8 @@ public enum SystemScanner {
                 } else {
                     outcome = scanForTop(pid, proportional: proportional)
                 }
+                // Its descriptors on shmem, where its address space could be read (as `objects`).
+                let held = (try? outcome.get()) != nil ? heldObjects(pid, devices: devices) : []
                 collected.withLock { state in
                     state.done += 1
                     switch outcome {
@@ -178,6 +227,7 @@ public enum SystemScanner {
                             for (id, mapping) in result.1 { state.objects[id, default: []].append(mapping) }
                             for note in result.2 { state.notes.add(note) }
                         }
+                        for (id, fd) in held { state.held[id, default: []].append(.descriptor(pid: pid, fd: fd)) }
                     case .failure(.noSuchProcess), .failure(.processExited), .failure(.addressSpaceReplaced): state.vanished += 1
                     case .failure(.noAddressSpace): break  // kernel threads have no memory to show
                     case .failure(.permissionDenied): state.unreadable += 1  // counted; without root there are many
@@ -193,6 +243,7 @@ public enum SystemScanner {
         // Settle each shared object once and split its pages, in memory and swapped, among its mappers.
         var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
         var objects: [MappedObject] = []
+        var totals: [SharedMemoryKind: ObjectTotals] = [:]
         var refused = 0
         /// A cachestat(2) call: part of one of the object's stretches with a constant set of
         /// mappers, or of the pages no one maps (nil).
@@ -201,6 +252,8 @@ public enum SystemScanner {
             var pages: Range<UInt64>
         }
         for (id, mappings) in state.objects.sorted(by: { $0.key < $1.key }) {
+            // SysV segments are added up from /proc/sysvipc/shm below, as `objects` does.
+            if mappings[0].kind != .sysv { totals[mappings[0].kind, default: ObjectTotals()].objects += 1 }
             let object: PageCacheObject
             switch ObjectOpener.openFirst(mappings.lazy.map { ObjectOpener.mapFiles(pid: $0.pid, range: $0.range) }) {
             case .success(let opened): object = opened
@@ -246,6 +299,7 @@ public enum SystemScanner {
 
             let kind = mappings[0].kind
             var total = (cache: UInt64(0), evicted: UInt64(0))
+            var unmapped = (cache: UInt64(0), failed: false)  // the pages no one maps
             var complete = true
             var stretchSums = [(cache: UInt64, evicted: UInt64)?](repeating: (0, 0), count: stretches.count)
             var failures = 0
@@ -259,6 +313,7 @@ public enum SystemScanner {
                     } else {
                         total.cache += stat.cache
                         total.evicted += stat.evicted
+                        unmapped.cache += stat.cache
                     }
                 case .failure(let error):
                     complete = false
@@ -266,7 +321,17 @@ public enum SystemScanner {
                         stretchSums[stretch] = nil
                         failures += 1
                         firstFailure = firstFailure ?? error
+                    } else if ask.stretch == nil && !unmapped.failed {
+                        unmapped.failed = true
+                        failures += 1
+                        firstFailure = firstFailure ?? error
                     }
+                }
+            }
+            // The pages in memory that no one maps: split among every process mapping the object.
+            if !unmapped.failed && unmapped.cache > 0 {
+                for (pid, bytes) in split(unmapped.cache * pageSize, among: Set(mappings.map(\.pid)).sorted()) where bytes > 0 {
+                    shares[pid, default: [:]][kind, default: SharedShare()].cached += bytes
                 }
             }
             for (stretch, (_, pids)) in stretches.enumerated() {
@@ -284,13 +349,56 @@ public enum SystemScanner {
                 objects.append(MappedObject(kind: kind, path: mappings[0].path, id: id, size: object.size,
                                             resident: total.cache * pageSize, swapped: total.evicted * pageSize,
                                             mappers: Set(mappings.map(\.pid)).count))
+                if kind != .sysv {
+                    totals[kind, default: ObjectTotals()].resident += total.cache * pageSize
+                    totals[kind, default: ObjectTotals()].swapped += total.evicted * pageSize
+                }
             }
             if let firstFailure {
                 state.notes.add(.cachestatFailed(object: id.label(mappings[0].path), stretches: failures, firstFailure))
             }
         }
+        // Objects held open and mapped by none of the scanned processes: counted whole, once each.
+        for (id, openers) in state.held.sorted(by: { $0.key < $1.key }) where state.objects[id] == nil {
+            totals[.shmem, default: ObjectTotals()].objects += 1
+            // Its name as the descriptors' links give it (as `objects` shows it), read only here.
+            let path = openers.lazy.compactMap { opener -> String? in
+                guard case .descriptor(let pid, let fd) = opener else { return nil }
+                return linkTarget("/proc/\(pid)/fd/\(fd)")
+            }.first ?? "?"
+            switch ObjectOpener.openFirst(openers) {
+            case .success(let object):
+                let pages = (object.size + pageSize - 1) / pageSize
+                do {
+                    let stat = try object.cachestat(offset: 0, length: pages * pageSize)
+                    objects.append(MappedObject(kind: .shmem, path: path, id: id, size: object.size,
+                                                resident: stat.cache * pageSize, swapped: stat.evicted * pageSize, mappers: 0))
+                    totals[.shmem, default: ObjectTotals()].resident += stat.cache * pageSize
+                    totals[.shmem, default: ObjectTotals()].swapped += stat.evicted * pageSize
+                } catch {
+                    state.notes.add(.cachestatFailed(object: id.label(path), stretches: 1, error))
+                }
+            case .failure(.permissionDenied):
+                refused += 1
+            case .failure(let error):
+                state.notes.add(.sharedObjectNotOpened(object: id.label(path), error))
+            }
+        }
         if refused > 0 {
             state.notes.add(.sharedObjectsNeedSysAdmin(count: refused))
+        }
+        // SysV segments: the kernel's own counts, every segment on the machine (attached or not)
+        // when the whole machine is scanned, else those the scanned processes attach.
+        do {
+            let attached = Set(state.objects.filter { $0.value[0].kind == .sysv }.map(\.key.inode))
+            let segments = SysVShm.parse(try ProcFS.readText("/proc/sysvipc/shm", pid: 0, what: "/proc/sysvipc/shm"))
+            for segment in segments where wholeMachine || attached.contains(segment.shmid) {
+                totals[.sysv, default: ObjectTotals()].objects += 1
+                totals[.sysv, default: ObjectTotals()].resident += segment.rss
+                totals[.sysv, default: ObjectTotals()].swapped += segment.swap
+            }
+        } catch {
+            state.notes.add(.sysvShmUnreadable(error))
         }
         for index in state.processes.indices {
             let shared = shares[state.processes[index].pid] ?? [:]
@@ -301,7 +409,64 @@ public enum SystemScanner {
         }
         objects.sort { ($0.swapped, $0.resident, $1.id) > ($1.swapped, $1.resident, $0.id) }
         return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
-                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects)
+                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects, objectTotals: totals)
+    }
+
+    /// The devices whose regular files are shmem objects: every tmpfs mount this process sees
+    /// (/proc/self/mountinfo) and the kernel's internal mount of memfds and shared anonymous
+    /// memory (learnt from a memfd of our own). What could not be read goes to `note`.
+    static func shmemDevices(note: (ScanNote) -> Void) -> Set<ObjectID> {
+        var devices = Set<ObjectID>()  // devices only (inode 0)
+        do {
+            let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
+            for device in ProcMaps.shmemDevices(mountinfo: mountinfo) {
+                devices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
+            }
+        } catch {
+            note(.mountinfoUnreadable(error))
+        }
+        let probe = CPagestat_memfd_create("pagestat-probe", 1)
+        if probe >= 0 {
+            var st = stat()
+            if fstat(probe, &st) == 0 {
+                var id = ObjectID(st)
+                id.inode = 0
+                devices.insert(id)
+            } else {
+                note(.memfdProbeFailed(call: "fstat of a memfd", Errno(rawValue: errno)))
+            }
+            close(probe)
+        } else {
+            note(.memfdProbeFailed(call: "memfd_create", Errno(rawValue: errno)))
+        }
+        return devices
+    }
+
+    /// The shmem objects process `pid` holds open: each descriptor of a regular file on one of
+    /// `devices`, with the object's id (a stat(2) each; the links are read later, for the objects
+    /// no one maps).
+    static func heldObjects(_ pid: Int32, devices: Set<ObjectID>) -> [(ObjectID, Int32)] {
+        var held: [(ObjectID, Int32)] = []
+        let directory = "/proc/\(pid)/fd/"
+        for name in Directory.names(directory) ?? [] {
+            guard let fd = Int32(name) else { continue }
+            var st = stat()
+            let path = directory + name
+            guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            var device = ObjectID(st)
+            device.inode = 0
+            guard devices.contains(device) else { continue }
+            held.append((ObjectID(st), fd))
+        }
+        return held
+    }
+
+    /// Where a symbolic link points, by the exact bytes of its target; nil where it cannot be read.
+    static func linkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
     }
 
     /// Pages of an object per cachestat(2) call at most, so that both cores share a large object

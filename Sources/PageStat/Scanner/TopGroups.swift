@@ -49,8 +49,11 @@ public struct TopRow: Sendable {
         self.shared = shared
     }
 
-    /// Its shared memory in memory, every kind.
+    /// Its shared memory in memory, every kind: its share of the pages its processes map.
     public var sharedResident: UInt64 { shared.values.reduce(0) { $0 + $1.resident } }
+
+    /// Its share of shared objects' pages in memory that no process maps, every kind.
+    public var sharedCached: UInt64 { shared.values.reduce(0) { $0 + $1.cached } }
 
     mutating func add(_ process: ProcessUse) {
         processes += 1
