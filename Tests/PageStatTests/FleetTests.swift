@@ -540,3 +540,96 @@ struct FleetObjectTotalsTests {
                 "the machine's shared objects never held still for two objects runs: \(compared)")
     }
 }
+
+/// contrib/: the systemd unit and the Grafana dashboard that the README offers. This machine runs
+/// no systemd as PID 1, so the unit is checked by systemd's own offline verifier, and the
+/// dashboard's queries by Prometheus's own PromQL parser and against the names the exporter writes.
+@Suite("contrib: the systemd unit and the Grafana dashboard")
+struct ContribTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// `systemd-analyze verify` on the unit as shipped, its ExecStart pointed at the built exporter
+    /// (verify checks that the binary exists), and the options the README promises are there.
+    @Test func systemdAcceptsTheUnit() throws {
+        let unit = try String(contentsOf: Self.root.appendingPathComponent("contrib/pagestat-exporter.service"), encoding: .utf8)
+        for option in ["CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH", "ProtectSystem=strict",
+                       "NoNewPrivileges=yes", "PrivateTmp=yes", "ExecStart=/usr/local/bin/pagestat-exporter "] {
+            #expect(unit.contains(option), "the unit lacks \(option)")
+        }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            print("ContribTests: NOT RUN: systemd-analyze verify: systemd-analyze is not installed (Debian's systemd package)")
+            return
+        }
+        try #require(FileManager.default.isExecutableFile(atPath: exporterPath), "no built pagestat-exporter at \(exporterPath)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pagestat-unit-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let copy = directory.appendingPathComponent("pagestat-exporter.service")
+        try unit.replacingOccurrences(of: "ExecStart=/usr/local/bin/pagestat-exporter ", with: "ExecStart=\(exporterPath) ")
+            .write(to: copy, atomically: true, encoding: .utf8)
+        let verify = try Self.run("/usr/bin/systemd-analyze", ["verify", copy.path])
+        #expect(verify.status == 0, "\(verify.output)")
+        // Every line it prints is a complaint about the unit.
+        #expect(verify.output.split(separator: "\n").filter { $0.contains("pagestat-exporter.service") }.isEmpty, "\(verify.output)")
+        // A unit that is not found, or not parsed, must fail: the check can fail.
+        try "[Service]\nExecStart=relative/path\nBogusOption=1\n".write(to: copy, atomically: true, encoding: .utf8)
+        #expect(try Self.run("/usr/bin/systemd-analyze", ["verify", copy.path]).status != 0)
+    }
+
+    /// Every query of the dashboard parses as PromQL (promtool checks it as a recording rule) and
+    /// names only metrics the exporter writes.
+    @Test func dashboardQueriesParseAndNameExportedMetrics() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("contrib/grafana-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let queries = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        try #require(queries.count >= 8, "the dashboard has \(queries.count) queries")
+        // The names the exporter writes: the fleet families, and its own (Sources/pagestat-exporter).
+        var exported = Set(FleetMetrics.families(FleetFixtureTests.report, by: .cgroup, objects: 5, swapAreas: []).map(\.name))
+        let exporterSources = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("Sources/pagestat-exporter").path)
+        for file in exporterSources where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: Self.root.appendingPathComponent("Sources/pagestat-exporter/\(file)"), encoding: .utf8)
+            // swift-prometheus names them metricName_unitName.
+            for match in text.matches(of: /metricName: "(pagestat_exporter_[a-z_]+)", unitName: "([a-z]+)"/) {
+                exported.insert("\(match.1)_\(match.2)")
+            }
+        }
+        for query in queries {
+            for match in query.matches(of: /pagestat_[a-z_]+/) {
+                #expect(exported.contains(String(match.0)), "the dashboard asks for \(match.0), which the exporter does not write")
+            }
+        }
+        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("ContribTests: NOT RUN: promtool check rules on the dashboard's queries: promtool is not installed (Debian's prometheus package)")
+            return
+        }
+        func rules(_ expressions: [String]) -> String {
+            "groups:\n- name: dashboard\n  rules:\n" + expressions.enumerated().map { index, expression in
+                // Grafana's variables, as Grafana would fill them in.
+                let filled = expression.replacingOccurrences(of: "$instance", with: ".*").replacingOccurrences(of: "$cgroup", with: ".*")
+                return "  - record: dashboard:query\(index)\n    expr: '\(filled.replacingOccurrences(of: "'", with: "''"))'\n"
+            }.joined()
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pagestat-dashboard-\(getpid()).yml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try rules(queries).write(to: file, atomically: true, encoding: .utf8)
+        let check = try Self.run(promtool, ["check", "rules", file.path])
+        #expect(check.status == 0, "\(check.output)")
+        // And a broken query fails the same check.
+        try rules(["sum by (cgroup (pagestat_shared_swapped_bytes)"]).write(to: file, atomically: true, encoding: .utf8)
+        #expect(try Self.run(promtool, ["check", "rules", file.path]).status != 0)
+    }
+}
