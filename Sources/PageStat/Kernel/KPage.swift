@@ -29,6 +29,14 @@ public final class KPageTable {
     /// For each pagemap entry of `entries` that is present with a PFN, the table's value for that
     /// PFN; zero for the others. PFNs that follow each other are read with one pread(2).
     public func lookUp(entries: UnsafeBufferPointer<UInt64>, into values: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) {
+        try lookUp(entries: entries, into: values, known: { _ in nil }, read: { _, _ in })
+    }
+
+    /// The same, where `known` may already have a PFN's value (then it is not read, and it ends a
+    /// run), and `read` sees each run of values read: its first PFN and the values.
+    package func lookUp(entries: UnsafeBufferPointer<UInt64>, into values: UnsafeMutableBufferPointer<UInt64>,
+                        known: (UInt64) -> UInt64?,
+                        read: (_ firstPFN: UInt64, _ values: UnsafeMutableBufferPointer<UInt64>) -> Void) throws(PageStatError) {
         precondition(values.count >= entries.count)
         var index = 0
         while index < entries.count {
@@ -38,10 +46,15 @@ public final class KPageTable {
                 index += 1
                 continue
             }
+            if let value = known(entry.pfn) {
+                values[index] = value
+                index += 1
+                continue
+            }
             var end = index + 1
             while end < entries.count {
                 let next = PagemapEntry(rawValue: entries[end])
-                if !next.isPresent || next.pfn != entry.pfn + UInt64(end - index) { break }
+                if !next.isPresent || next.pfn != entry.pfn + UInt64(end - index) || known(next.pfn) != nil { break }
                 end += 1
             }
             let target = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: values[index..<end]))
@@ -52,6 +65,7 @@ public final class KPageTable {
                 throw .system(call: "pread \(path)", errno: error)
             }
             for missing in (index + got / 8)..<end { values[missing] = 0 }
+            read(entry.pfn, UnsafeMutableBufferPointer(rebasing: values[index..<(index + got / 8)]))
             index = end
         }
     }

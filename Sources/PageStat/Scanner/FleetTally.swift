@@ -281,39 +281,10 @@ final class FleetTally {
     /// others): from this scan's table where a page mapped more than once was read before, else
     /// from /proc/kpagecount, a run of consecutive PFNs with one pread(2).
     private func lookUp(_ batch: UnsafeBufferPointer<UInt64>, table: KPageTable) throws(PageStatError) {
-        var index = 0
-        while index < batch.count {
-            let entry = PagemapEntry(rawValue: batch[index])
-            guard entry.isPresent, entry.pfn != 0 else {
-                values[index] = 0
-                index += 1
-                continue
-            }
-            if let known = mapcounts[entry.pfn] {
-                values[index] = known
-                index += 1
-                continue
-            }
-            var end = index + 1
-            while end < batch.count {
-                let next = PagemapEntry(rawValue: batch[end])
-                if !next.isPresent || next.pfn != entry.pfn + UInt64(end - index) || mapcounts[next.pfn] != nil { break }
-                end += 1
-            }
-            let target = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: values[index..<end]))
-            let got: Int
-            do {
-                got = try system { try table.fd.read(fromAbsoluteOffset: Int64(entry.pfn * 8), into: target, retryOnInterrupt: true) }
-            } catch {
-                throw .system(call: "pread \(table.path)", errno: error)
-            }
-            for missing in (index + got / 8)..<end { values[missing] = 0 }
-            if mapcounts.count < Self.mapcountLimit {
-                for offset in index..<(index + got / 8) where values[offset] > 1 {
-                    mapcounts[entry.pfn + UInt64(offset - index)] = values[offset]
-                }
-            }
-            index = end
+        try table.lookUp(entries: batch, into: UnsafeMutableBufferPointer(rebasing: values[0..<batch.count]),
+                         known: { mapcounts[$0] }) { first, read in
+            guard mapcounts.count < Self.mapcountLimit else { return }
+            for (offset, value) in read.enumerated() where value > 1 { mapcounts[first + UInt64(offset)] = value }
         }
     }
 }
