@@ -19,7 +19,8 @@ import Glibc
 /// whose page is swapped get bit 62. With the `bpf` engine, a shared mapping's batch is matched
 /// against one walk of the same indices of the object's xarray (one pagemap read and one walk
 /// per batch); otherwise one streamed `ProcessScanner` scan of the mapping says which pages are
-/// swapped, as its runs arrive. Memory is one batch buffer plus one hand-over of runs, whatever
+/// swapped, as its runs arrive, and with `auto` that scan ends at the first wave after it has
+/// turned to the BPF engine, the rest of the mapping then read the `bpf` way. Memory is one batch buffer plus one hand-over of runs, whatever
 /// the size of the range. It is a snapshot: pages that change while it reads may come out
 /// either way.
 public final class RawPagemap {
