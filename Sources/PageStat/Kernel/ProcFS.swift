@@ -81,15 +81,17 @@ public enum ProcFS {
 
     /// The open descriptors of a process: (fd number, link target), from /proc/PID/fd.
     public static func openFiles(_ pid: Int32) -> [(fd: Int32, target: String)] {
-        var files: [(Int32, String)] = []
-        var buffer = [CChar](repeating: 0, count: 4096)
-        for name in Directory.names("/proc/\(pid)/fd") ?? [] {
-            guard let fd = Int32(name) else { continue }
-            let count = readlink("/proc/\(pid)/fd/\(fd)", &buffer, buffer.count - 1)
-            guard count > 0 else { continue }
-            let target = buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
-            files.append((fd, target))
+        (Directory.names("/proc/\(pid)/fd") ?? []).compactMap { name in
+            guard let fd = Int32(name), let target = linkTarget("/proc/\(pid)/fd/\(fd)") else { return nil }
+            return (fd, target)
         }
-        return files
+    }
+
+    /// Where a symbolic link points, by the exact bytes of its target; nil where it cannot be read.
+    static func linkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
     }
 }

@@ -100,14 +100,9 @@ extension SystemScanner {
                         .add(.mapFiles(pid: pid, range: mapping.range), user: user, maps: true)
                 }
             }
-            for (fd, target) in ProcFS.openFiles(pid) {
-                var st = stat()
-                let path = "/proc/\(pid)/fd/\(fd)"
-                guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                var device = ObjectID(st)
-                device.inode = 0
-                guard devices.contains(device) else { continue }
-                found[ObjectID(st), default: Found(path: target)].add(.descriptor(pid: pid, fd: fd), user: user, maps: false)
+            for (id, fd) in heldObjects(pid, devices: devices) {
+                guard let target = ProcFS.linkTarget("/proc/\(pid)/fd/\(fd)") else { continue }
+                found[id, default: Found(path: target)].add(.descriptor(pid: pid, fd: fd), user: user, maps: false)
             }
         }
 

@@ -364,7 +364,7 @@ public enum SystemScanner {
             // Its name as the descriptors' links give it (as `objects` shows it), read only here.
             let path = openers.lazy.compactMap { opener -> String? in
                 guard case .descriptor(let pid, let fd) = opener else { return nil }
-                return linkTarget("/proc/\(pid)/fd/\(fd)")
+                return ProcFS.linkTarget("/proc/\(pid)/fd/\(fd)")
             }.first ?? "?"
             switch ObjectOpener.openFirst(openers) {
             case .success(let object):
@@ -459,14 +459,6 @@ public enum SystemScanner {
             held.append((ObjectID(st), fd))
         }
         return held
-    }
-
-    /// Where a symbolic link points, by the exact bytes of its target; nil where it cannot be read.
-    static func linkTarget(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink(path, &buffer, buffer.count - 1)
-        guard count > 0 else { return nil }
-        return buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
     }
 
     /// Pages of an object per cachestat(2) call at most, so that both cores share a large object
