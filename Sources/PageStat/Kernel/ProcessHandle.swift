@@ -117,6 +117,22 @@ public final class ProcessHandle: Sendable {
     public func identity() throws(PageStatError) -> AddressSpaceIdentity? {
         try AddressSpaceIdentity(stat: readBytes("stat"))
     }
+
+    /// Throws what became of the process if it no longer has the address space `expected` (its
+    /// fingerprint when the views were opened): it exited, or it executed a new program.
+    package func checkAddressSpace(_ expected: AddressSpaceIdentity?) throws(PageStatError) {
+        if hasExited { throw .processExited(pid: pid) }
+        let now: AddressSpaceIdentity?
+        do { now = try identity() } catch { throw hasExited ? .processExited(pid: pid) : error }
+        if now != expected { throw .addressSpaceReplaced(pid: pid) }
+    }
+
+    /// What became of an address space that a read found gone (the descriptors read nothing):
+    /// the process exited, or replaced it with exec.
+    package func vanished(from expected: AddressSpaceIdentity?) -> PageStatError {
+        do { try checkAddressSpace(expected) } catch { return error }
+        return .addressSpaceReplaced(pid: pid)
+    }
 }
 
 /// The fixed layout points of one address space, from `/proc/PID/stat` (see `ProcessHandle`).

@@ -93,15 +93,7 @@ final class FleetTally {
         let views = try ProcessScanner.openViews(handle)
         defer { try? views.maps.close() }
         /// What became of an address space that read empty or failed: exit or exec.
-        func gone() -> PageStatError {
-            if handle.hasExited { return .processExited(pid: pid) }
-            do {
-                if try handle.identity() != views.identity { return .addressSpaceReplaced(pid: pid) }
-            } catch {
-                return handle.hasExited ? .processExited(pid: pid) : error
-            }
-            return .addressSpaceReplaced(pid: pid)
-        }
+        func gone() -> PageStatError { handle.vanished(from: views.identity) }
         do throws(PageStatError) {
             let mappings = ProcMaps.parse(maps: try handle.readAll(views.maps, name: "maps", what: "/proc/\(pid)/maps (needs ptrace read access)"),
                                           pid: pid)
@@ -165,8 +157,7 @@ final class FleetTally {
                 }
             }
             // Exited or replaced while its page table was read: its counts may be of nothing.
-            if handle.hasExited { throw PageStatError.processExited(pid: pid) }
-            if try handle.identity() != views.identity { throw PageStatError.addressSpaceReplaced(pid: pid) }
+            try handle.checkAddressSpace(views.identity)
             if special > 0 {
                 notes.add(.nonSwapEntries(pages: special))
             }

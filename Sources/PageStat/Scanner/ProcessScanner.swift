@@ -132,10 +132,7 @@ public final class ProcessScanner {
     /// Whether the process still has the address space the scanner was opened on; throws the
     /// error that says what became of it.
     private func checkAddressSpace() throws(PageStatError) {
-        if handle.hasExited { throw .processExited(pid: pid) }
-        let now: AddressSpaceIdentity?
-        do { now = try handle.identity() } catch { throw handle.hasExited ? .processExited(pid: pid) : error }
-        if now != identity { throw .addressSpaceReplaced(pid: pid) }
+        try handle.checkAddressSpace(identity)
     }
 
     /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
@@ -177,9 +174,7 @@ public final class ProcessScanner {
     /// What became of an address space that a read found gone: the process exited, or it
     /// replaced its address space with exec (the descriptors then read nothing).
     func vanished() -> PageStatError {
-        if handle.hasExited { return .processExited(pid: pid) }
-        do { try checkAddressSpace() } catch { return error }
-        return .addressSpaceReplaced(pid: pid)
+        handle.vanished(from: identity)
     }
 
     /// The mappings of the pinned address space now, read through the maps descriptor opened
