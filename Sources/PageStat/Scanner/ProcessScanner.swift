@@ -634,7 +634,7 @@ public final class ProcessScanner {
                             next = end
                             break
                         }
-                        let pages = min((end - next) / pageSize, engine == .auto && !turnedToBPF ? 1 << 12 : 1 << 16)
+                        let pages = min((end - next) / pageSize, engine == .auto && bpfWalker == nil ? 1 << 12 : 1 << 16)
                         try syscallSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
                         next += pages * pageSize
                         pendingLeft -= pages
