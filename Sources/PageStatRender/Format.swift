@@ -135,28 +135,21 @@ public struct JSONWriter {
         /// Two overlapping unaligned loads and stores cover 8-16, 4-7 and 2-3 bytes.
         @inline(__always)
         static func copyShort(from source: UnsafeRawPointer, to target: UnsafeMutableRawPointer, count: Int) {
+            /// The first and the last `Word` of the bytes, both loaded before either is stored.
+            @inline(__always)
+            func overlapping<Word: FixedWidthInteger>(_: Word.Type) {
+                let head = source.loadUnaligned(as: Word.self)
+                let tail = source.loadUnaligned(fromByteOffset: count - MemoryLayout<Word>.size, as: Word.self)
+                target.storeBytes(of: head, as: Word.self)
+                target.storeBytes(of: tail, toByteOffset: count - MemoryLayout<Word>.size, as: Word.self)
+            }
             switch count {
-            case 8...16:
-                let head = source.loadUnaligned(as: UInt64.self)
-                let tail = source.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
-                target.storeBytes(of: head, as: UInt64.self)
-                target.storeBytes(of: tail, toByteOffset: count - 8, as: UInt64.self)
-            case 4...7:
-                let head = source.loadUnaligned(as: UInt32.self)
-                let tail = source.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self)
-                target.storeBytes(of: head, as: UInt32.self)
-                target.storeBytes(of: tail, toByteOffset: count - 4, as: UInt32.self)
-            case 2...3:
-                let head = source.loadUnaligned(as: UInt16.self)
-                let tail = source.loadUnaligned(fromByteOffset: count - 2, as: UInt16.self)
-                target.storeBytes(of: head, as: UInt16.self)
-                target.storeBytes(of: tail, toByteOffset: count - 2, as: UInt16.self)
-            case 1:
-                target.storeBytes(of: source.load(as: UInt8.self), as: UInt8.self)
-            case 0:
-                break
-            default:
-                target.copyMemory(from: source, byteCount: count)
+            case 8...16: overlapping(UInt64.self)
+            case 4...7: overlapping(UInt32.self)
+            case 2...3: overlapping(UInt16.self)
+            case 1: target.storeBytes(of: source.load(as: UInt8.self), as: UInt8.self)
+            case 0: break
+            default: target.copyMemory(from: source, byteCount: count)
             }
         }
     }
