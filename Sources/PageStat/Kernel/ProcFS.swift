@@ -35,12 +35,12 @@ public enum ProcFS {
     /// tmpfs devices as the process sees its mounts (/proc/PID/mountinfo, see `MountTable`).
     static func shmemDevices(pid: Int32) -> Set<ProcMaps.Device> { MountTable.devices(pid: pid).shmem }
 
-    /// readlink(2) of a /proc link.
+    /// readlink(2) of a /proc link: its target by its exact bytes (`NameBytes`).
     static func readLink(_ path: String) throws(PageStatError) -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink(path, &buffer, buffer.count - 1)
         guard count > 0 else { throw .system(call: "readlink \(path)", errno: Errno(rawValue: errno)) }
-        return buffer[0..<count].withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0), as: UTF8.self) }
+        return buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
     }
 
     /// Whether the kernel gives this process what CAP_SYS_ADMIN brings: PFNs and swap locations
@@ -87,11 +87,6 @@ public enum ProcFS {
         }
     }
 
-    /// Where a symbolic link points, by the exact bytes of its target; nil where it cannot be read.
-    static func linkTarget(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink(path, &buffer, buffer.count - 1)
-        guard count > 0 else { return nil }
-        return buffer[0..<count].withUnsafeBufferPointer { $0.withMemoryRebound(to: UInt8.self) { NameBytes.decode($0) } }
-    }
+    /// Where a symbolic link points (`readLink`); nil where it cannot be read.
+    static func linkTarget(_ path: String) -> String? { try? readLink(path) }
 }
