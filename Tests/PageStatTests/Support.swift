@@ -5,8 +5,9 @@ import Testing
 @testable import PageStatCore
 @testable import PageStatLab
 
-/// What this machine lets the tests do. Tests that need swap or root are disabled without it,
-/// and `EnvironmentTests` says so loudly; under CI (CI=true) a missing capability is a failure.
+/// What this machine lets the tests do. A test that needs more than every machine has (root,
+/// swap, BPF, a tool, a kernel feature) says so with a `Requirement` trait: `.needsSwapAndRoot`,
+/// `.needsRoot`, `.needsTool(...)` or `.requires(condition, "reason")`.
 enum TestEnvironment {
     static let isRoot = geteuid() == 0
     static let swapOn = !SwapArea.active().isEmpty
@@ -14,6 +15,15 @@ enum TestEnvironment {
     static let pageSize = ProcFS.pageSize
 
     static let swapAndRoot = isRoot && swapOn
+
+    /// Whether the BPF engine loads here (tried once).
+    static let bpfLoads = (try? XArrayWalker.shared()) != nil
+
+    /// The path of an executable found through PATH, as a shell would find it.
+    static func tool(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
 
     /// The built `pagestat` executable, beside the test bundle.
     static var pagestatPath: String {
@@ -31,6 +41,69 @@ enum TestEnvironment {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
         return try String(contentsOf: url, encoding: .utf8)
     }
+}
+
+/// What a test or suite needs beyond what every machine has. Without it the test is NOT RUN:
+/// skipped, with one line `NOT RUN: <file>/<test>: needs <reason>` on stderr (Scripts/test.sh counts
+/// the skips), never passed and never failed. Under CI (CI=true, which .ci/run sets) it is not
+/// skipped but fails: there every test runs or fails. On a suite it applies to each test in it.
+struct Requirement: TestTrait, SuiteTrait {
+    /// What is missing when `met` is false, e.g. "root and swap on".
+    var reason: String
+    var met: @Sendable () -> Bool
+
+    var isRecursive: Bool { true }
+
+    func prepare(for test: Test) async throws {
+        guard !test.isSuite, !met() else { return }
+        let name = "\(test.sourceLocation.fileName)/\(test.name)"
+        if TestEnvironment.isCI {
+            throw NotRunUnderCI(description: "NOT RUN under CI=true is a failure: \(name) needs \(reason)")
+        }
+        FileHandle.standardError.write(Data("NOT RUN: \(name): needs \(reason)\n".utf8))
+        // The one public way to skip: a condition trait that does not hold.
+        try await ConditionTrait.disabled(Comment(rawValue: "NOT RUN: needs \(reason)")).prepare(for: test)
+    }
+}
+
+/// The failure of a test whose requirement is missing under CI.
+struct NotRunUnderCI: Error, CustomStringConvertible {
+    var description: String
+}
+
+extension Trait where Self == Requirement {
+    /// Runs only where `met` holds (evaluated when the test is about to run); NOT RUN otherwise.
+    static func requires(_ met: @autoclosure @escaping @Sendable () -> Bool, _ reason: String) -> Self {
+        Requirement(reason: reason, met: met)
+    }
+
+    /// Root (map_files, PFNs, mounts, other users).
+    static var needsRoot: Self {
+        requires(TestEnvironment.isRoot, "root: run `bash Scripts/test.sh` as root")
+    }
+
+    /// Root and a swap area on (memory the test pages out).
+    static var needsSwapAndRoot: Self {
+        requires(TestEnvironment.swapAndRoot, "root and swap on: run `bash Scripts/test.sh` as root")
+    }
+
+    /// The BPF engine loads (root, the kernel's BTF, libbpf.so.1).
+    static var needsBPF: Self {
+        requires(TestEnvironment.bpfLoads, "the BPF engine, which does not load here (root, /sys/kernel/btf/vmlinux and libbpf.so.1)")
+    }
+
+    /// An executable on one of the usual paths; `package` says where it comes from.
+    static func needsTool(_ name: String, package: String) -> Self {
+        requires(TestEnvironment.tool(name) != nil, "\(name) (Debian's \(package); `bash Scripts/test.sh` installs it as root)")
+    }
+}
+
+/// A /proc or /sys file read whole, to its end (String(contentsOfFile:) stops after the first
+/// read of a file that reports size 0).
+func kernelText(_ path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ENOENT) }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }
 
 /// Every page's state, in order, for a report over a small range.
