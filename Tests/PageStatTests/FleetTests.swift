@@ -325,7 +325,7 @@ struct FleetCgroupTests {
     /// zero page, swap (the fixture's private memory is a quarter swapped), PSS and USS (B maps
     /// A's memfd pages), and the shared objects each maps. PSS and USS are compared on the
     /// arranged mappings: a shared library's mapcounts move while other tests start processes.
-    @Test(.requires(FleetTally.supported, "PAGEMAP_SCAN with the categories the fleet tally reads (Linux 6.7+; before it the scanner answers `top` itself)"))
+    @Test(.requiresKernel("PAGEMAP_SCAN", FleetTally.supported, "PAGEMAP_SCAN with the categories the fleet tally reads (Linux 6.7+; before it the scanner answers `top` itself)"))
     func fleetTallyAgreesWithTheProcessScanner() throws {
         let a = try FixtureProcess()
         defer { a.stop() }

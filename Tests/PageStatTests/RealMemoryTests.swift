@@ -238,7 +238,7 @@ struct FlagAndFallbackTests {
         return entry.vmFlags.contains("sd")
     }()
 
-    @Test(.requires(softDirtyTracked, "soft-dirty tracking, which this kernel lacks (CONFIG_MEM_SOFT_DIRTY off: no 'sd' in smaps VmFlags)"))
+    @Test(.requiresKernel("soft-dirty", softDirtyTracked, "soft-dirty tracking, which this kernel lacks (CONFIG_MEM_SOFT_DIRTY off: no 'sd' in smaps VmFlags)"))
     func softDirtyFollowsClearRefs() throws {
         let memory = try ArrangedMemory(pages: 4, backing: .privateAnonymous)
         memory.write(0..<2)

@@ -115,7 +115,7 @@ struct ScanNoteTests {
 
     /// [vsyscall] lies above the user address space pagemap covers: raw pagemap ends early there,
     /// and says so with the address and the count.
-    @Test(.requires((try? kernelText("/proc/self/maps"))?.contains("[vsyscall]") == true,
+    @Test(.requiresKernel("vsyscall", (try? kernelText("/proc/self/maps"))?.contains("[vsyscall]") == true,
                     "a [vsyscall] mapping, which this kernel does not make (vsyscall=none, or not x86_64)"))
     func rawPagemapPastUserSpaceSaysWhere() throws {
         let scanner = try ProcessScanner(pid: getpid())

@@ -12,6 +12,10 @@ enum TestEnvironment {
     static let isRoot = geteuid() == 0
     static let swapOn = !SwapArea.active().isEmpty
     static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+    /// The kernel features CI declares its kernel to lack (PAGESTAT_KERNEL_LACKS, separated by
+    /// commas or spaces): NOT RUN under CI too.
+    static let kernelLacks = Set((ProcessInfo.processInfo.environment["PAGESTAT_KERNEL_LACKS"] ?? "")
+        .split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init))
     static let pageSize = ProcFS.pageSize
 
     static let swapAndRoot = isRoot && swapOn
@@ -46,19 +50,24 @@ enum TestEnvironment {
 /// What a test or suite needs beyond what every machine has. Without it the test is NOT RUN:
 /// skipped, with one line `NOT RUN: <file>/<test>: needs <reason>` on stderr (Scripts/test.sh counts
 /// the skips), never passed and never failed. Under CI (CI=true, which .ci/run sets) it is not
-/// skipped but fails: there every test runs or fails. On a suite it applies to each test in it.
+/// skipped but fails: there every test runs or fails. The one exception is a kernel feature that
+/// CI declares its kernel to lack, by name in PAGESTAT_KERNEL_LACKS (e.g. "soft-dirty"): NOT RUN
+/// there too. On a suite it applies to each test in it.
 struct Requirement: TestTrait, SuiteTrait {
     /// What is missing when `met` is false, e.g. "root and swap on".
     var reason: String
     var met: @Sendable () -> Bool
+    /// The kernel feature's name, for a requirement that only the kernel's build can meet.
+    var kernelFeature: String? = nil
 
     var isRecursive: Bool { true }
 
     func prepare(for test: Test) async throws {
         guard !test.isSuite, !met() else { return }
         let name = "\(test.sourceLocation.fileName)/\(test.name)"
-        if TestEnvironment.isCI {
-            throw NotRunUnderCI(description: "NOT RUN under CI=true is a failure: \(name) needs \(reason)")
+        if TestEnvironment.isCI, !TestEnvironment.kernelLacks.contains(kernelFeature ?? "") {
+            let declare = kernelFeature.map { " (a CI host whose kernel lacks it names \"\($0)\" in PAGESTAT_KERNEL_LACKS)" } ?? ""
+            throw NotRunUnderCI(description: "NOT RUN under CI=true is a failure: \(name) needs \(reason)\(declare)")
         }
         FileHandle.standardError.write(Data("NOT RUN: \(name): needs \(reason)\n".utf8))
         // The one public way to skip: a condition trait that does not hold.
@@ -75,6 +84,12 @@ extension Trait where Self == Requirement {
     /// Runs only where `met` holds (evaluated when the test is about to run); NOT RUN otherwise.
     static func requires(_ met: @autoclosure @escaping @Sendable () -> Bool, _ reason: String) -> Self {
         Requirement(reason: reason, met: met)
+    }
+
+    /// A feature of the kernel (its version or build) that the test needs, named for
+    /// PAGESTAT_KERNEL_LACKS.
+    static func requiresKernel(_ feature: String, _ met: @autoclosure @escaping @Sendable () -> Bool, _ reason: String) -> Self {
+        Requirement(reason: reason, met: met, kernelFeature: feature)
     }
 
     /// Root (map_files, PFNs, mounts, other users).

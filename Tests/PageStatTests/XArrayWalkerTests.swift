@@ -294,7 +294,7 @@ func counter(_ path: String) -> Int { Int((try? String(contentsOfFile: path, enc
         #expect(proven >= pages / 2, "only \(proven) of \(pages) pages went to the test's swap file (type \(type))")
     }
 
-    @Test(.needsSwapAndRoot, .needsBPF, .requires(FileManager.default.fileExists(atPath: "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/shmem_enabled"), "64 KiB shmem mTHP (/sys/kernel/mm/transparent_hugepage/hugepages-64kB)"))
+    @Test(.needsSwapAndRoot, .needsBPF, .requiresKernel("shmem-mthp", FileManager.default.fileExists(atPath: "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/shmem_enabled"), "64 KiB shmem mTHP (/sys/kernel/mm/transparent_hugepage/hugepages-64kB)"))
     func largeFolioSwappedWholeIsOneRun() throws {
         let walker = try XArrayWalker.shared()
         let swap = try TestSwapFile(zramMegabytes: 16) ?? TestSwapFile(megabytes: 16)
