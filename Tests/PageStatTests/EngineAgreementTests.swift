@@ -96,10 +96,12 @@ struct EngineAgreementTests {
         for (engine, found) in [("bpf", a), ("syscalls", b)] {
             #expect(found.count == expected.count, "\(label): \(engine) reports \(found.count) pages of \(expected.count)")
             let wrong = zip(found.map(\.0), expected).enumerated().filter { $0.element.0 != $0.element.1 }
-            #expect(wrong.isEmpty, "\(label): \(engine) has \(wrong.count) pages wrong, first \(wrong.first.map { "page \($0.offset): \($0.element.0), arranged \($0.element.1)" } ?? "")")
+            let wrongPages = wrong.count
+            #expect(wrongPages == 0, "\(label): \(engine) has pages wrong, first \(wrong.first.map { "page \($0.offset): \($0.element.0), arranged \($0.element.1)" } ?? "")")
         }
         let differ = zip(a, b).enumerated().filter { $0.element.0.1 != $0.element.1.1 }
-        #expect(differ.isEmpty, "\(label): \(differ.count) pages' flags differ, first \(differ.first.map { "page \($0.offset): bpf \($0.element.0), syscalls \($0.element.1)" } ?? "")")
+        let differing = differ.count
+        #expect(differing == 0, "\(label): pages' flags differ, first \(differ.first.map { "page \($0.offset): bpf \($0.element.0), syscalls \($0.element.1)" } ?? "")")
         for run in bpf.mappings.flatMap(\.runs) where run.state == .swapped {
             #expect(run.swap != nil, "\(label): a swapped run without its slot")
         }
