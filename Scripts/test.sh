@@ -232,7 +232,8 @@ echo "test.sh: summary"
 echo "  Swift tests: $swift_passed passed, $swift_failed failed$swift_note, $swift_not_run NOT RUN, $swift_skipped skipped on purpose (helper modes, opt-in benchmarks); logs in $logs"
 if [ "$swift_not_run" -gt 0 ]; then
     echo "  NOT RUN, by what was missing (each test is named on a NOT RUN line in the log):"
-    cat "$logs"/swift-*.log | sed -n 's/^➜ Test .* skipped: "NOT RUN: \(.*\)"$/\1/p' | sort | uniq -c | sort -rn | sed 's/^ */    /'
+    cat "$logs"/swift-*.log | sed -n -e 's/^➜ Test .* skipped: "NOT RUN: \(.*\)"$/\1/p' \
+        -e 's/^➜ Test .* was cancelled after .*: "NOT RUN: \(.*\)"$/\1/p' | sort | uniq -c | sort -rn | sed 's/^ */    /'
 fi
 echo "  the library example in a package of its own and the DocC catalogs: $script_checks passed"
 echo "  kernel matrix: $matrix_result"
