@@ -7,7 +7,8 @@ import Testing
 
 /// What this machine lets the tests do. A test that needs more than every machine has (root,
 /// swap, BPF, a tool, a kernel feature) says so with a `Requirement` trait: `.needsSwapAndRoot`,
-/// `.needsRoot`, `.needsTool(...)` or `.requires(condition, "reason")`.
+/// `.needsRoot`, `.needsBPF`, `.needsTool(...)`, `.requiresKernel(...)` or
+/// `.requires(condition, "reason")`; what it finds missing only while it runs, with `notRunHere`.
 enum TestEnvironment {
     static let isRoot = geteuid() == 0
     static let swapOn = !SwapArea.active().isEmpty
@@ -123,7 +124,7 @@ extension Trait where Self == Requirement {
         requires(TestEnvironment.bpfLoads, "the BPF engine, which does not load here (root, /sys/kernel/btf/vmlinux and libbpf.so.1)")
     }
 
-    /// An executable on one of the usual paths; `package` says where it comes from.
+    /// An executable found through PATH; `package` says where it comes from.
     static func needsTool(_ name: String, package: String) -> Self {
         requires(TestEnvironment.tool(name) != nil, "\(name) (Debian's \(package); `bash Scripts/test.sh` installs it as root)")
     }
