@@ -70,11 +70,13 @@ struct EngineAgreementTests {
 
     /// The arranged layout agrees with the kernel's counts: mapped resident pages are smaps Rss,
     /// swapped ones smaps Swap.
-    func checkArrangement(_ expected: [PageState], at start: UInt64, _ label: String) throws {
+    @discardableResult
+    func checkArrangement(_ expected: [PageState], at start: UInt64, _ label: String) throws -> [String: UInt64] {
         let smaps = try kernelSmaps(start)
         let page = UInt64(TestEnvironment.pageSize)
         #expect(smaps["Rss"] == UInt64(expected.filter { $0 == .present }.count) * page, "\(label): smaps Rss against the arranged layout")
         #expect(smaps["Swap"] == UInt64(expected.filter { $0 == .swapped }.count) * page, "\(label): smaps Swap against the arranged layout")
+        return smaps
     }
 
     func states(_ report: ProcessReport) -> [(PageState, PageFlags)] {
@@ -84,7 +86,7 @@ struct EngineAgreementTests {
     /// Scans `range` with both engines: each must report `expected`, page for page, and they must
     /// agree on flags.
     func compare(_ range: AddressRange, expected: [PageState], _ label: String) throws {
-        try checkArrangement(expected, at: range.start, label)
+        let before = try checkArrangement(expected, at: range.start, label)
         let scanner = try ProcessScanner(pid: getpid())
         var bpfOptions = ScanOptions(range: range)
         bpfOptions.engine = .bpf
@@ -93,6 +95,12 @@ struct EngineAgreementTests {
         let bpf = try scanner.scan(bpfOptions)
         let syscalls = try scanner.scan(syscallOptions)
         let a = states(bpf), b = states(syscalls)
+        // Reclaim, or a swapoff elsewhere on the machine (which swaps every page in that area back
+        // in), may move arranged pages while they are scanned: say so, so that such a failure is
+        // not taken for the engines'.
+        let after = try kernelSmaps(range.start)
+        #expect(after["Rss"] == before["Rss"] && after["Swap"] == before["Swap"],
+                "\(label): the kernel moved arranged pages during the scans (smaps Rss \(before["Rss"] ?? 0) -> \(after["Rss"] ?? 0), Swap \(before["Swap"] ?? 0) -> \(after["Swap"] ?? 0) bytes): reclaim or a swapoff elsewhere, not the engines")
         for (engine, found) in [("bpf", a), ("syscalls", b)] {
             #expect(found.count == expected.count, "\(label): \(engine) reports \(found.count) pages of \(expected.count)")
             let wrong = zip(found.map(\.0), expected).enumerated().filter { $0.element.0 != $0.element.1 }
