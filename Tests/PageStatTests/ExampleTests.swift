@@ -92,7 +92,7 @@ private func retryingDisturbed(_ name: String, _ attempt: () throws -> Bool) thr
 }
 
 @Suite("The examples, run on memory the test arranged (needs root and swap)",
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct ExampleRunTests {
     /// LibraryExample on `pagestat fixture` (a small process of its own): every paged-out part of
     /// each region is reported swapped, whole (with swap locations from the BPF engine) and

@@ -216,7 +216,7 @@ struct ExporterTests {
         #expect(after - before < 16 * 1024, "RSS grew from \(before) KiB to \(after) KiB over 1000 scrapes")
     }
 
-    @Test(.enabled(if: TestEnvironment.isRoot, "needs root to start the exporter as another user"))
+    @Test(.requires(TestEnvironment.isRoot, "root to start the exporter as another user"))
     func withoutPrivilegeItSaysWhatItLacksAndRunsDegraded() throws {
         let exporter = try ExporterProcess(["--min-interval", "600"], asUser: 65534)
         defer { exporter.stop() }
@@ -233,7 +233,7 @@ struct ExporterTests {
         #expect(!root.startLines.contains { $0.contains("degraded") }, "\(root.startLines)")
     }
 
-    @Test(.enabled(if: TestEnvironment.isRoot, "PSS needs root (/proc/kpagecount)"))
+    @Test(.requires(TestEnvironment.isRoot, "root: PSS reads /proc/kpagecount"))
     func pssOnlyWhenAskedFor() throws {
         let exporter = try ExporterProcess(["--min-interval", "600", "--pss"])
         defer { exporter.stop() }
@@ -266,25 +266,11 @@ func freeLoopbackPort() -> Int? {
     return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
 }
 
-enum PrometheusServer {
-    static let path = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    /// Why the end-to-end test cannot run here, or nil.
-    static var missing: String? {
-        if !TestEnvironment.swapAndRoot { return "needs root and swap on" }
-        if path == nil { return "the prometheus server is not installed (Debian's prometheus package; Scripts/test.sh installs it as root)" }
-        return nil
-    }
-}
-
-@Suite("pagestat-exporter scraped by a real Prometheus server (needs root, swap and prometheus)", .serialized)
+@Suite("pagestat-exporter scraped by a real Prometheus server (needs root, swap and prometheus)", .serialized,
+       .needsSwapAndRoot, .needsTool("prometheus", package: "prometheus package"))
 struct ExporterPrometheusTests {
     @Test func prometheusSeesTheSwappedSharedMemoryOfACgroup() throws {
-        if let missing = PrometheusServer.missing {
-            print("ExporterPrometheusTests: NOT RUN: end to end with Prometheus: \(missing)")
-            if TestEnvironment.isCI { Issue.record("under CI the end-to-end Prometheus test must run: \(missing)") }
-            return
-        }
-        let prometheus = try #require(PrometheusServer.path)
+        let prometheus = try #require(TestEnvironment.tool("prometheus"))
         // A memfd mapped by two processes, a quarter of its pages paged out (the fixture's
         // layout), both processes in a cgroup of the test's own.
         let a = try FixtureProcess()

@@ -49,7 +49,7 @@ struct FilterTests {
 }
 
 @Suite("Filters on a child process (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct FilterEndToEndTests {
     @Test func showKeepsOnlyTheAskedRunsAndMappings() throws {
         let fixture = try FixtureProcess()
@@ -92,7 +92,7 @@ struct FilterEndToEndTests {
 }
 
 @Suite("summary --interval on memory the test changes between rounds (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct IntervalTests {
     /// Round 1 has no change; the test pages out 16 written pages of its own memfd; round 2 says
     /// 16 pages went from present to swapped, in the mapping and in the total.

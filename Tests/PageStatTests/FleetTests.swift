@@ -122,12 +122,10 @@ struct FleetFixtureTests {
         #expect(throws: PageStatError.self) { try Prometheus.parse("x{a=\"unterminated} 1\n") }
     }
 
-    /// promtool (Debian's prometheus package) checks the names, help and format when it is there.
-    @Test func promtoolAcceptsTheExposition() throws {
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("FleetFixtureTests: NOT RUN: promtool check metrics: promtool is not installed (Debian's prometheus package; Scripts/test.sh installs it as root)")
-            return
-        }
+    /// promtool (Debian's prometheus package) checks the names, help and format.
+    @Test(.needsTool("promtool", package: "prometheus package"))
+    func promtoolAcceptsTheExposition() throws {
+        let promtool = try #require(TestEnvironment.tool("promtool"))
         let text = Prometheus.render(FleetMetrics.families(Self.report, by: .cgroup, objects: 5, swapAreas: []))
         let input = Pipe()
         let process = Process()
@@ -175,7 +173,7 @@ final class TestCgroup {
 }
 
 @Suite("top --by cgroup on arranged processes (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct FleetCgroupTests {
     @Test func swappedSharedMemorySplitsAcrossCgroupsExactly() throws {
         // A arranges its layout (a memfd among it, a quarter of it paged out); B maps A's memfd.
@@ -327,8 +325,8 @@ struct FleetCgroupTests {
     /// zero page, swap (the fixture's private memory is a quarter swapped), PSS and USS (B maps
     /// A's memfd pages), and the shared objects each maps. PSS and USS are compared on the
     /// arranged mappings: a shared library's mapcounts move while other tests start processes.
-    @Test func fleetTallyAgreesWithTheProcessScanner() throws {
-        guard FleetTally.supported else { return }  // the scanner answers `top` itself there
+    @Test(.requiresKernel("PAGEMAP_SCAN", FleetTally.supported, "PAGEMAP_SCAN with the categories the fleet tally reads (Linux 6.7+; before it the scanner answers `top` itself)"))
+    func fleetTallyAgreesWithTheProcessScanner() throws {
         let a = try FixtureProcess()
         defer { a.stop() }
         let q = a.pages / 4
@@ -374,7 +372,7 @@ struct FleetCgroupTests {
 }
 
 @Suite("top's objects larger than one cachestat piece (needs root)",
-       .enabled(if: TestEnvironment.isRoot, "map_files needs CAP_SYS_ADMIN: run the README's test command as root"))
+       .requires(TestEnvironment.isRoot, "root: map_files needs CAP_SYS_ADMIN"))
 struct FleetPieceTests {
     /// An object of two pieces and a bit, mapped by this process from inside its first piece to
     /// past its second: the pieces of the mapped stretch and of the pages no one maps add up to
@@ -407,7 +405,7 @@ struct FleetPieceTests {
 
 
 @Suite("top's object totals against pagestat objects (needs root)",
-       .enabled(if: TestEnvironment.isRoot, "map_files and other processes' descriptors need root: run the README's test command as root"))
+       .requires(TestEnvironment.isRoot, "root: map_files and other processes' descriptors"))
 struct FleetObjectTotalsTests {
     /// An object as `pagestat objects` lists it and `top --format prometheus` labels it: its
     /// inode and path. A path with bytes that are not printable ASCII (other tests' hostile
@@ -561,18 +559,21 @@ struct ContribTests {
         return (process.terminationStatus, output)
     }
 
-    /// `systemd-analyze verify` on the unit as shipped, its ExecStart pointed at the built exporter
-    /// (verify checks that the binary exists), and the options the README promises are there.
-    @Test func systemdAcceptsTheUnit() throws {
+    /// The options the README promises are in the unit.
+    @Test func unitHasTheOptionsTheReadmePromises() throws {
         let unit = try String(contentsOf: Self.root.appendingPathComponent("contrib/pagestat-exporter.service"), encoding: .utf8)
         for option in ["CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH", "ProtectSystem=strict",
                        "NoNewPrivileges=yes", "PrivateTmp=yes", "ExecStart=/usr/local/bin/pagestat-exporter "] {
             #expect(unit.contains(option), "the unit lacks \(option)")
         }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
-            print("ContribTests: NOT RUN: systemd-analyze verify: systemd-analyze is not installed (Debian's systemd package)")
-            return
-        }
+    }
+
+    /// `systemd-analyze verify` on the unit as shipped, its ExecStart pointed at the built exporter
+    /// (verify checks that the binary exists).
+    @Test(.needsTool("systemd-analyze", package: "systemd package"))
+    func systemdAcceptsTheUnit() throws {
+        let unit = try String(contentsOf: Self.root.appendingPathComponent("contrib/pagestat-exporter.service"), encoding: .utf8)
+        let systemdAnalyze = try #require(TestEnvironment.tool("systemd-analyze"))
         try #require(FileManager.default.isExecutableFile(atPath: exporterPath), "no built pagestat-exporter at \(exporterPath)")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pagestat-unit-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -580,23 +581,28 @@ struct ContribTests {
         let copy = directory.appendingPathComponent("pagestat-exporter.service")
         try unit.replacingOccurrences(of: "ExecStart=/usr/local/bin/pagestat-exporter ", with: "ExecStart=\(exporterPath) ")
             .write(to: copy, atomically: true, encoding: .utf8)
-        let verify = try Self.run("/usr/bin/systemd-analyze", ["verify", copy.path])
+        let verify = try Self.run(systemdAnalyze, ["verify", copy.path])
         #expect(verify.status == 0, "\(verify.output)")
         // Every line it prints is a complaint about the unit.
         #expect(verify.output.split(separator: "\n").filter { $0.contains("pagestat-exporter.service") }.isEmpty, "\(verify.output)")
         // A unit that is not found, or not parsed, must fail: the check can fail.
         try "[Service]\nExecStart=relative/path\nBogusOption=1\n".write(to: copy, atomically: true, encoding: .utf8)
-        #expect(try Self.run("/usr/bin/systemd-analyze", ["verify", copy.path]).status != 0)
+        #expect(try Self.run(systemdAnalyze, ["verify", copy.path]).status != 0)
     }
 
-    /// Every query of the dashboard parses as PromQL (promtool checks it as a recording rule) and
-    /// names only metrics the exporter writes.
-    @Test func dashboardQueriesParseAndNameExportedMetrics() throws {
+    /// The PromQL queries of the dashboard's panels.
+    func dashboardQueries() throws -> [String] {
         let data = try Data(contentsOf: Self.root.appendingPathComponent("contrib/grafana-dashboard.json"))
         let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let panels = try #require(dashboard["panels"] as? [[String: Any]])
         let queries = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
         try #require(queries.count >= 8, "the dashboard has \(queries.count) queries")
+        return queries
+    }
+
+    /// Every query of the dashboard names only metrics the exporter writes.
+    @Test func dashboardQueriesNameExportedMetrics() throws {
+        let queries = try dashboardQueries()
         // The names the exporter writes: the fleet families, and its own (Sources/pagestat-exporter).
         var exported = Set(FleetMetrics.families(FleetFixtureTests.report, by: .cgroup, objects: 5, swapAreas: []).map(\.name))
         let exporterSources = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("Sources/pagestat-exporter").path)
@@ -612,10 +618,13 @@ struct ContribTests {
                 #expect(exported.contains(String(match.0)), "the dashboard asks for \(match.0), which the exporter does not write")
             }
         }
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("ContribTests: NOT RUN: promtool check rules on the dashboard's queries: promtool is not installed (Debian's prometheus package)")
-            return
-        }
+    }
+
+    /// promtool checks each query as a recording rule: it must parse as PromQL.
+    @Test(.needsTool("promtool", package: "prometheus package"))
+    func dashboardQueriesParse() throws {
+        let queries = try dashboardQueries()
+        let promtool = try #require(TestEnvironment.tool("promtool"))
         func rules(_ expressions: [String]) -> String {
             "groups:\n- name: dashboard\n  rules:\n" + expressions.enumerated().map { index, expression in
                 // Grafana's variables, as Grafana would fill them in.

@@ -130,7 +130,7 @@ func lines(_ output: Data) -> [String] {
 }
 
 @Suite("Hostile names end to end (needs root)", .serialized,
-       .enabled(if: TestEnvironment.isRoot, "needs root: map_files, other processes' fds and comm"))
+       .requires(TestEnvironment.isRoot, "root: map_files, other processes' fds and comm"))
 struct HostileNameEndToEndTests {
     @Test func showPrintsEachMappingOnItsOwnLine() throws {
         let hostile = try HostileFixture()

@@ -78,7 +78,7 @@ private func scanTakingNoHugePages(pid: Int32, range: AddressRange) throws -> Pr
 }
 
 @Suite("hugetlb memory (needs root)", .serialized,
-       .enabled(if: TestEnvironment.isRoot && !HugetlbFS.pageSizes.isEmpty, "needs root and huge page support"))
+       .needsRoot, .requiresKernel("hugetlb", !HugetlbFS.pageSizes.isEmpty, "huge page support (CONFIG_HUGETLBFS)"))
 struct HugetlbTests {
     /// A hugetlbfs file mapped whole by a child that touches huge page 1: huge page 0, faulted in
     /// by us and unmapped, is cached; with no other page held, the rest are none; with more held

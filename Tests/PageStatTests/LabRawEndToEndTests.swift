@@ -101,7 +101,7 @@ func expectMarked(raw: [UInt64], kernel: [UInt64], pread: [UInt64], swapped: Set
 }
 
 @Suite("pagestat lab and raw on child processes (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct LabRawEndToEndTests {
     @Test func pageoutLayoutIsExactAndRawMarksIt() throws {
         let lab = try LabProcess(["--pages", "2048", "--shared", "--dirty", "50", "--pageout", "100"])
@@ -293,7 +293,7 @@ struct LabRawErrorTests {
         #expect(missing.stderr == "pagestat: no such process: 999999999\n")
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "needs script(1) for a terminal"))
+    @Test(.requires(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "script(1) for a terminal (Debian's bsdutils)"))
     func rawRefusesATerminal() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/script")

@@ -128,7 +128,7 @@ struct RawPagemapMarkTests {
 }
 
 @Suite("Raw pagemap on memory arranged by the test (needs root and swap)",
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct RawPagemapRealMemoryTests {
     /// /proc/PID/pagemap's entries for `range`, read directly.
     static func pagemap(_ pid: Int32, _ range: AddressRange) throws -> [UInt64] {

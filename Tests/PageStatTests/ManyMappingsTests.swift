@@ -46,7 +46,7 @@ struct CoverageTests {
 
 
 @Suite("objects and top on one memfd mapped 20,000 times (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct ManyMappingsTests {
     static let mappings = 20_000
 

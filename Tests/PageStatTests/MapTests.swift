@@ -9,16 +9,9 @@ import Testing
 /// rsvg-convert (Debian's librsvg2-bin; `Scripts/test.sh` installs it as root) and python3 (which
 /// decodes its PNG): the real renderer the SVG pictures are checked with.
 enum Rasterizer {
-    static let rsvg = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let rsvg = TestEnvironment.tool("rsvg-convert")
     static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
     static var available: Bool { rsvg != nil && python != nil }
-
-    /// Says loudly that a picture test did not run; a failure under CI.
-    static func reportMissing(_ test: String) {
-        let message = "NOT RUN: \(test): rsvg-convert (apt-get install librsvg2-bin) or python3 is missing; run `bash Scripts/test.sh` as root to install it"
-        FileHandle.standardError.write(Data("\n*** \(message) ***\n\n".utf8))
-        if TestEnvironment.isCI { Issue.record(Comment(rawValue: message)) }
-    }
 
     /// An RGB image, row by row.
     struct Image {
@@ -127,30 +120,38 @@ struct MapTests {
         #expect(xmlEscaped("\u{FFFE}") == "\\xef\\xbf\\xbe")
     }
 
+    /// A mapping of `pages` pages, every other 1/64 of it swapped, drawn as SVG.
+    static func svg(pages: UInt64, path: String) -> String {
+        var out = ""
+        var stream = SVGMapStream(title: "test", pageSize: 4096) { out += $0 }
+        let mapping = Mapping(range: AddressRange(start: 0x10000, end: 0x10000 + pages * 4096), permissions: "rw-s",
+                              offset: 0, deviceMajor: 0, deviceMinor: 1, inode: 2, path: path, kind: .shmem)
+        stream.begin(mapping, scanned: mapping.range)
+        // Every other 1/64 of the mapping swapped.
+        let piece = pages / 64
+        stream.runs((0..<64).map { PageRun(start: 0x10000 + UInt64($0) * piece * 4096, pages: piece,
+                                           state: $0 % 2 == 0 ? .swapped : .present, flags: []) })
+        stream.end(use: nil)
+        stream.finish(notes: [.aboveUserAddressSpace(mapping: "a note -- with dashes")])
+        return out
+    }
+
+    static let hostilePath = "/dev/shm/<&\"]]>--\n\u{1B}[31m\u{FFFF}"
+
     /// A mapping far larger than the picture: the SVG stays the same size whatever the mapping's
-    /// size, and a hostile name still makes a picture rsvg-convert draws.
+    /// size, and a hostile name is escaped.
     @Test func svgCostFollowsCellsNotPages() throws {
-        func svg(pages: UInt64, path: String) -> String {
-            var out = ""
-            var stream = SVGMapStream(title: "test", pageSize: 4096) { out += $0 }
-            let mapping = Mapping(range: AddressRange(start: 0x10000, end: 0x10000 + pages * 4096), permissions: "rw-s",
-                                  offset: 0, deviceMajor: 0, deviceMinor: 1, inode: 2, path: path, kind: .shmem)
-            stream.begin(mapping, scanned: mapping.range)
-            // Every other 1/64 of the mapping swapped.
-            let piece = pages / 64
-            stream.runs((0..<64).map { PageRun(start: 0x10000 + UInt64($0) * piece * 4096, pages: piece,
-                                               state: $0 % 2 == 0 ? .swapped : .present, flags: []) })
-            stream.end(use: nil)
-            stream.finish(notes: [.aboveUserAddressSpace(mapping: "a note -- with dashes")])
-            return out
-        }
-        let small = svg(pages: 1 << 14, path: "/dev/shm/a")
-        let huge = svg(pages: 1 << 34, path: "/dev/shm/a")
+        let small = Self.svg(pages: 1 << 14, path: "/dev/shm/a")
+        let huge = Self.svg(pages: 1 << 34, path: "/dev/shm/a")
         #expect(huge.contains("1 cell = \((1 << 34) / (256 * 64)) pages"))
         #expect(abs(huge.utf8.count - small.utf8.count) < 200, "\(small.utf8.count) vs \(huge.utf8.count) bytes")
-        let hostile = svg(pages: 64, path: "/dev/shm/<&\"]]>--\n\u{1B}[31m\u{FFFF}")
+        let hostile = Self.svg(pages: 64, path: Self.hostilePath)
         #expect(hostile.contains("/dev/shm/&lt;&amp;&quot;]]&gt;--\\n\\e[31m\\xef\\xbf\\xbf"))
-        guard Rasterizer.available else { return Rasterizer.reportMissing("svgCostFollowsCellsNotPages (rendering)") }
+    }
+
+    /// A hostile name still makes a picture rsvg-convert draws, in the right colours.
+    @Test(.needsRasterizer) func svgWithAHostileNameIsDrawn() throws {
+        let hostile = Self.svg(pages: 64, path: Self.hostilePath)
         let image = try Rasterizer.render(hostile)
         let band = try SVGBand(hostile, start: 0x10000)
         let (x, y) = band.centre(page: 0)
@@ -159,12 +160,11 @@ struct MapTests {
 }
 
 @Suite("pagestat map on a child process (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct MapEndToEndTests {
     /// The whole process drawn as SVG, rasterized by rsvg-convert: every page of every arranged
     /// region has its state's colour.
-    @Test func svgPixelsShowTheArrangedPages() throws {
-        guard Rasterizer.available else { return Rasterizer.reportMissing("svgPixelsShowTheArrangedPages") }
+    @Test(.needsRasterizer) func svgPixelsShowTheArrangedPages() throws {
         let fixture = try FixtureProcess()
         defer { fixture.stop() }
         let run = try runPagestat(["map", String(fixture.pid), "--format", "svg"])
@@ -217,5 +217,12 @@ struct MapEndToEndTests {
         #expect(file.status == 0, "\(file.stderr)")
         let fileStrip = String(repeating: "c", count: 2 * q) + String(repeating: "s", count: q) + String(repeating: ".", count: q)
         #expect(file.stdout.contains("\n" + fileStrip + "\n"), "\(file.stdout)")
+    }
+}
+
+extension Trait where Self == Requirement {
+    /// rsvg-convert and python3, which the SVG pictures are checked with.
+    static var needsRasterizer: Self {
+        requires(Rasterizer.available, "rsvg-convert (Debian's librsvg2-bin; `bash Scripts/test.sh` installs it as root) and python3")
     }
 }

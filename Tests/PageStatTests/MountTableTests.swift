@@ -7,8 +7,7 @@ import Testing
 
 @Suite("Mount table: a mount made after the first look is seen")
 struct MountTableTests {
-    @Test func tmpfsMountedLaterIsShmem() throws {
-        try #require(TestEnvironment.isRoot, "needs root to mount (see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.isRoot, "root to mount")) func tmpfsMountedLaterIsShmem() throws {
         let directory = NSTemporaryDirectory() + "pagestat-mount-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -102,7 +102,7 @@ final class VanishingFixture {
 }
 
 @Suite("raw and show on ranges of a child process (needs root)", .serialized,
-       .enabled(if: TestEnvironment.isRoot, "needs root: PFNs and map_files"))
+       .requires(TestEnvironment.isRoot, "root: PFNs and map_files"))
 struct RangeEndToEndTests {
     @Test func hugeRangesAreUsageErrorsNotCrashes() throws {
         let run = try runPagestat(["raw", "--pid", String(getpid()), "--range", "0x1000-0xffffffffffffffff"])

@@ -32,7 +32,7 @@ func residentPages(fd: Int32, pages: Int) throws -> [Bool] {
 }
 
 @Suite("Page states on memory arranged by the test (needs root and swap)",
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct RealMemoryTests {
     @Test func sharedAnonymousMemory() throws {
         let memory = try ArrangedMemory(pages: 48, backing: .sharedAnonymous)
@@ -238,7 +238,7 @@ struct FlagAndFallbackTests {
         return entry.vmFlags.contains("sd")
     }()
 
-    @Test(.enabled(if: softDirtyTracked, "this kernel has no soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY off: no 'sd' in smaps VmFlags)"))
+    @Test(.requiresKernel("soft-dirty", softDirtyTracked, "soft-dirty tracking, which this kernel lacks (CONFIG_MEM_SOFT_DIRTY off: no 'sd' in smaps VmFlags)"))
     func softDirtyFollowsClearRefs() throws {
         let memory = try ArrangedMemory(pages: 4, backing: .privateAnonymous)
         memory.write(0..<2)
@@ -253,7 +253,7 @@ struct FlagAndFallbackTests {
         #expect(!flags[1].contains(.softDirty))
     }
 
-    @Test(.enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on"))
+    @Test(.needsSwapAndRoot)
     func withoutCachestatShmemStillSplitsHolesFromData() throws {
         let memory = try ArrangedMemory(pages: 48, backing: .memfd(name: "test-fallback", shared: true))
         try memory.pwrite(0..<16)
@@ -277,7 +277,7 @@ struct FlagAndFallbackTests {
 }
 
 @Suite("userfaultfd write-protection on arranged memory (needs root)",
-       .enabled(if: TestEnvironment.isRoot, "needs root for userfaultfd (vm.unprivileged_userfaultfd may be 0)"))
+       .requires(TestEnvironment.isRoot, "root for userfaultfd (vm.unprivileged_userfaultfd may be 0)"))
 struct UffdWriteProtectTests {
     @Test func privatePagesCarryTheUffdWPBit() throws {
         let memory = try ArrangedMemory(pages: 8, backing: .privateAnonymous)

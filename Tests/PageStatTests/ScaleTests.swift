@@ -13,7 +13,7 @@ func scanSelf(_ range: AddressRange, workers: Int) throws -> ProcessReport {
 }
 
 @Suite("Whole-object counts and parallel scans give the per-page truth (needs root and swap)",
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct ScaleTests {
     /// The shortcut the object's counts allow for a whole-object shared mapping of `memory`.
     func shortcut(_ memory: ArrangedMemory) throws -> ObjectCountCache.Shortcut? {

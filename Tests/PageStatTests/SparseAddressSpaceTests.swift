@@ -40,8 +40,7 @@ struct SparseAddressSpaceTests {
                                   "none \(total - oneTiB - 4)", "present 1"])
     }
 
-    @Test func sharedReservationWithSwappedAndCachedPages() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+    @Test(.needsSwapAndRoot) func sharedReservationWithSwappedAndCachedPages() throws {
         let length: UInt64 = 1 << 40
         let total = length / pageSize
         let memory = try ArrangedMemory(pages: Int(total), backing: .sharedAnonymous, reserve: false)

@@ -69,8 +69,7 @@ struct StreamingTests {
         #expect(runs.contains { $0.state == .present && $0.pages >= UInt64(dense.count) })
     }
 
-    @Test func largeSharedMappingIsSettledInPiecesThatJoinExactly() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+    @Test(.needsSwapAndRoot) func largeSharedMappingIsSettledInPiecesThatJoinExactly() throws {
         // 1.5 GiB of shared memory, more than one wave: one page in 16 written, and a dense
         // block across the first wave's end, half of it paged out.
         let pages = 3 << 17

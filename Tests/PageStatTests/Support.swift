@@ -5,15 +5,30 @@ import Testing
 @testable import PageStatCore
 @testable import PageStatLab
 
-/// What this machine lets the tests do. Tests that need swap or root are disabled without it,
-/// and `EnvironmentTests` says so loudly; under CI (CI=true) a missing capability is a failure.
+/// What this machine lets the tests do. A test that needs more than every machine has (root,
+/// swap, BPF, a tool, a kernel feature) says so with a `Requirement` trait: `.needsSwapAndRoot`,
+/// `.needsRoot`, `.needsBPF`, `.needsTool(...)`, `.requiresKernel(...)` or
+/// `.requires(condition, "reason")`; what it finds missing only while it runs, with `notRunHere`.
 enum TestEnvironment {
     static let isRoot = geteuid() == 0
     static let swapOn = !SwapArea.active().isEmpty
     static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+    /// The kernel features CI declares its kernel to lack (PAGESTAT_KERNEL_LACKS, separated by
+    /// commas or spaces): NOT RUN under CI too.
+    static let kernelLacks = Set((ProcessInfo.processInfo.environment["PAGESTAT_KERNEL_LACKS"] ?? "")
+        .split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init))
     static let pageSize = ProcFS.pageSize
 
     static let swapAndRoot = isRoot && swapOn
+
+    /// Whether the BPF engine loads here (tried once).
+    static let bpfLoads = (try? XArrayWalker.shared()) != nil
+
+    /// The path of an executable found through PATH, as a shell would find it.
+    static func tool(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
 
     /// The built `pagestat` executable, beside the test bundle.
     static var pagestatPath: String {
@@ -31,6 +46,96 @@ enum TestEnvironment {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
         return try String(contentsOf: url, encoding: .utf8)
     }
+}
+
+/// What a test or suite needs beyond what every machine has. Without it the test is NOT RUN:
+/// skipped, with one line `NOT RUN: <file>/<test>: needs <reason>` on stderr (Scripts/test.sh counts
+/// the skips), never passed and never failed. Under CI (CI=true, which .ci/run sets) it is not
+/// skipped but fails: there every test runs or fails. The one exception is a kernel feature that
+/// CI declares its kernel to lack, by name in PAGESTAT_KERNEL_LACKS (e.g. "soft-dirty"): NOT RUN
+/// there too. On a suite it applies to each test in it.
+struct Requirement: TestTrait, SuiteTrait {
+    /// What is missing when `met` is false, e.g. "root and swap on".
+    var reason: String
+    var met: @Sendable () -> Bool
+    /// The kernel feature's name, for a requirement that only the kernel's build can meet.
+    var kernelFeature: String? = nil
+
+    var isRecursive: Bool { true }
+
+    func prepare(for test: Test) async throws {
+        guard !test.isSuite, !met() else { return }
+        let name = "\(test.sourceLocation.fileName)/\(test.name)"
+        if TestEnvironment.isCI, !TestEnvironment.kernelLacks.contains(kernelFeature ?? "") {
+            let declare = kernelFeature.map { " (a CI host whose kernel lacks it names \"\($0)\" in PAGESTAT_KERNEL_LACKS)" } ?? ""
+            throw NotRunUnderCI(description: "NOT RUN under CI=true is a failure: \(name) needs \(reason)\(declare)")
+        }
+        FileHandle.standardError.write(Data("NOT RUN: \(name): needs \(reason)\n".utf8))
+        // The one public way to skip: a condition trait that does not hold.
+        try await ConditionTrait.disabled(Comment(rawValue: "NOT RUN: needs \(reason)")).prepare(for: test)
+    }
+}
+
+/// For what only the test itself finds missing, part way through (the kernel did not arrange
+/// what was asked): NOT RUN as a `Requirement` says it, a failure under CI. Test.cancel
+/// (Swift 6.3) skips the rest; an older toolchain cannot skip a running test, so there it fails.
+func notRunHere(_ reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Never {
+    let name = Test.current.map { "\($0.sourceLocation.fileName)/\($0.name)" } ?? "a test"
+    if TestEnvironment.isCI {
+        throw NotRunUnderCI(description: "NOT RUN under CI=true is a failure: \(name) needs \(reason)")
+    }
+    #if compiler(>=6.3)
+    FileHandle.standardError.write(Data("NOT RUN: \(name): needs \(reason)\n".utf8))
+    try Test.cancel(Comment(rawValue: "NOT RUN: needs \(reason)"), sourceLocation: sourceLocation)
+    #else
+    throw NotRunUnderCI(description: "\(name) needs \(reason), and this toolchain cannot skip a test once it runs")
+    #endif
+}
+
+/// The failure of a test whose requirement is missing under CI.
+struct NotRunUnderCI: Error, CustomStringConvertible {
+    var description: String
+}
+
+extension Trait where Self == Requirement {
+    /// Runs only where `met` holds (evaluated when the test is about to run); NOT RUN otherwise.
+    static func requires(_ met: @autoclosure @escaping @Sendable () -> Bool, _ reason: String) -> Self {
+        Requirement(reason: reason, met: met)
+    }
+
+    /// A feature of the kernel (its version or build) that the test needs, named for
+    /// PAGESTAT_KERNEL_LACKS.
+    static func requiresKernel(_ feature: String, _ met: @autoclosure @escaping @Sendable () -> Bool, _ reason: String) -> Self {
+        Requirement(reason: reason, met: met, kernelFeature: feature)
+    }
+
+    /// Root (map_files, PFNs, mounts, other users).
+    static var needsRoot: Self {
+        requires(TestEnvironment.isRoot, "root: run `bash Scripts/test.sh` as root")
+    }
+
+    /// Root and a swap area on (memory the test pages out).
+    static var needsSwapAndRoot: Self {
+        requires(TestEnvironment.swapAndRoot, "root and swap on: run `bash Scripts/test.sh` as root")
+    }
+
+    /// The BPF engine loads (root, the kernel's BTF, libbpf.so.1).
+    static var needsBPF: Self {
+        requires(TestEnvironment.bpfLoads, "the BPF engine, which does not load here (root, /sys/kernel/btf/vmlinux and libbpf.so.1)")
+    }
+
+    /// An executable found through PATH; `package` says where it comes from.
+    static func needsTool(_ name: String, package: String) -> Self {
+        requires(TestEnvironment.tool(name) != nil, "\(name) (Debian's \(package); `bash Scripts/test.sh` installs it as root)")
+    }
+}
+
+/// A /proc or /sys file read whole, to its end (String(contentsOfFile:) stops after the first
+/// read of a file that reports size 0).
+func kernelText(_ path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ENOENT) }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }
 
 /// Every page's state, in order, for a report over a small range.

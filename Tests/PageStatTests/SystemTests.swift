@@ -56,7 +56,7 @@ func csvRows(_ text: String) -> [[String: String]] {
 }
 
 @Suite("summary, top, objects and file on arranged processes (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct SystemViewTests {
     /// The fixture (A) and a second process (B) that maps A's memfd and reads its present pages.
     static func twoMappers() throws -> (FixtureProcess, FixtureProcess) {
