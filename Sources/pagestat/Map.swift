@@ -52,7 +52,7 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Draw this file's page cache instead of a process (e.g. /dev/shm/NAME or /proc/PID/fd/N).", valueName: "path"))
         var file: String?
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show; START-END as /proc/PID/maps writes it too).", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show: START-END is hexadecimal, as /proc/PID/maps writes it).", valueName: "range"))
         var range: String?
 
         @Option(help: ArgumentHelp("Only mappings of these kinds (comma-separated: private-anon, shared-anon, shmem, file, special, hugetlb).", valueName: "kinds"))
@@ -110,7 +110,6 @@ extension Pagestat {
         }
 
         func run() throws {
-            signal(SIGPIPE, SIG_IGN)
             try reportingErrors { () throws(PageStatError) in
                 let pageSize = UInt64(ProcFS.pageSize)
                 if let file {

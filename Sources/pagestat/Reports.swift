@@ -120,7 +120,7 @@ extension Pagestat {
                         // The lines under the table, kept off standard output's rows.
                         for line in SummaryRenderer.footer(summary).split(separator: "\n") { printError("pagestat: \(line)") }
                     }
-                    guard let interval, round != count else { break }
+                    guard let interval, round != count, !StandardOutput.lost else { break }
                     round += 1
                     var pause = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
                     var rest = timespec()
@@ -163,7 +163,7 @@ extension Pagestat {
         @Option(help: "One row per process, command (comm), user or cgroup (the memory cgroup).")
         var by: TopGrouping = .process
 
-        @Option(name: .customLong("pid"), help: "Only this process (repeatable).")
+        @Option(name: [.customShort("p"), .customLong("pid")], help: "Only this process (repeatable).")
         var pids: [Int32] = []
 
         @Option(name: .customLong("user"), help: "Only processes of this user, a name or a uid (repeatable).")

@@ -32,7 +32,7 @@ extension Pagestat {
 
         @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END (hexadecimal, 0x optional, as /proc/PID/maps writes it) or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String?
 
         @Option(help: "Output format: text, json or csv (one row per run; notes go to stderr).")
