@@ -39,7 +39,7 @@ private func commandsThatWrite() throws -> [[String]] {
         ["map", pid], ["map", pid, "--format", "svg"],
         ["raw", pid, "--range", try stackRange()],
         ["doctor"], ["doctor", "--format", "json"],
-        ["lab", "hold", "--pages", "16"], ["lab", "--pages", "16", "--exit-on-eof"],
+        ["lab", "hold", "--pages", "16"], ["lab", "--pages", "16", "--private", "--dirty", "50", "--exit-on-eof"],
         ["demo", "--pages", "30"],
         ["--help"], ["--version"], ["show", "--help"],
     ]
@@ -76,7 +76,7 @@ struct LostOutputTests {
     @Test func shellSeesStatus141() throws {
         let pagestat = TestEnvironment.pagestatPath
         // `true` has exited (the pipe's read end closed) a second before pagestat starts.
-        let pipeline = try runCommand("/bin/bash", ["-c", "exec 3>&1; { sleep 1; \(pagestat) show \(getpid()) 3>&-; echo $? >&3; } | true"])
+        let pipeline = try runCommand("/bin/bash", ["-c", "exec 3>&1; { sleep 1; \(pagestat) map \(getpid()) 3>&-; echo $? >&3; } | true"])
         #expect(pipeline.stdout == "141\n", "\(pipeline.stdout) \(pipeline.stderr)")
     }
 
@@ -100,7 +100,7 @@ struct LostOutputTests {
 
     @Test(.enabled(if: TestEnvironment.swapAndRoot, "bench needs root and swap"))
     func benchTablesToAFullDisk() throws {
-        for arguments in [["bench", "--pages", "64", "--runs", "1"], ["bench", "--mappings", "16", "--runs", "1"]] {
+        for arguments in [["bench", "--pages", "4096", "--runs", "1"], ["bench", "--mappings", "16", "--runs", "1"]] {
             let full = try #require(FileHandle(forWritingAtPath: "/dev/full"))
             defer { try? full.close() }
             let run = try runPagestat(arguments, stdout: full)
