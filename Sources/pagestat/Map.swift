@@ -129,12 +129,14 @@ extension Pagestat {
                                                    pageSize: pageSize) { writeOut($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 case .svg:
                     let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 }
             }
         }

@@ -93,11 +93,19 @@ extension Pagestat {
                 let filter = try filterOptions.filter()
                 var previous: (mappings: [MappingKey: PageCounts], total: PageCounts)?
                 var round = 1
+                var said = Set<ScanNote>()
                 while true {
                     var summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
                     if !filter.isEmpty {
                         summary.report.mappings.removeAll { !filter.matches($0.mapping) || !filter.keeps($0.counts) }
                     }
+                    // A note about one mapping only with that mapping; in text, each note once
+                    // over the rounds (JSON rounds stand alone).
+                    let labels = Set(summary.report.mappings.lazy.filter { $0.mapping.kind == .special }.map(\.mapping.noteLabel))
+                    summary.report.notes.removeAll { note in
+                        note.mappingLabel.map { !labels.contains($0) } ?? false || (format == .text && said.contains(note))
+                    }
+                    said.formUnion(summary.report.notes)
                     var tableLayout = SummaryRenderer.TableLayout(columns: columns, unit: layout.unit, headers: !layout.noHeaders)
                     tableLayout.percent = percent
                     if interval != nil {
@@ -218,7 +226,7 @@ extension Pagestat {
             let start = Stopwatch.nowSeconds()
             let showProgress = isatty(2) == 1
             let shown = Atomic<Bool>(false)
-            let report = SystemScanner.top { done, total in
+            var report = SystemScanner.top { done, total in
                 if showProgress && Stopwatch.nowSeconds() - start > 1 {
                     shown.store(true, ordering: .relaxed)
                     printError("\rpagestat: scanned \(done) of \(total) processes", newline: false)
@@ -226,6 +234,8 @@ extension Pagestat {
             }
             // Leave no progress line behind.
             if shown.load(ordering: .relaxed) { printError("\r\u{1b}[K", newline: false) }
+            // top shows no mappings: a note about one mapping ([vsyscall]) has nothing to qualify.
+            report.notes.removeAll { $0.mappingLabel != nil }
             let filter = TopFilter(pids: Set(pids), users: Set(users), commands: commands)
             switch format {
             case .prometheus:

@@ -86,21 +86,24 @@ extension Pagestat {
                     var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { writeOut($0) }, flags: ours,
                                                 kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
+                    let notes = result.notes.filter { filtered.shows($0) }
                     filtered.base.finish()
-                    for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") }
+                    for note in notes { printError("pagestat: note: \(escapedName(note.description))") }
                 } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
                                                   view: options.view) { writeOut($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 } else {
                     let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
                                                   view: options.view, unit: layout.unit, headers: !layout.noHeaders) { writeOut($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: layout.noHeaders ? [] : result.notes)
-                    if layout.noHeaders { for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") } }
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: layout.noHeaders ? [] : notes)
+                    if layout.noHeaders { for note in notes { printError("pagestat: note: \(escapedName(note.description))") } }
                 }
             }
         }
