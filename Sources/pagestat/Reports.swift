@@ -211,6 +211,9 @@ extension Pagestat {
         @Option(help: "Output format: text, json, csv or prometheus (the text exposition format).")
         var format: TopFormat = .text
 
+        @Flag(help: "Text: name every process that could not be read, with its reason (else only a few are named).")
+        var verbose = false
+
         func validate() throws {
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
             if objects < 0 { throw ValidationError("--objects must be 0 or more") }
@@ -244,7 +247,7 @@ extension Pagestat {
             case .text, .json, .csv:
                 let output = OutputFormat(rawValue: format.rawValue)!
                 writeOut(SummaryRenderer.top(report, by: by, filter: filter, sort: sort, reverse: reverse, limit: limit, format: output,
-                                             columns: try columnList()))
+                                             columns: try columnList(), verbose: verbose))
             }
         }
     }
@@ -270,11 +273,14 @@ extension Pagestat {
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
 
+        @Flag(help: "Text: name every process that could not be read, with its reason (else only a few are named).")
+        var verbose = false
+
         @OptionGroup var engineOption: CountingEngineOption
 
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
-                writeOut(SummaryRenderer.objects(try SystemScanner.objects(engine: engineOption.engine), format: format))
+                writeOut(SummaryRenderer.objects(try SystemScanner.objects(engine: engineOption.engine), format: format, verbose: verbose))
             }
         }
     }

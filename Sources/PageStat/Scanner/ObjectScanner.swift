@@ -34,6 +34,8 @@ public struct ObjectsReport: Sendable {
     public var objects: [SharedObject]
     public var unreadable: Int
     public var notes: [ScanNote]
+    /// The processes counted in `unreadable` and why, in pid order.
+    public var unreadableProcesses: [UnreadableProcess] = []
 }
 
 extension SystemScanner {
@@ -77,6 +79,7 @@ extension SystemScanner {
         var found: [ObjectID: Found] = [:]
         var sysvFound: [UInt64: Found] = [:]  // by shmid
         var unreadable = 0
+        var unreadableProcesses: [UnreadableProcess] = []
         for pid in ProcFS.pids() where pid != getpid() {
             let maps: [Mapping]
             do {
@@ -84,8 +87,9 @@ extension SystemScanner {
             } catch {
                 if ProcFS.processExists(pid) {
                     unreadable += 1
-                    if case .permissionDenied = error {} else if case .noAddressSpace = error {} else {
-                        notes.add(.processMapsUnreadable(pid: pid, command: ProcFS.command(pid) ?? "?", error))
+                    let command = ProcFS.command(pid) ?? "?"
+                    if case .noAddressSpace = error {} else {
+                        unreadableProcesses.append(UnreadableProcess(pid: pid, command: command, reason: error))
                     }
                 }
                 continue
@@ -159,7 +163,9 @@ extension SystemScanner {
                 holes: pages - min(pages, resident + swapped), users: users))
         }
         objects.sort { ($0.size, $1.path) > ($1.size, $0.path) }
-        return ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
+        var report = ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
+        report.unreadableProcesses = unreadableProcesses
+        return report
     }
 
     static func kind(of path: String) -> String {
