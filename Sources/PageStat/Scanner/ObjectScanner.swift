@@ -85,12 +85,10 @@ extension SystemScanner {
             do {
                 maps = try ProcMaps.read(pid: pid)
             } catch {
-                if ProcFS.processExists(pid) {
+                // A kernel thread has no memory to show; others are counted and named.
+                if case .noAddressSpace = error {} else if ProcFS.processExists(pid) {
                     unreadable += 1
-                    let command = ProcFS.command(pid) ?? "?"
-                    if case .noAddressSpace = error {} else {
-                        unreadableProcesses.append(UnreadableProcess(pid: pid, command: command, reason: error))
-                    }
+                    unreadableProcesses.append(UnreadableProcess(pid: pid, command: ProcFS.command(pid) ?? "?", reason: error))
                 }
                 continue
             }
