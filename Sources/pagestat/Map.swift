@@ -18,7 +18,7 @@ extension Pagestat {
             says N. A cell shows the state most of its pages are in (ties: present, swapped, \
             cached, none, unknown, in that order). In colour on a terminal; as characters when \
             the output is not a terminal, when NO_COLOR is set, or with --color never:
-              # present   s swapped   c cached   . none   ? unknown
+              # present   s swapped   c cached   - none   ? unknown
 
             --format svg writes an SVG picture: one band per mapping, each page a 4x4-pixel \
             square, --columns pages a row; a mapping larger than --columns x 64 pages is drawn \
