@@ -4,6 +4,7 @@ import Testing
 @testable import PageStat
 @testable import PageStatCore
 @testable import PageStatLab
+import PageStatRender
 
 @Suite("Address ranges: whole pages, overflow-safe, errors that name the part")
 struct AddressRangeParsingTests {
@@ -123,7 +124,7 @@ struct RangeEndToEndTests {
         let pid = String(vanishing.pid)
         let pageSize = UInt64(TestEnvironment.pageSize)
         // The mapping and one page of the hole after it.
-        let over = try runPagestat(["raw", "--pid", pid, "--range", "\(vanishing.start)-\(vanishing.end + pageSize)"])
+        let over = try runPagestat(["raw", "--pid", pid, "--range", "\(hex(vanishing.start))-\(hex(vanishing.end + pageSize))"])
         #expect(over.status == 5)
         #expect(over.output.isEmpty)
         #expect(over.stderr == "pagestat: range \(AddressRange(start: vanishing.end, end: vanishing.end + pageSize)) is not mapped in process \(pid)\n")
@@ -133,7 +134,7 @@ struct RangeEndToEndTests {
         #expect(huge.output.isEmpty)
         #expect(huge.stderr.hasPrefix("pagestat: range 0x1000-0x"), "\(huge.stderr)")
         // Exactly the mapping: one entry per page.
-        let exact = try runPagestat(["raw", "--pid", pid, "--range", "\(vanishing.start)-\(vanishing.end)"])
+        let exact = try runPagestat(["raw", "--pid", pid, "--range", "\(hex(vanishing.start))-\(hex(vanishing.end))"])
         #expect(exact.status == 0, "\(exact.stderr)")
         #expect(exact.output.count == vanishing.pages * 8)
     }
@@ -172,7 +173,7 @@ struct RangeEndToEndTests {
         let vanishing = try VanishingFixture(pages: 4 * batch)
         defer { vanishing.stop() }
         let process = Process()
-        configure(process, pagestat: ["raw", "--pid", String(vanishing.pid), "--range", "\(vanishing.start)-\(vanishing.end)"],
+        configure(process, pagestat: ["raw", "--pid", String(vanishing.pid), "--range", "\(hex(vanishing.start))-\(hex(vanishing.end))"],
                   asUser: nil)
         let out = Pipe()
         let err = Pipe()
