@@ -157,7 +157,8 @@ extension Pagestat {
             the processes mapping the object). Each shared object is inspected once. A group's row is the sum of its processes, so every \
             grouping adds up to the same TOTAL. Filters choose rows after the whole machine is \
             scanned: shares stay split among every process mapping a page. Processes that exit \
-            during the scan are skipped; processes that cannot be read are counted and reported.
+            during the scan are skipped; processes that cannot be read are counted and named with \
+            their reason (all of them with --verbose).
 
             Examples:
               pagestat top
