@@ -126,13 +126,13 @@ extension Pagestat {
                 switch format {
                 case .text:
                     let stream = TerminalMapStream(title: title, width: width ?? Self.terminalWidth(), colour: colour,
-                                                   pageSize: pageSize) { writeOut($0) }
+                                                   pageSize: pageSize) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }
                     filtered.base.finish(notes: notes)
                 case .svg:
-                    let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
+                    let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }
@@ -150,13 +150,13 @@ extension Pagestat {
             switch format {
             case .text:
                 var stream = TerminalMapStream(title: escapedName(title), width: width ?? Self.terminalWidth(), colour: colour,
-                                               pageSize: pageSize) { writeOut($0) }
+                                               pageSize: pageSize) { StandardOutput.writeOrEnd($0) }
                 stream.beginBand(header: escapedName(label), pages: pages)
                 for run in report.runs ?? [] { stream.add(first: run.first, count: run.pages, state: run.state) }
                 stream.endBand()
                 stream.finish(notes: [])
             case .svg:
-                var stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
+                var stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { StandardOutput.writeOrEnd($0) }
                 stream.beginBand(start: 0, label: label, pages: pages)
                 for run in report.runs ?? [] { stream.add(first: run.first, count: run.pages, state: run.state) }
                 stream.endBand()

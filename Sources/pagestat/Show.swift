@@ -83,7 +83,7 @@ extension Pagestat {
                 // Streamed: each mapping is written as soon as it is settled.
                 let pageSize = UInt64(ProcFS.pageSize)
                 if format == .csv {
-                    var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { writeOut($0) }, flags: ours,
+                    var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { StandardOutput.writeOrEnd($0) }, flags: ours,
                                                 kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }
@@ -91,14 +91,14 @@ extension Pagestat {
                     for note in notes { printError("pagestat: note: \(escapedName(note.description))") }
                 } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view) { writeOut($0) }
+                                                  view: options.view) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }
                     filtered.base.finish(notes: notes)
                 } else {
                     let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { writeOut($0) }
+                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }

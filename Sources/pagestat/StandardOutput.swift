@@ -45,6 +45,17 @@ enum StandardOutput {
         return true
     }
 
+    /// For a stream that holds nothing to clean up (`show`, `map`): once output is lost, the
+    /// process ends at once instead of scanning on for no reader (the exit says why).
+    static func writeOrEnd(_ text: String) {
+        var text = text
+        text.withUTF8 { writeOrEnd(UnsafeRawBufferPointer($0)) }
+    }
+
+    static func writeOrEnd(_ bytes: UnsafeRawBufferPointer) {
+        if !write(bytes) { exit(ioErrorStatus) }
+    }
+
     private static func record(_ error: Int32) {
         _ = firstWriteError.compareExchange(expected: 0, desired: error == 0 ? EIO : error, ordering: .relaxed)
     }
