@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <linux/userfaultfd.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -124,4 +125,12 @@ void CPagestat_keep_heap(size_t mmap_threshold, size_t trim_threshold)
 {
     mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold);
     mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
+}
+
+int CPagestat_flush_stdout(void)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return errno != 0 ? errno : EIO;
+    return 0;
 }

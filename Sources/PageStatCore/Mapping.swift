@@ -32,11 +32,11 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses `START-END` or `START+LENGTH` and widens it to whole pages of `pageSize` (start
-    /// rounded down, end rounded up). Numbers are hexadecimal with `0x`, else decimal, except
-    /// that `START-END` as /proc/PID/maps writes it, and such a START before `+LENGTH`, are
-    /// hexadecimal (see `isMapsForm`, `isBareHex`); a length
-    /// may carry a binary unit (K, M, G, T, optionally followed by B or iB). An error names the
-    /// part that is wrong: start, end, length or unit.
+    /// rounded down, end rounded up). `START-END` is hexadecimal, with or without `0x`, as
+    /// /proc/PID/maps writes it (`10000000-10021000` is 0x10000000-0x10021000). In
+    /// `START+LENGTH` a number is hexadecimal with `0x`, else decimal, except a START as maps
+    /// writes it (see `isBareHex`); the length may carry a binary unit (K, M, G, T, optionally
+    /// followed by B or iB). An error names the part that is wrong: start, end, length or unit.
     public init(parsing text: String, pageSize: UInt64 = UInt64(sysconf(Int32(_SC_PAGESIZE)))) throws(PageStatError) {
         func invalid(_ reason: String) -> PageStatError {
             .invalidInput("invalid range '\(escapedName(text))': \(reason)")
@@ -61,9 +61,8 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         } else if let dash = text.firstIndex(of: "-") {
             let startText = text[..<dash]
             let endText = text[text.index(after: dash)...]
-            let mapsForm = Self.isMapsForm(startText, endText)
-            start = try Self.number(startText, part: "start", allowUnit: false, bareHex: mapsForm).get(invalid)
-            end = try Self.number(endText, part: "end", allowUnit: false, bareHex: mapsForm).get(invalid)
+            start = try Self.number(startText, part: "start", allowUnit: false, bareHex: true).get(invalid)
+            end = try Self.number(endText, part: "end", allowUnit: false, bareHex: true).get(invalid)
             guard end > start else {
                 throw invalid("end '\(escapedName(String(endText)))': must be greater than start '\(escapedName(String(text[..<dash])))'")
             }
@@ -71,25 +70,9 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
                 throw invalid("end '\(escapedName(String(endText)))': rounded up to a whole page, it passes the top of the address space (2^64)")
             }
         } else {
-            throw invalid("expected START-END or START+LENGTH (0x-prefixed hex or decimal; or START-END in hex as /proc/PID/maps writes it)")
+            throw invalid("expected START-END (hexadecimal, as /proc/PID/maps writes it) or START+LENGTH (0x-prefixed hex or decimal)")
         }
         self = AddressRange(start: start, end: end).pageAligned(pageSize: pageSize)!
-    }
-
-    /// Whether `START-END` is written as /proc/PID/maps writes a range: hexadecimal without `0x`
-    /// (`7f12a000-7f12c000`, `00400000-00452000`). It is when neither number has `0x` and one of
-    /// them is hexadecimal digits with a digit a-f or a leading zero (maps pads to 8 digits);
-    /// otherwise bare numbers are decimal. Then both are read as hexadecimal, so an error names
-    /// the one that is not.
-    static func isMapsForm(_ start: Substring, _ end: Substring) -> Bool {
-        func trimmed(_ text: Substring) -> Substring {
-            var text = text.drop(while: { $0 == " " })
-            while text.last == " " { text.removeLast() }
-            return text
-        }
-        let parts = [trimmed(start), trimmed(end)]
-        guard !parts.contains(where: { $0.hasPrefix("0x") || $0.hasPrefix("0X") }) else { return false }
-        return parts.contains { isBareHex($0) }
     }
 
     /// Hexadecimal digits without `0x` that cannot be decimal as maps writes them: with a digit
@@ -116,7 +99,7 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         }
         let suffix = body[digits.endIndex...]
         guard !digits.isEmpty, suffix.isEmpty || allowUnit else {
-            return .failure(bareHex ? "\(shown): not a hexadecimal number (the range reads as /proc/PID/maps writes one: hex without 0x)"
+            return .failure(bareHex ? "\(shown) is not hexadecimal (START-END is hexadecimal, as /proc/PID/maps writes it; for decimal write START+LENGTH)"
                                     : "\(shown): not a number (0x-prefixed hex or decimal)")
         }
         var multiplier: UInt64 = 1

@@ -221,6 +221,19 @@ public enum ScanNote: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension ScanNote {
+    /// The label of the one mapping a note is about, when that mapping alone is its subject
+    /// (`aboveUserAddressSpace`): the note belongs in an output only if the mapping does.
+    public var mappingLabel: String? {
+        if case .aboveUserAddressSpace(let mapping) = self { mapping } else { nil }
+    }
+}
+
+extension Mapping {
+    /// How notes name the mapping: its path, or its range when it has none.
+    public var noteLabel: String { path.isEmpty ? range.description : path }
+}
+
 extension ScanNote.FileSidePages {
     var phrase: String {
         switch self {

@@ -64,7 +64,7 @@ public enum PageMapStyle {
         case .present: "#"
         case .swapped: "s"
         case .cached: "c"
-        case .none: "."
+        case .none: "-"  // not "." : a row ending in ... would read as cut short
         case .unknown: "?"
         }
     }

@@ -290,6 +290,8 @@ public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
     private var begun = false
     /// The current mapping fails the filter's kind or path.
     private var skipping = false
+    /// Labels of the special mappings ([vsyscall] and the like) passed on, for `shows(_:)`.
+    private var shownSpecial = Set<String>()
 
     public init(_ base: Base, flags: PageFlags, kernelFlags: KPageFlags, filter: MappingFilter = MappingFilter()) {
         self.base = base
@@ -307,9 +309,20 @@ public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
         skipping = !filter.matches(mapping)
         if skipping { return }
         if !filtering {
-            base.begin(mapping, scanned: scanned)
-            begun = true
+            passOn(mapping, scanned: scanned)
         }
+    }
+
+    private mutating func passOn(_ mapping: Mapping, scanned: AddressRange) {
+        base.begin(mapping, scanned: scanned)
+        begun = true
+        if mapping.kind == .special { shownSpecial.insert(mapping.noteLabel) }
+    }
+
+    /// Whether a note belongs with the output: a note about one mapping only when that mapping
+    /// was passed on (filters apply to notes).
+    public func shows(_ note: ScanNote) -> Bool {
+        note.mappingLabel.map { shownSpecial.contains($0) } ?? true
     }
 
     public mutating func runs(_ runs: [PageRun]) {
@@ -318,8 +331,7 @@ public struct MatchingRuns<Base: ScanConsumer>: ScanConsumer {
         let matching = runs.filter { $0.has(flags: flags, kernelFlags: kernelFlags) && filter.keeps($0) }
         guard !matching.isEmpty else { return }
         if !begun, let (mapping, scanned) = pending {
-            base.begin(mapping, scanned: scanned)
-            begun = true
+            passOn(mapping, scanned: scanned)
         }
         base.runs(matching)
     }

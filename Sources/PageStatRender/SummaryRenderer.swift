@@ -362,9 +362,38 @@ public enum SummaryRenderer {
 
     /// `top`: one row per process or group (`by`), the processes `filter` selects, sorted, at most
     /// `limit` rows, then the TOTAL row: the sum of every selected process, shown or not.
+    /// Text: the processes that could not be read, each named with its reason when there are at
+    /// most `namedUpTo` (or `verbose`), else a count that points to `--verbose`.
+    static func unreadableLines(_ processes: [UnreadableProcess], verbose: Bool, namedUpTo: Int = 3) -> String {
+        guard !processes.isEmpty else { return "" }
+        if verbose || processes.count <= namedUpTo {
+            return processes.map {
+                "note: \(escapedName(ScanNote.processUnreadable(pid: $0.pid, command: $0.command, $0.reason).description))\n"
+            }.joined()
+        }
+        let permission = processes.count { if case .permissionDenied = $0.reason { true } else { false } }
+        return "note: \(counted(processes.count, "process", "processes")) could not be read"
+            + (permission > 0 ? " (\(permission == processes.count ? "all" : String(permission)) for permission)" : "")
+            + ": --verbose names each with its reason\n"
+    }
+
+    /// JSON: `unreadable_processes`, each with its pid, command and reason.
+    static func unreadableJSON(_ processes: [UnreadableProcess], _ json: inout JSONWriter) {
+        json.key("unreadable_processes")
+        json.beginArray()
+        for process in processes {
+            json.beginObject()
+            json.field("pid", process.pid)
+            json.field("command", name: process.command)
+            json.field("reason", process.reason.description)
+            json.endObject()
+        }
+        json.endArray()
+    }
+
     public static func top(_ report: TopReport, by grouping: TopGrouping = .process, filter: TopFilter = TopFilter(),
                            sort: TopSort, reverse: Bool = false, limit: Int?, format: OutputFormat,
-                           columns: [TopColumn]? = nil) -> String {
+                           columns: [TopColumn]? = nil, verbose: Bool = false) -> String {
         let all = report.rows(by: grouping, filter: filter)
         let total = TopReport.total(all)
         var rows = all.sorted { sort.precedes($0, $1, reverse: reverse) }
@@ -429,6 +458,7 @@ public enum SummaryRenderer {
             useJSON(total, &json)
             json.endObject()
             json.field("unreadable", report.unreadable)
+            unreadableJSON(report.unreadableProcesses, &json)
             json.field("vanished", report.vanished)
             json.field("notes", strings: report.notes.map(\.description))
             json.endObject()
@@ -468,9 +498,10 @@ public enum SummaryRenderer {
             out += amount(total.processes, "process", "processes")
             if grouping != .process { out += " in " + amount(all.count, grouping.rawValue, grouping.plural) }
             if rows.count < all.count { out += ", \(rows.count) shown" }
-            if report.unreadable > 0 { out += ", \(report.unreadable) could not be read (permission)" }
+            if report.unreadable > 0 { out += ", \(report.unreadable) could not be read" }
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
             out += "; shared memory is split evenly among the processes mapping each page\n"
+            out += unreadableLines(report.unreadableProcesses, verbose: verbose)
             for note in report.notes { out += "note: \(escapedName(note.description))\n" }
             return out
         }
@@ -478,7 +509,7 @@ public enum SummaryRenderer {
 
     // MARK: objects
 
-    public static func objects(_ report: ObjectsReport, format: OutputFormat) -> String {
+    public static func objects(_ report: ObjectsReport, format: OutputFormat, verbose: Bool = false) -> String {
         /// `pid/command ...`; text output escapes the commands, CSV quotes the field instead.
         func users(_ object: SharedObject, escaped: Bool) -> String {
             object.users.map { "\($0.pid)/\(escaped ? escapedName($0.command) : $0.command)" }.joined(separator: " ")
@@ -516,6 +547,7 @@ public enum SummaryRenderer {
             }
             json.endArray()
             json.field("unreadable", report.unreadable)
+            unreadableJSON(report.unreadableProcesses, &json)
             json.field("notes", strings: report.notes.map(\.description))
             json.endObject()
             return json.output + "\n"
@@ -539,6 +571,7 @@ public enum SummaryRenderer {
             var out = table.render() + counted(report.objects.count, "shared-memory object")
             if report.unreadable > 0 { out += ", \(counted(report.unreadable, "process", "processes")) could not be read" }
             out += "\n"
+            out += unreadableLines(report.unreadableProcesses, verbose: verbose)
             for note in report.notes { out += "note: \(escapedName(note.description))\n" }
             return out
         }

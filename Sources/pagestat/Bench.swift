@@ -76,6 +76,7 @@ extension Pagestat {
             runs after a warm-up; \
             \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, kernel \(kernelRelease())\n\n
             """)
+            guard !StandardOutput.lost else { return }  // the exit says why (`StandardOutput`)
             var table = TextTable(headers: ["MAPPINGS", "OBJECTS", "OBJECTS PEAK RSS", "TOP (CHILD ONLY)"], rightAligned: [0, 1, 2, 3])
             for count in mappings {
                 printError("pagestat bench: \(count) mappings: setting up")
@@ -181,6 +182,7 @@ extension Pagestat {
             \(humanBytes(UInt64(pages * pageSize / 4))), median of \(runs) runs after a warm-up; \
             \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, kernel \(kernelRelease())\n\n
             """)
+            guard !StandardOutput.lost else { return }  // the exit says why (`StandardOutput`)
             var results: [Result] = []
             for cell in cells {
                 printError("pagestat bench: \(cell.name): setting up")

@@ -41,6 +41,8 @@ extension Pagestat {
         private func runDemo() throws(PageStatError) {
             let pageSize = UInt64(ProcFS.pageSize)
             writeOut("pagestat demo: the shared-memory gap in /proc/PID/pagemap, shown in this process (pid \(getpid()))\n\n")
+            // Output already lost: arrange nothing (the exit says why).
+            guard !StandardOutput.lost else { return }
             try TemporarySwap.ensure(directory: swapDirectory, bytes: UInt64(max(64 << 20, pages * ProcFS.pageSize * 2)))
             defer { TemporarySwap.remove() }
 
@@ -80,6 +82,7 @@ extension Pagestat {
                     title: "\(index + 1). \(title), \(pages) pages (\(humanBytes(UInt64(pages) * pageSize))) at \(hex(memory.address))",
                     base: memory.address, pageSize: pageSize, done: done,
                     kernel: kernel.mappings.flatMap(\.runs), truth: truth.mappings.flatMap(\.runs)))
+                if StandardOutput.lost { return }
             }
             for note in notes.all { writeOut("note: \(escapedName(note.description))\n") }
             writeOut("""

@@ -54,6 +54,7 @@ extension Pagestat {
                 var notes = Notes()
                 if verify {
                     if format == .text { writeOut(factsText(facts)) }
+                    guard !StandardOutput.lost else { return }  // the exit says why (`StandardOutput`)
                     // In JSON, what is said about swap goes to standard error.
                     try TemporarySwap.ensure(directory: directory, bytes: 64 << 20,
                                              say: format == .text ? writeOut : { printError($0, newline: false) })

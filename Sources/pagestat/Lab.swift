@@ -179,6 +179,8 @@ extension Pagestat.Lab {
             json.field("page_size", memory.pageSize)
             json.endObject()
             writeOut(json.output + "\n")
+            // Nobody learns the layout when output is lost: tear down now (the exit says why).
+            guard !StandardOutput.lost else { return 0 }
             // The memory must live until we are told to stop.
             withExtendedLifetime(memory) { _ = stop.wait() }
             return 0

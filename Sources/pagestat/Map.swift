@@ -18,7 +18,7 @@ extension Pagestat {
             says N. A cell shows the state most of its pages are in (ties: present, swapped, \
             cached, none, unknown, in that order). In colour on a terminal; as characters when \
             the output is not a terminal, when NO_COLOR is set, or with --color never:
-              # present   s swapped   c cached   . none   ? unknown
+              # present   s swapped   c cached   - none   ? unknown
 
             --format svg writes an SVG picture: one band per mapping, each page a 4x4-pixel \
             square, --columns pages a row; a mapping larger than --columns x 64 pages is drawn \
@@ -52,7 +52,7 @@ extension Pagestat {
         @Option(help: ArgumentHelp("Draw this file's page cache instead of a process (e.g. /dev/shm/NAME or /proc/PID/fd/N).", valueName: "path"))
         var file: String?
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show; START-END as /proc/PID/maps writes it too).", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (as in show: START-END is hexadecimal, as /proc/PID/maps writes it).", valueName: "range"))
         var range: String?
 
         @Option(help: ArgumentHelp("Only mappings of these kinds (comma-separated: private-anon, shared-anon, shmem, file, special, hugetlb).", valueName: "kinds"))
@@ -110,7 +110,6 @@ extension Pagestat {
         }
 
         func run() throws {
-            signal(SIGPIPE, SIG_IGN)
             try reportingErrors { () throws(PageStatError) in
                 let pageSize = UInt64(ProcFS.pageSize)
                 if let file {
@@ -127,15 +126,17 @@ extension Pagestat {
                 switch format {
                 case .text:
                     let stream = TerminalMapStream(title: title, width: width ?? Self.terminalWidth(), colour: colour,
-                                                   pageSize: pageSize) { writeOut($0) }
+                                                   pageSize: pageSize) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 case .svg:
-                    let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
+                    let stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: [], kernelFlags: [], filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 }
             }
         }
@@ -149,13 +150,13 @@ extension Pagestat {
             switch format {
             case .text:
                 var stream = TerminalMapStream(title: escapedName(title), width: width ?? Self.terminalWidth(), colour: colour,
-                                               pageSize: pageSize) { writeOut($0) }
+                                               pageSize: pageSize) { StandardOutput.writeOrEnd($0) }
                 stream.beginBand(header: escapedName(label), pages: pages)
                 for run in report.runs ?? [] { stream.add(first: run.first, count: run.pages, state: run.state) }
                 stream.endBand()
                 stream.finish(notes: [])
             case .svg:
-                var stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { writeOut($0) }
+                var stream = SVGMapStream(title: title, pageSize: pageSize, columns: columns) { StandardOutput.writeOrEnd($0) }
                 stream.beginBand(start: 0, label: label, pages: pages)
                 for run in report.runs ?? [] { stream.add(first: run.first, count: run.pages, state: run.state) }
                 stream.endBand()

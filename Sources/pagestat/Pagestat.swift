@@ -27,7 +27,9 @@ struct Pagestat: ParsableCommand {
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
         5 range not mapped, 6 process exited or executed a new program during the scan, \
         7 kernel lacks an interface, 8 process has no address space (kernel thread), \
-        9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error.
+        9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error, \
+        74 output could not be written (a full disk: one line on stderr; a reader that goes away \
+        ends pagestat by SIGPIPE instead, quietly).
         """,
         version: pagestatVersion,
         subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self]
@@ -41,6 +43,7 @@ struct Pagestat: ParsableCommand {
         // (glibc trims the heap top at 128 KiB and serves large blocks with mmap). The peak
         // stays what one wave needs.
         CPagestat_keep_heap(64 << 20, 128 << 20)
+        StandardOutput.install()
         let arguments = (1..<Int(CommandLine.argc)).map { NameBytes.decode(cString: CommandLine.unsafeArgv[$0]!) }
         main(arguments)
     }
@@ -84,14 +87,9 @@ func writeOut(_ text: String) {
     text.withUTF8 { writeOut(UnsafeRawBufferPointer($0)) }
 }
 
-/// Writes bytes to stdout, all of them unless the reader went away.
+/// Writes bytes to stdout, all of them unless output is lost (`StandardOutput`: the exit says so).
 func writeOut(_ bytes: UnsafeRawBufferPointer) {
-    var offset = 0
-    while offset < bytes.count {
-        let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
-        if written <= 0 { if errno == EINTR { continue }; return }
-        offset += written
-    }
+    StandardOutput.write(bytes)
 }
 
 extension OutputFormat: ExpressibleByArgument {}

@@ -54,7 +54,7 @@ extension Pagestat {
 
         @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("START-END (hexadecimal, 0x optional, as /proc/PID/maps writes it) or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String
 
         @Flag(help: "The kernel's own entries, unchanged.")
@@ -68,8 +68,6 @@ extension Pagestat {
 
         func run() throws {
             let pid = try process.pid
-            // `pagestat raw ... | head` closing the pipe ends the output quietly (EPIPE), not with a signal.
-            signal(SIGPIPE, SIG_IGN)
             try reportingErrors { () throws(PageStatError) in
                 guard isatty(1) == 0 else {
                     throw .invalidInput("refusing to write binary pagemap entries to a terminal: pipe them to `hexdump -C` or redirect them to a file")
@@ -77,26 +75,13 @@ extension Pagestat {
                 let raw = try RawPagemap(pid: pid, engine: engineOption.engine)
                 do throws(PageStatError) {
                     try raw.stream(try AddressRange(parsing: range), kernelOnly: kernel) { (bytes: UnsafeRawBufferPointer) throws(PageStatError) in
-                        try writeAll(bytes)
+                        guard StandardOutput.write(bytes) else { throw .system(call: "write standard output", errno: .init(rawValue: errno)) }
                     }
-                } catch .system(call: _, errno: let error) where error == .brokenPipe {
-                    return
+                } catch .system(call: "write standard output", errno: _) {
+                    return  // the exit says how output was lost (`StandardOutput`)
                 }
                 for note in raw.notes.all { printError("pagestat: note: \(escapedName(note.description))") }
             }
         }
-    }
-}
-
-/// Writes all of `bytes` to standard output with write(2).
-private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(PageStatError) {
-    var offset = 0
-    while offset < bytes.count {
-        let count = write(1, bytes.baseAddress! + offset, bytes.count - offset)
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw .system(call: "write standard output", errno: .init(rawValue: errno))
-        }
-        offset += count
     }
 }

@@ -93,11 +93,19 @@ extension Pagestat {
                 let filter = try filterOptions.filter()
                 var previous: (mappings: [MappingKey: PageCounts], total: PageCounts)?
                 var round = 1
+                var said = Set<ScanNote>()
                 while true {
                     var summary = try SummaryReport.make(pid: pid, kernelPageFlags: flags, engine: engineOption.engine)
                     if !filter.isEmpty {
                         summary.report.mappings.removeAll { !filter.matches($0.mapping) || !filter.keeps($0.counts) }
                     }
+                    // A note about one mapping only with that mapping; in text, each note once
+                    // over the rounds (JSON rounds stand alone).
+                    let labels = Set(summary.report.mappings.lazy.filter { $0.mapping.kind == .special }.map(\.mapping.noteLabel))
+                    summary.report.notes.removeAll { note in
+                        note.mappingLabel.map { !labels.contains($0) } ?? false || (format == .text && said.contains(note))
+                    }
+                    said.formUnion(summary.report.notes)
                     var tableLayout = SummaryRenderer.TableLayout(columns: columns, unit: layout.unit, headers: !layout.noHeaders)
                     tableLayout.percent = percent
                     if interval != nil {
@@ -120,7 +128,7 @@ extension Pagestat {
                         // The lines under the table, kept off standard output's rows.
                         for line in SummaryRenderer.footer(summary).split(separator: "\n") { printError("pagestat: \(line)") }
                     }
-                    guard let interval, round != count else { break }
+                    guard let interval, round != count, !StandardOutput.lost else { break }
                     round += 1
                     var pause = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
                     var rest = timespec()
@@ -149,7 +157,8 @@ extension Pagestat {
             the processes mapping the object). Each shared object is inspected once. A group's row is the sum of its processes, so every \
             grouping adds up to the same TOTAL. Filters choose rows after the whole machine is \
             scanned: shares stay split among every process mapping a page. Processes that exit \
-            during the scan are skipped; processes that cannot be read are counted and reported.
+            during the scan are skipped; processes that cannot be read are counted and named with \
+            their reason (all of them with --verbose).
 
             Examples:
               pagestat top
@@ -163,7 +172,7 @@ extension Pagestat {
         @Option(help: "One row per process, command (comm), user or cgroup (the memory cgroup).")
         var by: TopGrouping = .process
 
-        @Option(name: .customLong("pid"), help: "Only this process (repeatable).")
+        @Option(name: [.customShort("p"), .customLong("pid")], help: "Only this process (repeatable).")
         var pids: [Int32] = []
 
         @Option(name: .customLong("user"), help: "Only processes of this user, a name or a uid (repeatable).")
@@ -203,6 +212,9 @@ extension Pagestat {
         @Option(help: "Output format: text, json, csv or prometheus (the text exposition format).")
         var format: TopFormat = .text
 
+        @Flag(help: "Text: name every process that could not be read, with its reason (else only a few are named).")
+        var verbose = false
+
         func validate() throws {
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
             if objects < 0 { throw ValidationError("--objects must be 0 or more") }
@@ -218,7 +230,7 @@ extension Pagestat {
             let start = Stopwatch.nowSeconds()
             let showProgress = isatty(2) == 1
             let shown = Atomic<Bool>(false)
-            let report = SystemScanner.top { done, total in
+            var report = SystemScanner.top { done, total in
                 if showProgress && Stopwatch.nowSeconds() - start > 1 {
                     shown.store(true, ordering: .relaxed)
                     printError("\rpagestat: scanned \(done) of \(total) processes", newline: false)
@@ -226,6 +238,8 @@ extension Pagestat {
             }
             // Leave no progress line behind.
             if shown.load(ordering: .relaxed) { printError("\r\u{1b}[K", newline: false) }
+            // top shows no mappings: a note about one mapping ([vsyscall]) has nothing to qualify.
+            report.notes.removeAll { $0.mappingLabel != nil }
             let filter = TopFilter(pids: Set(pids), users: Set(users), commands: commands)
             switch format {
             case .prometheus:
@@ -234,7 +248,7 @@ extension Pagestat {
             case .text, .json, .csv:
                 let output = OutputFormat(rawValue: format.rawValue)!
                 writeOut(SummaryRenderer.top(report, by: by, filter: filter, sort: sort, reverse: reverse, limit: limit, format: output,
-                                             columns: try columnList()))
+                                             columns: try columnList(), verbose: verbose))
             }
         }
     }
@@ -260,11 +274,14 @@ extension Pagestat {
         @Option(help: "Output format: text, json or csv.")
         var format: OutputFormat = .text
 
+        @Flag(help: "Text: name every process that could not be read, with its reason (else only a few are named).")
+        var verbose = false
+
         @OptionGroup var engineOption: CountingEngineOption
 
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
-                writeOut(SummaryRenderer.objects(try SystemScanner.objects(engine: engineOption.engine), format: format))
+                writeOut(SummaryRenderer.objects(try SystemScanner.objects(engine: engineOption.engine), format: format, verbose: verbose))
             }
         }
     }

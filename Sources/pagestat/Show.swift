@@ -32,7 +32,7 @@ extension Pagestat {
 
         @OptionGroup var process: ProcessOption
 
-        @Option(help: ArgumentHelp("Only mappings overlapping START-END or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T; or START-END pasted from /proc/PID/maps, hex without 0x), widened to whole pages.", valueName: "range"))
+        @Option(help: ArgumentHelp("Only mappings overlapping START-END (hexadecimal, 0x optional, as /proc/PID/maps writes it) or START+LENGTH (hex with 0x, or decimal; LENGTH may end in K, M, G or T), widened to whole pages.", valueName: "range"))
         var range: String?
 
         @Option(help: "Output format: text, json or csv (one row per run; notes go to stderr).")
@@ -83,24 +83,27 @@ extension Pagestat {
                 // Streamed: each mapping is written as soon as it is settled.
                 let pageSize = UInt64(ProcFS.pageSize)
                 if format == .csv {
-                    var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { writeOut($0) }, flags: ours,
+                    var filtered = MatchingRuns(CSVReportStream(headers: !layout.noHeaders) { StandardOutput.writeOrEnd($0) }, flags: ours,
                                                 kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
+                    let notes = result.notes.filter { filtered.shows($0) }
                     filtered.base.finish()
-                    for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") }
+                    for note in notes { printError("pagestat: note: \(escapedName(note.description))") }
                 } else if format == .json {
                     let stream = JSONReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view) { writeOut($0) }
+                                                  view: options.view) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: result.notes)
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: notes)
                 } else {
                     let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { writeOut($0) }
+                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { StandardOutput.writeOrEnd($0) }
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
-                    filtered.base.finish(notes: layout.noHeaders ? [] : result.notes)
-                    if layout.noHeaders { for note in result.notes { printError("pagestat: note: \(escapedName(note.description))") } }
+                    let notes = result.notes.filter { filtered.shows($0) }
+                    filtered.base.finish(notes: layout.noHeaders ? [] : notes)
+                    if layout.noHeaders { for note in notes { printError("pagestat: note: \(escapedName(note.description))") } }
                 }
             }
         }

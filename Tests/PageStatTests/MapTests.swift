@@ -195,10 +195,13 @@ struct MapEndToEndTests {
         #expect(run.status == 0, "\(run.stderr)")
         let q = fixture.pages / 4
         let strip = String(repeating: "c", count: q) + String(repeating: "#", count: q) + String(repeating: "s", count: q)
-            + String(repeating: ".", count: q)
+            + String(repeating: "-", count: q)
         #expect(run.stdout.contains("\n" + strip + "\n"), "\(run.stdout)")
         #expect(run.stdout.contains("(\(fixture.pages) pages, 1 cell = 1 page)"))
         #expect(!run.stdout.contains("\u{1B}["))
+        // Pages never written are "-", which no strip ends in as "..." (read as cut short).
+        #expect(run.stdout.contains(" - none "), "\(run.stdout)")
+        #expect(!run.stdout.contains("..."), "\(run.stdout)")
         // In colour: coloured blanks, one colour sequence per stretch (blue cached, green present, red swapped, grey none).
         let coloured = try runPagestat(["map", String(fixture.pid), "--kind", "shmem", "--path", "memfd:", "--color", "always"])
         #expect(coloured.status == 0, "\(coloured.stderr)")
@@ -210,12 +213,12 @@ struct MapEndToEndTests {
         let narrow = try runPagestat(["map", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)", "--width", "32"])
         let half = q / 2
         #expect(narrow.stdout.contains("\n" + String(repeating: "c", count: half) + String(repeating: "#", count: half)
-                                       + String(repeating: "s", count: half) + String(repeating: ".", count: half) + "\n"))
+                                       + String(repeating: "s", count: half) + String(repeating: "-", count: half) + "\n"))
         // The file form: the memfd through the fixture's descriptor, from its own side (the
         // pages the fixture maps are in its page cache: cached).
         let file = try runPagestat(["map", "--file", try #require(fixture.paths["memfd"])])
         #expect(file.status == 0, "\(file.stderr)")
-        let fileStrip = String(repeating: "c", count: 2 * q) + String(repeating: "s", count: q) + String(repeating: ".", count: q)
+        let fileStrip = String(repeating: "c", count: 2 * q) + String(repeating: "s", count: q) + String(repeating: "-", count: q)
         #expect(file.stdout.contains("\n" + fileStrip + "\n"), "\(file.stdout)")
     }
 }

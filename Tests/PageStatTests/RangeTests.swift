@@ -4,6 +4,7 @@ import Testing
 @testable import PageStat
 @testable import PageStatCore
 @testable import PageStatLab
+import PageStatRender
 
 @Suite("Address ranges: whole pages, overflow-safe, errors that name the part")
 struct AddressRangeParsingTests {
@@ -20,12 +21,14 @@ struct AddressRangeParsingTests {
         #expect(try AddressRange(parsing: "0x1001+1", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
         #expect(try AddressRange(parsing: "0x1fff-0x2001", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x3000))
         #expect(try AddressRange(parsing: "100+5000", pageSize: 4096) == AddressRange(start: 0, end: 8192))
-        // /proc/PID/maps' own form: hexadecimal without 0x; bare digits alone stay decimal.
+        // START-END is hexadecimal, as /proc/PID/maps writes it, also when every digit is decimal.
         #expect(try AddressRange(parsing: "7f12a000-7f12c000", pageSize: 4096) == AddressRange(start: 0x7f12a000, end: 0x7f12c000))
         #expect(try AddressRange(parsing: "00400000-00452000", pageSize: 4096) == AddressRange(start: 0x400000, end: 0x452000))
         #expect(try AddressRange(parsing: "55d0be00a000-55d0be435000", pageSize: 4096)
                 == AddressRange(start: 0x55d0be00a000, end: 0x55d0be435000))
-        #expect(try AddressRange(parsing: "4096-8192", pageSize: 4096) == AddressRange(start: 4096, end: 8192))
+        #expect(try AddressRange(parsing: "10000000-10021000", pageSize: 4096) == AddressRange(start: 0x1000_0000, end: 0x1002_1000))
+        #expect(try AddressRange(parsing: "4096-8192", pageSize: 4096) == AddressRange(start: 0x4000, end: 0x9000))
+        #expect(try AddressRange(parsing: "0x1000-2000", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
         #expect(try AddressRange(parsing: "7f12a000+8K", pageSize: 4096) == AddressRange(start: 0x7f12a000, end: 0x7f12c000))
         #expect(try AddressRange(parsing: "4096+8K", pageSize: 4096) == AddressRange(start: 4096, end: 4096 + 8192))
         #expect(try AddressRange(parsing: "0x1000+4k", pageSize: 4096) == AddressRange(start: 0x1000, end: 0x2000))
@@ -46,15 +49,16 @@ struct AddressRangeParsingTests {
                 == "invalid range '0xfffffffffffff000+0xfff': length '0xfff': the end, rounded up to a whole page, passes the top of the address space (2^64)")
         #expect(message("1+18446744073709551615")
                 == "invalid range '1+18446744073709551615': length '18446744073709551615': START+LENGTH passes the top of the address space (2^64)")
-        #expect(message("zz-0x10") == "invalid range 'zz-0x10': start 'zz': not a number (0x-prefixed hex or decimal)")
-        #expect(message("0x10-0x2g") == "invalid range '0x10-0x2g': end '0x2g': not a number (0x-prefixed hex or decimal)")
-        #expect(message("0x10-4K") == "invalid range '0x10-4K': end '4K': not a number (0x-prefixed hex or decimal)")
+        #expect(message("zz-0x10") == "invalid range 'zz-0x10': start 'zz' is not hexadecimal (START-END is hexadecimal, as /proc/PID/maps writes it; for decimal write START+LENGTH)")
+        #expect(message("zz+0x10") == "invalid range 'zz+0x10': start 'zz': not a number (0x-prefixed hex or decimal)")
+        #expect(message("0x10-0x2g") == "invalid range '0x10-0x2g': end '0x2g' is not hexadecimal (START-END is hexadecimal, as /proc/PID/maps writes it; for decimal write START+LENGTH)")
+        #expect(message("0x10-4K") == "invalid range '0x10-4K': end '4K' is not hexadecimal (START-END is hexadecimal, as /proc/PID/maps writes it; for decimal write START+LENGTH)")
         #expect(message("0x3000-0x1000") == "invalid range '0x3000-0x1000': end '0x1000': must be greater than start '0x3000'")
         #expect(message("0x1000+0") == "invalid range '0x1000+0': length '0': must be greater than 0")
         #expect(message("0x1000+99999999999T") == "invalid range '0x1000+99999999999T': length '99999999999T': larger than 2^64 - 1")
         #expect(message("0x10000000000000000-0x1") == "invalid range '0x10000000000000000-0x1': start '0x10000000000000000': larger than 2^64 - 1")
-        #expect(message("12") == "invalid range '12': expected START-END or START+LENGTH (0x-prefixed hex or decimal; or START-END in hex as /proc/PID/maps writes it)")
-        #expect(message("7f12a000-7f12g000") == "invalid range '7f12a000-7f12g000': end '7f12g000': not a hexadecimal number (the range reads as /proc/PID/maps writes one: hex without 0x)")
+        #expect(message("12") == "invalid range '12': expected START-END (hexadecimal, as /proc/PID/maps writes it) or START+LENGTH (0x-prefixed hex or decimal)")
+        #expect(message("7f12a000-7f12g000") == "invalid range '7f12a000-7f12g000': end '7f12g000' is not hexadecimal (START-END is hexadecimal, as /proc/PID/maps writes it; for decimal write START+LENGTH)")
         #expect(message("7f12c000-7f12a000") == "invalid range '7f12c000-7f12a000': end '7f12a000': must be greater than start '7f12c000'")
         #expect(message("0x1000+\u{1b}[31m") == #"invalid range '0x1000+\e[31m': length '\e[31m': not a number (0x-prefixed hex or decimal)"#)
     }
@@ -120,7 +124,7 @@ struct RangeEndToEndTests {
         let pid = String(vanishing.pid)
         let pageSize = UInt64(TestEnvironment.pageSize)
         // The mapping and one page of the hole after it.
-        let over = try runPagestat(["raw", "--pid", pid, "--range", "\(vanishing.start)-\(vanishing.end + pageSize)"])
+        let over = try runPagestat(["raw", "--pid", pid, "--range", "\(hex(vanishing.start))-\(hex(vanishing.end + pageSize))"])
         #expect(over.status == 5)
         #expect(over.output.isEmpty)
         #expect(over.stderr == "pagestat: range \(AddressRange(start: vanishing.end, end: vanishing.end + pageSize)) is not mapped in process \(pid)\n")
@@ -130,7 +134,7 @@ struct RangeEndToEndTests {
         #expect(huge.output.isEmpty)
         #expect(huge.stderr.hasPrefix("pagestat: range 0x1000-0x"), "\(huge.stderr)")
         // Exactly the mapping: one entry per page.
-        let exact = try runPagestat(["raw", "--pid", pid, "--range", "\(vanishing.start)-\(vanishing.end)"])
+        let exact = try runPagestat(["raw", "--pid", pid, "--range", "\(hex(vanishing.start))-\(hex(vanishing.end))"])
         #expect(exact.status == 0, "\(exact.stderr)")
         #expect(exact.output.count == vanishing.pages * 8)
     }
@@ -169,7 +173,7 @@ struct RangeEndToEndTests {
         let vanishing = try VanishingFixture(pages: 4 * batch)
         defer { vanishing.stop() }
         let process = Process()
-        configure(process, pagestat: ["raw", "--pid", String(vanishing.pid), "--range", "\(vanishing.start)-\(vanishing.end)"],
+        configure(process, pagestat: ["raw", "--pid", String(vanishing.pid), "--range", "\(hex(vanishing.start))-\(hex(vanishing.end))"],
                   asUser: nil)
         let out = Pipe()
         let err = Pipe()

@@ -152,4 +152,8 @@ void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_si
 /// Glibc module leaves out): freed blocks up to these sizes stay in the heap for reuse.
 void CPagestat_keep_heap(size_t mmap_threshold, size_t trim_threshold);
 
+/// fflush(stdout), then ferror(stdout): 0, or the errno of stdio's standard output failing (EIO
+/// when none is known). stdout is a C global that Swift 6's strict concurrency refuses.
+int CPagestat_flush_stdout(void);
+
 #endif

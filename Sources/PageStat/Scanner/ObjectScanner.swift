@@ -34,6 +34,8 @@ public struct ObjectsReport: Sendable {
     public var objects: [SharedObject]
     public var unreadable: Int
     public var notes: [ScanNote]
+    /// The processes counted in `unreadable` and why, in pid order.
+    public var unreadableProcesses: [UnreadableProcess] = []
 }
 
 extension SystemScanner {
@@ -77,16 +79,16 @@ extension SystemScanner {
         var found: [ObjectID: Found] = [:]
         var sysvFound: [UInt64: Found] = [:]  // by shmid
         var unreadable = 0
+        var unreadableProcesses: [UnreadableProcess] = []
         for pid in ProcFS.pids() where pid != getpid() {
             let maps: [Mapping]
             do {
                 maps = try ProcMaps.read(pid: pid)
             } catch {
-                if ProcFS.processExists(pid) {
+                // A kernel thread has no memory to show; others are counted and named.
+                if case .noAddressSpace = error {} else if ProcFS.processExists(pid) {
                     unreadable += 1
-                    if case .permissionDenied = error {} else if case .noAddressSpace = error {} else {
-                        notes.add(.processMapsUnreadable(pid: pid, command: ProcFS.command(pid) ?? "?", error))
-                    }
+                    unreadableProcesses.append(UnreadableProcess(pid: pid, command: ProcFS.command(pid) ?? "?", reason: error))
                 }
                 continue
             }
@@ -159,7 +161,9 @@ extension SystemScanner {
                 holes: pages - min(pages, resident + swapped), users: users))
         }
         objects.sort { ($0.size, $1.path) > ($1.size, $0.path) }
-        return ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
+        var report = ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
+        report.unreadableProcesses = unreadableProcesses
+        return report
     }
 
     static func kind(of path: String) -> String {

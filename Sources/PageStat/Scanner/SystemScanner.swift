@@ -92,11 +92,28 @@ public struct ObjectTotals: Sendable, Hashable {
     }
 }
 
+/// A process that exists but whose address space (/proc/PID/maps, smaps or pagemap) could not
+/// be read, and why.
+public struct UnreadableProcess: Sendable, Hashable {
+    public var pid: Int32
+    /// Its comm (/proc/PID/comm), "?" when that could not be read either.
+    public var command: String
+    public var reason: PageStatError
+
+    public init(pid: Int32, command: String, reason: PageStatError) {
+        self.pid = pid
+        self.command = command
+        self.reason = reason
+    }
+}
+
 /// Every process on the machine, like procrank, with swapped shared memory counted.
 public struct TopReport: Sendable {
     public var processes: [ProcessUse]
     /// Processes that exist but could not be read (permission), counted, not dropped silently.
     public var unreadable: Int
+    /// Which they are and why, in pid order.
+    public var unreadableProcesses: [UnreadableProcess] = []
     /// Processes that went away while being scanned.
     public var vanished: Int
     public var privileged: Bool
@@ -190,7 +207,7 @@ public enum SystemScanner {
             var objects: [ObjectID: [ObjectMapping]] = [:]
             /// Objects processes hold open by descriptor (mapped or not), and their descriptors.
             var held: [ObjectID: [ObjectOpener]] = [:]
-            var unreadable = 0
+            var unreadable: [UnreadableProcess] = []
             var vanished = 0
             var done = 0
             var notes = Notes()
@@ -230,10 +247,9 @@ public enum SystemScanner {
                         for (id, fd) in held { state.held[id, default: []].append(.descriptor(pid: pid, fd: fd)) }
                     case .failure(.noSuchProcess), .failure(.processExited), .failure(.addressSpaceReplaced): state.vanished += 1
                     case .failure(.noAddressSpace): break  // kernel threads have no memory to show
-                    case .failure(.permissionDenied): state.unreadable += 1  // counted; without root there are many
                     case .failure(let error):
-                        state.unreadable += 1
-                        state.notes.add(.processUnreadable(pid: pid, command: ProcFS.command(pid) ?? "?", error))
+                        // Named with the reason; without root there are many.
+                        state.unreadable.append(UnreadableProcess(pid: pid, command: ProcFS.command(pid) ?? "?", reason: error))
                     }
                     progress?(state.done, pids.count)
                 }
@@ -408,8 +424,10 @@ public enum SystemScanner {
             state.processes[index].use.swap += swapped
         }
         objects.sort { ($0.swapped, $0.resident, $1.id) > ($1.swapped, $1.resident, $0.id) }
-        return TopReport(processes: state.processes, unreadable: state.unreadable, vanished: state.vanished,
-                         privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects, objectTotals: totals)
+        var report = TopReport(processes: state.processes, unreadable: state.unreadable.count, vanished: state.vanished,
+                               privileged: ProcFS.hasSysAdmin(), notes: state.notes.all, objects: objects, objectTotals: totals)
+        report.unreadableProcesses = state.unreadable.sorted { $0.pid < $1.pid }
+        return report
     }
 
     /// The devices whose regular files are shmem objects: every tmpfs mount this process sees
