@@ -110,6 +110,10 @@ int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *con
     return child;
 }
 
+int CPagestat_kcmp_vm(int a, int b) {
+    return (int)syscall(SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0);
+}
+
 int CPagestat_punch_hole(int fd, off_t offset, off_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }

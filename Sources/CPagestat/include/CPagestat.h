@@ -145,6 +145,10 @@ int CPagestat_pidfd_open(int pid);
 /// the parent, with the child's pid or -1, once the child has exec'd or exited.
 int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *const argv[]);
 
+/// kcmp(a, b, KCMP_VM, 0, 0) through the raw syscall (CONFIG_KCMP): 0 when the two processes
+/// share one address space (mm), 1, 2 or 3 when not, -1 with errno (ESRCH, EPERM, ENOSYS).
+int CPagestat_kcmp_vm(int a, int b);
+
 /// mremap(old, old_size, new_size, MREMAP_MAYMOVE) (variadic in glibc); MAP_FAILED with errno.
 void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size);
 

@@ -102,20 +102,25 @@ public final class ProcessScanner {
     }
 
     /// Opens both views of the address space between two looks at its fingerprint: equal
-    /// fingerprints mean no exec came between the opens. A process caught in the middle of an
+    /// fingerprints mean no exec came between the opens, and so does every process that shared
+    /// the address space before them (a vfork parent) sharing it still after them, where an
+    /// exec of the same program left the fingerprint equal. A process caught in the middle of an
     /// exec (its new layout still being set up, as right after posix_spawn returns) is given a
     /// few milliseconds to finish.
     static func openViews(_ handle: ProcessHandle) throws(PageStatError) -> Views {
         var attempt = 0
         while true {
             let before = try handle.identity()
+            let sharers = handle.addressSpaceSharers()
             let pagemap = try Pagemap(handle: handle)
             let maps = try handle.open("maps", what: "/proc/\(handle.pid)/maps (needs ptrace read access)")
-            let after: AddressSpaceIdentity?
+            var after: AddressSpaceIdentity?
             do { after = try handle.identity() } catch { try? maps.close(); throw error }
+            let stillShared = sharers.allSatisfy { handle.sharesAddressSpace(with: $0) != false }
             attempt += 1
             // No fingerprint yet is a layout still being set up, unless it stays so.
-            if before == after && (after != nil || attempt == 5) {
+            if before == after && stillShared && (after != nil || attempt == 5) {
+                after?.sharers = sharers
                 return Views(pagemap: pagemap, maps: maps, identity: after)
             }
             try? maps.close()
