@@ -396,7 +396,13 @@ public final class ProcessScanner {
             try checkAddressSpace()
             let now = try readMappings()
             if now.isEmpty { throw .processExited(pid: pid) }
-            for index in Self.changedMappings(reports.map(\.mapping), now: now) {
+            for (index, standing) in Self.standing(reports.map(\.mapping), now: now).enumerated() {
+                if let standing {
+                    // The same object under a new name (renamed, unlinked): opened by the name
+                    // maps gives it now, where it is opened by path.
+                    reports[index].mapping.path = now[standing].path
+                    continue
+                }
                 changedMappings.insert(wave[index].mapping)
                 let part = reports[index].scanned
                 reports[index].runs = [PageRun(start: part.start, pages: part.length / pageSize, state: .unknown, flags: [])]
@@ -486,21 +492,28 @@ public final class ProcessScanner {
         mapping.kind != .special && !(mapping.kind == .file && mapping.path.hasPrefix("/dev/"))
     }
 
-    /// Indices of `before` whose line no longer stands, exactly, in `now` (both in address order).
+    /// Indices of `before` whose line no longer stands in `now` (both in address order).
     /// A mapping stands when one mapping of `now` still covers all of it the same way: the same
-    /// permissions, object (device, inode, path) and offset at its start. One that only grew, or
-    /// merged with a new neighbour, still maps the same pages the same way; one unmapped, moved,
-    /// shrunk, reprotected or replaced does not.
+    /// permissions, object (device, inode) and offset at its start (`Mapping.covers`). One that
+    /// only grew, or merged with a new neighbour, or whose file was renamed, still maps the same
+    /// pages the same way; one unmapped, moved, shrunk, reprotected or replaced does not.
     static func changedMappings(_ before: [Mapping], now: [Mapping]) -> [Int] {
-        var changed: [Int] = []
+        let found = standing(before, now: now)
+        return found.indices.filter { found[$0] == nil }
+    }
+
+    /// For each mapping of `before`, the index of the mapping of `now` that covers it the same
+    /// way (see `changedMappings`), or nil where it changed.
+    static func standing(_ before: [Mapping], now: [Mapping]) -> [Int?] {
+        var found: [Int?] = []
+        found.reserveCapacity(before.count)
         var cursor = 0
-        for (index, mapping) in before.enumerated() {
+        for mapping in before {
             // The last mapping of `now` that starts at or below this one's start.
             while cursor + 1 < now.count && now[cursor + 1].range.start <= mapping.range.start { cursor += 1 }
-            if cursor < now.count && now[cursor].covers(mapping) { continue }
-            changed.append(index)
+            found.append(cursor < now.count && now[cursor].covers(mapping) ? cursor : nil)
         }
-        return changed
+        return found
     }
 
     private func makeWorker() -> PageTableWorker {
