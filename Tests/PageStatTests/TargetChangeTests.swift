@@ -11,6 +11,74 @@ import Testing
 /// between two reads of maps. Arranged on this very process, between the library's steps.
 @Suite("Target changes while it is read: replaced mappings, renamed files")
 struct TargetChangeTests {
+    /// The hostile case: half of a private mapping replaced (MAP_FIXED) by a memfd, written and
+    /// paged out, between two batches of `raw`. The stream ends before any entry of the memfd is
+    /// written (pagemap reads its swapped pages as 0, which `raw` would pass on as "not there").
+    @Test func rawEndsWhenAMappingIsReplacedWhileItReads() throws {
+        try #require(TestEnvironment.swapAndRoot, "needs root (map_files) and swap (MADV_PAGEOUT; see EnvironmentTests)")
+        let pages = 512, batch = 64
+        let pageSize = TestEnvironment.pageSize
+        let memory = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
+        memory.write(0..<pages)
+        let memfd = CPagestat_memfd_create("pagestat-replacing", 1 /* MFD_CLOEXEC */)
+        try #require(memfd >= 0)
+        defer { close(memfd) }
+        try #require(ftruncate(memfd, off_t(pages / 2 * pageSize)) == 0)
+        let half = UnsafeMutableRawPointer(bitPattern: UInt(memory.address) + UInt(pages / 2 * pageSize))!
+        let raw = try RawPagemap(pid: getpid(), batchPages: batch)
+        var entries: [UInt64] = []
+        var replaced = false
+        var message: String?
+        do throws(PageStatError) {
+            try raw.stream(memory.range) { (bytes: UnsafeRawBufferPointer) throws(PageStatError) in
+                entries += Array(bytes.bindMemory(to: UInt64.self))
+                guard !replaced else { return }
+                replaced = true
+                // While `raw` waits on its reader: the second half becomes the memfd's.
+                let mapped = mmap(half, pages / 2 * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0)
+                guard mapped == half else { return }
+                for page in 0..<pages / 2 { half.storeBytes(of: 0x77, toByteOffset: page * pageSize, as: UInt8.self) }
+                _ = try? ArrangedMemory.pageOut(half, length: pages / 2 * pageSize, mappingStart: UInt64(UInt(bitPattern: half)),
+                                                untilSwapped: pages / 2)
+            }
+        } catch {
+            guard case .objectChanged(let text) = error else { throw error }
+            message = text
+        }
+        #expect(replaced)
+        let text = try #require(message, "the stream went on over the replaced half")
+        #expect(text.contains("was replaced while it was read") && text.contains("/memfd:pagestat-replacing"), "\(text)")
+        // What was written is the private half's, entry for entry; nothing of the memfd's.
+        #expect(entries.count == pages / 2, "\(entries.count) entries written")
+        #expect(entries.allSatisfy { $0 & (RawPagemap.presentBit | RawPagemap.swapBit) != 0 })
+        // A fresh raw reads it whole and marks the memfd's paged-out pages swapped: the zeros
+        // pagemap gave the old stream there were wrong.
+        var fresh: [UInt64] = []
+        try RawPagemap(pid: getpid(), batchPages: batch).stream(memory.range) { (bytes: UnsafeRawBufferPointer) throws(PageStatError) in
+            fresh += Array(bytes.bindMemory(to: UInt64.self))
+        }
+        #expect(fresh.count == pages)
+        #expect(fresh[(pages / 2)...].contains { $0 & RawPagemap.swapBit != 0 && $0 & RawPagemap.presentBit == 0 })
+    }
+
+    /// The error of a replacement: the command exits 9 (an object changed while it was read)
+    /// with one line naming both mappings.
+    @Test func replacementFoundBetweenBatchesNamesBothMappings() {
+        func mapping(_ start: UInt64, _ end: UInt64, _ permissions: String, inode: UInt64, path: String) -> Mapping {
+            Mapping(range: AddressRange(start: start, end: end), permissions: permissions, offset: 0, deviceMajor: 0,
+                    deviceMinor: inode == 0 ? 0 : 1, inode: inode, path: path, kind: inode == 0 ? .privateAnon : .shmem)
+        }
+        let before = [mapping(0x10000, 0x30000, "rw-p", inode: 0, path: "")]
+        let now = [mapping(0x10000, 0x20000, "rw-p", inode: 0, path: ""),
+                   mapping(0x20000, 0x30000, "rw-s", inode: 7, path: "/memfd:x (deleted)")]
+        // The first half of the batch still stands; the second was replaced.
+        #expect(RawPagemap.replaced(in: AddressRange(start: 0x10000, end: 0x20000), before: before, now: now) == nil)
+        let found = RawPagemap.replaced(in: AddressRange(start: 0x18000, end: 0x28000), before: before, now: now)
+        #expect(found?.now.path == "/memfd:x (deleted)")
+        // Unmapped, not replaced: pagemap's 0 is the truth there (a note says so at the end).
+        #expect(RawPagemap.replaced(in: AddressRange(start: 0x20000, end: 0x30000), before: before, now: [now[0]]) == nil)
+    }
+
     /// A mapped file renamed (and then unlinked) between two reads of maps: the same mapping
     /// (device, inode, offset, range, permissions), only the path text changed.
     @Test func renamedFileIsTheSameMapping() throws {
