@@ -113,6 +113,7 @@ extension Pagestat {
             signal(SIGPIPE, SIG_IGN)
             try reportingErrors { () throws(PageStatError) in
                 let pageSize = UInt64(ProcFS.pageSize)
+                _ = try engineOption.loaded()
                 if let file {
                     try drawFile(file, pageSize: pageSize)
                     return

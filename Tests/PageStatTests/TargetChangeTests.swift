@@ -118,3 +118,64 @@ struct TargetChangeTests {
         withExtendedLifetime(memory) {}
     }
 }
+
+/// `--engine bpf` where the BPF engine cannot run: every command that takes `--engine` exits 7
+/// with one line naming what is missing, whatever the target holds, and writes nothing.
+@Suite("--engine bpf that cannot run: exit 7 on every command")
+struct EngineRefusalTests {
+    /// The commands that take --engine, on a target of shared anonymous memory (nothing that
+    /// unprivileged pagestat can open: before, the file side was never reached), a private
+    /// range and a /dev/shm file.
+    func commands(pid: Int32, shared: String, stack: String, file: String) -> [[String]] {
+        [["show", String(pid)], ["summary", String(pid)], ["map", String(pid)],
+         ["raw", "--pid", String(pid), "--range", shared], ["raw", "--pid", String(pid), "--range", stack],
+         ["map", "--file", file], ["file", file], ["objects"]].map { $0 + ["--engine", "bpf"] }
+    }
+
+    func target(asUser uid: UInt32?) throws -> (FixtureProcess, shared: String, stack: String) {
+        let fixture = try FixtureProcess(arguments: ["lab", "hold", "--vanish", "--pages", "64"], asUser: uid)
+        let start = UInt64(try #require(fixture.layout["start"] as? Int))
+        let stack = try #require(try ProcMaps.read(pid: fixture.pid).first { $0.path == "[stack]" }).range
+        return (fixture, "\(hex(start))+256K", "\(hex(stack.end - 0x1000))+4K")
+    }
+
+    func expectRefused(_ run: Run, _ command: [String], reason: String) {
+        #expect(run.status == 7, "\(command): exit \(run.status), \(run.stderr)")
+        #expect(run.stderr.hasPrefix("pagestat: ") && run.stderr.contains("not supported by this kernel: BPF page-cache reader: "),
+                "\(command): \(run.stderr)")
+        #expect(run.stderr.contains(reason), "\(command): the reason names what is missing: \(run.stderr)")
+        #expect(run.stderr.split(separator: "\n").count == 1, "\(command): one line: \(run.stderr)")
+        #expect(run.output.isEmpty, "\(command): nothing written")
+    }
+
+    @Test func withoutPrivilege() throws {
+        try #require(TestEnvironment.isRoot, "needs root to run pagestat as another user (see EnvironmentTests)")
+        let (fixture, shared, stack) = try target(asUser: 65534)
+        defer { fixture.stop() }
+        let file = "/dev/shm/pagestat-engine-refusal-user-\(getpid())"
+        try #require(FileManager.default.createFile(atPath: file, contents: Data(count: 4096), attributes: [.posixPermissions: 0o644]))
+        defer { unlink(file) }
+        for command in commands(pid: fixture.pid, shared: shared, stack: stack, file: file) {
+            expectRefused(try runPagestat(command, asUser: 65534), command, reason: "not permitted to load a BPF iterator")
+        }
+    }
+
+    /// As root on a host without libbpf: arranged in a mount namespace of the test's own, where
+    /// /dev/null is bind-mounted over libbpf.so.1's file.
+    @Test func asRootWithoutLibbpf() throws {
+        try #require(TestEnvironment.isRoot, "needs root (a mount namespace; see EnvironmentTests)")
+        let library = URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libbpf.so.1").resolvingSymlinksInPath().path
+        try #require(FileManager.default.fileExists(atPath: library), "\(library) is not there to hide")
+        let (fixture, shared, stack) = try target(asUser: nil)
+        defer { fixture.stop() }
+        let file = "/dev/shm/pagestat-engine-refusal-root-\(getpid())"
+        try #require(FileManager.default.createFile(atPath: file, contents: Data(count: 4096)))
+        defer { unlink(file) }
+        for command in commands(pid: fixture.pid, shared: shared, stack: stack, file: file) {
+            let quoted = ([TestEnvironment.pagestatPath] + command).map { "'\($0)'" }.joined(separator: " ")
+            let run = try runCommand("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c",
+                                                          "mount --bind /dev/null '\(library)' && exec \(quoted)"])
+            expectRefused(run, command, reason: "libbpf.so.1 could not be opened")
+        }
+    }
+}

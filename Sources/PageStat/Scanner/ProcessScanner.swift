@@ -207,6 +207,12 @@ public final class ProcessScanner {
         // lseeksSoFar is kept from one scan to the next of this scanner: `raw` scans batch by
         // batch, and its lseek calls add up to what makes the BPF engine pay.
         engine = options.engine
+        // `--engine bpf` that cannot load fails the scan with the reason, whether or not a
+        // mapping would have asked it (without root the file side is never reached).
+        if engine == .bpf && options.view == .truth && options.fileSide {
+            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+            if case .failure(let error) = bpfWalker! { throw error }
+        }
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).

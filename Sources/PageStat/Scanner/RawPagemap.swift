@@ -71,6 +71,8 @@ public final class RawPagemap {
         guard let range = range.pageAligned(pageSize: pageSize), !range.isEmpty else {
             throw .invalidInput("range \(range): empty, or its end rounds up past the top of the address space (2^64)")
         }
+        // `bpf` that cannot load fails with the reason, whether or not the range has shared memory.
+        if engine == .bpf && !kernelOnly { _ = try XArrayWalker.shared() }
         let mappings = try overlappingMappings(range)
         if let gap = Self.firstUnmapped(range, mappings) { throw .rangeNotMapped(pid: pid, range: gap) }
         pinnedMappings = mappings
