@@ -117,6 +117,47 @@ struct TargetChangeTests {
         #expect(ProcessScanner.changedMappings(before, now: try ours()) == [0])
         withExtendedLifetime(memory) {}
     }
+
+    /// The same during a scan: the file renamed while the scan hands on the mapping before it,
+    /// so that the next wave's read of maps names it anew. Its pages are still read, not
+    /// `unknown` with a "changed during the scan" note.
+    @Test func fileRenamedDuringAScanIsStillRead() throws {
+        let pages = 64
+        let pageSize = TestEnvironment.pageSize
+        let path = "/var/tmp/pagestat-rename-scan-\(getpid())"
+        let renamed = path + "-renamed"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        try #require(fd >= 0, "create \(path)")
+        defer { close(fd); unlink(path); unlink(renamed) }
+        try #require(ftruncate(fd, off_t(pages * pageSize)) == 0)
+        // Private memory, then the file right above it: two mappings, one wave each.
+        let memory = try ArrangedMemory(pages: 2 * pages, backing: .privateAnonymous)
+        memory.write(0..<pages)
+        let upper = UnsafeMutableRawPointer(bitPattern: UInt(memory.address) + UInt(pages * pageSize))!
+        try #require(mmap(upper, pages * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == upper)
+        for page in 0..<pages { upper.storeBytes(of: 0x42, toByteOffset: page * pageSize, as: UInt8.self) }
+
+        struct Renaming: ScanConsumer {
+            let from: String, to: String
+            var renamed = false
+            var runs: [PageRun] = []
+            mutating func begin(_ mapping: Mapping, scanned: AddressRange) {
+                if !renamed { renamed = rename(from, to) == 0 }
+            }
+            mutating func runs(_ runs: [PageRun]) { self.runs += runs }
+            mutating func end(use: MemoryUse?) {}
+        }
+        var consumer = Renaming(from: path, to: renamed)
+        var options = ScanOptions(range: memory.range, hugeAndZeroFlags: false)
+        options.wavePages = UInt64(pages)
+        let result = try ProcessScanner(pid: getpid()).scan(options, into: &consumer)
+        #expect(consumer.renamed)
+        #expect(!result.notes.contains { if case .mappingsChanged = $0 { true } else { false } }, "\(result.notes)")
+        let fileRuns = consumer.runs.filter { $0.start >= UInt64(UInt(bitPattern: upper)) }
+        #expect(fileRuns.reduce(0) { $0 + $1.pages } == UInt64(pages))
+        #expect(fileRuns.allSatisfy { $0.state == .present }, "\(fileRuns)")
+        withExtendedLifetime(memory) {}
+    }
 }
 
 /// `--engine bpf` where the BPF engine cannot run: every command that takes `--engine` exits 7
