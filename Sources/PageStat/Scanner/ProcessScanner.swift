@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPagestat
 import SystemPackage
 
 /// What to scan and how.
@@ -180,6 +181,46 @@ public final class ProcessScanner {
     /// replaced its address space with exec (the descriptors then read nothing).
     func vanished() -> PageStatError {
         handle.vanished(from: identity)
+    }
+
+    /// Whether PROCMAP_QUERY answers on the maps descriptor; nil until it was tried.
+    private var procmapQuery: Bool?
+
+    /// The mappings of the pinned address space now that overlap `range`, asked one VMA at a
+    /// time with PROCMAP_QUERY (Linux 6.11+) on the maps descriptor opened with pagemap: a few
+    /// ioctls instead of a read of all of maps. Their paths are empty (not asked for). Nil where
+    /// the kernel lacks it; throws what became of the address space if it is gone.
+    func mappings(overlapping range: AddressRange) throws(PageStatError) -> [Mapping]? {
+        guard procmapQuery != false else { return nil }
+        try checkAddressSpace()
+        var found: [Mapping] = []
+        var address = range.start
+        while address < range.end {
+            var query = CPagestat_procmap_query()
+            query.size = UInt64(MemoryLayout<CPagestat_procmap_query>.size)
+            query.query_flags = CPagestat_PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+            query.query_addr = address
+            guard CPagestat_procmap_query(maps.rawValue, &query) == 0 else {
+                let error = Errno(rawValue: errno)
+                if error == .noSuchFileOrDirectory { break }  // no mapping at or above
+                if procmapQuery == nil && (error.rawValue == ENOTTY || error == .invalidArgument) {
+                    procmapQuery = false
+                    return nil
+                }
+                if error == .noSuchProcess { throw vanished() }
+                throw .system(call: "ioctl(PROCMAP_QUERY) /proc/\(pid)/maps", errno: error)
+            }
+            procmapQuery = true
+            guard query.vma_start < range.end, query.vma_end > address else { break }
+            let flags = query.vma_flags
+            let permissions = (flags & 1 != 0 ? "r" : "-") + (flags & 2 != 0 ? "w" : "-")
+                + (flags & 4 != 0 ? "x" : "-") + (flags & 8 != 0 ? "s" : "p")
+            found.append(Mapping(range: AddressRange(start: query.vma_start, end: query.vma_end), permissions: permissions,
+                                 offset: query.vma_offset, deviceMajor: query.dev_major, deviceMinor: query.dev_minor,
+                                 inode: query.inode, path: "", kind: query.inode == 0 ? .privateAnon : .file))
+            address = query.vma_end
+        }
+        return found
     }
 
     /// The mappings of the pinned address space now, read through the maps descriptor opened

@@ -130,6 +130,10 @@ public final class RawPagemap {
     /// Throws `.objectChanged` if a mapping of `batch` was replaced since `stream` started.
     private func checkNotReplaced(_ batch: AddressRange) throws(PageStatError) {
         guard !batch.isEmpty else { return }
+        // Where PROCMAP_QUERY asks the batch's mappings alone, maps is read whole only to name
+        // a replacement it found.
+        if let queried = try scanner.mappings(overlapping: batch),
+           Self.replaced(in: batch, before: pinnedMappings, now: queried) == nil { return }
         guard let (was, now) = Self.replaced(in: batch, before: pinnedMappings, now: try scanner.currentMappings()) else { return }
         func line(_ mapping: Mapping) -> String {
             "\(mapping.range) \(mapping.permissions)\(mapping.path.isEmpty ? "" : " " + mapping.path)"
