@@ -26,7 +26,7 @@ extension Pagestat.Lab {
             pwrite()s, pages out (MADV_PAGEOUT) and guards parts of them, prints one JSON line \
             with their addresses (and the process's pid), and keeps them until standard input \
             closes. Needs swap for the paged-out parts. --map, --repeated-mappings, \
-            --hostile-name and --vanish arrange one special layout instead.
+            --hostile-name, --vanish and --vfork-exec arrange one special layout instead.
 
             Examples:
               # Hold the layouts while standard input stays open; scan them from elsewhere.
@@ -201,7 +201,10 @@ extension Pagestat.Lab {
             }
             let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
             defer { close(null) }
-            let child = CPagestat_vfork_exec_after_byte(0, null, argv[0], &argv)
+            // The path it was started by (the same string on the new stack), or, found through
+            // PATH, the executable itself.
+            let path = strchr(argv[0]!, 0x2f) != nil ? String(cString: argv[0]!) : "/proc/self/exe"
+            let child = CPagestat_vfork_exec_after_byte(0, null, path, &argv)
             guard child > 0 else { throw .system(call: "vfork", errno: .init(rawValue: errno)) }
             waitForEOF()
             var status: Int32 = 0
