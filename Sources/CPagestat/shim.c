@@ -111,6 +111,15 @@ int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *con
     return child;
 }
 
+int CPagestat_procmap_query(int fd, struct CPagestat_procmap_query *query) {
+    unsigned long request = (3UL << 30) | ((unsigned long)sizeof *query << 16) | ((unsigned long)'f' << 8) | 17UL;
+    return ioctl(fd, request, query);
+}
+
+int CPagestat_kcmp_vm(int a, int b) {
+    return (int)syscall(SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0);
+}
+
 int CPagestat_punch_hole(int fd, off_t offset, off_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }

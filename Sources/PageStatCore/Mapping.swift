@@ -186,12 +186,14 @@ public struct Mapping: Sendable, Hashable {
     public var isShared: Bool { permissions.hasSuffix("s") }
 
     /// Whether this mapping covers all of `other` and maps it the same way: the same permissions,
-    /// object and path, and (for an object: maps prints 0 for anonymous memory) the offset
-    /// `other` had at its start.
+    /// object (device and inode) and (for an object: maps prints 0 for anonymous memory) the
+    /// offset `other` had at its start. The path is not compared: it is the text maps prints
+    /// for the object now (a rename, an unlink's " (deleted)", a new anonymous name change it;
+    /// the mapping stays).
     public func covers(_ other: Mapping) -> Bool {
         range.start <= other.range.start && other.range.end <= range.end
             && permissions == other.permissions && deviceMajor == other.deviceMajor && deviceMinor == other.deviceMinor
-            && inode == other.inode && path == other.path
+            && inode == other.inode
             && (inode == 0 || offset &+ (other.range.start - range.start) == other.offset)
     }
 }

@@ -13,6 +13,13 @@ struct EngineOption: ParsableArguments {
         shared memory).
         """, valueName: "engine"))
     var engine: FileSideEngineChoice = .auto
+
+    /// The engine asked for; `bpf` loaded first, so that a command that writes as it goes fails
+    /// (exit 7, with the reason) before its first line when the BPF engine cannot run.
+    func loaded() throws(PageStatError) -> FileSideEngineChoice {
+        if engine == .bpf { _ = try XArrayWalker.shared() }
+        return engine
+    }
 }
 
 extension FileSideEngineChoice: ExpressibleByArgument {}

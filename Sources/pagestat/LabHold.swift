@@ -26,7 +26,7 @@ extension Pagestat.Lab {
             pwrite()s, pages out (MADV_PAGEOUT) and guards parts of them, prints one JSON line \
             with their addresses (and the process's pid), and keeps them until standard input \
             closes. Needs swap for the paged-out parts. --map, --repeated-mappings, \
-            --hostile-name and --vanish arrange one special layout instead.
+            --hostile-name, --vanish and --vfork-exec arrange one special layout instead.
 
             Examples:
               # Hold the layouts while standard input stays open; scan them from elsewhere.
@@ -62,6 +62,9 @@ extension Pagestat.Lab {
         @Flag(help: "Instead of the layouts, map --pages pages of shared memory followed by a 16-page hole; unmap them on an 'unmap' line on standard input.")
         var vanish = false
 
+        @Option(help: ArgumentHelp("Instead of the layouts (first): map --pages pages of private memory and write them, then vfork(2) a child that, still sharing them, waits for a byte on standard input and executes this program again with the same arguments but 'again' (with ASLR off, as under setarch -R, the same layout); that one (again) prints its pid and holds nothing.", valueName: "first|again"))
+        var vforkExec: String?
+
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
                 if let map {
@@ -72,6 +75,8 @@ extension Pagestat.Lab {
                     try hostileNames(hostileName)
                 } else if vanish {
                     try vanishing()
+                } else if let vforkExec {
+                    try vforkAndExec(vforkExec)
                 } else {
                     try arrange()
                 }
@@ -160,6 +165,51 @@ extension Pagestat.Lab {
                 }
                 line = []
             }
+        }
+
+        /// `first`: `pages` pages of private anonymous memory, written, and a vfork child sharing
+        /// them that execs this program with `again` once a byte arrives on standard input (its
+        /// pid: /proc/PID/task/PID/children). `again`: prints its pid. Both hold until EOF.
+        private func vforkAndExec(_ generation: String) throws(PageStatError) {
+            var json = JSONWriter()
+            json.beginObject()
+            json.field("pid", getpid())
+            guard generation == "first" else {
+                guard generation == "again" else { throw .invalidInput("--vfork-exec takes first or again") }
+                json.field("generation", generation)
+                json.endObject()
+                writeOut(json.output + "\n")
+                waitForEOF()
+                return
+            }
+            let memory = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
+            memory.write(0..<pages)
+            json.field("pages", pages)
+            json.field("start", memory.address)
+            json.endObject()
+            writeOut(json.output + "\n")
+            // The same arguments, the same lengths: only "first" becomes "again".
+            let argc = Int(CommandLine.argc)
+            var argv: [UnsafeMutablePointer<CChar>?] = (0..<argc).map { strdup(CommandLine.unsafeArgv[$0]!) }
+            argv.append(nil)
+            defer { for pointer in argv { free(pointer) } }
+            for index in 1..<argc {
+                let argument = String(cString: argv[index]!)
+                if argument == "--vfork-exec=first" || (argument == "first" && String(cString: argv[index - 1]!) == "--vfork-exec") {
+                    _ = strcpy(argv[index]! + argument.utf8.count - 5, "again")
+                }
+            }
+            let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            defer { close(null) }
+            // The path it was started by (the same string on the new stack), or, found through
+            // PATH, the executable itself.
+            let path = strchr(argv[0]!, 0x2f) != nil ? String(cString: argv[0]!) : "/proc/self/exe"
+            let child = CPagestat_vfork_exec_after_byte(0, null, path, &argv)
+            guard child > 0 else { throw .system(call: "vfork", errno: .init(rawValue: errno)) }
+            waitForEOF()
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            withExtendedLifetime(memory) {}
         }
 
         /// One memfd mapped `count` times: pages [0, P/2) written (at least one), [0, P/4) paged out.

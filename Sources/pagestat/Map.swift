@@ -112,6 +112,7 @@ extension Pagestat {
         func run() throws {
             try reportingErrors { () throws(PageStatError) in
                 let pageSize = UInt64(ProcFS.pageSize)
+                _ = try engineOption.loaded()
                 if let file {
                     try drawFile(file, pageSize: pageSize)
                     return

@@ -102,6 +102,48 @@ struct PinnedTargetTests {
         #expect(throws: PageStatError.addressSpaceReplaced(pid: child)) { try scanner.scan() }
     }
 
+    /// The hostile case: a vfork child that executes its parent's very program with ASLR off
+    /// gets its parent's layout (the fingerprint cannot tell), while descriptors pinned before
+    /// the exec go on reading the parent's address space, alive in the parent.
+    @Test func vforkChildThatExecsTheSameProgramWithASLROffIsReportedNotReadFromItsParent() throws {
+        let pages = 65536  // 256 MiB, written
+        let lab = Process()
+        lab.executableURL = URL(fileURLWithPath: "/usr/bin/setarch")
+        lab.arguments = ["-R", TestEnvironment.pagestatPath, "lab", "hold", "--vfork-exec", "first", "--pages", String(pages)]
+        let input = Pipe(), output = Pipe()
+        lab.standardInput = input
+        lab.standardOutput = output
+        try lab.run()
+        defer { try? input.fileHandleForWriting.close(); lab.waitUntilExit() }
+        let layout = try #require(try JSONSerialization.jsonObject(with: readLine(output)) as? [String: Any])
+        let parent = Int32(try #require(layout["pid"] as? Int))
+        let start = UInt64(try #require(layout["start"] as? Int))
+        let parentMemory = AddressRange(start: start, end: start + UInt64(pages * TestEnvironment.pageSize))
+        // The vfork child, waiting for a byte before it execs.
+        var child: Int32 = 0
+        #expect(waitUntil {
+            let listed = (try? ProcFS.readBytes("/proc/\(parent)/task/\(parent)/children", pid: parent, what: "children")) ?? []
+            child = Int32(String(decoding: listed, as: UTF8.self).split(separator: " ").first ?? "") ?? 0
+            return child > 0 && executable(child) != nil
+        }, "the lab never vforked")
+        // Pinned while it shares its parent's address space: then that is its memory.
+        let scanner = try ProcessScanner(pid: child)
+        let before = try #require(try ProcessHandle(pid: child).identity())
+        #expect(try scanner.scan(ScanOptions(range: AddressRange(start: start, end: start + 0x1000))).mappings.count == 1)
+        input.fileHandleForWriting.write(Data([0x0a]))
+        let execed = try #require(try JSONSerialization.jsonObject(with: readLine(output)) as? [String: Any])
+        #expect(execed["pid"] as? Int == Int(child) && execed["generation"] as? String == "again")
+        // The case as arranged: the new program's layout fingerprint is the old one.
+        try #require(try ProcessHandle(pid: child).identity()?.values == before.values,
+                     "the exec'd program's layout differs (ASLR on?): the case is not arranged")
+        #expect(throws: PageStatError.addressSpaceReplaced(pid: child)) { try scanner.scan() }
+        // A scan started now reads the child's own address space, not its parent's 256 MiB.
+        let fresh = try ProcessScanner(pid: child).scan()
+        #expect(!fresh.mappings.contains { $0.mapping.range.overlaps(parentMemory) })
+        let show = try runPagestat(["show", String(child), "--range", "0x\(String(start, radix: 16))+4K"])
+        #expect(show.status == 5, "\(show.stderr)")
+    }
+
     @Test func killedButNotReapedIsExitedNotUnknown() throws {
         let child = try ChildProcess(["/bin/sleep", "100"], captureOutput: false)
         defer { child.wait() }

@@ -145,6 +145,38 @@ int CPagestat_pidfd_open(int pid);
 /// the parent, with the child's pid or -1, once the child has exec'd or exited.
 int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *const argv[]);
 
+/// struct procmap_query (linux/fs.h, Linux 6.11+), declared here for older headers: one VMA of the
+/// address space a /proc/PID/maps descriptor is bound to.
+struct CPagestat_procmap_query {
+    uint64_t size;
+    uint64_t query_flags;
+    uint64_t query_addr;
+    uint64_t vma_start;
+    uint64_t vma_end;
+    uint64_t vma_flags;
+    uint64_t vma_page_size;
+    uint64_t vma_offset;
+    uint64_t inode;
+    uint32_t dev_major;
+    uint32_t dev_minor;
+    uint32_t vma_name_size;
+    uint32_t build_id_size;
+    uint64_t vma_name_addr;
+    uint64_t build_id_addr;
+};
+_Static_assert(sizeof(struct CPagestat_procmap_query) == 104, "procmap_query is 104 bytes");
+
+/// PROCMAP_QUERY query_flags: the VMA covering query_addr, or the next one above it.
+static const uint64_t CPagestat_PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10;
+
+/// ioctl(fd, PROCMAP_QUERY, query) on a /proc/PID/maps descriptor (_IOWR('f', 17, ...)):
+/// 0, or -1 with errno (ENOENT: no VMA there; ENOTTY or EINVAL: a kernel before 6.11).
+int CPagestat_procmap_query(int fd, struct CPagestat_procmap_query *query);
+
+/// kcmp(a, b, KCMP_VM, 0, 0) through the raw syscall (CONFIG_KCMP): 0 when the two processes
+/// share one address space (mm), 1, 2 or 3 when not, -1 with errno (ESRCH, EPERM, ENOSYS).
+int CPagestat_kcmp_vm(int a, int b);
+
 /// mremap(old, old_size, new_size, MREMAP_MAYMOVE) (variadic in glibc); MAP_FAILED with errno.
 void *CPagestat_mremap_maymove(void *old_address, size_t old_size, size_t new_size);
 

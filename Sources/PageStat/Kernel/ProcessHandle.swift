@@ -11,7 +11,9 @@ import SystemPackage
 ///
 /// Descriptors of `/proc/PID/maps` and `/proc/PID/pagemap` hold the address space (the mm) that
 /// the process had when they were opened. After an exec they read nothing; after a vfork
-/// child's exec they go on reading the parent's. `identity()` tells such a switch.
+/// child's exec they go on reading the parent's. `identity()` tells a switch to another
+/// layout; `addressSpaceSharers()` and kcmp(2) tell one that the exec kept equal (the same
+/// program, ASLR off).
 public final class ProcessHandle: Sendable {
     public let pid: Int32
     /// pidfd_open(2); nil where the kernel lacks it or the pid is not a thread-group leader.
@@ -119,12 +121,46 @@ public final class ProcessHandle: Sendable {
     }
 
     /// Throws what became of the process if it no longer has the address space `expected` (its
-    /// fingerprint when the views were opened): it exited, or it executed a new program.
+    /// fingerprint when the views were opened): it exited, or it executed a new program. Where
+    /// the address space was shared with other processes (`expected.sharers`), it must still be
+    /// shared with each of them that lives: an exec replaces the mm, whatever the new layout.
     package func checkAddressSpace(_ expected: AddressSpaceIdentity?) throws(PageStatError) {
         if hasExited { throw .processExited(pid: pid) }
         let now: AddressSpaceIdentity?
         do { now = try identity() } catch { throw hasExited ? .processExited(pid: pid) : error }
-        if now != expected { throw .addressSpaceReplaced(pid: pid) }
+        if now?.values != expected?.values { throw .addressSpaceReplaced(pid: pid) }
+        for sharer in expected?.sharers ?? [] where sharesAddressSpace(with: sharer) == false {
+            throw hasExited ? .processExited(pid: pid) : .addressSpaceReplaced(pid: pid)
+        }
+    }
+
+    /// Whether `other` has this process's address space (mm), by kcmp(2) KCMP_VM; nil where
+    /// kcmp cannot tell (either process gone, no ptrace read access, a kernel without
+    /// CONFIG_KCMP).
+    package func sharesAddressSpace(with other: Int32) -> Bool? {
+        let order = CPagestat_kcmp_vm(other, pid)
+        return order < 0 ? nil : order == 0
+    }
+
+    /// The other processes (not threads of this one) that share its address space: clone(2)
+    /// with CLONE_VM and without CLONE_THREAD, as a vfork child shares its parent's until it
+    /// execs. The pinned descriptors keep such an address space alive after this process
+    /// replaced its own, so only kcmp(2) against a sharer tells the replacement when the new
+    /// layout is the old one (the same program, ASLR off). Looks at the parent (field 4 of
+    /// /proc/PID/stat) and the children (/proc/PID/task/PID/children, CONFIG_PROC_CHILDREN).
+    package func addressSpaceSharers() -> [Int32] {
+        var candidates: [Int32] = []
+        if let stat = try? readBytes("stat"), let close = stat.lastIndex(of: 0x29) {
+            let fields = stat[(close + 1)...].split(separator: 0x20)
+            // fields[0] is field 3 (state), fields[1] field 4 (ppid).
+            if fields.count > 1, let parent = ASCIINumber.parse(fields[1]), parent > 0 { candidates.append(Int32(parent)) }
+        }
+        if let children = try? readBytes("task/\(pid)/children") {
+            for child in children.split(whereSeparator: { $0 == 0x20 || $0 == 0x0a }) {
+                if let value = ASCIINumber.parse(child), value > 0, value <= UInt64(Int32.max) { candidates.append(Int32(value)) }
+            }
+        }
+        return candidates.filter { sharesAddressSpace(with: $0) == true }
     }
 
     /// What became of an address space that a read found gone (the descriptors read nothing):
@@ -138,6 +174,9 @@ public final class ProcessHandle: Sendable {
 /// The fixed layout points of one address space, from `/proc/PID/stat` (see `ProcessHandle`).
 public struct AddressSpaceIdentity: Sendable, Hashable {
     public var values: [UInt64]
+    /// The other processes that shared the address space when it was pinned
+    /// (`ProcessHandle.addressSpaceSharers`); empty from a stat line.
+    public var sharers: [Int32] = []
 
     /// Parses a stat line; nil when the layout fields are all zero (hidden or no mm).
     public init?(stat: [UInt8]) {

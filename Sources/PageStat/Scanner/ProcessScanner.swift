@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPagestat
 import SystemPackage
 
 /// What to scan and how.
@@ -102,20 +103,25 @@ public final class ProcessScanner {
     }
 
     /// Opens both views of the address space between two looks at its fingerprint: equal
-    /// fingerprints mean no exec came between the opens. A process caught in the middle of an
+    /// fingerprints mean no exec came between the opens, and so does every process that shared
+    /// the address space before them (a vfork parent) sharing it still after them, where an
+    /// exec of the same program left the fingerprint equal. A process caught in the middle of an
     /// exec (its new layout still being set up, as right after posix_spawn returns) is given a
     /// few milliseconds to finish.
     static func openViews(_ handle: ProcessHandle) throws(PageStatError) -> Views {
         var attempt = 0
         while true {
             let before = try handle.identity()
+            let sharers = handle.addressSpaceSharers()
             let pagemap = try Pagemap(handle: handle)
             let maps = try handle.open("maps", what: "/proc/\(handle.pid)/maps (needs ptrace read access)")
-            let after: AddressSpaceIdentity?
+            var after: AddressSpaceIdentity?
             do { after = try handle.identity() } catch { try? maps.close(); throw error }
+            let stillShared = sharers.allSatisfy { handle.sharesAddressSpace(with: $0) != false }
             attempt += 1
             // No fingerprint yet is a layout still being set up, unless it stays so.
-            if before == after && (after != nil || attempt == 5) {
+            if before == after && stillShared && (after != nil || attempt == 5) {
+                after?.sharers = sharers
                 return Views(pagemap: pagemap, maps: maps, identity: after)
             }
             try? maps.close()
@@ -177,6 +183,46 @@ public final class ProcessScanner {
         handle.vanished(from: identity)
     }
 
+    /// Whether PROCMAP_QUERY answers on the maps descriptor; nil until it was tried.
+    private var procmapQuery: Bool?
+
+    /// The mappings of the pinned address space now that overlap `range`, asked one VMA at a
+    /// time with PROCMAP_QUERY (Linux 6.11+) on the maps descriptor opened with pagemap: a few
+    /// ioctls instead of a read of all of maps. Their paths are empty (not asked for). Nil where
+    /// the kernel lacks it; throws what became of the address space if it is gone.
+    func mappings(overlapping range: AddressRange) throws(PageStatError) -> [Mapping]? {
+        guard procmapQuery != false else { return nil }
+        try checkAddressSpace()
+        var found: [Mapping] = []
+        var address = range.start
+        while address < range.end {
+            var query = CPagestat_procmap_query()
+            query.size = UInt64(MemoryLayout<CPagestat_procmap_query>.size)
+            query.query_flags = CPagestat_PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+            query.query_addr = address
+            guard CPagestat_procmap_query(maps.rawValue, &query) == 0 else {
+                let error = Errno(rawValue: errno)
+                if error == .noSuchFileOrDirectory { break }  // no mapping at or above
+                if procmapQuery == nil && (error.rawValue == ENOTTY || error == .invalidArgument) {
+                    procmapQuery = false
+                    return nil
+                }
+                if error == .noSuchProcess { throw vanished() }
+                throw .system(call: "ioctl(PROCMAP_QUERY) /proc/\(pid)/maps", errno: error)
+            }
+            procmapQuery = true
+            guard query.vma_start < range.end, query.vma_end > address else { break }
+            let flags = query.vma_flags
+            let permissions = (flags & 1 != 0 ? "r" : "-") + (flags & 2 != 0 ? "w" : "-")
+                + (flags & 4 != 0 ? "x" : "-") + (flags & 8 != 0 ? "s" : "p")
+            found.append(Mapping(range: AddressRange(start: query.vma_start, end: query.vma_end), permissions: permissions,
+                                 offset: query.vma_offset, deviceMajor: query.dev_major, deviceMinor: query.dev_minor,
+                                 inode: query.inode, path: "", kind: query.inode == 0 ? .privateAnon : .file))
+            address = query.vma_end
+        }
+        return found
+    }
+
     /// The mappings of the pinned address space now, read through the maps descriptor opened
     /// with pagemap (for `raw`, which reads pagemap itself); throws what became of it if gone.
     func currentMappings() throws(PageStatError) -> [Mapping] {
@@ -202,6 +248,12 @@ public final class ProcessScanner {
         // lseeksSoFar is kept from one scan to the next of this scanner: `raw` scans batch by
         // batch, and its lseek calls add up to what makes the BPF engine pay.
         engine = options.engine
+        // `--engine bpf` that cannot load fails the scan with the reason, whether or not a
+        // mapping would have asked it (without root the file side is never reached).
+        if engine == .bpf && options.view == .truth && options.fileSide {
+            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+            if case .failure(let error) = bpfWalker! { throw error }
+        }
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -391,7 +443,13 @@ public final class ProcessScanner {
             try checkAddressSpace()
             let now = try readMappings()
             if now.isEmpty { throw .processExited(pid: pid) }
-            for index in Self.changedMappings(reports.map(\.mapping), now: now) {
+            for (index, standing) in Self.standing(reports.map(\.mapping), now: now).enumerated() {
+                if let standing {
+                    // The same object under a new name (renamed, unlinked): opened by the name
+                    // maps gives it now, where it is opened by path.
+                    reports[index].mapping.path = now[standing].path
+                    continue
+                }
                 changedMappings.insert(wave[index].mapping)
                 let part = reports[index].scanned
                 reports[index].runs = [PageRun(start: part.start, pages: part.length / pageSize, state: .unknown, flags: [])]
@@ -481,21 +539,28 @@ public final class ProcessScanner {
         mapping.kind != .special && !(mapping.kind == .file && mapping.path.hasPrefix("/dev/"))
     }
 
-    /// Indices of `before` whose line no longer stands, exactly, in `now` (both in address order).
+    /// Indices of `before` whose line no longer stands in `now` (both in address order).
     /// A mapping stands when one mapping of `now` still covers all of it the same way: the same
-    /// permissions, object (device, inode, path) and offset at its start. One that only grew, or
-    /// merged with a new neighbour, still maps the same pages the same way; one unmapped, moved,
-    /// shrunk, reprotected or replaced does not.
+    /// permissions, object (device, inode) and offset at its start (`Mapping.covers`). One that
+    /// only grew, or merged with a new neighbour, or whose file was renamed, still maps the same
+    /// pages the same way; one unmapped, moved, shrunk, reprotected or replaced does not.
     static func changedMappings(_ before: [Mapping], now: [Mapping]) -> [Int] {
-        var changed: [Int] = []
+        let found = standing(before, now: now)
+        return found.indices.filter { found[$0] == nil }
+    }
+
+    /// For each mapping of `before`, the index of the mapping of `now` that covers it the same
+    /// way (see `changedMappings`), or nil where it changed.
+    static func standing(_ before: [Mapping], now: [Mapping]) -> [Int?] {
+        var found: [Int?] = []
+        found.reserveCapacity(before.count)
         var cursor = 0
-        for (index, mapping) in before.enumerated() {
+        for mapping in before {
             // The last mapping of `now` that starts at or below this one's start.
             while cursor + 1 < now.count && now[cursor + 1].range.start <= mapping.range.start { cursor += 1 }
-            if cursor < now.count && now[cursor].covers(mapping) { continue }
-            changed.append(index)
+            found.append(cursor < now.count && now[cursor].covers(mapping) ? cursor : nil)
         }
-        return changed
+        return found
     }
 
     private func makeWorker() -> PageTableWorker {

@@ -12,7 +12,11 @@ import Glibc
 /// - Every other entry is the kernel's own, bit for bit. That includes shared pages in memory but
 ///   not mapped by the process (`cached`): the patch only looked for swap entries, so they stay 0.
 /// - Every page of the range must be mapped when it starts; a mapping that goes away while it
-///   reads gives what the kernel gives for unmapped pages (0) from then on.
+///   reads gives what the kernel gives for unmapped pages (0) from then on. A mapping replaced
+///   by another one while it reads (mmap MAP_FIXED, mremap onto it) ends the stream with
+///   `.objectChanged` before a batch of the other mapping's entries is written: maps, read
+///   again through the pinned descriptor after every batch, must still cover the batch with
+///   the mappings it had at the start (the same object, offset and permissions).
 ///
 /// How: pagemap is read in large batches. In a shmem mapping (shared anonymous, memfd, tmpfs,
 /// SysV), the entries that the kernel left neither present (bit 63) nor swapped (bit 62) and
@@ -36,6 +40,8 @@ public final class RawPagemap {
     private let scanner: ProcessScanner
     private let engine: FileSideEngineChoice
     private let buffer: UnsafeMutableBufferPointer<UInt64>
+    /// The mappings of the range when `stream` started, which every batch is checked against.
+    private var pinnedMappings: [Mapping] = []
 
     /// Receives the entries, a batch at a time, as raw bytes.
     public typealias Sink = (UnsafeRawBufferPointer) throws(PageStatError) -> Void
@@ -65,8 +71,11 @@ public final class RawPagemap {
         guard let range = range.pageAligned(pageSize: pageSize), !range.isEmpty else {
             throw .invalidInput("range \(range): empty, or its end rounds up past the top of the address space (2^64)")
         }
+        // `bpf` that cannot load fails with the reason, whether or not the range has shared memory.
+        if engine == .bpf && !kernelOnly { _ = try XArrayWalker.shared() }
         let mappings = try overlappingMappings(range)
         if let gap = Self.firstUnmapped(range, mappings) { throw .rangeNotMapped(pid: pid, range: gap) }
+        pinnedMappings = mappings
         var written: UInt64 = 0
         var cursor = range.start
         var complete = true
@@ -98,6 +107,38 @@ public final class RawPagemap {
             if cursor >= range.end { return nil }
         }
         return cursor < range.end ? AddressRange(start: cursor, end: range.end) : nil
+    }
+
+    /// The first mapping of `before` that lies in `batch` and that `now` maps otherwise, with what
+    /// `now` maps there instead: a replacement, not an unmapping (where nothing of `now`
+    /// overlaps it, pagemap's 0 is the truth for unmapped pages). Both in address order.
+    static func replaced(in batch: AddressRange, before: [Mapping], now: [Mapping]) -> (was: Mapping, now: Mapping)? {
+        let current = now.filter { $0.range.overlaps(batch) }
+        for mapping in before where mapping.range.overlaps(batch) {
+            for other in current where other.range.overlaps(mapping.range) {
+                // The pages both hold in this batch must be mapped by `other` as they were.
+                var part = mapping
+                part.range = mapping.range.clamped(to: batch).clamped(to: other.range)
+                guard !part.range.isEmpty else { continue }
+                part.offset = mapping.offset &+ (part.range.start - mapping.range.start)
+                if !other.covers(part) { return (mapping, other) }
+            }
+        }
+        return nil
+    }
+
+    /// Throws `.objectChanged` if a mapping of `batch` was replaced since `stream` started.
+    private func checkNotReplaced(_ batch: AddressRange) throws(PageStatError) {
+        guard !batch.isEmpty else { return }
+        // Where PROCMAP_QUERY asks the batch's mappings alone, maps is read whole only to name
+        // a replacement it found.
+        if let queried = try scanner.mappings(overlapping: batch),
+           Self.replaced(in: batch, before: pinnedMappings, now: queried) == nil { return }
+        guard let (was, now) = Self.replaced(in: batch, before: pinnedMappings, now: try scanner.currentMappings()) else { return }
+        func line(_ mapping: Mapping) -> String {
+            "\(mapping.range) \(mapping.permissions)\(mapping.path.isEmpty ? "" : " " + mapping.path)"
+        }
+        throw .objectChanged("the mapping \(line(was)) of process \(pid) was replaced while it was read (now \(line(now))): its entries from 0x\(String(batch.start, radix: 16)) on would be another mapping's, so they are not written; read it again")
     }
 
     /// The mappings of the pinned address space (the one pagemap is read from) overlapping `range`.
@@ -253,6 +294,8 @@ public final class RawPagemap {
             } catch .noSuchProcess, .processExited {
                 throw scanner.vanished()
             }
+            // Read from the mappings the range had at the start, or the batch is not written.
+            try checkNotReplaced(AddressRange(start: address, end: address + UInt64(got) * pageSize))
             let batch = UnsafeMutableBufferPointer(rebasing: buffer[0..<got])
             try mark(batch, address)
             try sink(UnsafeRawBufferPointer(batch))
