@@ -4,6 +4,7 @@ import Logging
 import PageStat
 import HummingbirdCore
 import HummingbirdTLS
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -78,7 +79,7 @@ struct Exporter: AsyncParsableCommand {
     @Option(help: "Seconds a connection may stay idle (no request, or half a request) before it is closed.")
     var idleTimeout: Double = 30
 
-    @Option(help: "Connections served at once; more wait in the listen backlog. Kept well below RLIMIT_NOFILE so scans have descriptors.")
+    @Option(help: "Connections open at once; one more is closed at once. Kept well below RLIMIT_NOFILE so scans have descriptors.")
     var maxConnections: Int = 64
 
     @Flag(help: "Also export PSS (pagestat_pss_bytes): a /proc/kpagecount read per scattered present page (once a scan for a page several processes map), about half a scan's cost.")
@@ -143,7 +144,9 @@ struct Exporter: AsyncParsableCommand {
         }
         var logger = Logger(label: "pagestat-exporter")
         logger.logLevel = .warning
-        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9))))
+        let connections = ConnectionLimit(maxConnections)
+        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ConnectionLimitHandler(connections)],
+                                                                 idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9))))
         let server: HTTPServerBuilder
         if web.tls {
             do { server = try .tls(http1, tlsConfiguration: try web.tlsConfiguration()) } catch {
@@ -158,8 +161,7 @@ struct Exporter: AsyncParsableCommand {
         let app = Application(
             responder: responder,
             server: server,
-            configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: "pagestat-exporter",
-                                                    availableConnectionsDelegate: MaximumAvailableConnections(maxConnections)),
+            configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: "pagestat-exporter"),
             onServerRunning: { channel in
                 var served = listen
                 if let address = channel.localAddress, let ip = address.ipAddress, let port = address.port {
@@ -171,6 +173,40 @@ struct Exporter: AsyncParsableCommand {
         )
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         printError("pagestat-exporter: stopped")
+    }
+}
+
+/// The connections open now, and how many may be.
+final class ConnectionLimit: Sendable {
+    let limit: Int
+    let open = Atomic<Int>(0)
+
+    init(_ limit: Int) { self.limit = limit }
+}
+
+/// Closes a connection at once when `limit` others are open: a flood of idle clients costs the
+/// exporter at most `limit` descriptors, never those a scan needs. (Pausing accept(2) instead,
+/// as Hummingbird's MaximumAvailableConnections does, left the first connection accepted after
+/// the pause unserved until the idle timeout.)
+final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Never
+    private let connections: ConnectionLimit
+    private var counted = false
+
+    init(_ connections: ConnectionLimit) { self.connections = connections }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if connections.open.wrappingAdd(1, ordering: .relaxed).newValue > connections.limit {
+            connections.open.wrappingSubtract(1, ordering: .relaxed)
+            context.close(promise: nil)
+        } else {
+            counted = true
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if counted { connections.open.wrappingSubtract(1, ordering: .relaxed) }
+        counted = false
     }
 }
 

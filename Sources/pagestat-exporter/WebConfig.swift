@@ -30,7 +30,11 @@ struct WebConfig: Sendable {
     static func load(_ path: String) throws(Invalid) -> WebConfig {
         let text = try readText(path)
         let root: Any?
-        do { root = try Yams.load(yaml: text) } catch { throw Invalid(description: "\(path): not YAML: \(error)") }
+        do { root = try Yams.load(yaml: text) } catch {
+            // Yams's message quotes the line and marks the column on lines of their own: the first two say it.
+            let said = "\(error)".split(separator: "\n").prefix(2).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ": ")
+            throw Invalid(description: "\(path): not YAML: \(said)")
+        }
         guard let root else { return WebConfig() }  // an empty file: no TLS, no authentication
         guard let top = root as? [String: Any] else { throw Invalid(description: "\(path): expected a mapping at the top") }
         var config = WebConfig()

@@ -28,7 +28,10 @@ final class ExporterProcess {
         if let uid {
             command = ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all"]
         }
-        command += [exporterPath, "--listen", listen] + arguments
+        // A scan on a loaded machine can take longer than the default deadline (8 s): tests
+        // that do not test the deadline wait for their scan.
+        let deadline = arguments.contains("--scan-deadline") ? [] : ["--scan-deadline", "300"]
+        command += [exporterPath, "--listen", listen] + deadline + arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         process.standardError = errors
@@ -173,7 +176,7 @@ struct ExporterTests {
     }
 
     @Test func concurrentScrapesShareOneScan() throws {
-        let exporter = try ExporterProcess(["--min-interval", "600"])
+        let exporter = try ExporterProcess(["--min-interval", "600", "--max-connections", "256"])
         defer { exporter.stop() }
         // 200 connections, every request sent before any response is read: all pending at once.
         let connections = (0..<200).map { _ in connectLoopback(exporter.port) }
