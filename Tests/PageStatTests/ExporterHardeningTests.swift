@@ -75,6 +75,26 @@ struct ExporterHardeningTests {
         #expect(try sampleValue(answer.body, "pagestat_exporter_scan_timeouts_total") == 0)
         #expect(try sampleValue(answer.body, "pagestat_exporter_last_scan_age_seconds") ?? 99 < 5)
         #expect(try sampleValue(answer.body, "pagestat_exporter_scan_running_seconds") == 0)
+        // The whole exposition, the exporter's own series included, as Prometheus's own linter reads it.
+        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("ExporterHardeningTests: NOT RUN: promtool check metrics: promtool is not installed (Debian's prometheus package)")
+            if TestEnvironment.isCI { Issue.record("under CI promtool must check the exporter's exposition") }
+            return
+        }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: promtool)
+        check.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        check.standardInput = input
+        check.standardOutput = output
+        check.standardError = output
+        try check.run()
+        input.fileHandleForWriting.write(Data(answer.body.utf8))
+        try input.fileHandleForWriting.close()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0 && said.isEmpty, "\(said)")
     }
 
     /// An exporter held to 512 descriptors (prlimit(1)), flooded by 1500 idle connections from
