@@ -75,9 +75,9 @@ echo "processes on the machine: $(ls -d /proc/[0-9]* | wc -l); load: $(cut -d' '
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# The exporter, every scrape a scan: as it runs by default (no PSS), then with --pss.
+# The exporter, every scrape a scan waited for (--scan-deadline 300): as it runs by default (no PSS), then with --pss.
 for flags in "" "--pss"; do
-    "$BIN/pagestat-exporter" --listen 127.0.0.1:0 --min-interval 0 --objects 20 $flags 2> "$work/exporter.err" &
+    "$BIN/pagestat-exporter" --listen 127.0.0.1:0 --min-interval 0 --scan-deadline 300 --objects 20 $flags 2> "$work/exporter.err" &
     exporter=$!
     for _ in $(seq 50); do grep -q serving "$work/exporter.err" && break; sleep 0.1; done
     port=$(grep -o '127.0.0.1:[0-9]*' "$work/exporter.err" | head -1 | cut -d: -f2)

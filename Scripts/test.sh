@@ -81,6 +81,23 @@ else
     echo "test.sh: WARNING: not root: prometheus is not installed if missing; the end-to-end exporter test will be reported as NOT RUN" >&2
 fi
 
+# The exporter's TLS and basic-auth tests make a self-signed certificate with openssl and bcrypt
+# hashes with htpasswd (Debian's apache2-utils), and scrape with curl: as root, install them when
+# missing; without them those tests are reported as NOT RUN.
+web_tools=()
+command -v openssl > /dev/null || web_tools+=(openssl)
+command -v htpasswd > /dev/null || web_tools+=(apache2-utils)
+command -v curl > /dev/null || web_tools+=(curl)
+if [ ${#web_tools[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing ${web_tools[*]} for the exporter's TLS and basic-auth tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${web_tools[@]}" > /dev/null
+    else
+        echo "test.sh: WARNING: ${web_tools[*]} missing and not root: the exporter's TLS and basic-auth tests will be reported as NOT RUN" >&2
+    fi
+fi
+
 swift build
 
 # The README's library example, built as a user would: in a package of its own that depends on

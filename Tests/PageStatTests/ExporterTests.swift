@@ -15,39 +15,46 @@ var exporterPath: String {
 final class ExporterProcess {
     let process = Process()
     let port: Int
+    /// Where it said it serves: `http://127.0.0.1:PORT/metrics`, `https://[::1]:PORT/metrics`.
+    let url: String
     /// What it printed before it served: the lines about missing privilege.
     private(set) var startLines: [String] = []
     private let errors = Pipe()
 
-    /// Starts the exporter; as another user without capabilities (setpriv(1)) when `uid` is given.
-    init(_ arguments: [String], asUser uid: UInt32? = nil) throws {
+    /// Starts the exporter listening on `listen`; as another user without capabilities
+    /// (setpriv(1)) when `uid` is given, or through `wrapper` (a command that runs the rest).
+    init(_ arguments: [String], asUser uid: UInt32? = nil, listen: String = "127.0.0.1:0", wrapper: [String] = []) throws {
+        var command = wrapper
         if let uid {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all", exporterPath,
-                                 "--listen", "127.0.0.1:0"] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: exporterPath)
-            process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+            command = ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all"]
         }
+        // A scan on a loaded machine can take longer than the default deadline (8 s): tests
+        // that do not test the deadline wait for their scan.
+        let deadline = arguments.contains("--scan-deadline") ? [] : ["--scan-deadline", "300"]
+        command += [exporterPath, "--listen", listen] + deadline + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         // Lines about missing privilege may come first; then the address it serves.
-        var port: Int?
+        var url: String?
         for _ in 0..<20 {
             let line = String(decoding: readLine(errors), as: UTF8.self)
             if line.isEmpty && !process.isRunning { break }
             startLines.append(line)
-            if let range = line.range(of: "serving http://127.0.0.1:") {
-                port = Int(line[range.upperBound...].prefix { $0.isNumber })
+            if let range = line.range(of: "serving ") {
+                url = String(line[range.upperBound...])
                 break
             }
         }
-        guard let port else {
+        guard let url, let authority = url.split(separator: "/").dropFirst().first,
+              let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]) else {
             process.terminate()
             process.waitUntilExit()
-            throw PageStatError.invalidInput("pagestat-exporter did not say where it listens")
+            throw PageStatError.invalidInput("pagestat-exporter did not say where it listens: \(startLines)")
         }
+        self.url = url
         self.port = port
     }
 
@@ -169,7 +176,7 @@ struct ExporterTests {
     }
 
     @Test func concurrentScrapesShareOneScan() throws {
-        let exporter = try ExporterProcess(["--min-interval", "600"])
+        let exporter = try ExporterProcess(["--min-interval", "600", "--max-connections", "256"])
         defer { exporter.stop() }
         // 200 connections, every request sent before any response is read: all pending at once.
         let connections = (0..<200).map { _ in connectLoopback(exporter.port) }

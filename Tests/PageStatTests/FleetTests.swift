@@ -562,7 +562,7 @@ struct ContribTests {
     /// The options the README promises are in the unit.
     @Test func unitHasTheOptionsTheReadmePromises() throws {
         let unit = try String(contentsOf: Self.root.appendingPathComponent("contrib/pagestat-exporter.service"), encoding: .utf8)
-        for option in ["CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH", "ProtectSystem=strict",
+        for option in ["CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_FOWNER", "ProtectSystem=strict",
                        "NoNewPrivileges=yes", "PrivateTmp=yes", "ExecStart=/usr/local/bin/pagestat-exporter "] {
             #expect(unit.contains(option), "the unit lacks \(option)")
         }
