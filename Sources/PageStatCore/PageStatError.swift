@@ -13,6 +13,9 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The process replaced its address space while it was being scanned (exec, or the exec of
     /// a vfork child that shared its parent's): what was read belongs to no current process.
     case addressSpaceReplaced(pid: Int32)
+    /// A mapping being read was replaced by another (munmap and mmap, or MAP_FIXED over it)
+    /// while it was read: what follows would be the other mapping's pages.
+    case mappingReplaced(pid: Int32, detail: String)
     /// The process exists but has no user address space: a kernel thread or a zombie.
     case noAddressSpace(pid: Int32)
     /// The running kernel lacks an interface that this operation needs.
@@ -32,6 +35,7 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
         case .rangeNotMapped(let pid, let range): "range \(range) is not mapped in process \(pid)"
         case .processExited(let pid): "process \(pid) exited during the scan"
         case .addressSpaceReplaced(let pid): "process \(pid) executed a new program during the scan (its address space was replaced); scan it again"
+        case .mappingReplaced(let pid, let detail): "process \(pid) replaced a mapping during the scan: \(detail)"
         case .noAddressSpace(let pid): "process \(pid) has no user address space (a kernel thread or a zombie)"
         case .unsupported(let what): "not supported by this kernel: \(what)"
         case .objectChanged(let message): "object changed: \(message)"

@@ -25,7 +25,7 @@ struct Pagestat: ParsableCommand {
         Start with `pagestat demo`.
 
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
-        5 range not mapped, 6 process exited or executed a new program during the scan, \
+        5 range not mapped, 6 the process exited, executed a new program or replaced a mapping being read during the scan, \
         7 kernel lacks an interface, 8 process has no address space (kernel thread), \
         9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error, \
         74 output could not be written (a full disk: one line on stderr; a reader that goes away \
@@ -57,7 +57,7 @@ enum ExitStatus {
         case .noSuchProcess: 3
         case .permissionDenied: 4
         case .rangeNotMapped: 5
-        case .processExited, .addressSpaceReplaced: 6
+        case .processExited, .addressSpaceReplaced, .mappingReplaced: 6
         case .unsupported: 7
         case .noAddressSpace: 8
         case .objectChanged: 9

@@ -36,7 +36,7 @@ extension Pagestat {
             unmapped addresses (0), the output still has one entry per page of the range, and \
             a note on stderr names the part that was no longer mapped. A mapping replaced by \
             another while raw reads it stops raw before the first entry of the other mapping, \
-            with one line naming both (exit 9). If the process exits, raw stops (exit 6).
+            with one line naming both (exit 6). If the process exits or executes a new program, raw stops (exit 6).
 
             Finding the swapped shared pages needs root (/proc/PID/map_files); without it the \
             entries are the kernel's and a note on stderr says so. Like pagemap, it is a \

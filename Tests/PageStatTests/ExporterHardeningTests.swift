@@ -81,10 +81,8 @@ struct ExporterHardeningTests {
         #expect(try sampleValue(answer.body, "pagestat_exporter_last_scan_age_seconds") ?? 99 < 5)
         #expect(try sampleValue(answer.body, "pagestat_exporter_scan_running_seconds") == 0)
         // The whole exposition, the exporter's own series included, as Prometheus's own linter reads it.
-        guard let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("ExporterHardeningTests: NOT RUN: promtool check metrics: promtool is not installed (Debian's prometheus package)")
-            if TestEnvironment.isCI { Issue.record("under CI promtool must check the exporter's exposition") }
-            return
+        guard let promtool = TestEnvironment.tool("promtool") else {
+            try notRunHere("promtool (Debian's prometheus package) to check the whole exposition")
         }
         let check = Process()
         check.executableURL = URL(fileURLWithPath: promtool)
@@ -107,7 +105,7 @@ struct ExporterHardeningTests {
     /// (the scan still has descriptors), or fails openly; the exporter never holds more
     /// connections than --max-connections (one more is closed at once); idle ones are closed
     /// after --idle-timeout; its memory comes back.
-    @Test(.enabled(if: Self.descriptorsForAFlood || TestEnvironment.isCI, "NOT RUN: RLIMIT_NOFILE's hard limit is below the 1700 descriptors the flood needs"))
+    @Test(.requires(Self.descriptorsForAFlood, "an RLIMIT_NOFILE hard limit of at least the 1700 descriptors the flood needs"))
     func idleConnectionsCannotStarveAScan() throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
@@ -224,7 +222,7 @@ struct ExporterHardeningTests {
     /// runs no systemd). Its scrape must equal root's on memory a `lab hold` child arranged as
     /// root (a memfd, tmpfs files, shared anonymous memory, a quarter of each paged out):
     /// cachestat(2) answers a caller who does not own the object only with CAP_FOWNER.
-    @Test(.enabled(if: TestEnvironment.swapAndRoot || TestEnvironment.isCI, "NOT RUN: needs root and swap on"))
+    @Test(.needsSwapAndRoot)
     func theSystemdUnitsPrivilegeScrapesWhatRootDoes() throws {
         let unit = try String(contentsOf: ContribTests.root.appendingPathComponent("contrib/pagestat-exporter.service"), encoding: .utf8)
         func setting(_ key: String) -> String? {

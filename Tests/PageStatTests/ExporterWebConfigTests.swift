@@ -58,9 +58,8 @@ func curl(_ arguments: [String]) throws -> (code: String, status: Int32, stderr:
     return (run.stdout, run.status, run.stderr)
 }
 
-// Without the tools the suite is NOT RUN (skipped, with the reason); under CI it runs and fails.
 @Suite("pagestat-exporter: TLS and basic auth from --web.config.file", .serialized,
-       .enabled(if: WebTools.missing == nil || TestEnvironment.isCI, "NOT RUN: \(WebTools.missing ?? "")"))
+       .requires(WebTools.missing == nil, WebTools.missing ?? ""))
 struct ExporterWebConfigTests {
     @Test func tlsAndBasicAuthGuardMetrics() throws {
         let folder = try WebConfigFolder()

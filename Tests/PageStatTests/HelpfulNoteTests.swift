@@ -44,7 +44,7 @@ struct HelpfulNoteTests {
     }
 
     /// As another user, root's processes cannot be read: `top` and `objects` say which, and why.
-    @Test(.enabled(if: TestEnvironment.isRoot, "needs root to run pagestat as another user"))
+    @Test(.requires(TestEnvironment.isRoot, "root (to run pagestat as another user)"))
     func unreadableProcessesAreNamedWithTheirReason() throws {
         let fixture = try FixtureProcess(pages: 16)
         defer { fixture.stop() }

@@ -81,7 +81,7 @@ struct LostOutputTests {
     }
 
     /// The textfile recipe on a full tmpfs fails and leaves the good file alone.
-    @Test(.enabled(if: TestEnvironment.isRoot, "mounting a small tmpfs needs root"))
+    @Test(.requires(TestEnvironment.isRoot, "root (mounting a small tmpfs)"))
     func textfileRecipeKeepsTheGoodFileOnAFullDisk() throws {
         let pagestat = TestEnvironment.pagestatPath
 
@@ -98,7 +98,7 @@ struct LostOutputTests {
         #expect(try String(contentsOfFile: "\(directory)/pagestat.prom", encoding: .utf8) == good)
     }
 
-    @Test(.enabled(if: TestEnvironment.swapAndRoot, "bench needs root and swap"))
+    @Test(.needsSwapAndRoot)
     func benchTablesToAFullDisk() throws {
         for arguments in [["bench", "--pages", "4096", "--runs", "1"], ["bench", "--mappings", "16", "--runs", "1"]] {
             let full = try #require(FileHandle(forWritingAtPath: "/dev/full"))

@@ -14,8 +14,7 @@ struct TargetChangeTests {
     /// The hostile case: half of a private mapping replaced (MAP_FIXED) by a memfd, written and
     /// paged out, between two batches of `raw`. The stream ends before any entry of the memfd is
     /// written (pagemap reads its swapped pages as 0, which `raw` would pass on as "not there").
-    @Test func rawEndsWhenAMappingIsReplacedWhileItReads() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root (map_files) and swap (MADV_PAGEOUT; see EnvironmentTests)")
+    @Test(.needsSwapAndRoot) func rawEndsWhenAMappingIsReplacedWhileItReads() throws {
         let pages = 512, batch = 64
         let pageSize = TestEnvironment.pageSize
         let memory = try ArrangedMemory(pages: pages, backing: .privateAnonymous)
@@ -42,12 +41,12 @@ struct TargetChangeTests {
                                                 untilSwapped: pages / 2)
             }
         } catch {
-            guard case .objectChanged(let text) = error else { throw error }
+            guard case .mappingReplaced(_, let text) = error else { throw error }
             message = text
         }
         #expect(replaced)
         let text = try #require(message, "the stream went on over the replaced half")
-        #expect(text.contains("was replaced while it was read") && text.contains("/memfd:pagestat-replacing"), "\(text)")
+        #expect(text.contains("is now") && text.contains("not written") && text.contains("/memfd:pagestat-replacing"), "\(text)")
         // What was written is the private half's, entry for entry; nothing of the memfd's.
         #expect(entries.count == pages / 2, "\(entries.count) entries written")
         #expect(entries.allSatisfy { $0 & (RawPagemap.presentBit | RawPagemap.swapBit) != 0 })
@@ -189,8 +188,7 @@ struct EngineRefusalTests {
         #expect(run.output.isEmpty, "\(command): nothing written")
     }
 
-    @Test func withoutPrivilege() throws {
-        try #require(TestEnvironment.isRoot, "needs root to run pagestat as another user (see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.isRoot, "root (to run pagestat as another user)")) func withoutPrivilege() throws {
         let (fixture, shared, stack) = try target(asUser: 65534)
         defer { fixture.stop() }
         let file = "/dev/shm/pagestat-engine-refusal-user-\(getpid())"
@@ -203,8 +201,7 @@ struct EngineRefusalTests {
 
     /// As root on a host without libbpf: arranged in a mount namespace of the test's own, where
     /// /dev/null is bind-mounted over libbpf.so.1's file.
-    @Test func asRootWithoutLibbpf() throws {
-        try #require(TestEnvironment.isRoot, "needs root (a mount namespace; see EnvironmentTests)")
+    @Test(.requires(TestEnvironment.isRoot, "root (a mount namespace)")) func asRootWithoutLibbpf() throws {
         let library = URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libbpf.so.1").resolvingSymlinksInPath().path
         try #require(FileManager.default.fileExists(atPath: library), "\(library) is not there to hide")
         let (fixture, shared, stack) = try target(asUser: nil)

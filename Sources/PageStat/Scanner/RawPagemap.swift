@@ -14,7 +14,7 @@ import Glibc
 /// - Every page of the range must be mapped when it starts; a mapping that goes away while it
 ///   reads gives what the kernel gives for unmapped pages (0) from then on. A mapping replaced
 ///   by another one while it reads (mmap MAP_FIXED, mremap onto it) ends the stream with
-///   `.objectChanged` before a batch of the other mapping's entries is written: maps, read
+///   `.mappingReplaced` before a batch of the other mapping's entries is written: maps, read
 ///   again through the pinned descriptor after every batch, must still cover the batch with
 ///   the mappings it had at the start (the same object, offset and permissions).
 ///
@@ -127,7 +127,7 @@ public final class RawPagemap {
         return nil
     }
 
-    /// Throws `.objectChanged` if a mapping of `batch` was replaced since `stream` started.
+    /// Throws `.mappingReplaced` if a mapping of `batch` was replaced since `stream` started.
     private func checkNotReplaced(_ batch: AddressRange) throws(PageStatError) {
         guard !batch.isEmpty else { return }
         // Where PROCMAP_QUERY asks the batch's mappings alone, maps is read whole only to name
@@ -138,7 +138,7 @@ public final class RawPagemap {
         func line(_ mapping: Mapping) -> String {
             "\(mapping.range) \(mapping.permissions)\(mapping.path.isEmpty ? "" : " " + mapping.path)"
         }
-        throw .objectChanged("the mapping \(line(was)) of process \(pid) was replaced while it was read (now \(line(now))): its entries from 0x\(String(batch.start, radix: 16)) on would be another mapping's, so they are not written; read it again")
+        throw .mappingReplaced(pid: pid, detail: "\(line(was)) is now \(line(now)): its entries from 0x\(String(batch.start, radix: 16)) on would be the new mapping's, so they are not written; read it again")
     }
 
     /// The mappings of the pinned address space (the one pagemap is read from) overlapping `range`.
