@@ -152,6 +152,16 @@ enum ObjectOpener: Sendable {
         }
     }
 
+    /// Whether `error` says the object's processes, or their mapping or descriptor of it, went
+    /// away while it was being opened: nothing is left unknown then, there is nothing to count.
+    static func vanished(_ error: PageStatError) -> Bool {
+        switch error {
+        case .noSuchProcess, .processExited, .addressSpaceReplaced, .noAddressSpace, .objectChanged, .unsupported: true
+        case .system(_, let errno): errno == .noSuchFileOrDirectory
+        default: false
+        }
+    }
+
     /// Opens the object through the first opener that works. A process that refused once (no
     /// permission) or went away is not asked again, so the cost stays linear in the openers
     /// however many mappings fail; the first error is returned when none works.
@@ -278,6 +288,8 @@ public enum SystemScanner {
                 continue
             case .failure(let error):
                 state.notes.add(.sharedObjectNotOpened(object: id.label(mappings[0].path), error))
+                // Gone during the scan (its mappers exited or unmapped it): nothing left to count.
+                guard !ObjectOpener.vanished(error) else { continue }
                 if mappings[0].kind != .sysv { totals[mappings[0].kind, default: ObjectTotals()].uncounted += 1 }
                 unknownShare(mappings[0].kind, of: mappings.map(\.pid), "\(id.label(mappings[0].path)) could not be opened (\(error))")
                 continue
@@ -410,7 +422,7 @@ public enum SystemScanner {
                 totals[.shmem, default: ObjectTotals()].uncounted += 1
             case .failure(let error):
                 state.notes.add(.sharedObjectNotOpened(object: id.label(path), error))
-                totals[.shmem, default: ObjectTotals()].uncounted += 1
+                if !ObjectOpener.vanished(error) { totals[.shmem, default: ObjectTotals()].uncounted += 1 }
             }
         }
         if refused > 0 {
