@@ -346,3 +346,34 @@ struct FleetStreamingTests {
         #expect(top.kib < 64 * 1024, "top peaked at \(top.kib) KiB (show: \(show.kib) KiB)")
     }
 }
+
+@Suite("The degraded exporter: unknown shares absent, never 0 (needs root and swap, to run both sides)", .serialized,
+       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+struct DegradedExporterTests {
+    /// An unprivileged exporter scraping an unprivileged `lab hold` child: the child's shmem share
+    /// cannot be counted, so its series are absent and pagestat_shared_unknown_processes says
+    /// so; root's exporter has them.
+    @Test func sharesItCannotCountAreAbsent() throws {
+        let fixture = try FixtureProcess(asUser: 65534)
+        defer { fixture.stop() }
+        let mine: (String, String) = ("pid", String(fixture.pid))
+
+        let root = try ExporterProcess(["--min-interval", "600", "--by", "process"])
+        defer { root.stop() }
+        let rootMetrics = try #require(httpRequest(root.port, "/metrics"))
+        #expect(try sampleValue(rootMetrics.body, "pagestat_shared_resident_bytes", [mine, ("kind", "shmem")]) ?? 0 > 0, "\(rootMetrics.body)")
+
+        let user = try ExporterProcess(["--min-interval", "600", "--by", "process"], asUser: 65534)
+        defer { user.stop() }
+        let metrics = try #require(httpRequest(user.port, "/metrics"))
+        #expect(metrics.status == 200)
+        #expect(try sampleValue(metrics.body, "pagestat_processes", [mine]) == 1, "the child is scanned")
+        for name in ["pagestat_shared_resident_bytes", "pagestat_shared_swapped_bytes", "pagestat_shared_cached_bytes"] {
+            #expect(try sampleValue(metrics.body, name, [mine, ("kind", "shmem")]) == nil, "\(name) is not unknown")
+        }
+        #expect(try sampleValue(metrics.body, "pagestat_swap_bytes", [mine]) == nil)
+        #expect(try sampleValue(metrics.body, "pagestat_shared_unknown_processes", [mine, ("kind", "shmem")]) == 1)
+        #expect(try sampleValue(metrics.body, "pagestat_objects_uncounted", [("kind", "shmem")]) ?? 0 > 0)
+        #expect(try sampleValue(metrics.body, "pagestat_objects_resident_bytes", [("kind", "shmem")]) == nil)
+    }
+}
