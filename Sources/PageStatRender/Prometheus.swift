@@ -195,14 +195,24 @@ extension String {
 /// The metric families of the fleet view. Label cardinality is bounded by design: a pid label
 /// only with `--by process`, per-object series for the largest `objects` objects only.
 public enum FleetMetrics {
-    /// The label (or labels) that name a row of `grouping`.
+    /// The label (or labels) that name a row of `grouping`. Names are bytes: a label value is the
+    /// name escaped as text output writes it (`escapedName`: `\\`, `\xHH` for a byte that is not
+    /// UTF-8, ...), so two names never share a value and the value reads back to the name's bytes.
     public static func labels(_ row: TopRow, _ grouping: TopGrouping) -> [(String, String)] {
         switch grouping {
-        case .process: [("pid", row.pid.map { String($0) } ?? ""), ("command", row.name)]
-        case .command: [("command", row.name)]
-        case .user: [("user", row.name)]
-        case .cgroup: [("cgroup", row.name)]
+        case .process: [("pid", row.pid.map { String($0) } ?? ""), ("command", escapedName(row.name))]
+        case .command: [("command", escapedName(row.name))]
+        case .user: [("user", escapedName(row.name))]
+        case .cgroup: [("cgroup", escapedName(row.name))]
         }
+    }
+
+    /// The labels of a shared object: its kind, its path (escaped as `labels` escapes names), and
+    /// the device (`major:minor`, decimal, as stat(2) and mountinfo give it) and inode that
+    /// identify it: one path and inode may exist on several tmpfs mounts.
+    public static func labels(_ object: MappedObject) -> [(String, String)] {
+        [("kind", object.kind.rawValue), ("path", escapedName(object.path)),
+         ("dev", "\(object.id.deviceMajor):\(object.id.deviceMinor)"), ("inode", String(object.id.inode))]
     }
 
     /// Families for `report` grouped `by`, the largest `objects` objects, and the swap areas.
@@ -221,9 +231,16 @@ public enum FleetMetrics {
         var pss = Family("pagestat_pss_bytes", help: "Proportional set size of the group's processes (needs root).")
         var swap = Family("pagestat_swap_bytes", help: "Swap of the group's processes: private swap plus their share of swapped shared memory.")
         var processes = Family("pagestat_processes", help: "Processes in the group that were scanned.")
+        var unknown = Family("pagestat_shared_unknown_processes",
+                             help: "Processes in the group whose share of shared memory of this kind could not be counted (a shared object could not be opened: /proc/PID/map_files needs CAP_SYS_ADMIN; or cachestat(2) failed): the group's pagestat_shared_*_bytes of the kind and its pagestat_swap_bytes are then absent.")
         for row in rows {
             let base = labels(row, grouping)
             for kind in SharedMemoryKind.allCases {
+                // A share that could not be counted is absent, never 0; this says why.
+                if let lacking = row.sharedUnknown[kind] {
+                    unknown.samples.append(Sample(base + [("kind", kind.rawValue)], Double(lacking.processes)))
+                    continue
+                }
                 let share = row.shared[kind] ?? SharedShare()
                 resident.samples.append(Sample(base + [("kind", kind.rawValue)], Double(share.resident)))
                 swapped.samples.append(Sample(base + [("kind", kind.rawValue)], Double(share.swapped)))
@@ -231,7 +248,7 @@ public enum FleetMetrics {
             }
             rss.samples.append(Sample(base, Double(row.use.rss)))
             if let value = row.use.pss { pss.samples.append(Sample(base, Double(value))) }
-            swap.samples.append(Sample(base, Double(row.use.swap)))
+            if row.sharedKnown { swap.samples.append(Sample(base, Double(row.use.swap))) }
             processes.samples.append(Sample(base, Double(row.processes)))
         }
         var objectResident = Family("pagestat_object_resident_bytes",
@@ -240,7 +257,7 @@ public enum FleetMetrics {
         var objectSize = Family("pagestat_object_size_bytes", help: "A shared object's size, for the same objects.")
         var objectMappers = Family("pagestat_object_mapping_processes", help: "Processes mapping a shared object (0: only held open), for the same objects.")
         for object in report.objects.prefix(max(0, limit)) {
-            let labels = [("kind", object.kind.rawValue), ("path", object.path), ("inode", String(object.id.inode))]
+            let labels = Self.labels(object)
             objectResident.samples.append(Sample(labels, Double(object.resident)))
             objectSwapped.samples.append(Sample(labels, Double(object.swapped)))
             objectSize.samples.append(Sample(labels, Double(object.size)))
@@ -251,11 +268,16 @@ public enum FleetMetrics {
         var totalsSwapped = Family("pagestat_objects_swapped_bytes",
                                    help: "Bytes in swap of every shared-memory object, as pagestat objects counts them, by kind.")
         var totalsCount = Family("pagestat_objects", help: "Shared-memory objects (mapped, held open, or SysV segments), as pagestat objects lists them, by kind.")
+        var totalsUncounted = Family("pagestat_objects_uncounted",
+                                     help: "Shared-memory objects that could not be counted (not opened without CAP_SYS_ADMIN, or cachestat(2) failed), by kind: pagestat_objects_*_bytes of the kind are then absent.")
         for kind in SharedMemoryKind.allCases {
             let these = report.objectTotals[kind] ?? ObjectTotals()
-            totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.resident)))
-            totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.swapped)))
+            if these.uncounted == 0 {
+                totalsResident.samples.append(Sample([("kind", kind.rawValue)], Double(these.resident)))
+                totalsSwapped.samples.append(Sample([("kind", kind.rawValue)], Double(these.swapped)))
+            }
             totalsCount.samples.append(Sample([("kind", kind.rawValue)], Double(these.objects)))
+            totalsUncounted.samples.append(Sample([("kind", kind.rawValue)], Double(these.uncounted)))
         }
         var swapSize = Family("pagestat_swap_device_size_bytes", help: "Size of a swap area (/proc/swaps).")
         var swapUsed = Family("pagestat_swap_device_used_bytes", help: "Bytes in use in a swap area (/proc/swaps).")
@@ -272,7 +294,7 @@ public enum FleetMetrics {
                                 samples: [Sample([], report.privileged ? 1 : 0)])
         let notes = Family("pagestat_notes", help: "Notes the scan made (facts it could not read).",
                            samples: [Sample([], Double(report.notes.count))])
-        return [resident, swapped, cached, rss, pss, swap, processes, objectResident, objectSwapped, objectSize, objectMappers,
-                totalsResident, totalsSwapped, totalsCount, swapSize, swapUsed, unreadable, vanished, privileged, notes]
+        return [resident, swapped, cached, unknown, rss, pss, swap, processes, objectResident, objectSwapped, objectSize, objectMappers,
+                totalsResident, totalsSwapped, totalsCount, totalsUncounted, swapSize, swapUsed, unreadable, vanished, privileged, notes]
     }
 }

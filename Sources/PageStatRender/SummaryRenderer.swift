@@ -405,6 +405,11 @@ public enum SummaryRenderer {
             for kind in SharedMemoryKind.allCases {
                 let share = row.shared[kind] ?? SharedShare()
                 json.key(kind.rawValue)
+                // A share that could not be counted is null, its reason under `unknown`.
+                guard row.sharedUnknown[kind] == nil else {
+                    json.null()
+                    continue
+                }
                 json.beginObject()
                 json.field("resident", share.resident)
                 json.field("swapped", share.swapped)
@@ -417,11 +422,20 @@ public enum SummaryRenderer {
             json.field("rss", row.use.rss)
             json.field("pss", optional: row.use.pss)
             json.field("uss", optional: row.use.uss)
-            json.field("swap", row.use.swap)
-            json.field("shmem_swap", row.use.shmemSwap)
-            json.field("shmem_resident", row.sharedResident)
-            json.field("shmem_cached_bytes", row.sharedCached)
+            let known = row.sharedKnown
+            json.field("swap", optional: known ? row.use.swap : nil)
+            json.field("shmem_swap", optional: known ? row.use.shmemSwap : nil)
+            json.field("shmem_resident", optional: known ? row.sharedResident : nil)
+            json.field("shmem_cached_bytes", optional: known ? row.sharedCached : nil)
             sharedJSON(row, &json)
+            if !known {
+                json.key("unknown")
+                json.beginObject()
+                for kind in SharedMemoryKind.allCases {
+                    if let unknown = row.sharedUnknown[kind] { json.field(kind.rawValue, unknown.reason) }
+                }
+                json.endObject()
+            }
         }
         switch format {
         case .json:
@@ -469,6 +483,9 @@ public enum SummaryRenderer {
             /// One row's cells; `pid` and `name` as given (the TOTAL row's are its own).
             func cells(_ row: TopRow, pid: String, name: String) -> [String] {
                 func size(_ value: UInt64?) -> String { csv ? optionalNumber(value) : optionalSize(value) }
+                // Shares that could not all be counted are unknown (`?`, empty in CSV), never a
+                // lower bound shown as the truth.
+                func shared(_ value: UInt64) -> UInt64? { row.sharedKnown ? value : nil }
                 return shown.map { column in
                     switch column {
                     case .pid: pid
@@ -476,17 +493,19 @@ public enum SummaryRenderer {
                     case .rss: size(row.use.rss)
                     case .pss: size(row.use.pss)
                     case .uss: size(row.use.uss)
-                    case .swap: size(row.use.swap)
-                    case .shmemSwap: size(row.use.shmemSwap)
-                    case .shmem: size(row.sharedResident)
-                    case .shmemCached: size(row.sharedCached)
+                    case .swap: size(shared(row.use.swap))
+                    case .shmemSwap: size(shared(row.use.shmemSwap))
+                    case .shmem: size(shared(row.sharedResident))
+                    case .shmemCached: size(shared(row.sharedCached))
                     case .name: name
                     }
                 }
             }
             if csv {
                 var table = CSVTable(headers: shown.map { $0.csvName(groupColumn) })
-                for row in rows { table.add(cells(row, pid: row.pid.map { String($0) } ?? "", name: row.name)) }
+                // Names escaped as in text (reversibly), so names that differ only in bytes that
+                // are not UTF-8 stay apart.
+                for row in rows { table.add(cells(row, pid: row.pid.map { String($0) } ?? "", name: escapedName(row.name))) }
                 table.add(cells(total, pid: "", name: "TOTAL"))
                 return table.render()
             }
@@ -502,6 +521,10 @@ public enum SummaryRenderer {
             if report.vanished > 0 { out += ", \(report.vanished) exited during the scan" }
             out += "; shared memory is split evenly among the processes mapping each page\n"
             out += unreadableLines(report.unreadableProcesses, verbose: verbose)
+            for kind in SharedMemoryKind.allCases {
+                guard let unknown = total.sharedUnknown[kind] else { continue }
+                out += "unknown (?): the \(kind.rawValue) share of \(amount(unknown.processes, "process", "processes")): \(escapedName(unknown.reason))\n"
+            }
             for note in report.notes { out += "note: \(escapedName(note.description))\n" }
             return out
         }
@@ -524,8 +547,9 @@ public enum SummaryRenderer {
                 json.beginObject()
                 json.field("kind", object.kind)
                 json.field("path", name: object.path)
+                json.field("dev", "\(object.id.deviceMajor):\(object.id.deviceMinor)")
                 json.field("inode", object.id.inode)
-                json.field("size", object.size)
+                json.field("size", optional: object.size)
                 json.key("pages")
                 json.beginObject()
                 for (name, value) in [("resident", object.resident), ("swapped", object.swapped), ("holes", object.holes)] {
@@ -543,6 +567,7 @@ public enum SummaryRenderer {
                     json.endObject()
                 }
                 json.endArray()
+                if let unknown = object.unknown { json.field("unknown", unknown) }
                 json.endObject()
             }
             json.endArray()
@@ -552,11 +577,12 @@ public enum SummaryRenderer {
             json.endObject()
             return json.output + "\n"
         case .csv:
-            var csv = CSVTable(headers: ["kind", "path", "inode", "size", "resident", "swapped", "holes", "processes"])
+            var csv = CSVTable(headers: ["kind", "path", "dev", "inode", "size", "resident", "swapped", "holes", "processes"])
             for object in report.objects {
-                csv.add([object.kind, object.path, String(object.id.inode), String(object.size),
+                csv.add([object.kind, escapedName(object.path), "\(object.id.deviceMajor):\(object.id.deviceMinor)",
+                         String(object.id.inode), optionalNumber(object.size),
                          optionalNumber(object.resident), optionalNumber(object.swapped), optionalNumber(object.holes),
-                         users(object, escaped: false)])
+                         users(object, escaped: true)])
             }
             return csv.render()
         case .text:
@@ -564,7 +590,7 @@ public enum SummaryRenderer {
                                   rightAligned: [1, 2, 3, 4])
             let pageSize = UInt64(ProcFS.pageSize)
             for object in report.objects {
-                table.add([object.kind, humanBytes(object.size), optionalSize(object.resident.map { $0 * pageSize }),
+                table.add([object.kind, optionalSize(object.size), optionalSize(object.resident.map { $0 * pageSize }),
                            optionalSize(object.swapped.map { $0 * pageSize }), optionalSize(object.holes.map { $0 * pageSize }),
                            escapedName(object.path), users(object, escaped: true)])
             }

@@ -110,9 +110,11 @@ struct FleetFixtureTests {
             for sample in family.samples { #expect(sample.labels.allSatisfy { Prometheus.isValidName($0.0, label: true) }) }
         }
         let swapped = try #require(parsed.first { $0.name == "pagestat_shared_swapped_bytes" })
-        let weird = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", "/we\"ird\\name\nhere") } && $0.labels.contains { $0 == ("kind", "shmem") } })
+        // A name label is the name escaped as text output writes it (reversibly), then as the
+        // exposition format requires.
+        let weird = try #require(swapped.samples.first { $0.labels.contains { $0 == ("cgroup", "/we\"ird\\\\name\\nhere") } && $0.labels.contains { $0 == ("kind", "shmem") } })
         #expect(weird.value == 7)
-        #expect(text.contains("cgroup=\"/we\\\"ird\\\\name\\nhere\""))
+        #expect(text.contains("cgroup=\"/we\\\"ird\\\\\\\\name\\\\nhere\""))
         let object = try #require(parsed.first { $0.name == "pagestat_object_swapped_bytes" }?.samples.first)
         #expect(object.labels.contains { $0 == ("path", "/memfd:vm \"ram\" (deleted)") } && object.value == 4096)
         // No pid label unless the rows are processes.
@@ -408,15 +410,17 @@ struct FleetPieceTests {
        .requires(TestEnvironment.isRoot, "root: map_files and other processes' descriptors"))
 struct FleetObjectTotalsTests {
     /// An object as `pagestat objects` lists it and `top --format prometheus` labels it: its
-    /// inode and path. A path with bytes that are not printable ASCII (other tests' hostile
+    /// device, inode and path (one path and inode can exist on two tmpfs mounts). A path with bytes that are not printable ASCII (other tests' hostile
     /// names) is left out of the key: JSON and the exposition format write such bytes each its
     /// own way.
     struct Key: Hashable {
         var path: String
+        var dev: String
         var inode: UInt64
 
-        init(path: String, inode: UInt64) {
+        init(path: String, dev: String, inode: UInt64) {
             self.path = path.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value < 0x7f } ? path : "(not ASCII)"
+            self.dev = dev
             self.inode = inode
         }
     }
@@ -432,7 +436,8 @@ struct FleetObjectTotalsTests {
         for object in list {
             let kind = object["kind"] as? String ?? "?"
             let pages = object["pages"] as? [String: Any] ?? [:]
-            let key = Key(path: object["path"] as? String ?? "", inode: (object["inode"] as? NSNumber)?.uint64Value ?? 0)
+            let key = Key(path: object["path"] as? String ?? "", dev: object["dev"] as? String ?? "",
+                          inode: (object["inode"] as? NSNumber)?.uint64Value ?? 0)
             found[key] = (kind == "memfd" || kind == "tmpfs" ? "shmem" : kind,
                           (pages["resident"] as? NSNumber).map { $0.uint64Value * page },
                           (pages["swapped"] as? NSNumber).map { $0.uint64Value * page })
@@ -464,7 +469,8 @@ struct FleetObjectTotalsTests {
         }
         var st = stat()
         try #require(fstat(fd, &st) == 0)
-        let held = Key(path: "/memfd:\(name) (deleted)", inode: UInt64(st.st_ino))
+        let id = ObjectID(st)
+        let held = Key(path: "/memfd:\(name) (deleted)", dev: "\(id.deviceMajor):\(id.deviceMinor)", inode: UInt64(st.st_ino))
 
         var compared = (totals: 0, sysv: 0, counts: 0, objects: 0)
         for _ in 0..<20 {
@@ -477,10 +483,10 @@ struct FleetObjectTotalsTests {
             func label(_ sample: Prometheus.Sample, _ name: String) -> String { sample.labels.first { $0.0 == name }?.1 ?? "" }
             var perObject: [Key: (kind: String, resident: Double, swapped: Double, mappers: Double)] = [:]
             for sample in try family("pagestat_object_resident_bytes") {
-                perObject[Key(path: label(sample, "path"), inode: UInt64(label(sample, "inode")) ?? 0)] = (label(sample, "kind"), sample.value, 0, -1)
+                perObject[Key(path: label(sample, "path"), dev: label(sample, "dev"), inode: UInt64(label(sample, "inode")) ?? 0)] = (label(sample, "kind"), sample.value, 0, -1)
             }
-            for sample in try family("pagestat_object_swapped_bytes") { perObject[Key(path: label(sample, "path"), inode: UInt64(label(sample, "inode")) ?? 0)]?.swapped = sample.value }
-            for sample in try family("pagestat_object_mapping_processes") { perObject[Key(path: label(sample, "path"), inode: UInt64(label(sample, "inode")) ?? 0)]?.mappers = sample.value }
+            for sample in try family("pagestat_object_swapped_bytes") { perObject[Key(path: label(sample, "path"), dev: label(sample, "dev"), inode: UInt64(label(sample, "inode")) ?? 0)]?.swapped = sample.value }
+            for sample in try family("pagestat_object_mapping_processes") { perObject[Key(path: label(sample, "path"), dev: label(sample, "dev"), inode: UInt64(label(sample, "inode")) ?? 0)]?.mappers = sample.value }
             func total(_ name: String, _ kind: String) throws -> UInt64 {
                 UInt64(try #require(try family(name).first { label($0, "kind") == kind }).value)
             }

@@ -82,7 +82,7 @@ public enum PagemapScan {
     package static func scan(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64,
                             allOf: Categories = [], anyOf: Categories, returnMask: Categories,
                             buffer: UnsafeMutableBufferPointer<Region>,
-                            _ body: (UnsafeBufferPointer<Region>) -> Void) throws(PageStatError) {
+                            _ body: (UnsafeBufferPointer<Region>) throws(PageStatError) -> Void) throws(PageStatError) {
         var next = start
         while next < end {
             var arg = CPagestat_pm_scan_arg()
@@ -97,7 +97,7 @@ public enum PagemapScan {
             let result = retryingInterrupts { CPagestat_pagemap_scan(fd.rawValue, &arg) }
             switch result {
             case .success(let count):
-                body(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))
+                try body(UnsafeBufferPointer(rebasing: buffer[0..<Int(count)]))
                 if arg.walk_end <= next { return }
                 next = arg.walk_end
             case .failure(.badAddress):

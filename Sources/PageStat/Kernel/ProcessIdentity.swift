@@ -14,7 +14,8 @@ public struct ProcessIdentity: Sendable, Hashable {
     /// The effective user id (the second field of `Uid:` in /proc/PID/status), nil when unread.
     public var uid: UInt32?
     /// The memory cgroup's path as /proc/PID/cgroup gives it ("/system.slice/postgresql.service"),
-    /// relative to the root of the hierarchy this process's cgroup namespace shows; nil when unread.
+    /// relative to the root of the hierarchy this process's cgroup namespace shows, every byte kept
+    /// (`NameBytes`); nil when unread.
     public var cgroup: String?
 
     public init(name: String, comm: String, uid: UInt32?, cgroup: String?) {
@@ -29,7 +30,8 @@ public struct ProcessIdentity: Sendable, Hashable {
         guard let comm = ProcFS.command(pid) else { return nil }
         let cmdline = (try? ProcFS.readBytes("/proc/\(pid)/cmdline", pid: pid, what: "cmdline")) ?? []
         let status = try? ProcFS.readText("/proc/\(pid)/status", pid: pid, what: "status")
-        let cgroup = try? ProcFS.readText("/proc/\(pid)/cgroup", pid: pid, what: "cgroup")
+        // A cgroup's name is bytes (any but NUL and '/'): decoded so that none is lost.
+        let cgroup = (try? ProcFS.readBytes("/proc/\(pid)/cgroup", pid: pid, what: "cgroup")).map { NameBytes.decode($0) }
         return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
                                comm: comm,
                                uid: status.flatMap(effectiveUID(status:)),
@@ -43,7 +45,7 @@ public struct ProcessIdentity: Sendable, Hashable {
         let comm = NameBytes.decode(bytes.last == 0x0a ? Array(bytes.dropLast()) : bytes)
         let cmdline = (try? handle.readBytes("cmdline")) ?? []
         let status = try? handle.readBytes("status")
-        let cgroup = (try? handle.readBytes("cgroup")).map { String(decoding: $0, as: UTF8.self) }
+        let cgroup = (try? handle.readBytes("cgroup")).map { NameBytes.decode($0) }
         return ProcessIdentity(name: displayName(cmdline: cmdline, comm: comm),
                                comm: comm,
                                uid: status.flatMap { effectiveUID(status: $0) },

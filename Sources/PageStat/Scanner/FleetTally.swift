@@ -34,7 +34,7 @@ final class FleetTally {
     /// Mapcounts of pages mapped more than once, as read this scan: the other processes that map
     /// such a page (a forked child's copy-on-write pages, shared memory) find it here.
     private var mapcounts: [UInt64: UInt64] = [:]
-    /// The regions of the process being scanned.
+    /// The zero page's regions within the device and special mappings of the process being scanned.
     private var found: [(AddressRange, PagemapScan.Categories)] = []
 
     /// Mapcounts kept per tally at most (about 6 MiB of table).
@@ -121,31 +121,36 @@ final class FleetTally {
             let user = mappings.indices.filter { mappings[$0].range.start < ProcessScanner.userSpaceEnd }
             if let first = user.first, let last = user.last {
                 // The present and swapped regions of the whole address space, in address order,
-                // the zero page's apart.
+                // the zero page's apart, counted batch by batch as PAGEMAP_SCAN returns them: memory
+                // stays bounded by a batch, however many regions the address space has. Only the
+                // zero page's regions within device and special mappings are kept, for below.
                 found.removeAll(keepingCapacity: true)
-                try PagemapScan.scan(fd: fd, pid: pid, start: mappings[first].range.start, end: mappings[last].range.end,
-                                     anyOf: [.present, .swapped], returnMask: Self.needed, buffer: regions) { batch in
-                    for region in batch {
-                        found.append((AddressRange(start: region.start, end: region.end), PagemapScan.Categories(rawValue: region.categories)))
-                    }
-                }
                 var cursor = 0
-                for (region, categories) in found {
-                    while cursor < user.count && mappings[user[cursor]].range.end <= region.start { cursor += 1 }
-                    var next = cursor
-                    while next < user.count && mappings[user[next]].range.start < region.end {
-                        let index = user[next]
-                        let mapping = mappings[index]
-                        next += 1
-                        guard ProcessScanner.skipsEmpty(mapping) else { continue }  // read through pagemap below
-                        let part = AddressRange(start: max(region.start, mapping.range.start), end: min(region.end, mapping.range.end))
-                        guard part.start < part.end else { continue }
-                        if categories.contains(.present) {
-                            let pages = part.length / pageSize
-                            if categories.contains(.pfnZero) { counts[index].zero += pages } else { counts[index].present += pages }
-                            if let counting { try addMapcounts(of: part, fd: fd, pid: pid, table: counting, into: &counts[index].mapcounts) }
-                        } else {
-                            try decode(part, mapping: mapping, fd: fd, pid: pid, table: counting, counts: &counts[index], special: &special)
+                try PagemapScan.scan(fd: fd, pid: pid, start: mappings[first].range.start, end: mappings[last].range.end,
+                                     anyOf: [.present, .swapped], returnMask: Self.needed, buffer: regions) { (batch) throws(PageStatError) in
+                    for scanned in batch {
+                        let region = AddressRange(start: scanned.start, end: scanned.end)
+                        let categories = PagemapScan.Categories(rawValue: scanned.categories)
+                        while cursor < user.count && mappings[user[cursor]].range.end <= region.start { cursor += 1 }
+                        var next = cursor
+                        while next < user.count && mappings[user[next]].range.start < region.end {
+                            let index = user[next]
+                            let mapping = mappings[index]
+                            next += 1
+                            guard ProcessScanner.skipsEmpty(mapping) else {
+                                // Read through pagemap below.
+                                if categories.contains(.pfnZero) { found.append((region, categories)) }
+                                continue
+                            }
+                            let part = AddressRange(start: max(region.start, mapping.range.start), end: min(region.end, mapping.range.end))
+                            guard part.start < part.end else { continue }
+                            if categories.contains(.present) {
+                                let pages = part.length / pageSize
+                                if categories.contains(.pfnZero) { counts[index].zero += pages } else { counts[index].present += pages }
+                                if let counting { try addMapcounts(of: part, fd: fd, pid: pid, table: counting, into: &counts[index].mapcounts) }
+                            } else {
+                                try decode(part, mapping: mapping, fd: fd, pid: pid, table: counting, counts: &counts[index], special: &special)
+                            }
                         }
                     }
                 }

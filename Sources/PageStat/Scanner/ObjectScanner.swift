@@ -21,13 +21,17 @@ public struct SharedObject: Sendable {
     public var kind: String
     public var path: String
     public var id: ObjectID
-    public var size: UInt64
+    /// Its size (fstat(2) of the object opened), nil when it could not be opened (another user's
+    /// object without CAP_SYS_ADMIN): unknown, never 0.
+    public var size: UInt64?
     /// Pages in memory, swapped, and holes (never written, or beyond what was written); nil when
     /// the object could not be opened.
     public var resident: UInt64?
     public var swapped: UInt64?
     public var holes: UInt64?
     public var users: [ObjectUser]
+    /// Why what is nil above is unknown (nil when everything was read).
+    public var unknown: String? = nil
 }
 
 public struct ObjectsReport: Sendable {
@@ -111,7 +115,7 @@ extension SystemScanner {
         var objects: [SharedObject] = []
         var refused = 0
         for (id, entry) in found {
-            var object = SharedObject(kind: kind(of: entry.path), path: entry.path, id: id, size: 0,
+            var object = SharedObject(kind: kind(of: entry.path), path: entry.path, id: id, size: nil,
                                       users: entry.users.values.sorted { $0.pid < $1.pid })
             switch ObjectOpener.openFirst(entry.openers) {
             case .success(let opened):
@@ -131,11 +135,14 @@ extension SystemScanner {
                     }
                 } catch {
                     notes.add(.objectNotCounted(object: id.label(entry.path), byBPF: walker != nil, error))
+                    object.unknown = "\(walker != nil ? "the BPF walk" : "cachestat(2)") failed (\(error))"
                 }
             case .failure(.permissionDenied):
                 refused += 1
+                object.unknown = "it could not be opened (map_files and other processes' descriptors need root)"
             case .failure(let error):
                 notes.add(.objectNotOpenedForCount(object: id.label(entry.path), error))
+                object.unknown = "it could not be opened (\(error))"
             }
             objects.append(object)
         }
@@ -160,7 +167,7 @@ extension SystemScanner {
                 size: segment.size, resident: resident, swapped: swapped,
                 holes: pages - min(pages, resident + swapped), users: users))
         }
-        objects.sort { ($0.size, $1.path) > ($1.size, $0.path) }
+        objects.sort { ($0.size ?? 0, $1.path) > ($1.size ?? 0, $0.path) }
         var report = ObjectsReport(objects: objects, unreadable: unreadable, notes: notes.all)
         report.unreadableProcesses = unreadableProcesses
         return report

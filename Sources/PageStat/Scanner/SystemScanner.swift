@@ -19,6 +19,11 @@ public struct ProcessUse: Sendable {
     /// (`cached`) of the object's pages in memory that no process maps, split evenly among all
     /// the processes mapping the object.
     public var shared: [SharedMemoryKind: SharedShare] = [:]
+    /// The kinds of shared memory it maps whose share could not be counted (an object that could
+    /// not be opened, without CAP_SYS_ADMIN, or a cachestat(2) that failed), with the reason: its
+    /// `shared` entry of that kind, and `use.swap` and `use.shmemSwap`, are then only what could
+    /// be counted, a lower bound, and are shown as unknown.
+    public var sharedUnknown: [SharedMemoryKind: String] = [:]
 }
 
 /// The kinds of shared memory: tmpfs and memfd files, shared anonymous memory, SysV segments.
@@ -84,6 +89,9 @@ public struct ObjectTotals: Sendable, Hashable {
     /// Bytes in memory and in swap of those that could be counted.
     public var resident: UInt64 = 0
     public var swapped: UInt64 = 0
+    /// Objects that could not be counted (not opened, or cachestat(2) failed): when there are
+    /// any, `resident` and `swapped` are a lower bound.
+    public var uncounted: Int = 0
 
     public init(objects: Int = 0, resident: UInt64 = 0, swapped: UInt64 = 0) {
         self.objects = objects
@@ -158,6 +166,16 @@ enum ObjectOpener: Sendable {
         case .descriptor(let pid, let fd):
             let path = "/proc/\(pid)/fd/\(fd)"
             return try PageCacheObject.open(path: path, pid: 0, what: path)
+        }
+    }
+
+    /// Whether `error` says the object's processes, or their mapping or descriptor of it, went
+    /// away while it was being opened: nothing is left unknown then, there is nothing to count.
+    static func vanished(_ error: PageStatError) -> Bool {
+        switch error {
+        case .noSuchProcess, .processExited, .addressSpaceReplaced, .noAddressSpace, .objectChanged, .unsupported: true
+        case .system(_, let errno): errno == .noSuchFileOrDirectory
+        default: false
         }
     }
 
@@ -258,6 +276,11 @@ public enum SystemScanner {
         var state = collected.withLock { $0 }
         // Settle each shared object once and split its pages, in memory and swapped, among its mappers.
         var shares: [Int32: [SharedMemoryKind: SharedShare]] = [:]
+        var unknown: [Int32: [SharedMemoryKind: String]] = [:]
+        /// The processes `pids`' share of `kind` could not be counted, for `reason`.
+        func unknownShare(_ kind: SharedMemoryKind, of pids: some Sequence<Int32>, _ reason: @autoclosure () -> String) {
+            for pid in pids where unknown[pid]?[kind] == nil { unknown[pid, default: [:]][kind] = reason() }
+        }
         var objects: [MappedObject] = []
         var totals: [SharedMemoryKind: ObjectTotals] = [:]
         var refused = 0
@@ -275,9 +298,16 @@ public enum SystemScanner {
             case .success(let opened): object = opened
             case .failure(.permissionDenied):
                 refused += 1
+                if mappings[0].kind != .sysv { totals[mappings[0].kind, default: ObjectTotals()].uncounted += 1 }
+                unknownShare(mappings[0].kind, of: mappings.map(\.pid),
+                             "a shared object could not be opened (/proc/PID/map_files needs CAP_SYS_ADMIN)")
                 continue
             case .failure(let error):
                 state.notes.add(.sharedObjectNotOpened(object: id.label(mappings[0].path), error))
+                // Gone during the scan (its mappers exited or unmapped it): nothing left to count.
+                guard !ObjectOpener.vanished(error) else { continue }
+                if mappings[0].kind != .sysv { totals[mappings[0].kind, default: ObjectTotals()].uncounted += 1 }
+                unknownShare(mappings[0].kind, of: mappings.map(\.pid), "\(id.label(mappings[0].path)) could not be opened (\(error))")
                 continue
             }
             // What cachestat asks: the stretches, and the pages no one maps (each page is asked
@@ -344,6 +374,14 @@ public enum SystemScanner {
                     }
                 }
             }
+            if let firstFailure {
+                // Those whose share lacks a stretch, or (the pages no one maps) every mapper.
+                var lacking = Set<Int32>()
+                for (stretch, (_, pids)) in stretches.enumerated() where stretchSums[stretch] == nil { lacking.formUnion(pids) }
+                if unmapped.failed { lacking.formUnion(mappings.map(\.pid)) }
+                unknownShare(kind, of: lacking, "cachestat(2) failed on \(id.label(mappings[0].path)) (\(firstFailure))")
+                if kind != .sysv { totals[kind, default: ObjectTotals()].uncounted += 1 }
+            }
             // The pages in memory that no one maps: split among every process mapping the object.
             if !unmapped.failed && unmapped.cache > 0 {
                 for (pid, bytes) in split(unmapped.cache * pageSize, among: Set(mappings.map(\.pid)).sorted()) where bytes > 0 {
@@ -393,11 +431,14 @@ public enum SystemScanner {
                     totals[.shmem, default: ObjectTotals()].swapped += stat.evicted * pageSize
                 } catch {
                     state.notes.add(.cachestatFailed(object: id.label(path), stretches: 1, error))
+                    totals[.shmem, default: ObjectTotals()].uncounted += 1
                 }
             case .failure(.permissionDenied):
                 refused += 1
+                totals[.shmem, default: ObjectTotals()].uncounted += 1
             case .failure(let error):
                 state.notes.add(.sharedObjectNotOpened(object: id.label(path), error))
+                if !ObjectOpener.vanished(error) { totals[.shmem, default: ObjectTotals()].uncounted += 1 }
             }
         }
         if refused > 0 {
@@ -420,6 +461,7 @@ public enum SystemScanner {
             let shared = shares[state.processes[index].pid] ?? [:]
             let swapped = shared.values.reduce(0) { $0 + $1.swapped }
             state.processes[index].shared = shared
+            state.processes[index].sharedUnknown = unknown[state.processes[index].pid] ?? [:]
             state.processes[index].use.shmemSwap = swapped
             state.processes[index].use.swap += swapped
         }

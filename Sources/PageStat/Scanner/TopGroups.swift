@@ -39,6 +39,13 @@ public struct TopRow: Sendable {
     public var processes: Int
     public var use: MemoryUse
     public var shared: [SharedMemoryKind: SharedShare]
+    /// The kinds of shared memory whose share could not be counted for some of its processes:
+    /// the reason (the first one's) and how many. Its `shared` of those kinds, `use.swap` and
+    /// `use.shmemSwap` are then a lower bound, shown as unknown.
+    public var sharedUnknown: [SharedMemoryKind: (reason: String, processes: Int)] = [:]
+
+    /// Whether every share of shared memory, and so SWAP, could be counted.
+    public var sharedKnown: Bool { sharedUnknown.isEmpty }
 
     public init(name: String, pid: Int32? = nil, processes: Int = 0, use: MemoryUse = .zero,
                 shared: [SharedMemoryKind: SharedShare] = [:]) {
@@ -59,6 +66,7 @@ public struct TopRow: Sendable {
         processes += 1
         use += process.use
         for (kind, share) in process.shared { shared[kind, default: SharedShare()] += share }
+        for (kind, reason) in process.sharedUnknown { sharedUnknown[kind, default: (reason, 0)].processes += 1 }
     }
 }
 
@@ -96,9 +104,11 @@ public struct TopFilter: Sendable {
 extension TopReport {
     /// The rows of `top` grouped `by`, over the processes `filter` selects, in no order. Every
     /// grouping of the same processes adds up to the same totals: a row is the sum of its
-    /// processes, and each process falls in exactly one row.
+    /// processes, and each process falls in exactly one row. Rows are keyed by the name's bytes
+    /// (`NameBytes`), so names that differ in a byte (not UTF-8, or canonically equivalent
+    /// Unicode) are never merged.
     public func rows(by grouping: TopGrouping, filter: TopFilter = TopFilter()) -> [TopRow] {
-        var rows: [String: TopRow] = [:]
+        var rows: [[UInt8]: TopRow] = [:]
         var single: [TopRow] = []
         for process in processes where filter.matches(process) {
             if grouping == .process {
@@ -107,7 +117,7 @@ extension TopReport {
                 single.append(row)
             } else {
                 let key = grouping.key(process)
-                rows[key, default: TopRow(name: key)].add(process)
+                rows[Array(key.utf8), default: TopRow(name: key)].add(process)
             }
         }
         return grouping == .process ? single : Array(rows.values)
@@ -120,6 +130,7 @@ extension TopReport {
             total.processes += row.processes
             total.use += row.use
             for (kind, share) in row.shared { total.shared[kind, default: SharedShare()] += share }
+            for (kind, unknown) in row.sharedUnknown { total.sharedUnknown[kind, default: (unknown.reason, 0)].processes += unknown.processes }
         }
         return total
     }
