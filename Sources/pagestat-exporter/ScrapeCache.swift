@@ -189,7 +189,8 @@ actor ScrapeCache {
         return .success(render(families))
     }
 
-    /// Why a scan's report is not whole, or nil: a read that failed for want of a descriptor,
+    /// Why a scan's report is not whole, or nil: a read that failed for want of a descriptor
+    /// (in a note, or as the reason a process could not be read),
     /// or /proc that listed no process at all (opendir(2) of /proc failed).
     static func incomplete(_ report: TopReport) -> String? {
         // PageStatError.system's text carries strerror(3) of the errno.
@@ -198,6 +199,11 @@ actor ScrapeCache {
             let text = note.description
             if exhausted.contains(where: { text.contains($0) }) {
                 return "out of file descriptors during the scan: \(text)"
+            }
+        }
+        for process in report.unreadableProcesses {
+            if case .system(_, let errno) = process.reason, errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem {
+                return "out of file descriptors during the scan: process \(process.pid): \(process.reason)"
             }
         }
         if report.processes.isEmpty && report.unreadable == 0 && report.vanished == 0 && getpid() != 1 {

@@ -77,7 +77,7 @@ final class Sleeper {
 }
 
 @Suite("Fleet views keep apart what differs only in bytes or device (needs root)", .serialized,
-       .enabled(if: TestEnvironment.isRoot, "needs root: run the README's test command as root"))
+       .needsRoot)
 struct FleetKeyTests {
     /// Two cgroups whose names differ only in a byte that is not UTF-8 (`\xff`, `\xfe`): two rows
     /// in text, JSON, CSV and Prometheus, each name written reversibly.
@@ -166,7 +166,7 @@ final class NamespacedShmemHolder {
 }
 
 @Suite("Objects keyed by device and inode (needs root and swap)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct ObjectDeviceKeyTests {
     /// Two tmpfs mounts in two mount namespaces, at the same directory, each with the same file
     /// (so the same path and inode), part of it swapped: two object series, each with its own
@@ -207,7 +207,7 @@ struct ObjectDeviceKeyTests {
 }
 
 @Suite("Without privilege, unknown is never 0 (needs root and swap, to run both sides)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct UnprivilegedFleetTests {
     /// A `lab hold` child of an unprivileged user holds shared memory (memfd, /dev/shm, shared
     /// anonymous, SysV; part in memory, part swapped). Root counts it; the same user cannot open
@@ -329,7 +329,7 @@ final class ZeroPageHolder {
 }
 
 @Suite("summary and top stream: peak memory bounded by a mapping, not by runs (needs root)", .serialized,
-       .enabled(if: TestEnvironment.isRoot, "needs root: run the README's test command as root"))
+       .needsRoot)
 struct FleetStreamingTests {
     /// 8 GiB of private memory, every other page the zero page: one mapping of 2^21 runs. `show`
     /// streams them; `summary` and `top` must too, their peak memory near `show`'s, nowhere near
@@ -348,7 +348,7 @@ struct FleetStreamingTests {
 }
 
 @Suite("The degraded exporter: unknown shares absent, never 0 (needs root and swap, to run both sides)", .serialized,
-       .enabled(if: TestEnvironment.swapAndRoot, "needs root and swap on: run the README's test command as root"))
+       .needsSwapAndRoot)
 struct DegradedExporterTests {
     /// An unprivileged exporter scraping an unprivileged `lab hold` child: the child's shmem share
     /// cannot be counted, so its series are absent and pagestat_shared_unknown_processes says
