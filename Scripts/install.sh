@@ -48,6 +48,9 @@ pages=".build/plugins/GenerateManual/outputs/pagestat"
 rm -rf "$pages"
 echo "install.sh: generating the man page (swift package generate-manual; a minute or two the first time)..."
 if swift package generate-manual --configuration release > /dev/null 2>&1 && [ -f "$pages/pagestat.1" ]; then
+    # generate-manual writes the discussions' blank lines as they are; mdoc wants .Pp between
+    # paragraphs (a blank line is a warning in man's view of the page).
+    sed -i 's/^$/.Pp/' "$pages/pagestat.1"
     install -D -m 644 "$pages/pagestat.1" "$manual"
     bash Scripts/check-manual.sh "$pages/pagestat.1" || echo "install.sh: warning: the man page has formatting warnings (above)" >&2
 else
