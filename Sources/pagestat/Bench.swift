@@ -31,7 +31,8 @@ extension Pagestat {
             work (page tables, then each object's swapped pages split among its mappers) is timed \
             in this process over the child alone, so that other processes on the machine do not \
             count. Medians of --runs runs after a warm-up. When N mappings do not fit under \
-            vm.max_map_count, it raises the limit for the run and restores it after.
+            vm.max_map_count, it raises the limit for the run and restores it after, also when \
+            a signal (SIGINT, SIGTERM, SIGHUP, SIGPIPE, ...) ends it.
             """
         )
 
