@@ -26,9 +26,11 @@ elif [ $# -gt 0 ]; then
     exit 64
 fi
 
+echo "install.sh: building pagestat (swift build -c release; the first build takes a few minutes)..."
 swift build -c release --product pagestat
 built="$(swift build -c release --show-bin-path)/pagestat"
 
+echo "install.sh: installing the binary and the bash, zsh and fish completions..."
 install -D -m 755 "$built" "$bin"
 for shell in bash zsh fish; do
     case $shell in
@@ -44,8 +46,13 @@ done
 # The man page: swift-argument-parser's plugin renders the same help as the binary's --help.
 pages=".build/plugins/GenerateManual/outputs/pagestat"
 rm -rf "$pages"
+echo "install.sh: generating the man page (swift package generate-manual; a minute or two the first time)..."
 if swift package generate-manual --configuration release > /dev/null 2>&1 && [ -f "$pages/pagestat.1" ]; then
+    # generate-manual writes the discussions' blank lines as they are; mdoc wants .Pp between
+    # paragraphs (a blank line is a warning in man's view of the page).
+    sed -i 's/^$/.Pp/' "$pages/pagestat.1"
     install -D -m 644 "$pages/pagestat.1" "$manual"
+    bash Scripts/check-manual.sh "$pages/pagestat.1" || echo "install.sh: warning: the man page has formatting warnings (above)" >&2
 else
     echo "install.sh: warning: the man page could not be generated (swift package generate-manual failed); skipped" >&2
 fi

@@ -98,7 +98,17 @@ if [ ${#web_tools[@]} -gt 0 ]; then
     fi
 fi
 
-swift build
+# The project's own sources build without a warning: a warning from a file under Sources/, Tests/
+# or Examples/ fails the run (dependencies' warnings are theirs). Only the files a build compiles
+# can warn: on a clean clone, all of them.
+mkdir -p .build
+swift build --build-tests 2>&1 | tee .build/test-sh-build.log
+own_warnings=$(grep -E "^$PWD/(Sources|Tests|Examples)/[^:]+:[0-9]+:[0-9]+: warning:" .build/test-sh-build.log | sort -u || true)
+if [ -n "$own_warnings" ]; then
+    echo "$own_warnings" >&2
+    echo "test.sh: FAILED: the build printed $(grep -c . <<< "$own_warnings") warnings in the project's own sources" >&2
+    exit 1
+fi
 
 # The README's library example, built as a user would: in a package of its own that depends on
 # this one by path (named pagestat, as a clone is) and uses the PageStat product, then run on this

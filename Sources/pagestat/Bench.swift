@@ -31,7 +31,8 @@ extension Pagestat {
             work (page tables, then each object's swapped pages split among its mappers) is timed \
             in this process over the child alone, so that other processes on the machine do not \
             count. Medians of --runs runs after a warm-up. When N mappings do not fit under \
-            vm.max_map_count, it raises the limit for the run and restores it after.
+            vm.max_map_count, it raises the limit for the run and restores it after, also when \
+            a signal (SIGINT, SIGTERM, SIGHUP, SIGPIPE, ...) ends it.
             """
         )
 
@@ -108,29 +109,39 @@ extension Pagestat {
             writeOut(table.render())
         }
 
-        /// Raises /proc/sys/vm/max_map_count to at least `atLeast` until `restore()`.
+        /// Raises /proc/sys/vm/max_map_count to at least `atLeast` until `restore()`, or until the
+        /// process ends some other way (`UndoOnExit`: exit, SIGINT, SIGTERM, SIGPIPE, ...).
         struct MapCountLimit {
             static let path = "/proc/sys/vm/max_map_count"
             let original: Int?
+            let undo: UndoOnExit.Action?
 
             init(atLeast wanted: Int) throws(PageStatError) {
                 guard let current = RepeatedMappings.maxMapCount() else { throw .unsupported("no /proc/sys/vm/max_map_count") }
                 guard current < wanted else {
                     original = nil
+                    undo = nil
                     return
                 }
-                try Self.write(wanted)
+                // Registered before the raise: a signal in between writes back what is there.
+                let undo = try UndoOnExit.write("\(current)\n", to: Self.path)
+                do {
+                    try Self.write(wanted)
+                } catch {
+                    undo.cancel()
+                    throw error
+                }
                 original = current
+                self.undo = undo
                 printError("pagestat bench: raised vm.max_map_count from \(current) to \(wanted) for this run")
             }
 
             func restore() {
-                guard let original else { return }
-                do {
-                    try Self.write(original)
+                guard let original, let undo else { return }
+                if let failure = undo.run() {
+                    printError("pagestat bench: could not restore vm.max_map_count to \(original): \(failure)")
+                } else {
                     printError("pagestat bench: restored vm.max_map_count to \(original)")
-                } catch {
-                    printError("pagestat bench: could not restore vm.max_map_count to \(original): \(error)")
                 }
             }
 

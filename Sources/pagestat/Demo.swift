@@ -20,18 +20,23 @@ extension Pagestat {
             pagemap is right) follow for contrast.
 
             Needs swap. With none on and running as root, it turns on a temporary swap file for \
-            the demo and removes it at exit (also on Ctrl-C).
+            the demo and removes it at exit, also when a signal or a closed pipe ends the demo \
+            (not after SIGKILL: then `pagestat doctor` names the file, `doctor --clean` removes it).
             """
         )
 
         @Option(help: "Pages in each demo region.")
         var pages: Int = 3072
 
-        @Option(help: "Directory for the temporary swap file (used only when no swap is on).")
+        @Option(help: "Directory for the temporary swap file (used only when no swap is on; a disk filesystem, not tmpfs).")
         var swapDirectory: String = "/var/tmp"
+
+        @Flag(help: ArgumentHelp("Turn on the temporary swap file even when swap is on (at the lowest priority).", visibility: .hidden))
+        var temporarySwap = false
 
         func validate() throws {
             guard pages >= 3 && pages <= 1 << 22 else { throw ValidationError("--pages must be 3...4194304") }
+            guard !swapDirectory.isEmpty else { throw ValidationError("--swap-directory is empty: name a directory on a disk filesystem") }
         }
 
         func run() throws {
@@ -43,7 +48,8 @@ extension Pagestat {
             writeOut("pagestat demo: the shared-memory gap in /proc/PID/pagemap, shown in this process (pid \(getpid()))\n\n")
             // Output already lost: arrange nothing (the exit says why).
             guard !StandardOutput.lost else { return }
-            try TemporarySwap.ensure(directory: swapDirectory, bytes: UInt64(max(64 << 20, pages * ProcFS.pageSize * 2)))
+            try TemporarySwap.ensure(directory: swapDirectory, bytes: UInt64(max(64 << 20, pages * ProcFS.pageSize * 2)),
+                                     always: temporarySwap)
             defer { TemporarySwap.remove() }
 
             let third = pages / 3

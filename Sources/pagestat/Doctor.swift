@@ -26,10 +26,16 @@ extension Pagestat {
             arranged. Exit 10 if any page is wrong; pages that could not be told (unknown, with \
             the reason in the notes) are counted, not wrong.
 
+            A temporary swap file outlives its command only when that command was killed with \
+            SIGKILL (or the machine stopped): doctor names every pagestat-PID.swap in --directory \
+            and in /proc/swaps whose pagestat no longer runs, and --clean turns them off and \
+            removes them (root).
+
             Examples:
               pagestat doctor
               pagestat doctor --verify
               pagestat doctor --format json
+              pagestat doctor --clean
             """
         )
 
@@ -42,8 +48,15 @@ extension Pagestat {
         @Option(help: "Directory for the regular file and the temporary swap file (a disk filesystem, not tmpfs).")
         var directory: String = "/var/tmp"
 
+        @Flag(help: "Turn off and remove the temporary swap files that killed pagestat commands left.")
+        var clean = false
+
+        @Flag(help: ArgumentHelp("With --verify, turn on the temporary swap file even when swap is on (at the lowest priority).", visibility: .hidden))
+        var temporarySwap = false
+
         func validate() throws {
             if format == .csv { throw ValidationError("doctor supports --format text or json") }
+            guard !directory.isEmpty else { throw ValidationError("--directory is empty: name a directory on a disk filesystem") }
         }
 
         func run() throws {
@@ -52,20 +65,21 @@ extension Pagestat {
                 let facts = HostFacts.probe()
                 var results: [Verification] = []
                 var notes = Notes()
+                let leftovers = try cleanedLeftovers()
                 if verify {
-                    if format == .text { writeOut(factsText(facts)) }
+                    if format == .text { writeOut(factsText(facts) + leftoversText(leftovers)) }
                     guard !StandardOutput.lost else { return }  // the exit says why (`StandardOutput`)
                     // In JSON, what is said about swap goes to standard error.
-                    try TemporarySwap.ensure(directory: directory, bytes: 64 << 20,
+                    try TemporarySwap.ensure(directory: directory, bytes: 64 << 20, always: temporarySwap,
                                              say: format == .text ? writeOut : { printError($0, newline: false) })
                     defer { TemporarySwap.remove() }
                     (results, notes) = try verifyLayout(facts)
                     failed = results.contains { $0.wrong > 0 }
                     if format == .text { writeOut(verificationText(results, notes: notes)) }
                 } else if format == .text {
-                    writeOut(factsText(facts))
+                    writeOut(factsText(facts) + leftoversText(leftovers))
                 }
-                if format == .json { writeOut(json(facts, results: verify ? results : nil, notes: notes)) }
+                if format == .json { writeOut(json(facts, results: verify ? results : nil, notes: notes, leftovers: leftovers)) }
             }
             if failed { throw ExitCode(10) }
         }
@@ -117,6 +131,29 @@ extension Pagestat {
             return (results, notes)
         }
 
+        /// The temporary swap files left by killed commands; with --clean, removed first (and
+        /// what could not be removed stays listed, with why on stderr).
+        private func cleanedLeftovers() throws(PageStatError) -> [TemporarySwap.Leftover] {
+            let found = TemporarySwap.leftovers(in: directory)
+            guard clean else { return found }
+            guard geteuid() == 0 || found.isEmpty else { throw .permissionDenied(what: "doctor --clean turns swap off: run it as root") }
+            return found.filter { leftover in
+                if let failure = TemporarySwap.clean(leftover) {
+                    printError("pagestat doctor: \(escapedName(failure))")
+                    return true
+                }
+                printError("pagestat doctor: removed \(escapedName(leftover.path))\(leftover.active ? " (it was on as swap)" : "")")
+                return false
+            }
+        }
+
+        private func leftoversText(_ leftovers: [TemporarySwap.Leftover]) -> String {
+            leftovers.map { leftover in
+                "Left over: \(escapedName(leftover.path)), the temporary swap file of pid \(leftover.pid), which no longer runs" +
+                    "\(leftover.active ? " (still on as swap)" : ""): pagestat doctor --clean removes it.\n"
+            }.joined()
+        }
+
         private func factsText(_ facts: [HostFact]) -> String {
             var table = TextTable(headers: ["FACT", "", "WHAT WAS FOUND"], rightAligned: [])
             var costs: [String] = []
@@ -152,7 +189,7 @@ extension Pagestat {
             return out
         }
 
-        private func json(_ facts: [HostFact], results: [Verification]?, notes: Notes) -> String {
+        private func json(_ facts: [HostFact], results: [Verification]?, notes: Notes, leftovers: [TemporarySwap.Leftover]) -> String {
             var json = JSONWriter()
             json.beginObject()
             json.key("facts")
@@ -168,6 +205,7 @@ extension Pagestat {
             }
             json.endArray()
             json.field("auto_engine", HostFacts.autoEngine(facts))
+            json.field("leftover_swap_files", strings: leftovers.map(\.path))
             if let results {
                 json.key("verification")
                 json.beginArray()

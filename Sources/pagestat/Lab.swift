@@ -50,7 +50,8 @@ extension Pagestat.Lab {
 
             When the layout is ready it prints one JSON line (start is the first address, \
             in decimal) and holds the memory:
-              {"pid":4242,"start":139872155238400,"pages":256,"page_size":4096}
+              {"pid":4242,"start":139872155238400,\
+              "pages":256,"page_size":4096}
             It holds it until SIGINT, SIGTERM or SIGHUP (with --exit-on-eof, also until \
             standard input ends), then frees it, moves back to its own cgroup, removes the one \
             it made, and exits 0. Interrupted before the layout is ready, it cleans up the same \

@@ -67,6 +67,9 @@ enum StandardOutput {
         if stdio != 0 { record(stdio) }
         let error = firstWriteError.load(ordering: .relaxed)
         guard error != 0 else { return }
+        // What the command changed on the host is put back before the exit below skips the
+        // rest of the atexit hooks (`UndoOnExit`).
+        CPagestat_undo_run_all()
         if error == EPIPE {
             signal(SIGPIPE, SIG_DFL)
             var pipe = sigset_t()

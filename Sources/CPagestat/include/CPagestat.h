@@ -188,4 +188,39 @@ void CPagestat_keep_heap(size_t mmap_threshold, size_t trim_threshold);
 /// when none is known). stdout is a C global that Swift 6's strict concurrency refuses.
 int CPagestat_flush_stdout(void);
 
+/// Undo on exit: actions that put back what a command changed on the host (a temporary swap
+/// file, a sysctl), run once by whichever comes first: the command itself (CPagestat_undo_run),
+/// exit(3) (atexit), or a signal that ends the process (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE,
+/// the other terminating signals and the crash signals; not SIGKILL). The handler only calls
+/// async-signal-safe functions on strings copied in at registration, then lets the signal do
+/// what it did before (ends the process with the signal's status). Signals already ignored
+/// stay ignored.
+enum { CPagestat_UNDO_SLOTS = 8 };
+
+/// Installs the signal handlers and the atexit hook (once; later calls do nothing).
+void CPagestat_undo_install(void);
+
+/// Registers swapoff(path), then unlink(path) (a missing area or file is no failure). The slot,
+/// or -1 with errno (ENAMETOOLONG, ENOSPC when all slots are taken).
+int CPagestat_undo_swap_file(const char *path);
+
+/// Registers writing `content` to `path` (open O_WRONLY, one write: a /proc/sys file). The
+/// slot, or -1 with errno.
+int CPagestat_undo_write_file(const char *path, const char *content);
+
+/// Runs the slot's action now, if it has not run, with the handled signals blocked meanwhile:
+/// 0, or the errno of the first step that failed.
+int CPagestat_undo_run(int slot);
+
+/// Forgets the slot's action without running it.
+void CPagestat_undo_cancel(int slot);
+
+/// Runs every registered action (what an exit path calls before _exit or raise).
+void CPagestat_undo_run_all(void);
+
+/// Blocks the handled signals in this thread until CPagestat_undo_release_signals (not nested):
+/// a signal that comes meanwhile waits, then runs the actions registered by then.
+void CPagestat_undo_hold_signals(void);
+void CPagestat_undo_release_signals(void);
+
 #endif

@@ -31,8 +31,14 @@ public enum SwapArea {
     }
 
     /// Makes a swap file of `bytes` at `path` (allocated, mode 0600, a version-1 swap header
-    /// written the way mkswap writes it) and turns it on with swapon(2). Needs root.
-    public static func enableFile(at path: String, bytes: UInt64) throws(PageStatError) {
+    /// written the way mkswap writes it) and turns it on with swapon(2), at the lowest priority.
+    /// Needs root. `created` runs right after open(2) created the file, before it is filled: the
+    /// moment from which the caller owns the path (to remove it, should it be interrupted). On
+    /// failure the file is removed again.
+    ///
+    /// An active swap file cannot be unlinked (the kernel marks its inode S_SWAPFILE: EPERM), so
+    /// whoever turns one on must turn it off again before removing it.
+    public static func enableFile(at path: String, bytes: UInt64, created: () -> Void = {}) throws(PageStatError) {
         let pageSize = UInt64(ProcFS.pageSize)
         let pages = bytes / pageSize
         guard pages >= 10 else { throw .invalidInput("swap file too small") }
@@ -43,9 +49,12 @@ public enum SwapArea {
         } catch {
             throw .system(call: "open \(path)", errno: error)
         }
+        created()
         var failure: PageStatError?
-        if posix_fallocate(fd.rawValue, 0, off_t(pages * pageSize)) != 0 {
-            failure = .system(call: "fallocate \(path)", errno: Errno(rawValue: errno))
+        // posix_fallocate returns the error; it does not set errno.
+        let allocated = posix_fallocate(fd.rawValue, 0, off_t(pages * pageSize))
+        if allocated != 0 {
+            failure = .system(call: "fallocate \(path)", errno: Errno(rawValue: allocated))
         } else {
             // union swap_header: bootbits[1024], then version, last_page, nr_badpages (u32 each),
             // uuid and label; the signature "SWAPSPACE2" in the last 10 bytes of the first page.
@@ -73,7 +82,7 @@ public enum SwapArea {
         }
     }
 
-    /// Turns a swap file off and removes it; safe to call from a signal handler's path.
+    /// Turns a swap file off and removes it.
     public static func disableFile(at path: String) {
         _ = CPagestat_swapoff(path)
         _ = unlink(path)
