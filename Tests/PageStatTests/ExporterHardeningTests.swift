@@ -116,7 +116,7 @@ struct ExporterHardeningTests {
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         defer { var restore = saved; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore) }
 
-        let exporter = try ExporterProcess(["--min-interval", "0", "--scan-deadline", "120", "--idle-timeout", "8", "--max-connections", "64"],
+        let exporter = try ExporterProcess(["--min-interval", "0", "--scan-deadline", "120", "--idle-timeout", "15", "--max-connections", "64"],
                                            wrapper: ["/usr/bin/prlimit", "--nofile=512:512", "--"])
         defer { exporter.stop() }
         let pid = exporter.process.processIdentifier
@@ -160,7 +160,14 @@ struct ExporterHardeningTests {
         // The first connections were accepted and are kept until --idle-timeout; the last ones,
         // past the limit, were closed at once.
         #expect(idle.prefix(16).allSatisfy { !closedByExporter($0) }, "a connection under the limit was closed before --idle-timeout")
-        #expect(idle.suffix(16).allSatisfy { closedByExporter($0) }, "a connection past the limit is still open")
+        // The last ones may still wait in the kernel's backlog or SYN_SENT (SYNs are sent again
+        // after 1, 3 and 7 s) on a busy machine: give them until well before --idle-timeout.
+        var pastTheLimitClosed = false
+        while !pastTheLimitClosed && Stopwatch.now() - flooded < 12_000_000_000 {
+            pastTheLimitClosed = idle.suffix(16).allSatisfy { closedByExporter($0) }
+            if !pastTheLimitClosed { usleep(250_000) }
+        }
+        #expect(pastTheLimitClosed, "a connection past the limit is still open")
 
         // The scrape on the connection opened before the flood (as Prometheus keeps one open).
         let during = try #require(request(on: kept), "no answer under the flood")
@@ -175,7 +182,7 @@ struct ExporterHardeningTests {
 
         // Idle connections are closed after --idle-timeout: the accepted ones read EOF.
         let waited = Double(Stopwatch.now() - flooded) / 1e9
-        if waited < 9.5 { usleep(UInt32((9.5 - waited) * 1e6)) }
+        if waited < 16.5 { usleep(UInt32((16.5 - waited) * 1e6)) }
         #expect(idle.prefix(16).allSatisfy { closedByExporter($0) }, "an idle connection is still open after --idle-timeout")
         for fd in idle { close(fd) }
         idle = []
