@@ -124,9 +124,8 @@ struct FleetKeyTests {
 /// A shmem file held mapped by a child in a mount namespace of its own, on a fresh tmpfs mounted
 /// at `directory`: `pages` pages written, the first `swapped` paged out (MADV_PAGEOUT).
 final class NamespacedShmemHolder {
-    let process = Process()
-    let stdin = Pipe()
-    var pid: Int32 { process.processIdentifier }
+    let child: ReadyChild
+    var pid: Int32 { child.pid }
 
     init(directory: String, file: String, pages: Int, swapped: Int) throws {
         let script = """
@@ -142,10 +141,25 @@ final class NamespacedShmemHolder {
         print("ready", flush=True)
         sys.stdin.read()
         """
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        process.arguments = ["--mount", "--propagation", "private", "/bin/sh", "-c",
-                             "mount -t tmpfs pagestat-test \"$1\" && exec python3 -c \"$2\" \"$1/$3\" \"$4\" \"$5\"", "sh",
-                             directory, script, file, String(pages), String(swapped)]
+        child = try ReadyChild("the shmem holder", "/usr/bin/unshare",
+                               ["--mount", "--propagation", "private", "/bin/sh", "-c",
+                                "mount -t tmpfs pagestat-test \"$1\" && exec python3 -c \"$2\" \"$1/$3\" \"$4\" \"$5\"", "sh",
+                                directory, script, file, String(pages), String(swapped)])
+    }
+
+    func stop() { child.stop() }
+}
+
+/// A child that prints "ready" once it has arranged what it holds, and holds it until its
+/// standard input closes.
+final class ReadyChild {
+    let process = Process()
+    let stdin = Pipe()
+    var pid: Int32 { process.processIdentifier }
+
+    init(_ what: String, _ executable: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardInput = stdin
@@ -153,7 +167,7 @@ final class NamespacedShmemHolder {
         let line = readLine(out)
         guard line == Data("ready".utf8) else {
             stop()
-            throw PageStatError.invalidInput("the shmem holder did not start: \(String(decoding: line, as: UTF8.self))")
+            throw PageStatError.invalidInput("\(what) did not start: \(String(decoding: line, as: UTF8.self))")
         }
     }
 
@@ -291,9 +305,8 @@ func peakRSS(_ arguments: [String]) throws -> (status: Int32, kib: Int, stderr: 
 /// (2 MiB per GiB), yet its mapping holds 2 runs per 2 pages (zero page, none). Holds it until
 /// standard input closes.
 final class ZeroPageHolder {
-    let process = Process()
-    let stdin = Pipe()
-    var pid: Int32 { process.processIdentifier }
+    let child: ReadyChild
+    var pid: Int32 { child.pid }
 
     init(gib: Int) throws {
         let script = """
@@ -307,25 +320,10 @@ final class ZeroPageHolder {
         print("ready", flush=True)
         sys.stdin.read()
         """
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, String(gib)]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardInput = stdin
-        try process.run()
-        let line = readLine(out)
-        guard line == Data("ready".utf8) else {
-            stop()
-            throw PageStatError.invalidInput("the zero-page holder did not start: \(String(decoding: line, as: UTF8.self))")
-        }
+        child = try ReadyChild("the zero-page holder", "/usr/bin/env", ["python3", "-c", script, String(gib)])
     }
 
-    func stop() {
-        try? stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
+    func stop() { child.stop() }
 }
 
 @Suite("summary and top stream: peak memory bounded by a mapping, not by runs (needs root)", .serialized,

@@ -64,9 +64,8 @@ struct LifecycleTests {
         return condition()
     }
 
-    @Test(arguments: [["demo"], ["doctor", "--verify"]])
+    @Test(.needsRoot, arguments: [["demo"], ["doctor", "--verify"]])
     func pipedIntoHeadLeavesNoSwap(command: [String]) throws {
-        try #require(TestEnvironment.isRoot, "needs root to turn swap on (see EnvironmentTests)")
         let directory = try SwapDirectory()
         let option = command == ["demo"] ? "--swap-directory" : "--directory"
         let arguments = command + ["--temporary-swap", option, directory.path]
@@ -77,9 +76,8 @@ struct LifecycleTests {
         #expect(directory.leftover() == nil, "\(command) | head -1")
     }
 
-    @Test(arguments: [SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+    @Test(.needsRoot, arguments: [SIGINT, SIGTERM, SIGHUP, SIGQUIT])
     func signalAfterSetUpLeavesNoSwap(signal: Int32) throws {
-        try #require(TestEnvironment.isRoot, "needs root to turn swap on (see EnvironmentTests)")
         let directory = try SwapDirectory()
         let process = try Self.start(["demo", "--temporary-swap", "--swap-directory", directory.path, "--pages", "65536"])
         let on = Self.wait(seconds: 60) { !directory.activeAreas.isEmpty || !process.isRunning }
@@ -93,9 +91,8 @@ struct LifecycleTests {
 
     /// The signal comes anywhere from before the handlers exist to the middle of set-up (a 1 GiB
     /// file: allocated, header written and synced, swapon), at random.
-    @Test(arguments: [SIGINT, SIGTERM, SIGQUIT])
+    @Test(.needsRoot, arguments: [SIGINT, SIGTERM, SIGQUIT])
     func signalDuringSetUpLeavesNoSwap(signal: Int32) throws {
-        try #require(TestEnvironment.isRoot, "needs root to turn swap on (see EnvironmentTests)")
         let directory = try SwapDirectory()
         var generator = SystemRandomNumberGenerator()
         for round in 0..<12 {
@@ -110,8 +107,7 @@ struct LifecycleTests {
     }
 
     /// SIGKILL cannot be caught: doctor names what it left, and --clean removes it.
-    @Test func doctorNamesAndCleansWhatSigkillLeft() throws {
-        try #require(TestEnvironment.isRoot, "needs root to turn swap on (see EnvironmentTests)")
+    @Test(.needsRoot) func doctorNamesAndCleansWhatSigkillLeft() throws {
         let directory = try SwapDirectory()
         let process = try Self.start(["demo", "--temporary-swap", "--swap-directory", directory.path, "--pages", "65536"])
         let on = Self.wait(seconds: 60) { !directory.activeAreas.isEmpty || !process.isRunning }
@@ -140,7 +136,7 @@ struct LifecycleTests {
         #expect(empty.stderr.contains("--swap-directory is empty"))
         let emptyDoctor = try runPagestat(["doctor", "--verify", "--directory", ""])
         #expect(emptyDoctor.status == 64)
-        try #require(TestEnvironment.isRoot, "needs root to turn swap on (see EnvironmentTests)")
+        guard TestEnvironment.isRoot else { try notRunHere("root, to try swap on tmpfs (the checks above ran)") }
         let tmpfs = try runPagestat(["demo", "--temporary-swap", "--swap-directory", "/dev/shm"])
         #expect(tmpfs.status == 64)
         #expect(tmpfs.stderr == "pagestat: /dev/shm is on tmpfs: a swap file there would live in memory (and swapon refuses it); name a directory on a disk filesystem\n")
@@ -148,8 +144,7 @@ struct LifecycleTests {
     }
 
     /// `bench --mappings` raises vm.max_map_count for its run; SIGINT in the middle puts it back.
-    @Test func benchRestoresMaxMapCountOnSigint() throws {
-        try #require(TestEnvironment.swapAndRoot, "needs root and swap (see EnvironmentTests)")
+    @Test(.needsSwapAndRoot) func benchRestoresMaxMapCountOnSigint() throws {
         let path = "/proc/sys/vm/max_map_count"
         let original = try String(contentsOfFile: path, encoding: .utf8)
         defer {
