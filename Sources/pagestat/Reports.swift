@@ -241,6 +241,7 @@ extension Pagestat {
             // top shows no mappings: a note about one mapping ([vsyscall]) has nothing to qualify.
             report.notes.removeAll { $0.mappingLabel != nil }
             let filter = TopFilter(pids: Set(pids), users: Set(users), commands: commands)
+            report = filter.applyingToUnreadable(report)
             switch format {
             case .prometheus:
                 writeOut(Prometheus.render(FleetMetrics.families(report, by: by, filter: filter, objects: objects,

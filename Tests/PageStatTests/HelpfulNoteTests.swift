@@ -72,5 +72,12 @@ struct HelpfulNoteTests {
             #expect((entry["reason"] as? String)?.hasPrefix("permission denied: /proc/\(fixture.pid)/") == true, "\(entry)")
             #expect(listed.count == object["unreadable"] as? Int)
         }
+        // Filters apply to the note: `top -p PID` names no process but PID, though many others
+        // could not be read either.
+        let one = try runPagestat(["top", "-p", String(fixture.pid), "--verbose"], asUser: 65534)
+        #expect(one.status == 0, "\(one.stderr)")
+        let notes = one.stdout.split(separator: "\n").filter { $0.hasPrefix("note: process ") }
+        #expect(notes.count == 1 && notes[0].hasPrefix(named), "\(one.stdout)")
+        #expect(one.stdout.contains("0 processes, 1 could not be read"), "\(one.stdout)")
     }
 }

@@ -88,6 +88,26 @@ public struct TopFilter: Sendable {
 
     public var isEmpty: Bool { pids.isEmpty && users.isEmpty && commands.isEmpty }
 
+    /// Whether a process that could not be read may be one the filter keeps: its pid and comm
+    /// are known, its user may not be (then it is kept, as it may be that user's).
+    public func mayMatch(_ process: UnreadableProcess) -> Bool {
+        if !pids.isEmpty && !pids.contains(process.pid) { return false }
+        if !commands.isEmpty && !commands.contains(where: { process.command == $0 || process.command.contains($0) }) {
+            return false
+        }
+        return true
+    }
+
+    /// The report with only the unreadable processes that the filter may keep: a note names
+    /// only what the output is about.
+    public func applyingToUnreadable(_ report: TopReport) -> TopReport {
+        guard !pids.isEmpty || !commands.isEmpty else { return report }
+        var report = report
+        report.unreadableProcesses.removeAll { !mayMatch($0) }
+        report.unreadable = report.unreadableProcesses.count
+        return report
+    }
+
     public func matches(_ process: ProcessUse) -> Bool {
         if !pids.isEmpty && !pids.contains(process.pid) { return false }
         if !users.isEmpty {
