@@ -3,7 +3,7 @@
 # QEMU, and on the host's kernel.
 #
 #   bash Scripts/kernel-matrix.sh              # as root; prints a table per kernel
-#   bash Scripts/kernel-matrix.sh --markdown   # the same run, then the table in Markdown (README)
+#   bash Scripts/kernel-matrix.sh --markdown   # the same run, then the table in Markdown (docs/kernels.md)
 #
 # It builds the release binary (swift build -c release --product pagestat), packs it, the shared libraries ldd names
 # (and libbpf.so.1 with its own when the host has it: the BPF engine loads it at run time),
