@@ -1,6 +1,8 @@
 // Loads BPF/xarray.bpf.o with libbpf, opened at run time (dlopen "libbpf.so.1", Debian's libbpf1,
 // 1.1.2 or newer): the few functions used here are declared below from libbpf's documented API,
-// their types kept opaque, so the build needs neither libbpf nor its headers.
+// their types kept opaque, so the build needs neither libbpf nor its headers. Where bpffs is
+// mounted, the loaded program is pinned (bpf_pin.c) and later runs take it from there, with
+// neither libbpf nor its parse of the kernel's BTF; links and passes use bpf(2) directly.
 #define _GNU_SOURCE
 #include "CPagestat.h"
 #include <dlfcn.h>
@@ -11,30 +13,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bpf_pin.h"
 #include "xarray_bpf_object.h"
 
 struct bpf_object;
 struct bpf_program;
 struct bpf_map;
-struct bpf_link;
-
-// libbpf's `union bpf_iter_link_info` (uapi/linux/bpf.h): for task iterators, the task filter.
-union xw_iter_link_info {
-    struct {
-        uint32_t tid;
-        uint32_t pid;
-        uint32_t pid_fd;
-    } task;
-    uint64_t size[2];   // the union's size: its cgroup member is 16 bytes
-};
-_Static_assert(sizeof(union xw_iter_link_info) == 16, "bpf_iter_link_info");
-
-// libbpf's `struct bpf_iter_attach_opts`: sz first, as all libbpf option structs.
-struct xw_iter_attach_opts {
-    size_t sz;
-    union xw_iter_link_info *link_info;
-    uint32_t link_info_len;
-};
 
 typedef int (*xw_print_fn)(int level, const char *format, va_list args);
 
@@ -46,9 +30,7 @@ static struct {
     struct bpf_program *(*find_program)(const struct bpf_object *, const char *);
     struct bpf_map *(*find_map)(const struct bpf_object *, const char *);
     int (*map_fd)(const struct bpf_map *);
-    struct bpf_link *(*attach_iter)(const struct bpf_program *, const struct xw_iter_attach_opts *);
-    int (*link_fd)(const struct bpf_link *);
-    int (*iter_create)(int);
+    int (*program_fd)(const struct bpf_program *);
 } libbpf;
 
 // libbpf's messages while loading, the verifier's log among them (libbpf prints it on failure).
@@ -117,16 +99,43 @@ static int xw_open_libbpf(char *reason, size_t size) {
     XW_SYM(find_program, "bpf_object__find_program_by_name")
     XW_SYM(find_map, "bpf_object__find_map_by_name")
     XW_SYM(map_fd, "bpf_map__fd")
-    XW_SYM(attach_iter, "bpf_program__attach_iter")
-    XW_SYM(link_fd, "bpf_link__fd")
-    XW_SYM(iter_create, "bpf_iter_create")
+    XW_SYM(program_fd, "bpf_program__fd")
 #undef XW_SYM
     return CPAGESTAT_XW_LOAD_OK;
 }
 
-int CPagestat_xw_load(int pid, struct CPagestat_xw_loaded *loaded,
-                      char *reason, size_t reason_size) {
-    reason[0] = 0;
+// Maps the `xw_io` map at map_fd and attaches an iterator link for `pid` (with the task filter
+// where the kernel takes it): the rest of `loaded`.
+static int xw_attach(int prog_fd, int map_fd, int pid, struct CPagestat_xw_loaded *loaded, char *reason, size_t size) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t length = (sizeof(struct CPagestat_xw_io) + (size_t)page - 1) / (size_t)page * (size_t)page;
+    struct CPagestat_xw_io *io = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+    if (io == MAP_FAILED)
+        return xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, size, "mmap of the BPF map xw_io: %s", strerror(errno));
+    // Only this process's files: the link's task filter (6.1+); older kernels refuse or ignore
+    // it, and the program checks the tgid itself.
+    int filtered = 1;
+    int link = cpagestat_xw_link_iter(prog_fd, pid);
+    if (link < 0) {
+        link = cpagestat_xw_link_iter(prog_fd, 0);
+        filtered = 0;
+    }
+    if (link < 0) {
+        munmap(io, length);
+        return xw_fail(link == -EPERM ? CPAGESTAT_XW_LOAD_NOT_PERMITTED : CPAGESTAT_XW_LOAD_NO_ITERATOR, reason, size,
+                       "attaching the BPF task_file iterator failed: %s", strerror(-link));
+    }
+    // The program, the link and the mapping stay for the life of the process.
+    loaded->args = &io->args;
+    loaded->result = &io->result;
+    loaded->runs = io->run;
+    loaded->link_fd = link;
+    loaded->pid_filtered = filtered;
+    return CPAGESTAT_XW_LOAD_OK;
+}
+
+// Loads the embedded object with libbpf: its program's and its map's fds.
+static int xw_load_libbpf(int *prog_fd, int *map_fd, char *reason, size_t reason_size) {
     if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
         return xw_fail(CPAGESTAT_XW_LOAD_NO_BTF, reason, reason_size,
                        "no kernel BTF: /sys/kernel/btf/vmlinux: %s (a kernel built with CONFIG_DEBUG_INFO_BTF is needed)",
@@ -172,58 +181,65 @@ int CPagestat_xw_load(int pid, struct CPagestat_xw_loaded *loaded,
 
     struct bpf_program *prog = libbpf.find_program(obj, "xw_task_file");
     struct bpf_map *map = libbpf.find_map(obj, "xw_io");
-    int map_fd = map ? libbpf.map_fd(map) : -1;
-    if (!prog || map_fd < 0) {
+    *prog_fd = prog ? libbpf.program_fd(prog) : -1;
+    *map_fd = map ? libbpf.map_fd(map) : -1;
+    if (*prog_fd < 0 || *map_fd < 0) {
         libbpf.close(obj);
         return xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "the BPF object lacks xw_task_file or xw_io");
     }
-    long page = sysconf(_SC_PAGESIZE);
-    size_t length = (sizeof(struct CPagestat_xw_io) + (size_t)page - 1) / (size_t)page * (size_t)page;
-    struct CPagestat_xw_io *io = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
-    if (io == MAP_FAILED) {
-        err = errno;
-        libbpf.close(obj);
-        return xw_fail(CPAGESTAT_XW_LOAD_FAILED, reason, reason_size, "mmap of the BPF map xw_io: %s", strerror(err));
-    }
+    // The object (and with it the fds) stays for the life of the process.
+    return CPAGESTAT_XW_LOAD_OK;
+}
 
-    // Only this process's files: the link's task filter (6.1+); older kernels refuse or ignore
-    // it, and the program checks the tgid itself.
-    union xw_iter_link_info info;
-    memset(&info, 0, sizeof(info));
-    info.task.pid = (uint32_t)pid;
-    struct xw_iter_attach_opts opts = { .sz = sizeof(opts), .link_info = &info, .link_info_len = sizeof(info) };
-    xw_log_used = 0;
-    xw_log[0] = 0;
-    previous = libbpf.set_print(xw_capture);
-    struct bpf_link *link = libbpf.attach_iter(prog, &opts);
-    int filtered = 1;
-    if (!link) {
-        link = libbpf.attach_iter(prog, NULL);
-        filtered = 0;
+int CPagestat_xw_load(int pid, const char *pin_root, struct CPagestat_xw_loaded *loaded,
+                      char *reason, size_t reason_size, char *note, size_t note_size) {
+    reason[0] = 0;
+    note[0] = 0;
+    loaded->lock_fd = -1;
+    loaded->from_pin = 0;
+    int prog_fd = -1, map_fd = -1, lock_fd = -1;
+    int pinning = pin_root && geteuid() == 0 && CPagestat_xw_is_bpffs(pin_root);
+    if (pin_root && !pinning)
+        snprintf(note, note_size, geteuid() == 0 ? "not pinned: bpffs is not mounted at %s" : "not pinned: pins are root's (%s)",
+                 pin_root);
+    char refused[1024] = "";
+    if (pinning && cpagestat_xw_pin_get(pin_root, &prog_fd, &map_fd, &lock_fd, refused, sizeof(refused)) == 1) {
+        int kind = xw_attach(prog_fd, map_fd, pid, loaded, reason, reason_size);
+        if (kind == CPAGESTAT_XW_LOAD_OK) {
+            loaded->lock_fd = lock_fd;
+            loaded->from_pin = 1;
+            char name[256];
+            CPagestat_xw_pin_name(name, sizeof(name));
+            snprintf(note, note_size, "loaded from pin %s/pagestat/%s", pin_root, name);
+            return kind;
+        }
+        // Not an iterator after all, or no longer attachable: load afresh (the pin stays for
+        // whoever made it; this run does not share it).
+        close(prog_fd);
+        close(map_fd);
+        close(lock_fd);
+        pinning = 0;
+        snprintf(note, note_size, "not pinned: the pinned program could not be attached (%s)", reason);
+        reason[0] = 0;
     }
-    err = link ? 0 : errno;
-    libbpf.set_print(previous);
-    if (!link) {
-        munmap(io, length);
-        libbpf.close(obj);
-        kind = xw_fail(err == EPERM ? CPAGESTAT_XW_LOAD_NOT_PERMITTED : CPAGESTAT_XW_LOAD_NO_ITERATOR, reason, reason_size,
-                       "attaching the BPF task_file iterator failed: %s", strerror(err));
-        xw_append_log(reason, reason_size, 4, 4);
+    int kind = xw_load_libbpf(&prog_fd, &map_fd, reason, reason_size);
+    if (kind != CPAGESTAT_XW_LOAD_OK)
         return kind;
+    kind = xw_attach(prog_fd, map_fd, pid, loaded, reason, reason_size);
+    if (kind != CPAGESTAT_XW_LOAD_OK)
+        return kind;
+    if (pinning) {
+        char put[1024] = "";
+        cpagestat_xw_pin_put(pin_root, prog_fd, map_fd, &loaded->lock_fd, put, sizeof(put));
+        snprintf(note, note_size, "%s%s%s", refused, refused[0] ? "; " : "", put);
     }
-    // The object, the link and the mapping stay for the life of the process.
-    loaded->args = &io->args;
-    loaded->result = &io->result;
-    loaded->runs = io->run;
-    loaded->link_fd = libbpf.link_fd(link);
-    loaded->pid_filtered = filtered;
     return CPAGESTAT_XW_LOAD_OK;
 }
 
 int CPagestat_xw_run(const struct CPagestat_xw_loaded *loaded) {
-    int fd = libbpf.iter_create(loaded->link_fd);
+    int fd = CPagestat_xw_iter_create(loaded->link_fd);
     if (fd < 0)
-        return fd < -1 ? fd : -errno;
+        return fd;
     char buffer[256];
     ssize_t n;
     int err = 0;

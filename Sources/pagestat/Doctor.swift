@@ -31,6 +31,10 @@ extension Pagestat {
             and in /proc/swaps whose pagestat no longer runs, and --clean turns them off and \
             removes them (root).
 
+            As root where bpffs is mounted at /sys/fs/bpf, the BPF engine's program is pinned \
+            there once (/sys/fs/bpf/pagestat, root's alone) so that later runs skip loading it: \
+            doctor lists the pins, and --clean removes them too (the next run pins it again).
+
             Examples:
               pagestat doctor
               pagestat doctor --verify
@@ -48,7 +52,7 @@ extension Pagestat {
         @Option(help: "Directory for the regular file and the temporary swap file (a disk filesystem, not tmpfs).")
         var directory: String = "/var/tmp"
 
-        @Flag(help: "Turn off and remove the temporary swap files that killed pagestat commands left.")
+        @Flag(help: "Turn off and remove the temporary swap files that killed pagestat commands left, and remove the BPF program's pins.")
         var clean = false
 
         @Flag(help: ArgumentHelp("With --verify, turn on the temporary swap file even when swap is on (at the lowest priority).", visibility: .hidden))
@@ -66,8 +70,9 @@ extension Pagestat {
                 var results: [Verification] = []
                 var notes = Notes()
                 let leftovers = try cleanedLeftovers()
+                let pins = cleanedPins()
                 if verify {
-                    if format == .text { writeOut(factsText(facts) + leftoversText(leftovers)) }
+                    if format == .text { writeOut(factsText(facts) + leftoversText(leftovers) + pinsText(pins)) }
                     guard !StandardOutput.lost else { return }  // the exit says why (`StandardOutput`)
                     // In JSON, what is said about swap goes to standard error.
                     try TemporarySwap.ensure(directory: directory, bytes: 64 << 20, always: temporarySwap,
@@ -77,9 +82,9 @@ extension Pagestat {
                     failed = results.contains { $0.wrong > 0 }
                     if format == .text { writeOut(verificationText(results, notes: notes)) }
                 } else if format == .text {
-                    writeOut(factsText(facts) + leftoversText(leftovers))
+                    writeOut(factsText(facts) + leftoversText(leftovers) + pinsText(pins))
                 }
-                if format == .json { writeOut(json(facts, results: verify ? results : nil, notes: notes, leftovers: leftovers)) }
+                if format == .json { writeOut(json(facts, results: verify ? results : nil, notes: notes, leftovers: leftovers, pins: pins)) }
             }
             if failed { throw ExitCode(10) }
         }
@@ -147,6 +152,26 @@ extension Pagestat {
             }
         }
 
+        /// What pagestat keeps in bpffs; with --clean, removed first (as root).
+        private func cleanedPins() -> [XArrayWalker.Pin.Entry] {
+            let found = XArrayWalker.Pin.entries()
+            guard clean, !found.isEmpty else { return found }
+            if let failure = XArrayWalker.Pin.removeAll() {
+                printError("pagestat doctor: \(escapedName(failure))")
+                return XArrayWalker.Pin.entries()
+            }
+            for pin in found { printError("pagestat doctor: removed \(escapedName(pin.path))") }
+            return []
+        }
+
+        private func pinsText(_ pins: [XArrayWalker.Pin.Entry]) -> String {
+            pins.map { pin in
+                "Pinned: \(escapedName(pin.path)), " + (pin.current
+                    ? "the BPF program this kernel's runs reuse"
+                    : "left by another pagestat or kernel (the next pin replaces it)") + ": pagestat doctor --clean removes it.\n"
+            }.joined()
+        }
+
         private func leftoversText(_ leftovers: [TemporarySwap.Leftover]) -> String {
             leftovers.map { leftover in
                 "Left over: \(escapedName(leftover.path)), the temporary swap file of pid \(leftover.pid), which no longer runs" +
@@ -189,7 +214,8 @@ extension Pagestat {
             return out
         }
 
-        private func json(_ facts: [HostFact], results: [Verification]?, notes: Notes, leftovers: [TemporarySwap.Leftover]) -> String {
+        private func json(_ facts: [HostFact], results: [Verification]?, notes: Notes, leftovers: [TemporarySwap.Leftover],
+                          pins: [XArrayWalker.Pin.Entry]) -> String {
             var json = JSONWriter()
             json.beginObject()
             json.key("facts")
@@ -206,6 +232,7 @@ extension Pagestat {
             json.endArray()
             json.field("auto_engine", HostFacts.autoEngine(facts))
             json.field("leftover_swap_files", strings: leftovers.map(\.path))
+            json.field("bpf_pins", strings: pins.map(\.path))
             if let results {
                 json.key("verification")
                 json.beginArray()

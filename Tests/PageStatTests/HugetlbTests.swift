@@ -55,11 +55,12 @@ final class HugetlbPool {
         try? "\(savedPages)\n".write(toFile: "/proc/sys/vm/nr_hugepages", atomically: false, encoding: .utf8)
     }
 
-    /// HugePages_Free and HugePages_Rsvd from /proc/meminfo.
+    /// HugePages_Free, HugePages_Rsvd and HugePages_Surp from /proc/meminfo.
     static func counters() throws -> [String: Int] {
         let text = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
         var counters: [String: Int] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("HugePages_Free") || line.hasPrefix("HugePages_Rsvd") {
+        for line in text.split(separator: "\n")
+        where line.hasPrefix("HugePages_Free") || line.hasPrefix("HugePages_Rsvd") || line.hasPrefix("HugePages_Surp") {
             let parts = line.split(separator: ":")
             counters[String(parts[0])] = Int(parts[1].trimmingCharacters(in: .whitespaces))
         }
@@ -70,9 +71,11 @@ final class HugetlbPool {
 private let hugePageEntries = HugetlbPool.hugePage / TestEnvironment.pageSize
 
 /// The states of a scan of `range` of `pid`, checking that the scan took no huge page.
-private func scanTakingNoHugePages(pid: Int32, range: AddressRange) throws -> ProcessReport {
+private func scanTakingNoHugePages(pid: Int32, range: AddressRange, engine: FileSideEngineChoice = .auto) throws -> ProcessReport {
     let before = try HugetlbPool.counters()
-    let report = try ProcessScanner(pid: pid).scan(ScanOptions(range: range))
+    var options = ScanOptions(range: range)
+    options.engine = engine
+    let report = try ProcessScanner(pid: pid).scan(options)
     #expect(try HugetlbPool.counters() == before, "a scan reserved or allocated huge pages")
     return report
 }
@@ -120,6 +123,32 @@ struct HugetlbTests {
             #expect((mappings.first?["huge_page_size"] as? NSNumber)?.intValue == HugetlbPool.hugePage)
             #expect(jsonPageStates(try runs(json, mappingStart: start)) == item.expected)
         }
+    }
+
+    /// With the BPF engine, the hugetlbfs inode's xarray tells which huge pages the file holds
+    /// that the process does not map: huge pages 0 and 2 (faulted in by us, unmapped) cached,
+    /// huge page 3 none, where the counts alone could only say `unknown`; the pool's counters
+    /// (free, reserved, surplus) unchanged by the scan.
+    @Test(.needsBPF) func unmappedHugePagesToldByTheWalk() throws {
+        let pool = try HugetlbPool(pages: 12)
+        defer { pool.close() }
+        let path = try pool.file("walked", hugePages: 4, faulted: [0, 2])
+        let child = try FixtureProcess(arguments: ["lab", "hold", "--map", path, "--read", "\(hugePageEntries)-\(hugePageEntries + 1)"])
+        defer { child.stop() }
+        let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
+        let range = AddressRange(start: start, end: start + UInt64(4 * HugetlbPool.hugePage))
+        let expected = pages(hugePageEntries, .cached) + pages(hugePageEntries, .present) + pages(hugePageEntries, .cached)
+            + pages(hugePageEntries, .none)
+        let report = try scanTakingNoHugePages(pid: child.pid, range: range, engine: .bpf)
+        #expect(pageStates(report) == expected, "\(report.mappings.first?.runs ?? []) \(report.notes)")
+        #expect(!report.notes.contains { if case .hugetlbHoldingUnknown = $0 { true } else { false } }, "\(report.notes)")
+
+        let before = try HugetlbPool.counters()
+        let run = try runPagestat(["show", "--pid", String(child.pid), "--range", "\(start)+8M", "--engine", "bpf", "--format", "json"])
+        #expect(try HugetlbPool.counters() == before)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+        #expect(jsonPageStates(try runs(json, mappingStart: start)) == expected)
     }
 
     /// `pagestat file` on hugetlbfs: no cachestat error; what st_blocks holds, in base pages.

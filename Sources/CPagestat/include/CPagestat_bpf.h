@@ -23,6 +23,11 @@ struct CPagestat_xw_loaded {
     /// 1 when the kernel took the link's task filter (only this process's files are iterated),
     /// 0 when it refused it (pre-6.1 kernels) and the program filters on the tgid alone.
     int pid_filtered;
+    /// The pinned program's directory, flock()ed for each pass (a pinned program, its maps
+    /// included, is shared by every run); -1 when the program is this process's alone.
+    int lock_fd;
+    /// 1 when the program was taken from its pin in bpffs (no libbpf, no BTF parse).
+    int from_pin;
 };
 
 /// Why loading failed.
@@ -36,15 +41,37 @@ enum {
     CPAGESTAT_XW_LOAD_FAILED = 6,
 };
 
-/// Opens libbpf, loads the embedded object, attaches its iter/task_file program
-/// `xw_task_file` filtered to process `pid`, and maps its `xw_io` map. Returns
-/// CPAGESTAT_XW_LOAD_OK, or another CPAGESTAT_XW_LOAD_* with a one-paragraph reason in `reason`
-/// (the verifier's or libbpf's first and last lines included). Not thread-safe: call it once.
-int CPagestat_xw_load(int pid, struct CPagestat_xw_loaded *loaded,
-                      char *reason, size_t reason_size);
+/// Takes the program pinned for this object and kernel under `pin_root` (a bpffs mount, e.g.
+/// /sys/fs/bpf; NULL: never pin), verified, or else opens libbpf, loads the embedded object and,
+/// as root on bpffs, pins it there for later runs (pins of other objects or kernels, and refused
+/// ones, are removed). Then attaches its iter/task_file program `xw_task_file` filtered to
+/// process `pid`, and maps its `xw_io` map. Returns CPAGESTAT_XW_LOAD_OK, or another
+/// CPAGESTAT_XW_LOAD_* with a one-paragraph reason in `reason` (the verifier's or libbpf's first
+/// and last lines included). `note` says where the program came from and what was pinned or
+/// refused. Not thread-safe: call it once.
+int CPagestat_xw_load(int pid, const char *pin_root, struct CPagestat_xw_loaded *loaded,
+                      char *reason, size_t reason_size, char *note, size_t note_size);
 
-/// Runs the iterator once (bpf_iter_create, read to the end, close): one pass of the walk that
-/// `loaded->io->args` describes. 0, or -errno.
+/// Runs the iterator once (bpf(BPF_ITER_CREATE), read to the end, close): one pass of the walk
+/// that `loaded->args` describes. 0, or -errno. Between CPagestat_xw_begin and _end.
 int CPagestat_xw_run(const struct CPagestat_xw_loaded *loaded);
+
+/// Takes (begin: flock LOCK_EX; 0 or -errno) and releases (end) the pinned program for one pass
+/// and the reading of its results; nothing for a program of this process's own.
+int CPagestat_xw_begin(const struct CPagestat_xw_loaded *loaded);
+void CPagestat_xw_end(const struct CPagestat_xw_loaded *loaded);
+
+/// bpf(BPF_ITER_CREATE) on an iterator link: the iterator's fd, or -errno.
+int CPagestat_xw_iter_create(int link_fd);
+
+/// The name of this object's pin directory on the running kernel:
+/// xarray-<object hash>-<uname release>-<kernel build id>. 0, or -errno.
+int CPagestat_xw_pin_name(char *name, size_t size);
+
+/// 1 when `path` is a bpffs mount (statfs BPF_FS_MAGIC).
+int CPagestat_xw_is_bpffs(const char *path);
+
+/// Removes `path`: a pin, or a directory with everything under it. 0, or the first -errno.
+int CPagestat_xw_remove_tree(const char *path);
 
 #endif

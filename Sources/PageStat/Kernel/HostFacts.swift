@@ -78,8 +78,8 @@ public enum HostFacts {
         let engine: String
         let bpf: Bool
         do {
-            _ = try XArrayWalker.shared()
-            (bpf, engine) = (true, "loads: the page-cache xarray is read with a BPF iterator")
+            let walker = try XArrayWalker.shared()
+            (bpf, engine) = (true, "loads: the page-cache xarray is read with a BPF iterator (\(walker.origin))")
         } catch {
             (bpf, engine) = (false, "\(error)")
         }

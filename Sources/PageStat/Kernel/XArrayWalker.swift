@@ -55,10 +55,13 @@ public struct XArrayRun: Sendable, Equatable {
 /// entry (any other file). It is what lseek SEEK_DATA/SEEK_HOLE and cachestat(2) read, with the
 /// swap location that neither gives, at a few nanoseconds per page.
 ///
-/// The program is loaded with libbpf, opened at run time (`dlopen("libbpf.so.1")`), once per
-/// process: it needs the kernel's BTF, BPF iterators (5.8+; the task filter 6.1+), `bpf_loop`
-/// (5.17+), and CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). It reads metadata only: no page is
-/// read, faulted, locked or referenced.
+/// The program is loaded once per process (`shared()`), and once per kernel where bpffs is
+/// mounted: the first run loads it with libbpf, opened at run time (`dlopen("libbpf.so.1")`),
+/// which parses the kernel's BTF (tens of milliseconds), and pins it as root under
+/// /sys/fs/bpf/pagestat (`Pin`); later runs take it from the pin with bpf(BPF_OBJ_GET), verified,
+/// in well under a millisecond. It needs the kernel's BTF, BPF iterators (5.8+; the task filter
+/// 6.1+), `bpf_loop` (5.17+), and CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). It reads metadata
+/// only: no page is read, faulted, locked or referenced.
 ///
 /// What an entry means depends on the file: on shmem (tmpfs, memfd, shared anonymous memory,
 /// SysV shm; the program checks the superblock's TMPFS_MAGIC) a value entry is a swap entry; on
@@ -75,12 +78,19 @@ public final class XArrayWalker: Sendable {
         let handle: Mutex<Handle>
         /// The process that loaded it: the iterator is filtered to its descriptors.
         let pid: Int32
+        /// Where the program came from: its pin, or libbpf (and whether it was pinned, or why not).
+        let origin: String
 
-        init(_ loaded: CPagestat_xw_loaded, pid: Int32) {
+        init(_ loaded: CPagestat_xw_loaded, pid: Int32, origin: String) {
             handle = Mutex(Handle(loaded: loaded))
             self.pid = pid
+            self.origin = origin
         }
     }
+
+    /// Where the program came from, in a sentence: "loaded from pin PATH", "loaded with libbpf
+    /// and pinned at PATH for later runs", or loaded with libbpf and why it was not pinned.
+    package var origin: String { program.origin }
 
     private let program: Program
     /// Whether the iterator link was created with the task filter (6.1+; a kernel that refuses
@@ -108,13 +118,25 @@ public final class XArrayWalker: Sendable {
     private static func load() -> Result<XArrayWalker, PageStatError> {
         var loaded = CPagestat_xw_loaded()
         var reason = [CChar](repeating: 0, count: 4096)
+        var note = [CChar](repeating: 0, count: 2048)
         let pid = getpid()
-        let status = CPagestat_xw_load(pid, &loaded, &reason, reason.count)
-        guard status == CPAGESTAT_XW_LOAD_OK else {
-            let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return .failure(.unsupported("BPF page-cache reader: \(text)"))
+        let root = Pin.root
+        let status = root.withCString { pinRoot in
+            CPagestat_xw_load(pid, Pin.enabled ? pinRoot : nil, &loaded, &reason, reason.count, &note, note.count)
         }
-        return .success(XArrayWalker(Program(loaded, pid: pid), filteredByKernel: loaded.pid_filtered != 0,
+        func text(_ chars: [CChar]) -> String {
+            String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let origin = text(note).isEmpty ? "loaded with libbpf (pinning off)" : text(note)
+        if getenv("PAGESTAT_DEBUG_BPF") != nil {
+            let line = "pagestat: BPF page-cache reader: " + (status == CPAGESTAT_XW_LOAD_OK ? origin : text(reason)) + "\n"
+            _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
+        }
+        guard status == CPAGESTAT_XW_LOAD_OK else {
+            return .failure(.unsupported("BPF page-cache reader: \(text(reason))"))
+        }
+        return .success(XArrayWalker(Program(loaded, pid: pid, origin: origin),
+                                     filteredByKernel: loaded.pid_filtered != 0,
                                      runsPerPass: UInt32(CPAGESTAT_XW_MAX_RUNS), nodesPerPass: 1 << 16))
     }
 
@@ -187,6 +209,10 @@ public final class XArrayWalker: Sendable {
         let runsPerPass = runsPerPass, nodesPerPass = nodesPerPass
         let outcome: Result<Pass, PageStatError> = program.handle.withLock { handle in
             let loaded = handle.loaded
+            // A pinned program is every run's: one pass at a time, results read under the lock.
+            let locked = withUnsafePointer(to: loaded) { CPagestat_xw_begin($0) }
+            if locked < 0 { return .failure(.system(call: "flock (the pinned BPF program)", errno: .init(rawValue: -locked))) }
+            defer { withUnsafePointer(to: loaded) { CPagestat_xw_end($0) } }
             loaded.args.pointee = CPagestat_xw_args(first: from, end: end, tgid: pid, fd: UInt32(bitPattern: fd.rawValue),
                                                     max_runs: runsPerPass, max_nodes: nodesPerPass)
             loaded.result.pointee = CPagestat_xw_result()

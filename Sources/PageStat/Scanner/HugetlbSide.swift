@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Settles the pages of hugetlb mappings that the page table leaves open, in whole huge pages.
 ///
 /// hugetlbfs answers little from its file side: cachestat refuses it (EOPNOTSUPP), lseek
@@ -7,9 +11,10 @@
 /// a mapping is a count: st_blocks, the huge pages the file holds. So:
 /// - a huge page of the object that this process maps as a file page (pagemap bit 61) somewhere
 ///   in the scan is in the file: pending pages there are `cached`;
-/// - of the object's other huge pages, st_blocks minus those says how many hold memory: none of
-///   them (`none`), all of them (`cached`), or some, which are `unknown` with that count in the
-///   notes;
+/// - of the object's other huge pages, where the BPF walker is loaded, the hugetlbfs inode's
+///   page-cache xarray says which hold memory (`cached`) and which are holes (`none`);
+/// - else st_blocks minus those says how many hold memory: none of them (`none`), all of them
+///   (`cached`), or some, which are `unknown` with that count in the notes;
 /// - pages past the end of the file are `none` (touching them raises SIGBUS);
 /// - private anonymous hugetlb memory (MAP_PRIVATE|MAP_HUGETLB) has no file side: its pages are
 ///   present or `none`, and no object is opened.
@@ -23,7 +28,8 @@ enum HugetlbSide {
     /// drops `thp` from their runs. `open` opens a mapping's object. `mappedByProcess` gives the
     /// huge pages of a mapping's object that the process maps as file pages in any of its
     /// mappings of it, scanned or not (nil when that cannot be told): the counts need all of them.
-    static func settle(_ reports: inout [MappingReport], pageSize: UInt64, enabled: Bool, notes: inout Notes,
+    /// `walker`, where loaded, reads which huge pages the object holds.
+    static func settle(_ reports: inout [MappingReport], pageSize: UInt64, enabled: Bool, walker: XArrayWalker?, notes: inout Notes,
                        open: (Mapping) throws(PageStatError) -> PageCacheObject,
                        mappedByProcess: (Mapping, UInt64) throws(PageStatError) -> [Range<UInt64>]?) throws(PageStatError) {
         var objects: [ObjectID: [Int]] = [:]
@@ -63,7 +69,17 @@ enum HugetlbSide {
                 notes.add(.hugetlbMappedElsewhereUnknown(mapping: label(mapping)))
                 continue
             }
-            let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize, mapped: mapped)
+            var resident: [Range<UInt64>]?
+            if let walker {
+                do throws(PageStatError) {
+                    resident = try residentHugePages(object, walker: walker, pageSize: pageSize, hugePageSize: hugePageSize)
+                } catch {
+                    if case .processExited = error { throw error }
+                    // The counts answer instead (their notes say what they cannot tell).
+                }
+            }
+            let verdict = Verdict(object: object, pageSize: pageSize, hugePageSize: hugePageSize, mapped: mapped,
+                                  resident: resident)
             if let note = verdict.note(label(mapping)) { notes.add(note) }
             for index in indices {
                 replacePending(&reports[index], pageSize: pageSize) { offset, pages, emit in
@@ -88,7 +104,44 @@ enum HugetlbSide {
         }
     }
 
-    /// What st_blocks and the page table together say about an object's huge pages.
+    /// Whether hugetlbfs indexes its page cache in base pages, a huge page being one multi-index
+    /// entry over its base pages (6.7+, where mm/filemap.c lost its hugetlb special case), or in
+    /// huge pages, one entry each (before).
+    static let pageCacheInBasePages: Bool = {
+        var name = utsname()
+        guard uname(&name) == 0 else { return true }
+        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return true }
+        return numbers[0] > 6 || (numbers[0] == 6 && numbers[1] >= 7)
+    }()
+
+    /// The huge pages (object indices, sorted ranges) that the object's page cache holds: one
+    /// BPF walk of the hugetlbfs inode's `i_pages` over the file's huge pages (metadata only: no
+    /// mapping, no huge page reserved or allocated). Nil when the walk shows what a hugetlbfs page
+    /// cache cannot hold (a value entry, a folio not on huge page bounds).
+    static func residentHugePages(_ object: PageCacheObject, walker: XArrayWalker, pageSize: UInt64,
+                                  hugePageSize: UInt64) throws(PageStatError) -> [Range<UInt64>]? {
+        let perHugePage = pageCacheInBasePages ? hugePageSize / pageSize : 1
+        let filePages = object.size / hugePageSize
+        var resident: [Range<UInt64>] = []
+        var odd = false
+        try walker.walk(fd: object.fd, first: 0, count: filePages * perHugePage) { run in
+            switch run.kind {
+            case .hole:
+                break
+            case .resident:
+                if run.first % perHugePage != 0 || run.pages % perHugePage != 0 { odd = true }
+                resident.append(run.first / perHugePage..<run.end / perHugePage)
+            case .swap, .shadow:
+                odd = true
+            }
+        }
+        return odd ? nil : resident
+    }
+
+    /// What the page table, and the xarray walk or st_blocks, together say about an object's
+    /// huge pages.
     struct Verdict {
         /// Huge pages below the end of the file.
         let filePages: UInt64
@@ -97,8 +150,12 @@ enum HugetlbSide {
         /// Of the file's huge pages not in `mapped`: how many hold memory (st_blocks), and how many there are.
         let unmappedHolding: UInt64?
         let unmapped: UInt64
+        /// The huge pages the object's page cache holds, where the walk read them.
+        let resident: [Range<UInt64>]?
 
-        init(object: PageCacheObject, pageSize: UInt64, hugePageSize: UInt64, mapped: [Range<UInt64>]) {
+        init(object: PageCacheObject, pageSize: UInt64, hugePageSize: UInt64, mapped: [Range<UInt64>],
+             resident: [Range<UInt64>]? = nil) {
+            self.resident = resident
             let filePages = object.size / hugePageSize
             let inFile = mapped.compactMap { range in
                 range.lowerBound < filePages ? range.lowerBound..<min(range.upperBound, filePages) : nil
@@ -115,7 +172,8 @@ enum HugetlbSide {
 
         func state(ofHugePage index: UInt64) -> PageState {
             if index >= filePages { return .none }
-            if isMapped(index) { return .cached }
+            if Self.contains(mapped, index) { return .cached }
+            if let resident { return Self.contains(resident, index) ? .cached : .none }
             switch unmappedHolding {
             case 0: return .none
             case unmapped: return .cached
@@ -123,17 +181,19 @@ enum HugetlbSide {
             }
         }
 
-        private func isMapped(_ index: UInt64) -> Bool {
+        /// Whether the sorted, disjoint `ranges` hold `index`.
+        private static func contains(_ ranges: [Range<UInt64>], _ index: UInt64) -> Bool {
             var low = 0
-            var high = mapped.count
+            var high = ranges.count
             while low < high {
                 let middle = (low + high) / 2
-                if mapped[middle].upperBound <= index { low = middle + 1 } else { high = middle }
+                if ranges[middle].upperBound <= index { low = middle + 1 } else { high = middle }
             }
-            return low < mapped.count && mapped[low].contains(index)
+            return low < ranges.count && ranges[low].contains(index)
         }
 
         func note(_ label: String) -> ScanNote? {
+            guard resident == nil else { return nil }
             guard let holding = unmappedHolding else { return .hugetlbFileChanged(mapping: label) }
             guard holding != 0 && holding != unmapped else { return nil }
             return .hugetlbHoldingUnknown(mapping: label, holding: holding, unmapped: unmapped)

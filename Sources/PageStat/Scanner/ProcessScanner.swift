@@ -457,7 +457,8 @@ public final class ProcessScanner {
             readSeconds += Double(Stopwatch.now() - clock) / 1e9
             clock = Stopwatch.now()
             // hugetlb mappings first, in whole huge pages and without a mapping of our own.
-            try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: options.fileSide, notes: &notes, open: openObject) {
+            try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: options.fileSide,
+                                   walker: engine == .syscalls ? nil : loadedWalker, notes: &notes, open: openObject) {
                 (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
                 try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
             }
