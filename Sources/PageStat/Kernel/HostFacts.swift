@@ -165,7 +165,7 @@ public enum HostFacts {
         defer { try? fd.close() }
         let pageSize = Int64(ProcFS.pageSize)
         guard (try? fd.resize(to: 2 * pageSize)) != nil,
-              (withUnsafeBytes(of: UInt8(1)) { try? fd.write(toAbsoluteOffset: pageSize, $0) }) == 1 else { return false }
+              (try? fd.writeAll(toAbsoluteOffset: pageSize, [UInt8(1)])) == 1 else { return false }
         return (try? fd.seek(offset: 0, from: .init(rawValue: CPagestat_SEEK_DATA))) == pageSize
     }
 
