@@ -17,5 +17,10 @@ public func parserFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = MemoryCgroup.locate(mountinfo: text, selfCgroup: text)
     _ = SysVShm.parse(text)
     _ = SwapArea.parse(text)
+    _ = AddressSpaceIdentity(stat: bytes)
+    _ = ProcStat.parentPID(bytes)
+    _ = ProcStat.isZombie(bytes)
+    _ = ProcessIdentity.effectiveUID(status: bytes)
+    _ = ProcessIdentity.memoryCgroup(text)
     return 0
 }

@@ -4,8 +4,11 @@
 public enum ProcMaps {
     /// A device number as maps and mountinfo print it (`major:minor`, hexadecimal in maps).
     public struct Device: Hashable, Sendable {
+        /// The major number.
         public var major: UInt32
+        /// The minor number.
         public var minor: UInt32
+        /// A device from its numbers.
         public init(major: UInt32, minor: UInt32) {
             self.major = major
             self.minor = minor
@@ -138,10 +141,14 @@ public enum ProcMaps {
 
     /// One VMA of /proc/PID/smaps: its maps line and its counters (kB values turned into bytes).
     public struct SmapsEntry: Sendable {
+        /// The VMA's addresses.
         public var range: AddressRange
+        /// Its `Key: value` lines by key (`Rss`, `Swap`, ...), kB values in bytes.
         public var fields: [String: UInt64]
+        /// Its VmFlags (`rd`, `wr`, `sh`, ...).
         public var vmFlags: [String]
 
+        /// The value of a key, 0 when the kernel did not print it.
         public subscript(_ key: String) -> UInt64 { fields[key] ?? 0 }
     }
 

@@ -14,7 +14,7 @@ struct SurfaceTests {
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             return [(folder, try String(contentsOf: directory, encoding: .utf8))]
         }
-        let names = try #require(FileManager.default.subpathsOfDirectory(atPath: directory.path)).filter { $0.hasSuffix(".swift") }
+        let names = try FileManager.default.subpathsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".swift") }
         return try names.sorted().map { ($0, try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)) }
     }
 

@@ -17,6 +17,7 @@ public struct HostFact: Sendable {
     public var consequence: String
 }
 
+/// The probes behind `pagestat doctor`: each interface pagestat uses, tried on this system.
 public enum HostFacts {
     /// Probes every fact, in the order a person would ask: who am I, what does the kernel
     /// offer, how is memory set up.

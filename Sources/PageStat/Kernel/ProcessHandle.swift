@@ -15,6 +15,7 @@ import SystemPackage
 /// layout; `addressSpaceSharers()` and kcmp(2) tell one that the exec kept equal (the same
 /// program, ASLR off).
 public final class ProcessHandle: Sendable {
+    /// The process id it was opened for.
     public let pid: Int32
     /// pidfd_open(2); nil where the kernel lacks it or the pid is not a thread-group leader.
     private let pidfd: FileDescriptor?
