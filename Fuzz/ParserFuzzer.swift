@@ -4,7 +4,7 @@ import PageStatLab
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func parserFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let bytes = UnsafeBufferPointer(start: data, count: size)
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     for mapping in ProcMaps.parse(bytes: bytes) {
         precondition(mapping.range.start < mapping.range.end, "empty or inverted range: \(mapping)")
         precondition(mapping.permissions.utf8.count == 4, "permissions: \(mapping)")
@@ -17,5 +17,10 @@ public func parserFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = MemoryCgroup.locate(mountinfo: text, selfCgroup: text)
     _ = SysVShm.parse(text)
     _ = SwapArea.parse(text)
+    _ = AddressSpaceIdentity(stat: bytes)
+    _ = ProcStat.parentPID(bytes)
+    _ = ProcStat.isZombie(bytes)
+    _ = ProcessIdentity.effectiveUID(status: bytes)
+    _ = ProcessIdentity.memoryCgroup(text)
     return 0
 }

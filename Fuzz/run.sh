@@ -16,7 +16,10 @@ debug="$build/debug"
 
 swift build --build-path "$build" --target PageStatLab -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link
 csystem=$(find .build/checkouts/swift-system "$build/checkouts/swift-system" -name module.modulemap -path '*CSystem*' 2>/dev/null | head -1)
-swiftc -sanitize=fuzzer -parse-as-library -I "$debug/Modules" \
+# The lab's parsers are `package`: the fuzzer joins the package, under the name SwiftPM gives a
+# root package (its folder's name, lowercased, other characters as '_').
+package_name=$(basename "$PWD" | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9_]/_/g')
+swiftc -sanitize=fuzzer -parse-as-library -package-name "$package_name" -I "$debug/Modules" \
     -Xcc -fmodule-map-file="$debug/CPagestat.build/module.modulemap" -Xcc -fmodule-map-file="$csystem" \
     Fuzz/ParserFuzzer.swift "$debug"/PageStat.build/*.o "$debug"/PageStatCore.build/*.o "$debug"/PageStatLab.build/*.o "$debug"/SystemPackage.build/*.o \
     "$debug"/CSystem.build/*.o "$debug"/CPagestat.build/*.o -o "$build/parser-fuzzer"

@@ -1,5 +1,5 @@
 /// Sizes as people write them on a command line: `512K`, `4M`, `1G`, `4096`.
-public enum ByteSize {
+package enum ByteSize {
     /// Binary units: `K`, `KB` and `KiB` all mean 1024 (any case); a bare number or `B` is bytes.
     static let shifts: [String: UInt64] = {
         var table: [String: UInt64] = ["": 0, "B": 0]
@@ -10,7 +10,7 @@ public enum ByteSize {
     }()
 
     /// Parses a byte count with an optional binary unit: `512K`, `4M`, `1GiB`, `4096`.
-    public static func parse(_ text: String) throws(PageStatError) -> UInt64 {
+    package static func parse(_ text: String) throws(PageStatError) -> UInt64 {
         let digits = text.prefix(while: { $0.isASCII && $0.isNumber })
         guard !digits.isEmpty, let value = UInt64(digits),
               let shift = shifts[text.dropFirst(digits.count).uppercased()]

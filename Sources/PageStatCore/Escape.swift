@@ -12,7 +12,7 @@
 ///
 /// So `\xHH` is always exactly one byte of the name, and the escaped form reads back to the
 /// name's bytes.
-public func escapedName(_ name: String) -> String {
+package func escapedName(_ name: String) -> String {
     if name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x5C }) { return name }
     var out = ""
     out.reserveCapacity(name.utf8.count + 8)

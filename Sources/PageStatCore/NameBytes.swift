@@ -11,19 +11,19 @@
 /// `bytes(of:)` gives back the exact bytes, `withCString` hands them to a system call, and the
 /// renderers show them as `\xHH` (text) or in a `*_bytes` field (JSON). A name that never
 /// passed through `decode` (plain text) reads back as its UTF-8.
-public enum NameBytes {
+package enum NameBytes {
     /// Scalars U+10FF80 to U+10FFFF stand for single bytes 0x80 to 0xFF.
     static let byteScalarBase: UInt32 = 0x10FF00
     static let byteScalars: ClosedRange<UInt32> = 0x10FF80...0x10FFFF
 
     /// The byte a scalar stands for, if it stands for one.
     @inline(__always)
-    public static func rawByte(_ scalar: Unicode.Scalar) -> UInt8? {
+    package static func rawByte(_ scalar: Unicode.Scalar) -> UInt8? {
         byteScalars.contains(scalar.value) ? UInt8(truncatingIfNeeded: scalar.value - byteScalarBase) : nil
     }
 
     /// A name's bytes as a `String`, every byte kept (see the type's documentation).
-    public static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    package static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         var plain = true
         for byte in bytes where byte >= 0x80 {
             plain = false
@@ -52,7 +52,7 @@ public enum NameBytes {
     }
 
     /// A name's bytes as a `String`, every byte kept.
-    public static func decode(_ bytes: [UInt8]) -> String {
+    package static func decode(_ bytes: [UInt8]) -> String {
         bytes.withUnsafeBufferPointer { decode($0) }
     }
 
@@ -66,7 +66,7 @@ public enum NameBytes {
     }
 
     /// The exact bytes of a name made by `decode` (the UTF-8 of any other string).
-    public static func bytes(of name: String) -> [UInt8] {
+    package static func bytes(of name: String) -> [UInt8] {
         guard containsByteScalars(name) else { return Array(name.utf8) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(name.utf8.count)
@@ -77,14 +77,14 @@ public enum NameBytes {
     }
 
     /// Whether a name's bytes are valid UTF-8 (its `String` is then exactly its text).
-    public static func isValidUTF8(_ name: String) -> Bool {
+    package static func isValidUTF8(_ name: String) -> Bool {
         guard containsByteScalars(name) else { return true }
         return bytes(of: name).withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) != nil }
     }
 
     /// The name as a UTF-8 decoder that replaces what it cannot decode would show it: bytes that
     /// are not UTF-8 become U+FFFD.
-    public static func lossy(_ name: String) -> String {
+    package static func lossy(_ name: String) -> String {
         guard containsByteScalars(name) else { return name }
         return String(decoding: bytes(of: name), as: UTF8.self)
     }
@@ -101,7 +101,7 @@ public enum NameBytes {
 
     /// Whether `name` holds scalars that stand for bytes: their UTF-8 is F4 8F BE xx or F4 8F BF xx.
     @inline(__always)
-    public static func containsByteScalars(_ name: String) -> Bool {
+    package static func containsByteScalars(_ name: String) -> Bool {
         let utf8 = name.utf8
         if let found = utf8.withContiguousStorageIfAvailable({ buffer -> Bool in
             guard buffer.count >= 4 else { return false }

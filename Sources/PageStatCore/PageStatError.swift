@@ -5,7 +5,7 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
     /// /proc/PID does not exist.
     case noSuchProcess(pid: Int32)
     /// The kernel refused to let us read something (ptrace access, map_files, root-only files).
-    case permissionDenied(what: String)
+    case permissionDenied(Denial)
     /// The requested range overlaps no mapping of the process.
     case rangeNotMapped(pid: Int32, range: AddressRange)
     /// The process went away while it was being scanned.
@@ -31,7 +31,7 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSuchProcess(let pid): "no such process: \(pid)"
-        case .permissionDenied(let what): "permission denied: \(what)"
+        case .permissionDenied(let denial): "permission denied: \(denial)"
         case .rangeNotMapped(let pid, let range): "range \(range) is not mapped in process \(pid)"
         case .processExited(let pid): "process \(pid) exited during the scan"
         case .addressSpaceReplaced(let pid): "process \(pid) executed a new program during the scan (its address space was replaced); scan it again"
@@ -41,6 +41,48 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
         case .objectChanged(let message): "object changed: \(message)"
         case .invalidInput(let message): message
         case .system(let call, let errno): "\(call): \(errno)"
+        }
+    }
+
+    /// The errno of a failed system call (`system`), nil for the other cases.
+    public var errno: Errno? {
+        if case .system(_, let errno) = self { return errno }
+        return nil
+    }
+
+    /// What the kernel refused (EACCES or EPERM), each with the words pagestat prints.
+    public enum Denial: Sendable, Hashable, CustomStringConvertible {
+        /// A file of /proc (most need ptrace read access to the process): the file, as the user
+        /// should read it (`/proc/42/maps (needs ptrace read access)`).
+        case procFile(String)
+        /// A file only root may read (/proc/kpageflags, /proc/kpagecount, /proc/kpagecgroup).
+        case rootOnly(path: String)
+        /// cachestat(2) of a file the caller neither owns nor may write (Linux 6.15+).
+        case cachestat
+        /// The page-cache residency of the object behind a mapping: /proc/PID/map_files would
+        /// not open (it needs CAP_SYS_ADMIN), or the object was opened without it.
+        case residency
+        /// mincore(2) of a file the caller neither owns nor may write: it would call every page
+        /// resident.
+        case pageCacheOfUnwritableFile
+        /// A file or directory the user named.
+        case path(String)
+        /// The cgroup filesystem is not writable at this path.
+        case cgroupFilesystem(path: String)
+        /// An operation that needs root, and why.
+        case needsRoot(String)
+
+        public var description: String {
+            switch self {
+            case .procFile(let what): what
+            case .rootOnly(let path): "\(path) (root only)"
+            case .cachestat: "cachestat(2) needs write access to or ownership of the file"
+            case .residency: "residency"
+            case .pageCacheOfUnwritableFile: "the page cache of a file we neither own nor may write (mincore would call every page resident)"
+            case .path(let path): path
+            case .cgroupFilesystem(let path): "\(path): the cgroup filesystem is not writable (run as root, with a writable /sys/fs/cgroup)"
+            case .needsRoot(let why): why
+            }
         }
     }
 }

@@ -222,6 +222,24 @@ public enum ScanNote: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension ScanNote {
+    /// The error a note carries (why something could not be read), nil for the others.
+    public var error: PageStatError? {
+        switch self {
+        case .kpageTableUnavailable(_, let error), .bpfEngineUnavailable(let error),
+             .cachestatMissingAndBPFUnavailable(let error), .objectNotOpened(_, let error),
+             .fileSideFailed(_, let error), .hugetlbObjectNotOpened(_, let error),
+             .mountinfoUnreadable(let error), .processMapsUnreadable(_, _, let error),
+             .objectNotCounted(_, _, let error), .objectNotOpenedForCount(_, let error),
+             .sysvShmUnreadable(let error), .processUnreadable(_, _, let error),
+             .sharedObjectNotOpened(_, let error), .cachestatFailed(_, _, let error):
+            error
+        case .memfdProbeFailed(let call, let errno):
+            .system(call: call, errno: errno)
+        default:
+            nil
+        }
+    }
+
     /// The label of the one mapping a note is about, when that mapping alone is its subject
     /// (`aboveUserAddressSpace`): the note belongs in an output only if the mapping does.
     public var mappingLabel: String? {

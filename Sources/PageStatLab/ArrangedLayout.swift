@@ -16,24 +16,24 @@ import CPagestat
 ///   rest dropped from the page cache;
 /// - a /dev/shm file held open but never mapped: [0,q) written with pwrite.
 /// The paged-out parts need swap. Files are unlinked when the layout goes.
-public final class ArrangedLayout {
-    public let pages: Int
-    public let sharedAnon: ArrangedMemory
-    public let memfd: ArrangedMemory
-    public let tmpfs: ArrangedMemory
-    public let privateAnon: ArrangedMemory
-    public let file: ArrangedMemory
-    public let sysv: UnsafeMutableRawPointer
-    public let shmPath: String
-    public let openPath: String
-    public let filePath: String
+package final class ArrangedLayout {
+    package let pages: Int
+    package let sharedAnon: ArrangedMemory
+    package let memfd: ArrangedMemory
+    package let tmpfs: ArrangedMemory
+    package let privateAnon: ArrangedMemory
+    package let file: ArrangedMemory
+    package let sysv: UnsafeMutableRawPointer
+    package let shmPath: String
+    package let openPath: String
+    package let filePath: String
     /// Whether the kernel installed the guard pages (MADV_GUARD_INSTALL, 6.13+).
-    public let guards: Bool
+    package let guards: Bool
     private var descriptors: [Int32] = []
 
-    public static let regionNames = ["shared-anon", "memfd", "tmpfs", "sysv", "private-anon", "file"]
+    package static let regionNames = ["shared-anon", "memfd", "tmpfs", "sysv", "private-anon", "file"]
 
-    public init(pages: Int, fileDirectory: String) throws(PageStatError) {
+    package init(pages: Int, fileDirectory: String) throws(PageStatError) {
         guard pages >= 16 && pages % 16 == 0 else { throw .invalidInput("the layout takes a multiple of 16 pages") }
         self.pages = pages
         let q = pages / 4
@@ -104,7 +104,7 @@ public final class ArrangedLayout {
     }
 
     /// The first address of a region, by its name in `regionNames`.
-    public func address(_ region: String) -> UInt64? {
+    package func address(_ region: String) -> UInt64? {
         switch region {
         case "shared-anon": sharedAnon.address
         case "memfd": memfd.address
@@ -117,7 +117,7 @@ public final class ArrangedLayout {
     }
 
     /// What the layout arranged in a region, page by page: the truth a scan must report.
-    public func expected(_ region: String) -> [PageState] {
+    package func expected(_ region: String) -> [PageState] {
         let q = pages / 4
         func run(_ count: Int, _ state: PageState) -> [PageState] { Array(repeating: state, count: count) }
         switch region {
@@ -131,7 +131,7 @@ public final class ArrangedLayout {
 
     /// A new file of `pages` pages (a hole), open read-write, named by the exact bytes of `path`
     /// (see `NameBytes`); the caller unlinks it.
-    public static func createFile(_ path: String, pages: Int) throws(PageStatError) -> Int32 {
+    package static func createFile(_ path: String, pages: Int) throws(PageStatError) -> Int32 {
         let fd = NameBytes.withCString(path) { open($0, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
         guard ftruncate(fd, off_t(pages * ProcFS.pageSize)) == 0 else {

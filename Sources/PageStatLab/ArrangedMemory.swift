@@ -8,8 +8,8 @@ import SystemPackage
 /// Memory that this process arranges for itself, page by page, to show or test what the kernel
 /// reports: anonymous (private or shared) mappings and memfd-backed ones, written, written through
 /// the fd only, paged out with MADV_PAGEOUT, or guarded with MADV_GUARD_INSTALL.
-public final class ArrangedMemory: @unchecked Sendable {
-    public enum Backing: Sendable {
+package final class ArrangedMemory: @unchecked Sendable {
+    package enum Backing: Sendable {
         case privateAnonymous
         case sharedAnonymous
         /// A memfd mapped MAP_SHARED (or MAP_PRIVATE when `shared` is false).
@@ -18,19 +18,19 @@ public final class ArrangedMemory: @unchecked Sendable {
         case file(fd: Int32, shared: Bool)
     }
 
-    public let pages: Int
-    public let pageSize: Int
-    public let base: UnsafeMutableRawPointer
+    package let pages: Int
+    package let pageSize: Int
+    package let base: UnsafeMutableRawPointer
     /// The memfd's descriptor, for memfd backings.
-    public let fd: Int32?
+    package let fd: Int32?
     private let ownsFD: Bool
 
-    public var address: UInt64 { UInt64(UInt(bitPattern: base)) }
-    public var range: AddressRange { AddressRange(start: address, end: address + UInt64(pages * pageSize)) }
+    package var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    package var range: AddressRange { AddressRange(start: address, end: address + UInt64(pages * pageSize)) }
 
     /// Maps `pages` pages of `backing`. `reserve: false` maps with MAP_NORESERVE: no commit
     /// accounting, for reservations larger than memory and swap.
-    public init(pages: Int, backing: Backing, reserve: Bool = true) throws(PageStatError) {
+    package init(pages: Int, backing: Backing, reserve: Bool = true) throws(PageStatError) {
         self.pages = pages
         pageSize = ProcFS.pageSize
         let length = pages * pageSize
@@ -72,21 +72,21 @@ public final class ArrangedMemory: @unchecked Sendable {
 
     /// Writes one non-zero byte into each page of `pages` through the mapping (faults them in;
     /// an all-zero page would not swap like data).
-    public func write(_ pages: Range<Int>, value: UInt8 = 0x5a) {
+    package func write(_ pages: Range<Int>, value: UInt8 = 0x5a) {
         for page in pages {
             base.storeBytes(of: (value &+ UInt8(truncatingIfNeeded: page)) | 1, toByteOffset: page * pageSize, as: UInt8.self)
         }
     }
 
     /// Reads one byte from each page (a read fault: private anonymous memory gets the zero page).
-    public func read(_ pages: Range<Int>) -> UInt64 {
+    package func read(_ pages: Range<Int>) -> UInt64 {
         var sum: UInt64 = 0
         for page in pages { sum &+= UInt64(base.load(fromByteOffset: page * pageSize, as: UInt8.self)) }
         return sum
     }
 
     /// Writes pages through the file descriptor with pwrite(2), never through the mapping.
-    public func pwrite(_ pages: Range<Int>, value: UInt8 = 0xa5) throws(PageStatError) {
+    package func pwrite(_ pages: Range<Int>, value: UInt8 = 0xa5) throws(PageStatError) {
         guard let fd else { throw .invalidInput("pwrite needs a file-backed region") }
         var page = [UInt8](repeating: value, count: pageSize)
         for index in pages {
@@ -97,7 +97,7 @@ public final class ArrangedMemory: @unchecked Sendable {
     }
 
     /// madvise(2) over `pages`.
-    public func advise(_ pages: Range<Int>, _ advice: Int32) throws(PageStatError) {
+    package func advise(_ pages: Range<Int>, _ advice: Int32) throws(PageStatError) {
         guard !pages.isEmpty else { return }
         if madvise(base + pages.lowerBound * pageSize, pages.count * pageSize, advice) != 0 {
             throw .system(call: "madvise(\(advice))", errno: Errno(rawValue: errno))
@@ -105,7 +105,7 @@ public final class ArrangedMemory: @unchecked Sendable {
     }
 
     /// Reclaims `pages` now with MADV_PAGEOUT (Linux 5.4+): to swap when swap is on.
-    public func pageOut(_ pages: Range<Int>) throws(PageStatError) {
+    package func pageOut(_ pages: Range<Int>) throws(PageStatError) {
         try advise(pages, CPagestat_MADV_PAGEOUT)
     }
 
@@ -113,14 +113,14 @@ public final class ArrangedMemory: @unchecked Sendable {
     /// swapped pages in this mapping: the kernel skips folios it cannot isolate at once (still in
     /// another CPU's LRU batch). Tries 10 times, 20 ms apart; returns whether it got there.
     @discardableResult
-    public func pageOut(_ pages: Range<Int>, untilSwapped expected: Int) throws(PageStatError) -> Bool {
+    package func pageOut(_ pages: Range<Int>, untilSwapped expected: Int) throws(PageStatError) -> Bool {
         try Self.pageOut(base + pages.lowerBound * pageSize, length: pages.count * pageSize,
                          mappingStart: address, untilSwapped: expected)
     }
 
     /// The same for any mapping of our own that starts at `mappingStart`.
     @discardableResult
-    public static func pageOut(_ start: UnsafeMutableRawPointer, length: Int, mappingStart: UInt64,
+    package static func pageOut(_ start: UnsafeMutableRawPointer, length: Int, mappingStart: UInt64,
                                untilSwapped expected: Int) throws(PageStatError) -> Bool {
         for _ in 0..<10 {
             guard madvise(start, length, CPagestat_MADV_PAGEOUT) == 0 else {
@@ -135,14 +135,14 @@ public final class ArrangedMemory: @unchecked Sendable {
 
     /// Write-protects `pages` with userfaultfd; the returned descriptor keeps the protection
     /// registered until it is closed.
-    public func writeProtect(_ pages: Range<Int>) throws(PageStatError) -> Int32 {
+    package func writeProtect(_ pages: Range<Int>) throws(PageStatError) -> Int32 {
         let uffd = CPagestat_uffd_writeprotect(base + pages.lowerBound * pageSize, pages.count * pageSize)
         guard uffd >= 0 else { throw .system(call: "userfaultfd write-protect", errno: Errno(rawValue: errno)) }
         return uffd
     }
 
     /// Installs guard pages with MADV_GUARD_INSTALL (Linux 6.13+).
-    public func installGuard(_ pages: Range<Int>) throws(PageStatError) {
+    package func installGuard(_ pages: Range<Int>) throws(PageStatError) {
         try advise(pages, CPagestat_MADV_GUARD_INSTALL)
     }
 }

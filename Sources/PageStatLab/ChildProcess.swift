@@ -7,14 +7,14 @@ import SystemPackage
 
 /// A child process started with posix_spawn(3), for `bench`: its stdout as a pipe (or
 /// /dev/null), its stdin as a pipe we hold (so it sees EOF when we go), and wait4(2)'s rusage.
-public final class ChildProcess {
-    public let pid: pid_t
+package final class ChildProcess {
+    package let pid: pid_t
     private var stdoutFD: Int32
     private var stdinFD: Int32
     private var reaped = false
 
     /// Starts `arguments[0]` (a path) with `arguments`; `captureOutput` pipes stdout to us.
-    public init(_ arguments: [String], captureOutput: Bool) throws(PageStatError) {
+    package init(_ arguments: [String], captureOutput: Bool) throws(PageStatError) {
         var outPipe: [Int32] = [-1, -1]
         var inPipe: [Int32] = [-1, -1]
         guard CPagestat_pipe_cloexec(&inPipe) == 0 else { throw .system(call: "pipe2", errno: Errno(rawValue: errno)) }
@@ -47,7 +47,7 @@ public final class ChildProcess {
     }
 
     /// One line of the child's stdout (without the newline); nil at EOF.
-    public func readLine() -> String? {
+    package func readLine() -> String? {
         var bytes: [UInt8] = []
         var byte: UInt8 = 0
         while read(stdoutFD, &byte, 1) == 1 {
@@ -58,14 +58,14 @@ public final class ChildProcess {
     }
 
     /// Closes the child's standard input: it reads EOF.
-    public func closeInput() { if stdinFD >= 0 { close(stdinFD); stdinFD = -1 } }
+    package func closeInput() { if stdinFD >= 0 { close(stdinFD); stdinFD = -1 } }
 
     /// Sends `signal` to the child.
-    public func signal(_ signal: Int32) { if !reaped { kill(pid, signal) } }
+    package func signal(_ signal: Int32) { if !reaped { kill(pid, signal) } }
 
     /// Waits for the child: its exit status and peak resident set size in KiB (ru_maxrss).
     @discardableResult
-    public func wait() -> (status: Int32, maxRSSKiB: Int) {
+    package func wait() -> (status: Int32, maxRSSKiB: Int) {
         if stdinFD >= 0 { close(stdinFD); stdinFD = -1 }
         var status: Int32 = 0
         var usage = rusage()

@@ -1,6 +1,6 @@
 import PageStat
 /// How the pages that `pagestat lab` writes are spread over its region.
-public enum DirtyPattern: String, Sendable, CaseIterable {
+package enum DirtyPattern: String, Sendable, CaseIterable {
     /// The first pages of the region, as one stretch.
     case first
     /// Spread evenly: every other page at 50%, every fourth at 25%, starting with page 0.
@@ -13,16 +13,16 @@ public enum DirtyPattern: String, Sendable, CaseIterable {
 /// and which of those get paged out: always the first ones written, in address order.
 /// Pure: it only names page indices, as runs of adjacent pages; memory stays constant however
 /// large the region is.
-public struct DirtyPlan: Sendable, Equatable {
-    public var pages: Int
-    public var percent: Int
-    public var pattern: DirtyPattern
-    public var seed: UInt64
+package struct DirtyPlan: Sendable, Equatable {
+    package var pages: Int
+    package var percent: Int
+    package var pattern: DirtyPattern
+    package var seed: UInt64
 
     /// The largest region a plan covers (4 TiB of 4 KiB pages), so page arithmetic cannot overflow.
-    public static let maxPages = 1 << 30
+    package static let maxPages = 1 << 30
 
-    public init(pages: Int, percent: Int, pattern: DirtyPattern = .first, seed: UInt64 = 1) {
+    package init(pages: Int, percent: Int, pattern: DirtyPattern = .first, seed: UInt64 = 1) {
         precondition(pages >= 0 && pages <= Self.maxPages && (0...100).contains(percent))
         self.pages = pages
         self.percent = percent
@@ -31,14 +31,14 @@ public struct DirtyPlan: Sendable, Equatable {
     }
 
     /// How many pages get written.
-    public var count: Int { Self.share(percent, of: pages) }
+    package var count: Int { Self.share(percent, of: pages) }
 
     /// `percent`% of `total`, rounded half up.
-    public static func share(_ percent: Int, of total: Int) -> Int { (total * percent + 50) / 100 }
+    package static func share(_ percent: Int, of total: Int) -> Int { (total * percent + 50) / 100 }
 
     /// Calls `body` with the written pages, at most `limit` of them (the first ones), as maximal
     /// runs of adjacent page indices in increasing order.
-    public func forEachRun<E: Error>(limit: Int = .max, _ body: (Range<Int>) throws(E) -> Void) throws(E) {
+    package func forEachRun<E: Error>(limit: Int = .max, _ body: (Range<Int>) throws(E) -> Void) throws(E) {
         var left = min(limit, count)
         guard left > 0 else { return }
         var merger = RunMerger()
@@ -98,11 +98,11 @@ struct RunMerger {
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): a small, fast, seedable generator, so that
 /// `--pattern random --seed S` picks the same pages on every run and every machine.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
-    public init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    public mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -115,7 +115,7 @@ extension ArrangedMemory {
     /// Writes a non-zero, page-unique 8-byte word at the start of each page of `pages` (faults
     /// them in). Never zero: a page that stays all zeroes can be mapped to the zero page, skipped
     /// by swap (zero-filled pages are not written out) or merged, so it would not swap like data.
-    public func dirty(_ pages: Range<Int>) {
+    package func dirty(_ pages: Range<Int>) {
         for page in pages {
             // "pagestat" in ASCII, with the page index folded into its low bytes.
             base.storeBytes(of: 0x7061_6765_7374_6174 ^ UInt64(page), toByteOffset: page * pageSize, as: UInt64.self)

@@ -22,21 +22,21 @@ import SystemPackage
 ///
 /// `remove()` moves the process back and removes the directory (rmdir); call it on every way
 /// out. A process killed with SIGKILL leaves the directory behind: remove it with `rmdir`.
-public final class MemoryCgroup {
-    public enum Version: String, Sendable { case v1, v2 }
+package final class MemoryCgroup {
+    package enum Version: String, Sendable { case v1, v2 }
 
     /// A mounted hierarchy with the memory controller, and where this process sits in it.
-    public struct Hierarchy: Sendable, Equatable {
-        public var version: Version
+    package struct Hierarchy: Sendable, Equatable {
+        package var version: Version
         /// The mount point, e.g. /sys/fs/cgroup/memory (v1) or /sys/fs/cgroup (v2).
-        public var mountPoint: String
+        package var mountPoint: String
         /// This process's cgroup, relative to the mount point ("/" for the root).
-        public var current: String
+        package var current: String
     }
 
-    public let hierarchy: Hierarchy
+    package let hierarchy: Hierarchy
     /// The directory this made: `<mount point>/<name>`.
-    public let path: String
+    package let path: String
     private var entered = false
     private var removed = false
 
@@ -56,7 +56,7 @@ public final class MemoryCgroup {
     /// mountinfo escapes a space, tab, newline or backslash in a path as `\ooo`; the mount point
     /// comes back unescaped. A mount may show a subtree of its hierarchy (its ROOT field, as in a
     /// container without a cgroup namespace); `current` is then relative to that subtree.
-    public static func locate(mountinfo: String, selfCgroup: String) -> Hierarchy? {
+    package static func locate(mountinfo: String, selfCgroup: String) -> Hierarchy? {
         var v1: (root: String, mountPoint: String)?
         var v2: (root: String, mountPoint: String)?
         for mount in MountInfo.parse(mountinfo) {
@@ -92,7 +92,7 @@ public final class MemoryCgroup {
     }
 
     /// The hierarchy of this machine, as this process sees it.
-    public static func locate() throws(PageStatError) -> Hierarchy {
+    package static func locate() throws(PageStatError) -> Hierarchy {
         let pid = getpid()
         let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: pid, what: "/proc/self/mountinfo")
         let cgroup = try ProcFS.readText("/proc/self/cgroup", pid: pid, what: "/proc/self/cgroup")
@@ -106,7 +106,7 @@ public final class MemoryCgroup {
 
     /// Makes `<mount point>/<name>` with a memory limit of `limit` bytes and, on v1, `swappiness`
     /// (nil leaves the inherited value). Nothing is left behind when it fails.
-    public static func create(name: String, limit: UInt64, swappiness: Int?) throws(PageStatError) -> MemoryCgroup {
+    package static func create(name: String, limit: UInt64, swappiness: Int?) throws(PageStatError) -> MemoryCgroup {
         let hierarchy = try locate()
         if hierarchy.version == .v2 && swappiness != nil {
             throw .invalidInput("--swappiness needs the cgroup v1 memory controller: cgroup v2 has no per-cgroup swappiness")
@@ -130,7 +130,7 @@ public final class MemoryCgroup {
     }
 
     /// Moves this process into the cgroup (its pid to `cgroup.procs`).
-    public func enter() throws(PageStatError) {
+    package func enter() throws(PageStatError) {
         try Self.writeFile(path + "/cgroup.procs", String(getpid()))
         entered = true
     }
@@ -138,7 +138,7 @@ public final class MemoryCgroup {
     /// Moves this process back to the cgroup it came from (or, if that is gone, to the root of the
     /// hierarchy) and removes the directory. Safe to call more than once; returns what failed.
     @discardableResult
-    public func remove() -> PageStatError? {
+    package func remove() -> PageStatError? {
         guard !removed else { return nil }
         removed = true
         if entered {
@@ -182,7 +182,7 @@ public final class MemoryCgroup {
     private static func failure(_ call: String, _ path: String, _ code: Int32) -> PageStatError {
         switch Errno(rawValue: code) {
         case .permissionDenied, .notPermitted, .readOnlyFileSystem:
-            return .permissionDenied(what: "\(path): the cgroup filesystem is not writable (run as root, with a writable /sys/fs/cgroup)")
+            return .permissionDenied(.cgroupFilesystem(path: path))
         case let error:
             return .system(call: "\(call) \(path)", errno: error)
         }

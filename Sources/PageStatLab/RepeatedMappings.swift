@@ -10,19 +10,19 @@ import SystemPackage
 /// maps page `i % objectPages` of the memfd MAP_SHARED, read-write, at `base + 2 * i` pages:
 /// the page left unmapped after each keeps the kernel from merging neighbours, so the process
 /// gets exactly `mappings` VMAs of the object (vm.max_map_count limits them, 65530 by default).
-public final class RepeatedMappings: @unchecked Sendable {
-    public let mappings: Int
-    public let objectPages: Int
-    public let pageSize: Int
+package final class RepeatedMappings: @unchecked Sendable {
+    package let mappings: Int
+    package let objectPages: Int
+    package let pageSize: Int
     /// The memfd's descriptor.
-    public let fd: Int32
+    package let fd: Int32
     /// The first mapping's address; mapping `i` starts `2 * i` pages after it.
-    public let base: UnsafeMutableRawPointer
+    package let base: UnsafeMutableRawPointer
     private var mapped = 0
 
-    public var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    package var address: UInt64 { UInt64(UInt(bitPattern: base)) }
 
-    public init(mappings: Int, objectPages: Int, name: String) throws(PageStatError) {
+    package init(mappings: Int, objectPages: Int, name: String) throws(PageStatError) {
         guard mappings > 0, objectPages > 0, objectPages <= mappings else {
             throw .invalidInput("mappings and object pages must be positive, with no more object pages than mappings")
         }
@@ -72,10 +72,10 @@ public final class RepeatedMappings: @unchecked Sendable {
     }
 
     /// The address of mapping `index`.
-    public func mapping(_ index: Int) -> UnsafeMutableRawPointer { base + 2 * index * pageSize }
+    package func mapping(_ index: Int) -> UnsafeMutableRawPointer { base + 2 * index * pageSize }
 
     /// Writes object pages `pages` through the first mapping of each (faults each in once).
-    public func write(_ pages: Range<Int>) {
+    package func write(_ pages: Range<Int>) {
         for page in pages {
             mapping(page).storeBytes(of: UInt8(truncatingIfNeeded: page) | 1, as: UInt8.self)
         }
@@ -83,14 +83,14 @@ public final class RepeatedMappings: @unchecked Sendable {
 
     /// Reclaims object pages `pages` with MADV_PAGEOUT through the first mapping of each. The
     /// kernel pages out only pages mapped once, so do this before faulting other mappings in.
-    public func pageOut(_ pages: Range<Int>) throws(PageStatError) {
+    package func pageOut(_ pages: Range<Int>) throws(PageStatError) {
         for page in pages where madvise(mapping(page), pageSize, CPagestat_MADV_PAGEOUT) != 0 {
             throw .system(call: "madvise(MADV_PAGEOUT)", errno: Errno(rawValue: errno))
         }
     }
 
     /// /proc/sys/vm/max_map_count: the most mappings a process may have.
-    public static func maxMapCount() -> Int? {
+    package static func maxMapCount() -> Int? {
         guard let text = try? ProcFS.readText("/proc/sys/vm/max_map_count", pid: 0, what: "vm.max_map_count") else { return nil }
         return Int(text.prefix { $0.isNumber })
     }

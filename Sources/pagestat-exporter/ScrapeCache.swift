@@ -193,16 +193,17 @@ actor ScrapeCache {
     /// (in a note, or as the reason a process could not be read),
     /// or /proc that listed no process at all (opendir(2) of /proc failed).
     static func incomplete(_ report: TopReport) -> String? {
-        // PageStatError.system's text carries strerror(3) of the errno.
-        let exhausted = [EMFILE, ENFILE].map { String(cString: strerror($0)) }
+        // EMFILE or ENFILE, by the errno the error kept.
+        func exhausted(_ error: PageStatError?) -> Bool {
+            error?.errno == .tooManyOpenFiles || error?.errno == .tooManyOpenFilesInSystem
+        }
         for note in report.notes {
-            let text = note.description
-            if exhausted.contains(where: { text.contains($0) }) {
-                return "out of file descriptors during the scan: \(text)"
+            if exhausted(note.error) {
+                return "out of file descriptors during the scan: \(note.description)"
             }
         }
         for process in report.unreadableProcesses {
-            if case .system(_, let errno) = process.reason, errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem {
+            if exhausted(process.reason) {
                 return "out of file descriptors during the scan: process \(process.pid): \(process.reason)"
             }
         }

@@ -67,7 +67,7 @@ extension Pagestat {
 
         /// `objects` and `top` over one memfd mapped N times, for each N of --mappings.
         private func measureMappings() throws(PageStatError) {
-            guard geteuid() == 0 else { throw .permissionDenied(what: "bench --mappings opens other processes' objects: run it as root") }
+            guard geteuid() == 0 else { throw .permissionDenied(.needsRoot("bench --mappings opens other processes' objects: run it as root")) }
             guard !SwapArea.active().isEmpty else { throw .unsupported("swap is off: bench --mappings pages part of the object out (swapon)") }
             let executable = try selfExecutable()
             writeOut("""
@@ -179,7 +179,7 @@ extension Pagestat {
         static let batches = [1, 8, 64, 512, 1024]
 
         private func measure() throws(PageStatError) {
-            guard geteuid() == 0 else { throw .permissionDenied(what: "bench runs lab in a memory cgroup: run it as root") }
+            guard geteuid() == 0 else { throw .permissionDenied(.needsRoot("bench runs lab in a memory cgroup: run it as root")) }
             guard !SwapArea.active().isEmpty else { throw .unsupported("swap is off: bench needs swap (swapon)") }
             let executable = try selfExecutable()
             let pageSize = ProcFS.pageSize

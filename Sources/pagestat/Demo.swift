@@ -50,7 +50,7 @@ extension Pagestat {
             guard !StandardOutput.lost else { return }
             try TemporarySwap.ensure(directory: swapDirectory, bytes: UInt64(max(64 << 20, pages * ProcFS.pageSize * 2)),
                                      always: temporarySwap)
-            defer { TemporarySwap.remove() }
+            defer { TemporarySwap.removeSaying() }
 
             let third = pages / 3
             // 1. Shared anonymous memory: the seed's experiment.

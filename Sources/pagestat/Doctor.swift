@@ -77,8 +77,9 @@ extension Pagestat {
                     // In JSON, what is said about swap goes to standard error.
                     try TemporarySwap.ensure(directory: directory, bytes: 64 << 20, always: temporarySwap,
                                              say: format == .text ? writeOut : { printError($0, newline: false) })
-                    defer { TemporarySwap.remove() }
-                    (results, notes) = try verifyLayout(facts)
+                    defer { TemporarySwap.removeSaying() }
+                    (results, notes) = try Verification.verify(pages: 64, fileDirectory: directory,
+                                                              bpf: facts.first(where: { $0.name == "BPF engine" })?.available == true)
                     failed = results.contains { $0.wrong > 0 }
                     if format == .text { writeOut(verificationText(results, notes: notes)) }
                 } else if format == .text {
@@ -89,59 +90,12 @@ extension Pagestat {
             if failed { throw ExitCode(10) }
         }
 
-        /// One region scanned by one engine, against what was arranged.
-        struct Verification {
-            var region: String
-            var engine: FileSideEngineChoice
-            var pages: Int
-            var right: Int
-            var wrong: Int
-            var unknown: Int
-            /// The first wrong page: (index, expected, reported).
-            var firstWrong: (Int, PageState, PageState)?
-        }
-
-        private func verifyLayout(_ facts: [HostFact]) throws(PageStatError) -> ([Verification], Notes) {
-            let layout = try ArrangedLayout(pages: 64, fileDirectory: directory)
-            let scanner = try ProcessScanner(pid: getpid())
-            var engines: [FileSideEngineChoice] = [.syscalls]
-            if facts.first(where: { $0.name == "BPF engine" })?.available == true { engines.append(.bpf) }
-            var results: [Verification] = []
-            var notes = Notes()
-            for engine in engines {
-                for region in ArrangedLayout.regionNames {
-                    guard let start = layout.address(region) else { continue }
-                    var options = ScanOptions(range: AddressRange(start: start, end: start + UInt64(layout.pages * ProcFS.pageSize)))
-                    options.engine = engine
-                    let report = try scanner.scan(options)
-                    for note in report.notes { notes.add(note) }
-                    let states = report.mappings.flatMap { $0.runs.flatMap { Array(repeating: $0.state, count: Int($0.pages)) } }
-                    let expected = layout.expected(region)
-                    var result = Verification(region: region, engine: engine, pages: expected.count, right: 0, wrong: 0, unknown: 0)
-                    for (index, want) in expected.enumerated() {
-                        let got = index < states.count ? states[index] : .unknown
-                        if got == want {
-                            result.right += 1
-                        } else if got == .unknown {
-                            result.unknown += 1
-                        } else {
-                            result.wrong += 1
-                            if result.firstWrong == nil { result.firstWrong = (index, want, got) }
-                        }
-                    }
-                    results.append(result)
-                }
-            }
-            withExtendedLifetime(layout) {}
-            return (results, notes)
-        }
-
         /// The temporary swap files left by killed commands; with --clean, removed first (and
         /// what could not be removed stays listed, with why on stderr).
         private func cleanedLeftovers() throws(PageStatError) -> [TemporarySwap.Leftover] {
             let found = TemporarySwap.leftovers(in: directory)
             guard clean else { return found }
-            guard geteuid() == 0 || found.isEmpty else { throw .permissionDenied(what: "doctor --clean turns swap off: run it as root") }
+            guard geteuid() == 0 || found.isEmpty else { throw .permissionDenied(.needsRoot("doctor --clean turns swap off: run it as root")) }
             return found.filter { leftover in
                 if let failure = TemporarySwap.clean(leftover) {
                     printError("pagestat doctor: \(escapedName(failure))")

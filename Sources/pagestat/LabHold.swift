@@ -1,5 +1,4 @@
 import ArgumentParser
-import CPagestat
 import PageStat
 import PageStatRender
 import PageStatLab
@@ -99,28 +98,8 @@ extension Pagestat.Lab {
             guard !name.isEmpty, !name.contains(0), !name.contains(0x2f) else {
                 throw .invalidInput("--hostile-name: the name must be non-empty, without NUL or '/'")
             }
-            let cName = name.map { CChar(bitPattern: $0) } + [0]
-            guard CPagestat_set_comm(cName) == 0 else { throw .system(call: "prctl(PR_SET_NAME)", errno: .init(rawValue: errno)) }
-            let memfdFD = CPagestat_memfd_create(cName, 1 /* MFD_CLOEXEC */)
-            guard memfdFD >= 0 else { throw .system(call: "memfd_create", errno: .init(rawValue: errno)) }
-            defer { close(memfdFD) }
-            guard ftruncate(memfdFD, off_t(pages * ProcFS.pageSize)) == 0 else {
-                throw .system(call: "ftruncate", errno: .init(rawValue: errno))
-            }
-            let memfd = try ArrangedMemory(pages: pages, backing: .file(fd: memfdFD, shared: true))
-            memfd.write(0..<pages / 2)
-            let directory = NameBytes.bytes(of: fileDirectory) + [0x2f]
-            let mappedPath = NameBytes.decode(directory + [0x6d] + name)  // "m" + name
-            let mappedFD = try ArrangedLayout.createFile(mappedPath, pages: pages)
-            defer { close(mappedFD); _ = NameBytes.withCString(mappedPath) { unlink($0) } }
-            let mapped = try ArrangedMemory(pages: pages, backing: .file(fd: mappedFD, shared: true))
-            mapped.write(0..<pages / 2)
-            let openPath = NameBytes.decode(directory + [0x6f] + name)  // "o" + name
-            let openFD = try ArrangedLayout.createFile(openPath, pages: pages)
-            defer { close(openFD); _ = NameBytes.withCString(openPath) { unlink($0) } }
-            var block = [UInt8](repeating: 0x11, count: ProcFS.pageSize)
-            _ = block.withUnsafeMutableBytes { Glibc.pwrite(openFD, $0.baseAddress, $0.count, 0) }
-
+            let objects = try HostileNamedObjects(name: name, pages: pages, directory: fileDirectory)
+            let memfd = objects.memfd, mapped = objects.mapped
             var json = JSONWriter()
             json.beginObject()
             json.field("pid", getpid())
@@ -133,26 +112,19 @@ extension Pagestat.Lab {
             json.endObject()
             writeOut(json.output + "\n")
             waitForEOF()
+            withExtendedLifetime(objects) {}
         }
 
         /// `pages` pages of shared anonymous memory, one page in 512 written, then a 16-page hole
         /// (never mapped by anyone: it was part of the mapping and is unmapped at once). On a line
         /// `unmap` on standard input, unmaps the pages and answers `unmapped`; holds on until EOF.
         private func vanishing() throws(PageStatError) {
-            let pageSize = ProcFS.pageSize
-            guard let base = mmap(nil, (pages + 16) * pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-                  base != MAP_FAILED else {
-                throw .system(call: "mmap", errno: .init(rawValue: errno))
-            }
-            munmap(base + pages * pageSize, 16 * pageSize)
-            for page in stride(from: 0, to: pages, by: 512) {
-                base.storeBytes(of: 0x5a, toByteOffset: page * pageSize, as: UInt8.self)
-            }
+            let mapping = try VanishingMapping(pages: pages)
             var json = JSONWriter()
             json.beginObject()
             json.field("pid", getpid())
             json.field("pages", pages)
-            json.field("start", UInt64(UInt(bitPattern: base)))
+            json.field("start", mapping.start)
             json.endObject()
             writeOut(json.output + "\n")
             var line: [UInt8] = []
@@ -160,7 +132,7 @@ extension Pagestat.Lab {
             while !StandardOutput.lost && Glibc.read(0, &byte, 1) > 0 {
                 guard byte == 0x0a else { line.append(byte); continue }
                 if line == Array("unmap".utf8) {
-                    munmap(base, pages * pageSize)
+                    mapping.unmap()
                     writeOut("unmapped\n")
                 }
                 line = []
@@ -188,24 +160,7 @@ extension Pagestat.Lab {
             json.field("start", memory.address)
             json.endObject()
             writeOut(json.output + "\n")
-            // The same arguments, the same lengths: only "first" becomes "again".
-            let argc = Int(CommandLine.argc)
-            var argv: [UnsafeMutablePointer<CChar>?] = (0..<argc).map { strdup(CommandLine.unsafeArgv[$0]!) }
-            argv.append(nil)
-            defer { for pointer in argv { free(pointer) } }
-            for index in 1..<argc {
-                let argument = String(cString: argv[index]!)
-                if argument == "--vfork-exec=first" || (argument == "first" && String(cString: argv[index - 1]!) == "--vfork-exec") {
-                    _ = strcpy(argv[index]! + argument.utf8.count - 5, "again")
-                }
-            }
-            let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
-            defer { close(null) }
-            // The path it was started by (the same string on the new stack), or, found through
-            // PATH, the executable itself.
-            let path = strchr(argv[0]!, 0x2f) != nil ? String(cString: argv[0]!) : "/proc/self/exe"
-            let child = CPagestat_vfork_exec_after_byte(0, null, path, &argv)
-            guard child > 0 else { throw .system(call: "vfork", errno: .init(rawValue: errno)) }
+            let child = try VforkExec.startAgain()
             waitForEOF()
             var status: Int32 = 0
             waitpid(child, &status, 0)
@@ -236,31 +191,23 @@ extension Pagestat.Lab {
 
         /// Maps another process's object and reads some of its pages: a second mapper.
         private func mapOnly(_ path: String) throws(PageStatError) {
-            let fd = open(path, O_RDWR | O_CLOEXEC)
-            guard fd >= 0 else { throw .system(call: "open \(path)", errno: .init(rawValue: errno)) }
-            defer { close(fd) }
             if let mapPages {
                 let bounds = mapPages.split(separator: "-").compactMap { Int($0) }
-                guard bounds.count == 2, bounds[0] < bounds[1] else { throw .invalidInput("--map-pages takes FIRST-END") }
-                let pageSize = ProcFS.pageSize
-                let length = (bounds[1] - bounds[0]) * pageSize
-                guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(bounds[0] * pageSize)), base != MAP_FAILED else {
-                    throw .system(call: "mmap", errno: .init(rawValue: errno))
-                }
-                defer { munmap(base, length) }
+                let pagesMapped = try MappedFilePages(path: path, pages: bounds.count == 2 && bounds[0] < bounds[1] ? bounds[0]..<bounds[1] : nil,
+                                                      invalid: .invalidInput("--map-pages takes FIRST-END"))
                 var json = JSONWriter()
                 json.beginObject()
                 json.field("pid", getpid())
                 json.field("pages", bounds[1] - bounds[0])
-                json.field("mapped", UInt64(UInt(bitPattern: base)))
+                json.field("mapped", pagesMapped.address)
                 json.endObject()
                 writeOut(json.output + "\n")
                 waitForEOF()
+                withExtendedLifetime(pagesMapped) {}
                 return
             }
-            var st = stat()
-            fstat(fd, &st)
-            let memory = try ArrangedMemory(pages: Int(st.st_size) / ProcFS.pageSize, backing: .file(fd: fd, shared: true))
+            let file = try MappedFile(path: path)
+            let memory = file.memory
             if let read {
                 let bounds = read.split(separator: "-").compactMap { Int($0) }
                 guard bounds.count == 2 else { throw .invalidInput("--read takes FIRST-END") }
@@ -274,6 +221,7 @@ extension Pagestat.Lab {
             json.endObject()
             writeOut(json.output + "\n")
             waitForEOF()
+            withExtendedLifetime(file) {}
         }
 
         private func waitForEOF() {

@@ -68,6 +68,36 @@ struct ParserTests {
         #expect(heap.vmFlags == ["rd", "wr", "mr", "mw", "me", "ac"])
     }
 
+    @Test func statFingerprintParentAndState() throws {
+        // A real line of a process whose command name is "x) y z": fields count from the last ')'.
+        let stat = Array(try TestEnvironment.fixture("stat.txt").utf8)
+        let identity = try #require(AddressSpaceIdentity(stat: stat))
+        #expect(identity.values == [94107074887680, 94107074905609, 140737484858624,
+                                    94107074919696, 94107074920960, 94107258847232,
+                                    140737484864200, 140737484864215, 140737484864215, 140737484865516])
+        #expect(identity.sharers.isEmpty)
+        #expect(ProcStat.parentPID(stat) == 14767)
+        #expect(!ProcStat.isZombie(stat))
+        #expect(ProcStat.parentPID(Array("7 (x) 0 S".utf8)) == nil)
+        #expect(ProcStat.parentPID(Array("7 (x".utf8)) == nil)
+        #expect(ProcStat.parentPID(Array("7 (x) S 99999999999".utf8)) == nil)
+        // Cut before field 51: hidden or no address space.
+        #expect(AddressSpaceIdentity(stat: Array(stat.prefix(200))) == nil)
+    }
+
+    @Test func smapsFieldOfOneVMAFromBytes() throws {
+        let smaps = Array(try TestEnvironment.fixture("smaps.txt").utf8)
+        #expect(ProcMaps.smapsField(smaps, vmaStart: 0x7f4ae6940000, key: "Swap") == 64 * 1024)
+        #expect(ProcMaps.smapsField(smaps, vmaStart: 0x7f4ae6940000, key: "Nonexistent") == nil)
+        #expect(ProcMaps.smapsField(smaps, vmaStart: 0x1000, key: "Swap") == nil)
+        #expect(ProcMaps.parseSmaps(bytes: smaps).map(\.range) == ProcMaps.parseSmaps(String(decoding: smaps, as: UTF8.self)).map(\.range))
+    }
+
+    @Test func mapsBytesAndTextParseAlike() throws {
+        let text = try TestEnvironment.fixture("maps.txt")
+        #expect(ProcMaps.parse(bytes: Array(text.utf8)) == ProcMaps.parse(text))
+    }
+
     @Test func procSwaps() throws {
         let swaps = SwapArea.parse(try TestEnvironment.fixture("swaps.txt"))
         #expect(swaps == [

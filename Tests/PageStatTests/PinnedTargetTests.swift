@@ -210,8 +210,8 @@ struct PinnedTargetTests {
         #expect(identity.values == [26, 27, 28, 45, 46, 47, 48, 49, 50, 51])
         let hidden = Array("42 (k) \((3...52).map { $0 == 3 ? "S" : "0" }.joined(separator: " "))".utf8)
         #expect(AddressSpaceIdentity(stat: hidden) == nil)
-        #expect(ProcessHandle.isZombie(Array("7 (x) y) Z 1".utf8)))
-        #expect(!ProcessHandle.isZombie(Array("7 (x) y) S 1".utf8)))
+        #expect(ProcStat.isZombie(Array("7 (x) y) Z 1".utf8)))
+        #expect(!ProcStat.isZombie(Array("7 (x) y) S 1".utf8)))
     }
 }
 

@@ -81,6 +81,35 @@ struct ScanNoteTests {
         }
     }
 
+    /// Every note that carries an error hands it back typed, errno kept: a reader (the
+    /// exporter's EMFILE check) matches the case, never the words.
+    @Test func notesHandBackTheirErrorWithItsErrno() {
+        let exhausted = PageStatError.system(call: "open /proc/1/maps", errno: .tooManyOpenFiles)
+        let carried = Self.samples.compactMap(\.error)
+        #expect(carried.count == 16)
+        #expect(carried.allSatisfy { $0.errno == .noSuchFileOrDirectory || $0.errno == .noMemory })
+        #expect(ScanNote.processMapsUnreadable(pid: 1, command: "init", exhausted).error?.errno == .tooManyOpenFiles)
+        #expect(ScanNote.memfdProbeFailed(call: "memfd_create", .noMemory).error?.errno == .noMemory)
+        #expect(ScanNote.notPrivileged.error == nil)
+        #expect(PageStatError.noSuchProcess(pid: 1).errno == nil)
+    }
+
+    /// What was denied is a case; the line the user reads is the one it always was.
+    @Test func deniedIsACaseWithTheSameWords() {
+        let lines: [(PageStatError.Denial, String)] = [
+            (.procFile("/proc/1/maps (needs ptrace read access)"), "permission denied: /proc/1/maps (needs ptrace read access)"),
+            (.rootOnly(path: "/proc/kpageflags"), "permission denied: /proc/kpageflags (root only)"),
+            (.cachestat, "permission denied: cachestat(2) needs write access to or ownership of the file"),
+            (.residency, "permission denied: residency"),
+            (.pageCacheOfUnwritableFile, "permission denied: the page cache of a file we neither own nor may write (mincore would call every page resident)"),
+            (.path("/etc/shadow"), "permission denied: /etc/shadow"),
+            (.cgroupFilesystem(path: "/sys/fs/cgroup/x"), "permission denied: /sys/fs/cgroup/x: the cgroup filesystem is not writable (run as root, with a writable /sys/fs/cgroup)"),
+            (.needsRoot("bench runs lab in a memory cgroup: run it as root"), "permission denied: bench runs lab in a memory cgroup: run it as root"),
+        ]
+        for (denial, line) in lines { #expect(PageStatError.permissionDenied(denial).description == line) }
+        if case .permissionDenied(.residency) = PageStatError.permissionDenied(.residency) {} else { Issue.record("not matched by case") }
+    }
+
     @Test func everyCaseSaysSomething() {
         #expect(Set(Self.samples.map(Self.caseIndex)) == Set(0...39))
         for note in Self.samples {

@@ -17,6 +17,7 @@ public struct HostFact: Sendable {
     public var consequence: String
 }
 
+/// The probes behind `pagestat doctor`: each interface pagestat uses, tried on this system.
 public enum HostFacts {
     /// Probes every fact, in the order a person would ask: who am I, what does the kernel
     /// offer, how is memory set up.
@@ -165,7 +166,7 @@ public enum HostFacts {
         defer { try? fd.close() }
         let pageSize = Int64(ProcFS.pageSize)
         guard (try? fd.resize(to: 2 * pageSize)) != nil,
-              (withUnsafeBytes(of: UInt8(1)) { try? fd.write(toAbsoluteOffset: pageSize, $0) }) == 1 else { return false }
+              (try? fd.writeAll(toAbsoluteOffset: pageSize, [UInt8(1)])) == 1 else { return false }
         return (try? fd.seek(offset: 0, from: .init(rawValue: CPagestat_SEEK_DATA))) == pageSize
     }
 

@@ -13,10 +13,10 @@ import SystemPackage
 /// size, behind MAP_HUGETLB memory, SHM_HUGETLB segments and MFD_HUGETLB memfds. Those are in no
 /// mountinfo; their devices are learnt from an empty MFD_HUGETLB memfd of each size (an empty
 /// file reserves and allocates no huge page).
-public enum HugetlbFS {
+package enum HugetlbFS {
     /// hugetlbfs mounts in mountinfo text (`MountInfo`): device → huge page size in bytes
     /// (`pagesize=`, else `defaultPageSize`, only then evaluated).
-    public static func devices(mountinfo text: String, defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
+    package static func devices(mountinfo text: String, defaultPageSize: @autoclosure () -> UInt64) -> [ProcMaps.Device: UInt64] {
         devices(MountInfo.parse(text), defaultPageSize: defaultPageSize())
     }
 
@@ -31,7 +31,7 @@ public enum HugetlbFS {
     }
 
     /// The huge page sizes this kernel offers (/sys/kernel/mm/hugepages/hugepages-NkB), in bytes.
-    public static let pageSizes: [UInt64] = {
+    package static let pageSizes: [UInt64] = {
         var sizes: [UInt64] = []
         for name in Directory.names("/sys/kernel/mm/hugepages") ?? [] {
             guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
@@ -42,7 +42,7 @@ public enum HugetlbFS {
     }()
 
     /// The default huge page size (Hugepagesize in /proc/meminfo), or 2 MiB.
-    public static let defaultPageSize: UInt64 = {
+    package static let defaultPageSize: UInt64 = {
         let meminfo = (try? ProcFS.readText("/proc/meminfo", pid: getpid(), what: "/proc/meminfo")) ?? ""
         for line in meminfo.split(separator: "\n") where line.hasPrefix("Hugepagesize:") {
             let number = line.dropFirst("Hugepagesize:".count).split(separator: " ").first.flatMap { UInt64($0) }
@@ -52,7 +52,7 @@ public enum HugetlbFS {
     }()
 
     /// The devices of the kernel's internal hugetlbfs mounts, one per huge page size.
-    public static let internalDevices: [ProcMaps.Device: UInt64] = {
+    package static let internalDevices: [ProcMaps.Device: UInt64] = {
         var devices: [ProcMaps.Device: UInt64] = [:]
         for size in pageSizes where size.nonzeroBitCount == 1 {
             let flags = 1 /* MFD_CLOEXEC */ | CPagestat_MFD_HUGETLB

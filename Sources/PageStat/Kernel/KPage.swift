@@ -4,17 +4,17 @@ import Glibc
 import SystemPackage
 
 /// /proc/kpagecount or /proc/kpageflags: one u64 per PFN, readable by root only.
-public final class KPageTable {
-    public let path: String
+package final class KPageTable {
+    package let path: String
     let fd: FileDescriptor
 
-    public init(path: String) throws(PageStatError) {
+    package init(path: String) throws(PageStatError) {
         self.path = path
         do {
             fd = try system { try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) }
         } catch {
             switch error {
-            case .permissionDenied, .notPermitted: throw .permissionDenied(what: "\(path) (root only)")
+            case .permissionDenied, .notPermitted: throw .permissionDenied(.rootOnly(path: path))
             case .noSuchFileOrDirectory: throw .unsupported(path)
             default: throw .system(call: "open \(path)", errno: error)
             }
@@ -23,12 +23,12 @@ public final class KPageTable {
 
     deinit { try? fd.close() }
 
-    public static func kpagecount() throws(PageStatError) -> KPageTable { try KPageTable(path: "/proc/kpagecount") }
-    public static func kpageflags() throws(PageStatError) -> KPageTable { try KPageTable(path: "/proc/kpageflags") }
+    package static func kpagecount() throws(PageStatError) -> KPageTable { try KPageTable(path: "/proc/kpagecount") }
+    package static func kpageflags() throws(PageStatError) -> KPageTable { try KPageTable(path: "/proc/kpageflags") }
 
     /// For each pagemap entry of `entries` that is present with a PFN, the table's value for that
     /// PFN; zero for the others. PFNs that follow each other are read with one pread(2).
-    public func lookUp(entries: UnsafeBufferPointer<UInt64>, into values: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) {
+    package func lookUp(entries: UnsafeBufferPointer<UInt64>, into values: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) {
         try lookUp(entries: entries, into: values, known: { _ in nil }, read: { _, _ in })
     }
 

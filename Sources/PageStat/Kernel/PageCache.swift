@@ -9,33 +9,33 @@ import SystemPackage
 ///
 /// Nothing here faults, reads or allocates the object's pages: lseek and cachestat walk the page
 /// cache's xarray; our own mapping is PROT_READ and never touched, only asked with mincore.
-public final class PageCacheObject {
-    public let fd: FileDescriptor
-    public let pageSize: UInt64
+package final class PageCacheObject {
+    package let fd: FileDescriptor
+    package let pageSize: UInt64
     /// The object's size in bytes (st_size), when fstat gave it.
-    public let size: UInt64
+    package let size: UInt64
     /// Whether the object lives on tmpfs/shmem (statfs TMPFS_MAGIC), so its pages can be swapped.
-    public let isShmem: Bool
+    package let isShmem: Bool
     /// Whether the object is a regular file or shmem object whose page cache can be asked.
-    public let isPageCacheBacked: Bool
+    package let isPageCacheBacked: Bool
     /// Pages the object holds (st_blocks): for shmem, resident and swapped pages and fallocated
     /// ones, not holes.
-    public let allocatedPages: UInt64
+    package let allocatedPages: UInt64
     /// The huge page size when the object lives on hugetlbfs (statfs HUGETLBFS_MAGIC; f_bsize),
     /// else nil. Such an object has no cachestat (EOPNOTSUPP), SEEK_DATA calls all of it data,
     /// mincore sees only our own mapped pages, and mapping it may take huge pages from the pool:
     /// it is never mapped here (see `HugetlbSide`).
-    public let hugePageSize: UInt64?
+    package let hugePageSize: UInt64?
     /// Whether mincore(2) tells the truth about this file to us: the kernel reports every page of
     /// a file resident unless the caller owns it, may write it or has CAP_FOWNER (and cachestat
     /// refuses such callers since 2025).
-    public let residencyVisible: Bool
+    package let residencyVisible: Bool
     private var window: (address: UnsafeMutableRawPointer, offset: UInt64, length: UInt64)?
 
     static let tmpfsMagic: Int = 0x0102_1994
 
     /// Adopts an open descriptor.
-    public init(fd: FileDescriptor, pageSize: Int = ProcFS.pageSize) {
+    package init(fd: FileDescriptor, pageSize: Int = ProcFS.pageSize) {
         self.fd = fd
         self.pageSize = UInt64(pageSize)
         if let st = fd.status {
@@ -60,7 +60,7 @@ public final class PageCacheObject {
     }
 
     /// Whether the object lives on hugetlbfs.
-    public var isHugetlb: Bool { hugePageSize != nil }
+    package var isHugetlb: Bool { hugePageSize != nil }
 
     deinit {
         if let window { Self.unmapWindow(window.address, length: Int(window.length)) }
@@ -68,19 +68,20 @@ public final class PageCacheObject {
     }
 
     /// A file's identity as a maps line names it: the device (major:minor) and the inode.
-    public typealias Identity = ObjectID
+    package typealias Identity = ObjectID
 
     /// Opens the object behind `mapping` of `pid`: through /proc/PID/map_files/START-END when
     /// privileged, else through the mapped path if it still names that very inode. Either way the
     /// object must be the one the maps line names (device and inode): otherwise the mapping (or
-    /// the path) changed since maps was read, and this throws `.objectChanged`.
-    public static func open(mapping: Mapping, pid: Int32) throws(PageStatError) -> PageCacheObject {
+    /// the path) changed since maps was read, and this throws `.objectChanged`. With the pinned
+    /// `handle`, map_files is opened relative to its /proc/PID directory.
+    package static func open(mapping: Mapping, pid: Int32, handle: ProcessHandle? = nil) throws(PageStatError) -> PageCacheObject {
         let expected = Identity(mapping)
         let mapFilesError: PageStatError
         do {
-            return try open(pid: pid, range: mapping.range, expecting: expected)
+            return try open(pid: pid, range: mapping.range, expecting: expected, handle: handle)
         } catch {
-            if error == .processExited(pid: pid) || ProcFS.exited(pid) { throw .processExited(pid: pid) }
+            if error == .processExited(pid: pid) || (handle?.hasExited ?? ProcFS.exited(pid)) { throw .processExited(pid: pid) }
             if case .objectChanged = error { throw error }
             mapFilesError = error
         }
@@ -97,10 +98,13 @@ public final class PageCacheObject {
 
     /// Opens the object behind the mapping at `range` of `pid` through
     /// /proc/PID/map_files/START-END (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), checked against
-    /// `expected` when given.
-    public static func open(pid: Int32, range: AddressRange, expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
-        let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
-        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)", expecting: expected)
+    /// `expected` when given; relative to the pinned `handle`'s /proc/PID directory when given.
+    package static func open(pid: Int32, range: AddressRange, expecting expected: Identity? = nil,
+                             handle: ProcessHandle? = nil) throws(PageStatError) -> PageCacheObject {
+        let name = "map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
+        let path = "/proc/\(pid)/\(name)"
+        return try open(path: path, pid: pid, what: "\(path) (needs CAP_SYS_ADMIN)", expecting: expected,
+                        under: handle.map { ($0, name) })
     }
 
     /// Opens `path` for reading its page cache, if it is a regular file (or a shared memory
@@ -110,14 +114,21 @@ public final class PageCacheObject {
     /// with fstat(2): against `expected` when given, then for S_ISREG. Only then is the very same
     /// inode opened for reading, through /proc/self/fd/N (O_RDONLY|O_NONBLOCK|O_NOCTTY, and
     /// O_NOATIME where allowed), and checked again. Symbolic links are followed unless
-    /// `followingSymlinks` is false (then a link is not the object).
-    public static func open(path: String, pid: Int32, what: String, followingSymlinks: Bool = true,
-                            expecting expected: Identity? = nil) throws(PageStatError) -> PageCacheObject {
+    /// `followingSymlinks` is false (then a link is not the object). `under`: a pinned process
+    /// and the name of the file in its /proc/PID directory that `path` names, opened relative to
+    /// that directory.
+    package static func open(path: String, pid: Int32, what: String, followingSymlinks: Bool = true,
+                             expecting expected: Identity? = nil,
+                             under process: (handle: ProcessHandle, name: String)? = nil) throws(PageStatError) -> PageCacheObject {
         var pathOptions: FileDescriptor.OpenOptions = [.closeOnExec, .init(rawValue: CPagestat_O_PATH)]
         if !followingSymlinks { pathOptions.insert(.noFollow) }
         let pathFD: FileDescriptor
-        do {
-            pathFD = try FileDescriptor.open(path: path, .readOnly, options: pathOptions)
+        do throws(Errno) {
+            if let process {
+                pathFD = try process.handle.openRelative(process.name, options: pathOptions)
+            } else {
+                pathFD = try FileDescriptor.open(path: path, .readOnly, options: pathOptions)
+            }
         } catch {
             throw .fromProc(error, pid: pid, call: "open \(path)", what: what)
         }
@@ -169,13 +180,13 @@ public final class PageCacheObject {
 
     /// The next offset at or after `offset` that holds data (a page in the cache or, for shmem, a
     /// swap entry), or nil when there is none before the end. The C call is `lseek(fd, off, SEEK_DATA)`.
-    public func nextData(from offset: UInt64) throws(PageStatError) -> UInt64? {
+    package func nextData(from offset: UInt64) throws(PageStatError) -> UInt64? {
         try seek(offset, whence: CPagestat_SEEK_DATA)
     }
 
     /// The next hole at or after `offset` (the end of the object counts as one).
     /// The C call is `lseek(fd, off, SEEK_HOLE)`.
-    public func nextHole(from offset: UInt64) throws(PageStatError) -> UInt64? {
+    package func nextHole(from offset: UInt64) throws(PageStatError) -> UInt64? {
         try seek(offset, whence: CPagestat_SEEK_HOLE)
     }
 
@@ -193,7 +204,7 @@ public final class PageCacheObject {
 
     /// Whether the running kernel has cachestat(2) (6.5+): probed once, on a bad descriptor
     /// (EBADF means the call exists, ENOSYS that it does not).
-    public static let cachestatSupported: Bool = {
+    package static let cachestatSupported: Bool = {
         var range = CPagestat_cachestat_range(off: 0, len: 0)
         var result = CPagestat_cachestat()
         return CPagestat_cachestat(-1, &range, &result) == 0 || errno != ENOSYS
@@ -201,7 +212,7 @@ public final class PageCacheObject {
 
     /// Page-cache counts over `[offset, offset + length)` bytes: resident pages and, for shmem,
     /// swapped ones in `evicted`. Throws `.unsupported` before 6.5. The C call is `cachestat(2)`.
-    public func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> PageCacheStat {
+    package func cachestat(offset: UInt64, length: UInt64) throws(PageStatError) -> PageCacheStat {
         var range = CPagestat_cachestat_range(off: offset, len: length)
         var result = CPagestat_cachestat()
         switch retryingInterrupts({ CPagestat_cachestat(fd.rawValue, &range, &result) }) {
@@ -211,7 +222,7 @@ public final class PageCacheObject {
         case .failure(.noFunction), .failure(.notSupported):
             throw .unsupported("cachestat(2) (Linux 6.5+)")
         case .failure(.notPermitted), .failure(.permissionDenied):
-            throw .permissionDenied(what: "cachestat(2) needs write access to or ownership of the file")
+            throw .permissionDenied(.cachestat)
         case .failure(let error): throw .system(call: "cachestat", errno: error)
         }
     }
@@ -261,7 +272,7 @@ public final class PageCacheObject {
     /// mapping of our own per stretch, then one read of /proc/self/smaps, whose Swap line for such
     /// a partial shmem mapping the kernel counts from the object's xarray over that stretch only
     /// (shmem_partial_swap_usage), resident pages included in the walk but nothing outside it.
-    public func swappedPages(inStretches stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) -> [UInt64?] {
+    package func swappedPages(inStretches stretches: [(first: UInt64, pages: UInt64)]) throws(PageStatError) -> [UInt64?] {
         guard isShmem, !stretches.isEmpty else { return stretches.map { _ in nil } }
         var windows: [(address: UnsafeMutableRawPointer?, length: Int)] = []
         defer { for window in windows { if let address = window.address { Self.unmapWindow(address, length: window.length) } } }
@@ -296,7 +307,7 @@ public final class PageCacheObject {
     /// The object's swapped pages, as the kernel counts them (shmem's `info->swapped`): the Swap
     /// line of /proc/self/smaps for our own mapping of the whole object, which the kernel fills
     /// from that counter without walking the object. nil if not shmem or not found.
-    public func swappedPagesFromSmaps() throws(PageStatError) -> UInt64? {
+    package func swappedPagesFromSmaps() throws(PageStatError) -> UInt64? {
         guard isShmem, size > 0 else { return nil }
         try mapWindow(covering: size)
         let start = UInt64(UInt(bitPattern: window!.address))
@@ -307,7 +318,7 @@ public final class PageCacheObject {
     /// Residency of the pages `[offset, offset + pages * pageSize)` of the object, one byte per
     /// page (bit 0: in the page cache or, for shmem, in the swap cache). Maps the object
     /// PROT_READ into this process (never touched) and asks `mincore(2)`.
-    public func mincore(offset: UInt64, pages: Int, into vector: UnsafeMutableBufferPointer<UInt8>) throws(PageStatError) {
+    package func mincore(offset: UInt64, pages: Int, into vector: UnsafeMutableBufferPointer<UInt8>) throws(PageStatError) {
         precondition(vector.count >= pages)
         let length = UInt64(pages) * pageSize
         try mapWindow(covering: offset + length)
@@ -320,19 +331,19 @@ public final class PageCacheObject {
 }
 
 /// What cachestat(2) counts over a range of a file, in pages: its `struct cachestat`.
-public struct PageCacheStat: Sendable, Hashable {
+package struct PageCacheStat: Sendable, Hashable {
     /// Pages in the page cache (nr_cache).
-    public var cache: UInt64
+    package var cache: UInt64
     /// Of those, dirty pages (nr_dirty).
-    public var dirty: UInt64
+    package var dirty: UInt64
     /// Of those, pages under writeback (nr_writeback).
-    public var writeback: UInt64
+    package var writeback: UInt64
     /// Pages evicted (nr_evicted): for shmem, the swapped pages.
-    public var evicted: UInt64
+    package var evicted: UInt64
     /// Of the evicted pages, those evicted recently (nr_recently_evicted).
-    public var recentlyEvicted: UInt64
+    package var recentlyEvicted: UInt64
 
-    public init(cache: UInt64, dirty: UInt64, writeback: UInt64, evicted: UInt64, recentlyEvicted: UInt64) {
+    package init(cache: UInt64, dirty: UInt64, writeback: UInt64, evicted: UInt64, recentlyEvicted: UInt64) {
         self.cache = cache
         self.dirty = dirty
         self.writeback = writeback

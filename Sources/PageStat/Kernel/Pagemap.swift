@@ -3,64 +3,14 @@ import Glibc
 #endif
 import SystemPackage
 
-/// One /proc/PID/pagemap entry: a little-endian u64 per virtual page
-/// (Documentation/admin-guide/mm/pagemap.rst).
-public struct PagemapEntry: RawRepresentable, Sendable, Hashable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    /// Bit 63: the page is present in the page table.
-    public var isPresent: Bool { rawValue & (1 << 63) != 0 }
-    /// Bit 62: a non-present, non-empty entry: swap, or (privileged: swap type >= MAX_SWAPFILES)
-    /// a migration or hwpoison entry or a PTE marker.
-    public var isSwap: Bool { rawValue & (1 << 62) != 0 }
-    /// Bit 61: a file page or shared anonymous page.
-    public var isFile: Bool { rawValue & (1 << 61) != 0 }
-    /// Bit 58 (6.15+): a guard region.
-    public var isGuard: Bool { rawValue & (1 << 58) != 0 }
-    /// Bit 57 (5.13+): userfaultfd write-protected.
-    public var isUffdWP: Bool { rawValue & (1 << 57) != 0 }
-    /// Bit 56 (4.2+): exclusively mapped.
-    public var isExclusive: Bool { rawValue & (1 << 56) != 0 }
-    /// Bit 55: soft-dirty.
-    public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
-    /// Bit 55, which pagemap also sets on empty entries of a VM_SOFTDIRTY mapping.
-    public static let softDirtyBit: UInt64 = 1 << 55
-    /// Bits 0-54: the PFN when present; zero without CAP_SYS_ADMIN.
-    public var pfn: UInt64 { rawValue & ((1 << 55) - 1) }
-    /// Bits 0-4 of a swap entry: the swap type (the index of the swap area).
-    public var swapType: UInt8 { UInt8(truncatingIfNeeded: rawValue & 0x1f) }
-    /// Bits 5-54 of a swap entry: the offset in the swap area, in pages.
-    public var swapOffset: UInt64 { (rawValue & ((1 << 55) - 1)) >> 5 }
-
-    /// The lowest swap type that is not a swap area but a special entry. The kernel takes the
-    /// special types (device, migration, hwpoison, PTE marker) from the top of the 5-bit field:
-    /// MAX_SWAPFILES is 32 minus their number, 24 with every option built in; a PTE marker (guard,
-    /// uffd-wp) is always type 31.
-    public static let firstSpecialSwapType: UInt8 = 24
-
-    /// Whether a privileged read shows a special entry rather than swap.
-    public var isSpecialSwapType: Bool { swapType >= Self.firstSpecialSwapType }
-
-    public var flags: PageFlags {
-        var flags = PageFlags()
-        if isSoftDirty { flags.insert(.softDirty) }
-        if isExclusive { flags.insert(.exclusive) }
-        if isUffdWP { flags.insert(.uffdWP) }
-        if isGuard { flags.insert(.guardRegion) }
-        if isFile { flags.insert(.file) }
-        return flags
-    }
-}
-
 /// /proc/PID/pagemap, read with pread(2) in large batches.
-public struct Pagemap: ~Copyable {
-    public let pid: Int32
-    public let pageSize: UInt64
+package struct Pagemap: ~Copyable {
+    package let pid: Int32
+    package let pageSize: UInt64
     let fd: FileDescriptor
 
     /// Opens /proc/PID/pagemap (ptrace read access is checked here, once).
-    public init(pid: Int32, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
+    package init(pid: Int32, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
         self.pid = pid
         self.pageSize = UInt64(pageSize)
         do {
@@ -72,7 +22,7 @@ public struct Pagemap: ~Copyable {
     }
 
     /// Opens pagemap relative to a pinned process's /proc directory.
-    public init(handle: ProcessHandle, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
+    package init(handle: ProcessHandle, pageSize: Int = ProcFS.pageSize) throws(PageStatError) {
         pid = handle.pid
         self.pageSize = UInt64(pageSize)
         fd = try handle.open("pagemap", what: "/proc/\(handle.pid)/pagemap (needs ptrace read access to the process)")
@@ -93,13 +43,13 @@ public struct Pagemap: ~Copyable {
     }
 
     /// The raw descriptor, for PAGEMAP_SCAN.
-    public var fileDescriptor: FileDescriptor { fd }
+    package var fileDescriptor: FileDescriptor { fd }
 
     /// Reads the entries of the pages starting at `address` into `buffer` (one u64 per page).
     /// Returns how many entries the kernel gave: fewer than asked means the address space ended;
     /// zero at a mapped address means the process's memory is gone (it exited).
     /// The corresponding C function is `pread`.
-    public func read(at address: UInt64, into buffer: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) -> Int {
+    package func read(at address: UInt64, into buffer: UnsafeMutableBufferPointer<UInt64>) throws(PageStatError) -> Int {
         try Self.read(fd, pid: pid, pageSize: pageSize, at: address, into: buffer)
     }
 

@@ -6,20 +6,20 @@ import SystemPackage
 
 /// The PAGEMAP_SCAN ioctl on a pagemap descriptor (Linux 6.7+): page regions with equal
 /// categories, merged by the kernel. It shares pagemap's gap for swapped shared memory.
-public enum PagemapScan {
+package enum PagemapScan {
     /// PAGE_IS_* category bits.
-    public struct Categories: OptionSet, Sendable, Hashable {
-        public let rawValue: UInt64
-        public init(rawValue: UInt64) { self.rawValue = rawValue }
-        public static let wpAllowed = Categories(rawValue: CPagestat_PAGE_IS_WPALLOWED)
-        public static let written = Categories(rawValue: CPagestat_PAGE_IS_WRITTEN)
-        public static let file = Categories(rawValue: CPagestat_PAGE_IS_FILE)
-        public static let present = Categories(rawValue: CPagestat_PAGE_IS_PRESENT)
-        public static let swapped = Categories(rawValue: CPagestat_PAGE_IS_SWAPPED)
-        public static let pfnZero = Categories(rawValue: CPagestat_PAGE_IS_PFNZERO)
-        public static let huge = Categories(rawValue: CPagestat_PAGE_IS_HUGE)
-        public static let softDirty = Categories(rawValue: CPagestat_PAGE_IS_SOFT_DIRTY)
-        public static let guardRegion = Categories(rawValue: CPagestat_PAGE_IS_GUARD)
+    package struct Categories: OptionSet, Sendable, Hashable {
+        package let rawValue: UInt64
+        package init(rawValue: UInt64) { self.rawValue = rawValue }
+        package static let wpAllowed = Categories(rawValue: CPagestat_PAGE_IS_WPALLOWED)
+        package static let written = Categories(rawValue: CPagestat_PAGE_IS_WRITTEN)
+        package static let file = Categories(rawValue: CPagestat_PAGE_IS_FILE)
+        package static let present = Categories(rawValue: CPagestat_PAGE_IS_PRESENT)
+        package static let swapped = Categories(rawValue: CPagestat_PAGE_IS_SWAPPED)
+        package static let pfnZero = Categories(rawValue: CPagestat_PAGE_IS_PFNZERO)
+        package static let huge = Categories(rawValue: CPagestat_PAGE_IS_HUGE)
+        package static let softDirty = Categories(rawValue: CPagestat_PAGE_IS_SOFT_DIRTY)
+        package static let guardRegion = Categories(rawValue: CPagestat_PAGE_IS_GUARD)
     }
 
     /// A `struct page_region`: `[start, end)` with its categories.
@@ -27,7 +27,7 @@ public enum PagemapScan {
 
     /// Which categories the running kernel accepts in return_mask (unknown ones give EINVAL,
     /// a kernel without PAGEMAP_SCAN gives ENOTTY). Probed once per pagemap descriptor.
-    public static func supportedCategories(fd: FileDescriptor) -> Categories {
+    package static func supportedCategories(fd: FileDescriptor) -> Categories {
         var supported = Categories()
         var region = Region()
         for bit in 0..<9 {
@@ -51,7 +51,7 @@ public enum PagemapScan {
     /// non-present and not empty: swap, migration, PTE marker), or nil when there is none.
     /// The kernel stops at the first such page (max_pages 1) and skips empty page tables
     /// whole, so the cost follows what is populated, never the size of the range.
-    public static func firstPopulated(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64) throws(PageStatError) -> UInt64? {
+    package static func firstPopulated(fd: FileDescriptor, pid: Int32, start: UInt64, end: UInt64) throws(PageStatError) -> UInt64? {
         var region = Region()
         var arg = CPagestat_pm_scan_arg()
         arg.size = UInt64(MemoryLayout<CPagestat_pm_scan_arg>.size)

@@ -80,7 +80,7 @@ public enum ProcFS {
     }
 
     /// The open descriptors of a process: (fd number, link target), from /proc/PID/fd.
-    public static func openFiles(_ pid: Int32) -> [(fd: Int32, target: String)] {
+    package static func openFiles(_ pid: Int32) -> [(fd: Int32, target: String)] {
         (Directory.names("/proc/\(pid)/fd") ?? []).compactMap { name in
             guard let fd = Int32(name), let target = linkTarget("/proc/\(pid)/fd/\(fd)") else { return nil }
             return (fd, target)

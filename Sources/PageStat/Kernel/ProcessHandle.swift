@@ -15,6 +15,7 @@ import SystemPackage
 /// layout; `addressSpaceSharers()` and kcmp(2) tell one that the exec kept equal (the same
 /// program, ASLR off).
 public final class ProcessHandle: Sendable {
+    /// The process id it was opened for.
     public let pid: Int32
     /// pidfd_open(2); nil where the kernel lacks it or the pid is not a thread-group leader.
     private let pidfd: FileDescriptor?
@@ -38,7 +39,7 @@ public final class ProcessHandle: Sendable {
         if let pidfd = self.pidfd, Self.readable(pidfd) {
             // It exited before /proc/PID was opened: a zombie (its memory is gone), or reaped and
             // its number reused by another process.
-            let zombie = (try? readBytes("stat")).map(Self.isZombie) == true
+            let zombie = (try? readBytes("stat")).map(ProcStat.isZombie) == true
             try? pidfd.close()
             try? directory.close()
             throw zombie ? .noAddressSpace(pid: pid) : .noSuchProcess(pid: pid)
@@ -55,15 +56,7 @@ public final class ProcessHandle: Sendable {
     public var hasExited: Bool {
         if let pidfd { return Self.readable(pidfd) }
         guard let stat = try? readBytes("stat") else { return true }
-        return Self.isZombie(stat)
-    }
-
-    /// Whether a `/proc/PID/stat` line says Z (zombie) or X (dead); its state follows the
-    /// command name, which ends at the last ')'.
-    static func isZombie(_ stat: [UInt8]) -> Bool {
-        guard let close = stat.lastIndex(of: 0x29), close + 2 < stat.count else { return true }
-        let state = stat[close + 2]
-        return state == 0x5a || state == 0x58
+        return ProcStat.isZombie(stat)
     }
 
     private static func readable(_ fd: FileDescriptor) -> Bool {
@@ -72,12 +65,17 @@ public final class ProcessHandle: Sendable {
     }
 
     /// openat(2) of a file of the process, read-only; the errno mapped to what a user should see.
-    public func open(_ name: String, what: String) throws(PageStatError) -> FileDescriptor {
+    package func open(_ name: String, what: String) throws(PageStatError) -> FileDescriptor {
         do {
             return try FileDescriptor.open(name, relativeTo: directory, .readOnly, options: [.closeOnExec])
         } catch {
             throw self.error(error, call: "open /proc/\(pid)/\(name)", what: what)
         }
+    }
+
+    /// openat(2) of a file of the process with `options` (O_PATH, say), read-only; the errno as is.
+    package func openRelative(_ name: String, options: FileDescriptor.OpenOptions) throws(Errno) -> FileDescriptor {
+        try FileDescriptor.open(name, relativeTo: directory, .readOnly, options: options)
     }
 
     /// The whole of a file of the process, read until EOF (/proc files report size 0).
@@ -89,7 +87,7 @@ public final class ProcessHandle: Sendable {
 
     /// Reads an open file of the process from its start to EOF; the same descriptor can be read
     /// again (seq_file starts over at offset 0).
-    public func readAll(_ fd: FileDescriptor, name: String, what: String) throws(PageStatError) -> [UInt8] {
+    package func readAll(_ fd: FileDescriptor, name: String, what: String) throws(PageStatError) -> [UInt8] {
         do {
             return try fd.readToEnd()
         } catch {
@@ -105,7 +103,7 @@ public final class ProcessHandle: Sendable {
             // ESRCH from a live process: it has no mm (a kernel thread).
             return error == .noSuchProcess ? .noAddressSpace(pid: pid) : .system(call: call, errno: error)
         case .permissionDenied, .notPermitted:
-            return .permissionDenied(what: what)
+            return .permissionDenied(.procFile(what))
         default:
             return .system(call: call, errno: error)
         }
@@ -150,11 +148,7 @@ public final class ProcessHandle: Sendable {
     /// /proc/PID/stat) and the children (/proc/PID/task/PID/children, CONFIG_PROC_CHILDREN).
     package func addressSpaceSharers() -> [Int32] {
         var candidates: [Int32] = []
-        if let stat = try? readBytes("stat"), let close = stat.lastIndex(of: 0x29) {
-            let fields = stat[(close + 1)...].split(separator: 0x20)
-            // fields[0] is field 3 (state), fields[1] field 4 (ppid).
-            if fields.count > 1, let parent = ASCIINumber.parse(fields[1]), parent > 0 { candidates.append(Int32(parent)) }
-        }
+        if let stat = try? readBytes("stat"), let parent = ProcStat.parentPID(stat) { candidates.append(parent) }
         if let children = try? readBytes("task/\(pid)/children") {
             for child in children.split(whereSeparator: { $0 == 0x20 || $0 == 0x0a }) {
                 if let value = ASCIINumber.parse(child), value > 0, value <= UInt64(Int32.max) { candidates.append(Int32(value)) }
@@ -168,30 +162,5 @@ public final class ProcessHandle: Sendable {
     package func vanished(from expected: AddressSpaceIdentity?) -> PageStatError {
         do { try checkAddressSpace(expected) } catch { return error }
         return .addressSpaceReplaced(pid: pid)
-    }
-}
-
-/// The fixed layout points of one address space, from `/proc/PID/stat` (see `ProcessHandle`).
-public struct AddressSpaceIdentity: Sendable, Hashable {
-    public var values: [UInt64]
-    /// The other processes that shared the address space when it was pinned
-    /// (`ProcessHandle.addressSpaceSharers`); empty from a stat line.
-    public var sharers: [Int32] = []
-
-    /// Parses a stat line; nil when the layout fields are all zero (hidden or no mm).
-    public init?(stat: [UInt8]) {
-        // Fields after the command name, which ends at the last ')' and may hold anything.
-        guard let close = stat.lastIndex(of: 0x29) else { return nil }
-        let fields = stat[(close + 1)...].split(separator: 0x20)
-        // fields[0] is field 3 (state): field n sits at n - 3.
-        let wanted = [26, 27, 28, 45, 46, 47, 48, 49, 50, 51]
-        guard fields.count > 51 - 3 else { return nil }
-        var values: [UInt64] = []
-        for field in wanted {
-            guard let value = ASCIINumber.parse(fields[field - 3]) else { return nil }
-            values.append(value)
-        }
-        guard values.contains(where: { $0 != 0 }) else { return nil }
-        self.values = values
     }
 }

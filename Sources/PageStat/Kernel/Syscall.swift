@@ -16,7 +16,7 @@ func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) -> Result<T, Errn
 
 /// Runs a swift-system call (which throws untyped) and hands back its `Errno`, typed.
 @inline(__always)
-func system<T>(_ body: () throws -> T) throws(Errno) -> T {
+package func system<T>(_ body: () throws -> T) throws(Errno) -> T {
     do {
         return try body()
     } catch let error as Errno {
@@ -45,7 +45,7 @@ extension PageStatError {
         case .noSuchFileOrDirectory:
             return ProcFS.processExists(pid) ? .system(call: call, errno: error) : .noSuchProcess(pid: pid)
         case .permissionDenied, .notPermitted:
-            return .permissionDenied(what: what)
+            return .permissionDenied(.procFile(what))
         default:
             return .system(call: call, errno: error)
         }
@@ -56,7 +56,7 @@ extension PageStatError {
 extension FileDescriptor {
     /// open(2) of `path` through swift-system, its bytes as they stand (no `FilePath`
     /// normalisation), retried on EINTR; the errno typed.
-    static func open(path: String, _ mode: AccessMode, options: OpenOptions,
+    package static func open(path: String, _ mode: AccessMode, options: OpenOptions,
                      permissions: FilePermissions? = nil) throws(Errno) -> FileDescriptor {
         try system { try path.withCString { try FileDescriptor.open($0, mode, options: options, permissions: permissions) } }
     }

@@ -6,8 +6,8 @@ import SystemPackage
 import Synchronization
 
 /// One run of an object's page-cache slots, in page indices.
-public struct XArrayRun: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct XArrayRun: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         /// No entry.
         case hole
         /// A folio: the page is in memory (on shmem, a page in the swap cache too).
@@ -19,18 +19,18 @@ public struct XArrayRun: Sendable, Equatable {
         case shadow
     }
 
-    public var first: UInt64
-    public var pages: UInt64
-    public var kind: Kind
+    package var first: UInt64
+    package var pages: UInt64
+    package var kind: Kind
 
-    public init(first: UInt64, pages: UInt64, kind: Kind) {
+    package init(first: UInt64, pages: UInt64, kind: Kind) {
         self.first = first
         self.pages = pages
         self.kind = kind
     }
 
     /// One past the run's last page index.
-    public var end: UInt64 { first + pages }
+    package var end: UInt64 { first + pages }
 
     /// Appends `next` to this run when it continues it: adjacent, same kind and, for swap, the
     /// next swap offsets in the same area.
@@ -69,7 +69,7 @@ public struct XArrayRun: Sendable, Equatable {
 /// Indices are the page cache's: on hugetlbfs the kernel's own unit, not necessarily base pages.
 /// The swap type is the index of the area in the kernel's swap_info, which is its line in
 /// /proc/swaps (after the header) as long as no earlier area was turned off.
-public final class XArrayWalker: Sendable {
+package final class XArrayWalker: Sendable {
     /// The loaded program: its shared map and iterator link, one pass at a time.
     private final class Program: Sendable {
         struct Handle: @unchecked Sendable {
@@ -97,7 +97,7 @@ public final class XArrayWalker: Sendable {
     /// it gets a link without, and one older than 6.1 may accept and ignore it): without the
     /// filter every task's files are iterated, and the program still matches only this
     /// process's descriptor (it checks the tgid).
-    public let filteredByKernel: Bool
+    package let filteredByKernel: Bool
     /// Records one pass may write (at most CPAGESTAT_XW_MAX_RUNS, 32768); lowered by tests to
     /// exercise resuming.
     let runsPerPass: UInt32
@@ -145,7 +145,7 @@ public final class XArrayWalker: Sendable {
     /// libbpf.so.1 missing, no BTF (/sys/kernel/btf/vmlinux), no BPF iterators, not permitted
     /// (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN), or the verifier rejected the program (its
     /// log's first and last lines are in the reason).
-    public static func shared() throws(PageStatError) -> XArrayWalker {
+    package static func shared() throws(PageStatError) -> XArrayWalker {
         try loadResult.get()
     }
 
@@ -162,7 +162,7 @@ public final class XArrayWalker: Sendable {
     ///
     /// `body` is called between passes of the walk, never while the program runs; it must not
     /// call `walk` on the same walker.
-    public func walk(fd: FileDescriptor, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
+    package func walk(fd: FileDescriptor, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
         guard count > 0 else { return }
         guard getpid() == program.pid else {
             throw .unsupported("BPF page-cache reader: loaded by process \(program.pid), used in its child \(getpid()) after fork")

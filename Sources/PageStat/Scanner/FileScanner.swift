@@ -165,7 +165,7 @@ public enum FileScanner {
         for path in paths {
             var st = stat()
             guard NameBytes.withCString(path, { stat($0, &st) }) == 0 else {
-                failure(path, errno == ENOENT ? .invalidInput("\(path): no such file") : .permissionDenied(what: path))
+                failure(path, errno == ENOENT ? .invalidInput("\(path): no such file") : .permissionDenied(.path(path)))
                 continue
             }
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -183,7 +183,7 @@ public enum FileScanner {
 
     private static func walk(_ directory: String, into files: inout [String], failure: (String, PageStatError) -> Void) {
         guard let names = Directory.names(directory) else {
-            failure(directory, .permissionDenied(what: directory))
+            failure(directory, .permissionDenied(.path(directory)))
             return
         }
         for name in names.sorted() {

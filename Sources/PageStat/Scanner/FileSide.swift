@@ -105,7 +105,7 @@ final class SyscallFileSide: FileSideEngine {
     /// emits them in order as runs of `swapped`, `cached` or `none` (for `file --pages` too).
     func resolve(first: UInt64, count: UInt64, emit: FileSideEmit) throws(PageStatError) {
         guard object.residencyVisible else {
-            throw .permissionDenied(what: "the page cache of a file we neither own nor may write (mincore would call every page resident)")
+            throw .permissionDenied(.pageCacheOfUnwritableFile)
         }
         let end = first + count
         let eofPage = (object.size + pageSize - 1) / pageSize

@@ -619,7 +619,7 @@ public final class ProcessScanner {
         var settledAs: PageState?
         do throws(PageStatError) {
             let object = try openObject(mapping)
-            guard object.residencyVisible else { throw PageStatError.permissionDenied(what: "residency") }
+            guard object.residencyVisible else { throw PageStatError.permissionDenied(.residency) }
             var mode = FileSide.DataMode.perPage
             var bpf = false
             if engine == .bpf {
@@ -842,13 +842,13 @@ public final class ProcessScanner {
     /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
     /// it still names the very same inode; never a device or FIFO (see `PageCacheObject.open`).
     func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
-        try PageCacheObject.open(mapping: mapping, pid: pid)
+        try PageCacheObject.open(mapping: mapping, pid: pid, handle: handle)
     }
 
     private func unknownReason(_ error: PageStatError, mapping: Mapping) -> ScanNote {
         let pages: ScanNote.FileSidePages = mapping.kind.isShmem ? .sharedSwappedOrCached : .fileCached
         switch error {
-        case .permissionDenied(what: "residency"): return .residencyHidden(pages)
+        case .permissionDenied(.residency): return .residencyHidden(pages)
         case .permissionDenied: return .mapFilesNeedsSysAdmin(pages, pid: pid)
         case .objectChanged(let message): return .objectChanged(pages, range: mapping.range, detail: message)
         default: return .objectNotOpened(pages, error)

@@ -27,7 +27,7 @@ public struct SummaryReport: Sendable {
                                    view: options.view, notes: result.notes, mappings: totals.mappings)
         report.timings = result.timings
         do {
-            let smaps = try ProcMaps.readSmaps(pid: pid)
+            let smaps = try ProcMaps.readSmaps(scanner.handle)
             return SummaryReport(report: report, warnings: disagreements(report, smaps: smaps))
         } catch {
             return SummaryReport(report: report, warnings: ["smaps could not be read (\(error)): Rss, Pss and Swap are not cross-checked"])

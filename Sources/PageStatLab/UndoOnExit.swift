@@ -12,26 +12,26 @@ import Glibc
 /// The mechanism is the C shim's (`CPagestat_undo_*`): sigaction handlers that only call
 /// swapoff, unlink, open, write and close on strings copied in at registration, then let the
 /// signal end the process as it would have.
-enum UndoOnExit {
+package enum UndoOnExit {
     /// One registered action.
-    struct Action: Sendable {
-        let slot: Int32
+    package struct Action: Sendable {
+        package let slot: Int32
         /// What it does, for an error: "swapoff and unlink PATH".
-        let what: String
+        package let what: String
 
         /// Runs it now, unless a signal or an earlier call ran it: nil, or the failure.
         @discardableResult
-        func run() -> PageStatError? {
+        package func run() -> PageStatError? {
             let failure = CPagestat_undo_run(slot)
             return failure == 0 ? nil : .system(call: what, errno: .init(rawValue: failure))
         }
 
         /// Forgets it without running it.
-        func cancel() { CPagestat_undo_cancel(slot) }
+        package func cancel() { CPagestat_undo_cancel(slot) }
     }
 
     /// swapoff(2) and unlink(2) of `path` on exit.
-    static func swapFile(_ path: String) throws(PageStatError) -> Action {
+    package static func swapFile(_ path: String) throws(PageStatError) -> Action {
         CPagestat_undo_install()
         let slot = CPagestat_undo_swap_file(path)
         guard slot >= 0 else { throw .system(call: "register \(path) for removal at exit", errno: .init(rawValue: errno)) }
@@ -39,7 +39,7 @@ enum UndoOnExit {
     }
 
     /// Writing `content` to `path` (a /proc/sys file) on exit.
-    static func write(_ content: String, to path: String) throws(PageStatError) -> Action {
+    package static func write(_ content: String, to path: String) throws(PageStatError) -> Action {
         CPagestat_undo_install()
         let slot = CPagestat_undo_write_file(path, content)
         guard slot >= 0 else { throw .system(call: "register \(path) for restoring at exit", errno: .init(rawValue: errno)) }
@@ -48,5 +48,5 @@ enum UndoOnExit {
 
     /// Runs every registered action: for an exit path that ends the process without `exit`
     /// (`_exit`, or raising a signal whose handler was reset).
-    static func runAll() { CPagestat_undo_run_all() }
+    package static func runAll() { CPagestat_undo_run_all() }
 }
