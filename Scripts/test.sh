@@ -203,6 +203,26 @@ else
     run_swift_tests "$logs/swift-swap-area-tests.log" --filter "$swap_area_tests"
 fi
 
+# Output identity (Scripts/output-identity.sh): every command's text, JSON, CSV, Prometheus and
+# SVG on layouts arranged for real, byte for byte against the commit in Scripts/output-baseline
+# (built once into /var/cache/pagestat-baseline). It needs root; CI always runs it.
+identity_result=""
+identity_status=0
+if [ "$(id -u)" != 0 ]; then
+    identity_result="NOT RUN: it needs root (namespaces, paged-out memory, PFNs)"
+    echo "test.sh: output identity $identity_result" >&2
+    if [ "${CI:-}" = true ]; then identity_result="FAILED: under CI=true it must run, and it needs root"; identity_status=1; fi
+else
+    set +e
+    bash Scripts/output-identity.sh 2>&1 | tee "$logs/output-identity.log"
+    identity_status=${PIPESTATUS[0]}
+    set -e
+    identity_result=$(grep '^output-identity: \(all [0-9]* comparisons\|[0-9]* of [0-9]* comparisons differ\)' "$logs/output-identity.log" | tail -1 | sed 's/^output-identity: //')
+    if [ "$identity_status" != 0 ]; then
+        identity_result="FAILED (status $identity_status): ${identity_result:-see $logs/output-identity.log}"
+    fi
+fi
+
 # The kernel matrix (Scripts/kernel-matrix.sh): pagestat's checks on Debian's 6.1 and 6.12 cloud
 # kernels under QEMU and on this host's kernel; about a minute once the kernels are cached, plus a
 # release build. As root it installs what it needs with apt-get. A developer may skip it with
@@ -290,6 +310,7 @@ if [ "$swift_not_run" -gt 0 ]; then
         -e 's/^➜ Test .* was cancelled after .*: "NOT RUN: \(.*\)"$/\1/p' | sort | uniq -c | sort -rn | sed 's/^ */    /'
 fi
 echo "  the library example in a package of its own and the DocC catalogs: $script_checks passed"
+echo "  output identity: $identity_result"
 echo "  kernel matrix: $matrix_result"
 if [ ${#installed[@]} -gt 0 ]; then
     echo "  installed by this run with apt-get: ${installed[*]} (apt-get remove ${installed[*]} takes them away)"
@@ -302,9 +323,15 @@ if [ -d "$kernels" ]; then
 fi
 echo "  build products: .build (the tests' logs in $logs, the library example's build in .build/external-example)"
 if [ -n "$swapnote" ]; then echo "  temporary swap file: $swapnote"; fi
-total_passed=$((swift_passed + script_checks + matrix_passed))
-total_failed=$((swift_failed + matrix_failed))
-total_skipped=$((swift_not_run + swift_skipped + matrix_skipped))
+identity_passed=0; identity_failed=0; identity_skipped=0
+case "$identity_result" in
+    NOT\ RUN*) identity_skipped=1 ;;
+    FAILED*) identity_failed=1 ;;
+    *) identity_passed=1 ;;
+esac
+total_passed=$((swift_passed + script_checks + identity_passed + matrix_passed))
+total_failed=$((swift_failed + identity_failed + matrix_failed))
+total_skipped=$((swift_not_run + swift_skipped + identity_skipped + matrix_skipped))
 summarized=yes
 echo "total: $total_passed passed, $total_failed failed, $total_skipped skipped"
 [ "$total_failed" = 0 ]

@@ -7,18 +7,9 @@ public enum OutputFormat: String, Sendable, CaseIterable {
 
 /// Human units for sizes: binary prefixes, one decimal.
 public func humanBytes(_ bytes: UInt64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1024 && unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    if unit == 0 { return "\(bytes) B" }
-    let tenths = (value * 10).rounded()
-    let whole = Int(tenths) / 10
-    let fraction = Int(tenths) % 10
-    return "\(whole).\(fraction) \(units[unit])"
+    let buffer = JSONWriter.Buffer(capacity: 16)
+    buffer.appendHumanBytes(bytes)
+    return String(decoding: UnsafeBufferPointer(start: buffer.base, count: buffer.count), as: UTF8.self)
 }
 
 /// How sizes are written in text output: human units (the default), exact bytes, or pages.
@@ -53,6 +44,9 @@ public enum SizeUnit: String, Sendable, CaseIterable {
 public func counted<T: BinaryInteger>(_ count: T, _ singular: String, _ plural: String? = nil) -> String {
     "\(count) " + (count == 1 ? singular : plural ?? singular + "s")
 }
+
+/// The units of `humanBytes(_:)`, for writers that want no String.
+private let humanUnits: [StaticString] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 /// `0x`-prefixed lowercase hexadecimal, the way addresses are written in text output.
 public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
@@ -151,6 +145,106 @@ public struct JSONWriter {
             case 0: break
             default: target.copyMemory(from: source, byteCount: count)
             }
+        }
+        /// Appends `value` in decimal.
+        @inline(__always)
+        func appendDecimal(_ value: UInt64) {
+            reserve(20)
+            // Digits go backwards into the 20 bytes past the end, two at a time (a run's start
+            // address has 15 digits: half the divisions), then move into place.
+            let scratch = base + count
+            var position = 20
+            var rest = value
+            JSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
+                while rest >= 100 {
+                    let pair = Int(rest % 100) * 2
+                    rest /= 100
+                    position -= 2
+                    scratch[position] = pairs[pair]
+                    scratch[position + 1] = pairs[pair + 1]
+                }
+                if rest >= 10 {
+                    let pair = Int(rest) * 2
+                    position -= 2
+                    scratch[position] = pairs[pair]
+                    scratch[position + 1] = pairs[pair + 1]
+                } else {
+                    position -= 1
+                    scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest)
+                }
+            }
+            let digits = 20 - position
+            // Overlapping, and short: copyShort loads before it stores, and calls no memmove.
+            if position > 0 { Self.copyShort(from: UnsafeRawPointer(scratch + position), to: UnsafeMutableRawPointer(scratch), count: digits) }
+            count += digits
+        }
+
+        /// Appends `0x` and `value` in lowercase hexadecimal, as `hex(_:)` writes it.
+        @inline(__always)
+        func appendHex(_ value: UInt64) {
+            reserve(18)
+            base[count] = 0x30
+            base[count + 1] = 0x78
+            count += 2
+            let digits = value == 0 ? 1 : (67 - value.leadingZeroBitCount) / 4
+            var rest = value
+            var position = count + digits
+            while position > count {
+                position -= 1
+                let nibble = UInt8(truncatingIfNeeded: rest & 0xF)
+                base[position] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+                rest >>= 4
+            }
+            count += digits
+        }
+
+        /// Appends a size as `humanBytes(_:)` writes it (`4.0 KiB`, `512 B`), with the same arithmetic.
+        func appendHumanBytes(_ bytes: UInt64) {
+            var value = Double(bytes)
+            var unit = 0
+            while value >= 1024 && unit < humanUnits.count - 1 {
+                value /= 1024
+                unit += 1
+            }
+            if unit == 0 {
+                appendDecimal(bytes)
+                append(" B")
+                return
+            }
+            let tenths = Int((value * 10).rounded())
+            appendDecimal(UInt64(tenths / 10))
+            append(0x2e)
+            appendDecimal(UInt64(tenths % 10))
+            append(0x20)
+            append(humanUnits[unit])
+        }
+
+        /// Right-aligns what was appended since `start` in `width` columns (ASCII), spaces before it.
+        @inline(__always)
+        func alignRight(from start: Int, width: Int) {
+            let written = count - start
+            guard written < width else { return }
+            let shift = width - written
+            reserve(shift)
+            var index = count - 1
+            while index >= start {
+                base[index + shift] = base[index]
+                index -= 1
+            }
+            for index in start..<(start + shift) { base[index] = 0x20 }
+            count += shift
+        }
+
+        /// Appends a String's UTF-8.
+        func appendString(_ string: String) {
+            var string = string
+            string.withUTF8 { append($0) }
+        }
+
+        /// Hands the bytes to `sink` and empties the buffer.
+        func flush(to sink: (UnsafeRawBufferPointer) -> Void) {
+            sink(UnsafeRawBufferPointer(start: base, count: count))
+            count = 0
         }
     }
 
@@ -322,38 +416,11 @@ public struct JSONWriter {
 
     @inline(__always)
     private func appendDecimal(_ value: UInt64) {
-        buffer.reserve(20)
-        // Digits go backwards into the 20 bytes past the end, two at a time (a run's start
-        // address has 15 digits: half the divisions), then move into place.
-        let scratch = buffer.base + buffer.count
-        var position = 20
-        var rest = value
-        Self.digitPairs.withUnsafeBufferPointer { pairs in
-            while rest >= 100 {
-                let pair = Int(rest % 100) * 2
-                rest /= 100
-                position -= 2
-                scratch[position] = pairs[pair]
-                scratch[position + 1] = pairs[pair + 1]
-            }
-            if rest >= 10 {
-                let pair = Int(rest) * 2
-                position -= 2
-                scratch[position] = pairs[pair]
-                scratch[position + 1] = pairs[pair + 1]
-            } else {
-                position -= 1
-                scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest)
-            }
-        }
-        let digits = 20 - position
-        // Overlapping, and short: copyShort loads before it stores, and calls no memmove.
-        if position > 0 { Buffer.copyShort(from: UnsafeRawPointer(scratch + position), to: UnsafeMutableRawPointer(scratch), count: digits) }
-        buffer.count += digits
+        buffer.appendDecimal(value)
     }
 
     /// "00" "01" ... "99" as ASCII bytes.
-    private static let digitPairs: [UInt8] = {
+    fileprivate static let digitPairs: [UInt8] = {
         var pairs: [UInt8] = []
         for value in 0..<100 {
             pairs.append(UInt8(0x30 + value / 10))

@@ -59,17 +59,28 @@ public enum Prometheus {
         text.replacingOccurrences("\\", with: "\\\\").replacingOccurrences("\n", with: "\\n")
     }
 
-    /// A value as Go's strconv writes it for Prometheus: integers without a fraction.
-    static func format(_ value: Double) -> String {
+    /// How sample values are written. Both are valid exposition values and parse to the same
+    /// number.
+    public enum ValueStyle: Sendable {
+        /// As Go's strconv writes them for Prometheus: integers without a fraction (`4096`), as
+        /// `pagestat top --format prometheus` writes them.
+        case integral
+        /// As Swift writes a `Double` (`4096.0`), as `pagestat-exporter` serves them.
+        case double
+    }
+
+    /// A value in `style`.
+    static func format(_ value: Double, _ style: ValueStyle = .integral) -> String {
+        if style == .double { return "\(value)" }
         if value.isNaN { return "NaN" }
         if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
         if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
     }
 
-    /// Families as exposition text: `# HELP`, `# TYPE`, then one line per sample. A family
-    /// without samples is left out.
-    public static func render(_ families: [Family]) -> String {
+    /// Families as exposition text: `# HELP`, `# TYPE`, then one line per sample, in the order
+    /// given. A family without samples is left out.
+    public static func render(_ families: [Family], values style: ValueStyle = .integral) -> String {
         var out = ""
         for family in families where !family.samples.isEmpty {
             out += "# HELP \(family.name) \(escapeHelp(family.help))\n# TYPE \(family.name) \(family.type.rawValue)\n"
@@ -78,7 +89,7 @@ public enum Prometheus {
                 if !sample.labels.isEmpty {
                     out += "{" + sample.labels.map { "\($0.0)=\"\(escapeLabelValue($0.1))\"" }.joined(separator: ",") + "}"
                 }
-                out += " " + format(sample.value) + "\n"
+                out += " " + format(sample.value, style) + "\n"
             }
         }
         return out

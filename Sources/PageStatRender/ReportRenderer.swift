@@ -169,12 +169,13 @@ public struct JSONReportStream: ScanConsumer {
 
 /// The `show` text report written as a scan streams it: a line per mapping, a line per run, the
 /// mapping's page counts after its runs, totals and notes at the end; handed to `sink` in pieces
-/// of about 64 KiB.
+/// of about 64 KiB. Run lines are written straight into a byte buffer, as JSON's are: a
+/// fragmented report has millions of them.
 public struct TextReportStream: ScanConsumer {
     private let pageSize: UInt64
     private let unit: SizeUnit
-    private let sink: (String) -> Void
-    private var out: String
+    private let sink: (UnsafeRawBufferPointer) -> Void
+    private let buffer = JSONWriter.Buffer(capacity: 1 << 17)
     private var counts = PageCounts()
     private var totals = PageCounts()
     private var mappings = 0
@@ -183,56 +184,110 @@ public struct TextReportStream: ScanConsumer {
     /// count alone); without `headers` the first line (pid, page size, privilege) is left out.
     public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView, unit: SizeUnit = .human,
                 headers: Bool = true, sink: @escaping (String) -> Void) {
+        self.init(pid: pid, pageSize: pageSize, privileged: privileged, view: view, unit: unit, headers: headers,
+                  bytes: { sink(String(decoding: $0, as: UTF8.self)) })
+    }
+
+    /// The same report, its UTF-8 handed to `bytes` (whole lines, about 64 KiB at a time).
+    public init(pid: Int32, pageSize: UInt64, privileged: Bool, view: ReportView, unit: SizeUnit = .human,
+                headers: Bool = true, bytes sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         self.pageSize = pageSize
         self.unit = unit
         self.sink = sink
-        out = ""
         if headers {
-            out = "pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")"
-            out += view == .kernel ? ", kernel view (pagemap alone)\n" : "\n"
+            buffer.appendString("pid \(pid): page size \(humanBytes(pageSize)), \(privileged ? "privileged" : "unprivileged")")
+            buffer.appendString(view == .kernel ? ", kernel view (pagemap alone)\n" : "\n")
         }
     }
 
     public mutating func begin(_ m: Mapping, scanned: AddressRange) {
         counts = PageCounts()
         mappings += 1
-        out += "\n\(hex(scanned.start))-\(hex(scanned.end)) \(m.permissions) "
-        out += "\(ReportRenderer.pad(unit.text(bytes: scanned.length, pageSize: pageSize), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n"
+        buffer.appendString("\n\(hex(scanned.start))-\(hex(scanned.end)) \(m.permissions) ")
+        buffer.appendString("\(ReportRenderer.pad(unit.text(bytes: scanned.length, pageSize: pageSize), 10)) \(ReportRenderer.pad(m.kind.rawValue, 12)) \(escapedName(m.path))\n")
     }
 
     public mutating func runs(_ runs: [PageRun]) {
         for run in runs {
             counts[run.state] += run.pages
-            var line = "    \(hex(run.start)) \(ReportRenderer.pad(String(run.pages), 9, right: true)) \(run.pages == 1 ? "page " : "pages") "
-            if unit != .pages {
-                line += "\(ReportRenderer.pad(unit.text(bytes: run.pages * pageSize, pageSize: pageSize), 10, right: true))"
-            }
-            line += "  "
-            let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
-            line += details ? run.state.description : ReportRenderer.pad(run.state.description, 8)
-            if !run.flags.isEmpty { line += " " + run.flags.description }
-            if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty { line += " [" + kernelFlags.names.joined(separator: ",") + "]" }
-            if let pfn = run.pfn { line += " pfn=\(hex(pfn))" }
-            if let swap = run.swap { line += " swap=\(swap.type):\(hex(swap.offset))" }
-            out += line + "\n"
-            if out.utf8.count >= 1 << 16 {
-                sink(out)
-                out = ""
-            }
+            writeRun(run)
+            if buffer.count >= 1 << 16 { buffer.flush(to: sink) }
         }
     }
 
+    /// `    0x7f0000000000       256 pages    1.0 MiB  present  exclusive pfn=0x1234`: the
+    /// address, the pages (9 columns), their size (10 columns, but in pages), the state (8
+    /// columns when details follow), pagestat's flags, the kernel's flags in brackets, the PFN,
+    /// the swap entry.
+    @inline(__always)
+    private func writeRun(_ run: PageRun) {
+        buffer.append("    ")
+        buffer.appendHex(run.start)
+        buffer.append(0x20)
+        var start = buffer.count
+        buffer.appendDecimal(run.pages)
+        buffer.alignRight(from: start, width: 9)
+        buffer.append(run.pages == 1 ? " page  " : " pages ")
+        if unit != .pages {
+            start = buffer.count
+            if unit == .human {
+                buffer.appendHumanBytes(run.pages * pageSize)
+            } else {
+                buffer.appendDecimal(run.pages * pageSize)
+                buffer.append(" B")
+            }
+            buffer.alignRight(from: start, width: 10)
+        }
+        buffer.append("  ")
+        let name = run.state.staticName
+        buffer.append(name)
+        let details = run.flags.isEmpty && run.kernelFlags?.isEmpty != false && run.pfn == nil && run.swap == nil
+        if !details {
+            for _ in name.utf8CodeUnitCount..<max(8, name.utf8CodeUnitCount) { buffer.append(0x20) }
+        }
+        if !run.flags.isEmpty {
+            buffer.append(0x20)
+            var first = true
+            for (flag, flagName) in PageFlags.staticNames where run.flags.contains(flag) {
+                if !first { buffer.append(0x2c) }
+                buffer.append(flagName)
+                first = false
+            }
+            if first { buffer.append(0x2d) }
+        }
+        if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty {
+            buffer.append(" [")
+            var first = true
+            for (bit, flagName) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
+                if !first { buffer.append(0x2c) }
+                buffer.append(flagName)
+                first = false
+            }
+            buffer.append(0x5d)
+        }
+        if let pfn = run.pfn {
+            buffer.append(" pfn=")
+            buffer.appendHex(pfn)
+        }
+        if let swap = run.swap {
+            buffer.append(" swap=")
+            buffer.appendDecimal(UInt64(swap.type))
+            buffer.append(0x3a)
+            buffer.appendHex(swap.offset)
+        }
+        buffer.append(0x0a)
+    }
+
     public mutating func end(use: MemoryUse?) {
-        out += "    = " + ReportRenderer.summary(counts, pageSize: pageSize, unit: unit) + "\n"
+        buffer.appendString("    = " + ReportRenderer.summary(counts, pageSize: pageSize, unit: unit) + "\n")
         totals += counts
     }
 
     /// Closes the report with its totals and notes.
     public mutating func finish(notes: [ScanNote]) {
-        out += "\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize, unit: unit)) in \(counted(mappings, "mapping"))\n"
-        for note in notes { out += "note: \(escapedName(note.description))\n" }
-        sink(out)
-        out = ""
+        buffer.appendString("\ntotal: \(ReportRenderer.summary(totals, pageSize: pageSize, unit: unit)) in \(counted(mappings, "mapping"))\n")
+        for note in notes { buffer.appendString("note: \(escapedName(note.description))\n") }
+        buffer.flush(to: sink)
     }
 }
 

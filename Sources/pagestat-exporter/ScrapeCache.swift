@@ -213,17 +213,12 @@ actor ScrapeCache {
         return nil
     }
 
-    /// The scan's families through a registry of their own: each scan
-    /// starts from an empty registry, so a cgroup or object that went away leaves no stale series.
+    /// The scan's families in the exposition format, by the one writer `pagestat top --format
+    /// prometheus` uses too; values written as the exporter has always served them (`4096.0`).
+    /// Each scan's exposition is written afresh, so a cgroup or object that went away leaves no
+    /// stale series.
     private static func render(_ families: [Prometheus.Family]) -> [UInt8] {
-        let registry = PrometheusCollectorRegistry()
-        for family in families where !family.samples.isEmpty {
-            let descriptor = MetricNameDescriptor(metricName: family.name, unitName: "", helpText: family.help)
-            for sample in family.samples {
-                registry.makeGauge(descriptor: descriptor, labels: sample.labels).set(sample.value)
-            }
-        }
-        return registry.emitToBuffer()
+        Array(Prometheus.render(families, values: .double).utf8)
     }
 }
 

@@ -40,3 +40,17 @@ struct LayoutOptions: ParsableArguments {
     @Flag(help: "Leave out the title line and the header row (text), the header row (CSV); notes and warnings go to stderr.")
     var noHeaders = false
 }
+
+/// `-o/--columns`: the comma-separated column names (spaces ignored, any case) in order, nil when
+/// the option was not given; a name that is not a column is a usage error naming every column.
+func parseColumns<Column: RawRepresentable & CaseIterable>(_ text: String?) throws -> [Column]? where Column.RawValue == String {
+    guard let text else { return nil }
+    let names = text.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
+    guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
+    return try names.map { name in
+        guard let column = Column(rawValue: name) else {
+            throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(Column.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return column
+    }
+}

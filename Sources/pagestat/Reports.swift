@@ -50,15 +50,7 @@ extension Pagestat {
         var columns: String?
 
         func columnList() throws -> [SummaryRenderer.SummaryColumn]? {
-            guard let columns else { return nil }
-            let names = columns.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
-            guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
-            return try names.map { name in
-                guard let column = SummaryRenderer.SummaryColumn(rawValue: name) else {
-                    throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(SummaryRenderer.SummaryColumn.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                return column
-            }
+            try parseColumns(columns)
         }
 
         @Flag(help: "Text: page counts and RSS, PSS, USS and SWAP as a percentage of each row's size (as smem -p, vmtouch).")
@@ -189,15 +181,7 @@ extension Pagestat {
         var columns: String?
 
         func columnList() throws -> [SummaryRenderer.TopColumn]? {
-            guard let columns else { return nil }
-            let names = columns.split(separator: ",").map { String($0.filter { $0 != " " }).lowercased() }.filter { !$0.isEmpty }
-            guard !names.isEmpty else { throw ValidationError("--columns: name at least one column") }
-            return try names.map { name in
-                guard let column = SummaryRenderer.TopColumn(rawValue: name) else {
-                    throw ValidationError("--columns: '\(escapedName(name))' is not a column (\(SummaryRenderer.TopColumn.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                return column
-            }
+            try parseColumns(columns)
         }
 
         @Flag(help: "Sort the other way round.")

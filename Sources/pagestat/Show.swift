@@ -98,7 +98,8 @@ extension Pagestat {
                     filtered.base.finish(notes: notes)
                 } else {
                     let stream = TextReportStream(pid: pid, pageSize: pageSize, privileged: scanner.privileged,
-                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders) { StandardOutput.writeOrEnd($0) }
+                                                  view: options.view, unit: layout.unit, headers: !layout.noHeaders,
+                                                  bytes: { StandardOutput.writeOrEnd($0) })
                     var filtered = MatchingRuns(stream, flags: ours, kernelFlags: kernel, filter: filter)
                     let result = try scanner.scan(options, into: &filtered)
                     let notes = result.notes.filter { filtered.shows($0) }
