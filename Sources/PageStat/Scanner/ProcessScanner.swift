@@ -245,15 +245,12 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
-        // lseeksSoFar is kept from one scan to the next of this scanner: `raw` scans batch by
+        // The policy is kept from one scan to the next of this scanner: `raw` scans batch by
         // batch, and its lseek calls add up to what makes the BPF engine pay.
-        engine = options.engine
+        if policy.choice != options.engine { policy = EnginePolicy(options.engine) }
         // `--engine bpf` that cannot load fails the scan with the reason, whether or not a
         // mapping would have asked it (without root the file side is never reached).
-        if engine == .bpf && options.view == .truth && options.fileSide {
-            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-            if case .failure(let error) = bpfWalker! { throw error }
-        }
+        try policy.beginScan(fileSide: options.view == .truth && options.fileSide)
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -361,9 +358,8 @@ public final class ProcessScanner {
         /// scan ended early (`endOnceBPFTakesOver`).
         var mappingOpen = false
         var endedAt: UInt64?
-        turnedToBPF = false
         for wave in waves where !wave.isEmpty {
-            if options.endOnceBPFTakesOver && turnedToBPF {
+            if options.endOnceBPFTakesOver && policy.turnedToBPF {
                 if mappingOpen {
                     if let held = carry { consumer.runs([held]) }
                     consumer.end(use: nil)
@@ -614,16 +610,16 @@ public final class ProcessScanner {
             }
             return
         }
-        var fileSide: (any FileSideEngine)?
+        var fileSide: (any PageCacheEngine)?
         var settledAs: PageState?
         do throws(PageStatError) {
             let object = try openObject(mapping)
             guard object.residencyVisible else { throw PageStatError.permissionDenied(what: "residency") }
             var mode = FileSide.DataMode.perPage
             var bpf = false
-            if engine == .bpf {
+            if policy.choice == .bpf {
                 // Asked for: every page from the xarray, swap locations included.
-                bpf = try usesBPF(object: object, notes: &notes)
+                bpf = try policy.bpfFromStart(for: object, notes: &notes)
             } else {
                 // The object's counts settle pages without walking them (but know no swap
                 // locations); where they leave pages to ask one by one, `auto` weighs the BPF
@@ -635,14 +631,10 @@ public final class ProcessScanner {
                     case .data(let dataMode): mode = dataMode
                     }
                 }
-                if settledAs == nil { bpf = try usesBPF(object: object, notes: &notes) }
+                if settledAs == nil { bpf = try policy.bpfFromStart(for: object, notes: &notes) }
             }
             if settledAs == nil {
-                let engine: any FileSideEngine = if bpf, let walker = try? bpfWalker?.get() {
-                    BPFFileSide(object: object, walker: walker, storage: takeWalkedStorage())
-                } else {
-                    SyscallFileSide(object: object, dataMode: mode)
-                }
+                let engine = policy.engine(for: object, bpf: bpf, dataMode: mode)
                 var span: Range<UInt64>?
                 var long: [(first: UInt64, pages: UInt64)] = []
                 for run in report.runs where run.flags.contains(.pendingFileSide) {
@@ -656,15 +648,12 @@ public final class ProcessScanner {
         } catch {
             if error == .processExited(pid: pid) { throw error }
             // `--engine bpf` where the BPF engine cannot load: the scan fails, with the reason.
-            if engine == .bpf, case .unsupported = error { throw error }
+            if policy.choice == .bpf, case .unsupported = error { throw error }
             notes.add(unknownReason(error, mapping: mapping))
         }
-        // The engine by its own type: no dynamic cast or witness call per run.
-        var bpfSide = fileSide as? BPFFileSide
-        var syscallSide = fileSide as? SyscallFileSide
         let runs = report.runs
         /// Pages still to ask in this piece: what `auto` projects its lseek calls over.
-        var pendingLeft = syscallSide == nil ? 0 : runs.reduce(UInt64(0)) { $1.flags.contains(.pendingFileSide) ? $0 + $1.pages : $0 }
+        var pendingLeft = runs.reduce(UInt64(0)) { $1.flags.contains(.pendingFileSide) ? $0 + $1.pages : $0 }
         for index in runs.indices {
             var run = runs[index]
             guard run.flags.contains(.pendingFileSide) else {
@@ -677,128 +666,55 @@ public final class ProcessScanner {
                 emit(run)
                 continue
             }
+            guard let engine = fileSide else {
+                emit(run)  // unknown, with the note that says why
+                continue
+            }
             let end = run.start + run.pages * pageSize
             var next = run.start
             do throws(PageStatError) {
-                if let bpf = bpfSide {
-                    let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
-                    try bpf.resolve(first: first, count: run.pages, at: run.start, flags: run.flags, into: &out)
-                    next = end
-                } else if syscallSide != nil {
-                    // In stretches of at most 64 Ki pages (4 Ki while `auto` is still weighing),
-                    // so that `auto` can turn to the BPF engine as soon as lseek has cost, or is
-                    // on course to cost, about what its load does.
-                    while next < end {
-                        let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                        if let bpf = try turnToBPF(from: syscallSide!, pendingPages: pendingLeft, notes: &notes) {
-                            let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
-                            try bpf.prepare(span: first..<last / pageSize, long: [])
-                            bpfSide = bpf
-                            syscallSide = nil
-                            try bpf.resolve(first: first, count: (end - next) / pageSize, at: next, flags: run.flags, into: &out)
-                            next = end
-                            break
-                        }
-                        let pages = min((end - next) / pageSize, engine == .auto && bpfWalker == nil ? 1 << 12 : 1 << 16)
-                        try syscallSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
-                        next += pages * pageSize
-                        pendingLeft -= pages
-                        pagesAskedSoFar += pages
-                        if out.runs.count >= Self.handOverRuns { handOver(&out) }
+                // The engine is asked a stretch at a time: the BPF engine a whole run, the
+                // syscalls engine in stretches of at most 64 Ki pages (4 Ki while `auto` is still
+                // weighing), so that `auto` can turn to the BPF engine as soon as lseek has
+                // cost, or is on course to cost, about what its load does.
+                var current = engine
+                while next < end {
+                    let first = (mapping.offset + (next - mapping.range.start)) / pageSize
+                    if let turned = policy.turn(from: current, pendingPages: pendingLeft, notes: &notes) {
+                        let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
+                        try turned.prepare(span: first..<last / pageSize, long: [])
+                        current = turned
+                        fileSide = turned
                     }
-                    if let syscalls = syscallSide { lseeksSoFar += syscalls.takeLseeks() }
-                } else {
-                    emit(run)  // unknown, with the note that says why
-                    continue
+                    let pages = current.knowsSwapLocations ? (end - next) / pageSize : min((end - next) / pageSize, policy.stretchPages)
+                    try current.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
+                    next += pages * pageSize
+                    if !current.knowsSwapLocations {
+                        pendingLeft -= pages
+                        policy.asked(pages)
+                    }
+                    if out.runs.count >= Self.handOverRuns { handOver(&out) }
                 }
-                if out.runs.count >= Self.handOverRuns { handOver(&out) }
             } catch {
                 if error == .processExited(pid: pid) { throw error }
                 let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
                 notes.add(.fileSideFailed(mapping: label, error))
-                bpfSide = nil
-                syscallSide = nil
+                fileSide = nil
                 // What the engine appended before it failed stands.
                 if let last = out.runs.last, last.start + last.pages * pageSize > next { next = last.start + last.pages * pageSize }
                 if next < end { emit(PageRun(start: next, pages: (end - next) / pageSize, state: .unknown, flags: run.flags)) }
             }
         }
-        if let bpf = bpfSide { walkedStorage = bpf.takeStorage() }
+        if let engine = fileSide { policy.finished(engine) }
     }
 
-    /// The BPF engine's walked runs, kept between the pieces of a scan (see `BPFFileSide.takeStorage`).
-    private var walkedStorage: [XArrayRun] = []
-    private func takeWalkedStorage() -> [XArrayRun] {
-        defer { walkedStorage = [] }
-        return walkedStorage
-    }
-
-    /// Which engine the scan's file side uses (`ScanOptions.engine`), and the BPF walker once
-    /// loaded (or why it could not be).
-    private var engine: FileSideEngineChoice = .auto
-    private var bpfWalker: Result<XArrayWalker, PageStatError>?
-    /// lseek calls of the syscalls engine so far in this scan.
-    private var lseeksSoFar = 0
-    /// Whether the current scan turned from the syscalls engine to the BPF engine (`auto`).
-    private var turnedToBPF = false
-    /// Pages of shared memory the syscalls engine has asked about, with `lseeksSoFar`.
-    private var pagesAskedSoFar: UInt64 = 0
+    /// Which engine answers for the scan's file side (`ScanOptions.engine`), and what `auto`
+    /// has weighed so far in this scanner's scans.
+    private var policy = EnginePolicy(.auto)
     /// The BPF engine, where this scanner has already loaded it (an `auto` scan turned to it).
-    package var loadedWalker: XArrayWalker? { if case .success(let walker) = bpfWalker { walker } else { nil } }
-
-    /// With `--engine auto`: once the syscalls engine's lseek calls on shared memory have cost
-    /// about what the BPF engine's load does (`bpfPaysLseeks`), the BPF engine, where it loads,
-    /// for the rest of the scan.
-    ///
-    /// Or sooner, on course to: once it has asked `weighedPages` pages, when lseek calls at the
-    /// rate so far over the `pendingPages` still to ask in this mapping would reach that cost.
-    /// (Fragmented shared memory shows at once: one or two calls per page, where a uniform
-    /// layout costs a few calls per stretch.)
-    private func turnToBPF(from syscalls: SyscallFileSide, pendingPages: UInt64, notes: inout Notes) throws(PageStatError) -> BPFFileSide? {
-        guard engine == .auto, syscalls.object.isShmem else { return nil }
-        let lseeks = UInt64(lseeksSoFar + syscalls.lseeks)
-        let onCourse = pagesAskedSoFar >= Self.weighedPages
-            && lseeks + lseeks * pendingPages / pagesAskedSoFar >= UInt64(Self.bpfPaysLseeks)
-        guard lseeks >= UInt64(Self.bpfPaysLseeks) || onCourse else { return nil }
-        if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-        switch bpfWalker! {
-        case .success(let walker):
-            notes.add(.bpfEngineAfterLseeks(lseekCalls: Self.bpfPaysLseeks))
-            lseeksSoFar += syscalls.takeLseeks()
-            turnedToBPF = true
-            return BPFFileSide(object: syscalls.object, walker: walker, storage: takeWalkedStorage())
-        case .failure(let error):
-            notes.add(.bpfEngineUnavailable(error))
-            return nil
-        }
-    }
-
-    /// lseek calls on shared memory that cost about what the BPF engine's load does (about
-    /// 20-30 ms here, most of it libbpf reading the kernel's BTF; an lseek that walks to the next data
-    /// page costs 0.4 us and up).
-    static let bpfPaysLseeks = 1 << 15
-    /// Pages asked before `auto` projects lseek calls from its rate so far.
-    static let weighedPages: UInt64 = 1 << 12
-
-    /// Whether the BPF engine answers for `object` from the start: always with `--engine bpf`
-    /// (where it cannot load, the scan fails with the reason), never with `syscalls`, and with
-    /// `auto` for shared memory once it is loaded (see `turnToBPF`). Notes say which engine ran
-    /// and why.
-    private func usesBPF(object: PageCacheObject, notes: inout Notes) throws(PageStatError) -> Bool {
-        switch engine {
-        case .syscalls:
-            return false
-        case .bpf:
-            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-            if case .failure(let error) = bpfWalker! { throw error }
-            notes.add(.bpfEngineAsAsked)
-            return true
-        case .auto:
-            // Once loaded, for all shared memory left to ask (its load is paid).
-            guard object.isShmem, case .success? = bpfWalker else { return false }
-            return true
-        }
-    }
+    package var loadedWalker: XArrayWalker? { policy.loadedWalker }
+    /// lseek calls on shared memory that cost about what the BPF engine's load does.
+    static var bpfPaysLseeks: Int { EnginePolicy.bpfPaysLseeks }
 
     /// The present pages of `mapping` in the page table (PAGEMAP_SCAN, present), or nil without
     /// PAGEMAP_SCAN: cheaper than a wave's page-table read, as it copies out regions, not entries.
