@@ -355,7 +355,7 @@ public final class ProcessScanner {
     var policy = EnginePolicy(.auto)
     /// The BPF engine, where this scanner has already loaded it (an `auto` scan turned to it).
     package var loadedWalker: XArrayWalker? { policy.loadedWalker }
-    /// lseek calls on shared memory that cost about what the BPF engine's load does.
+    /// lseek calls on shared memory that cost about what the BPF engine's load does (`EnginePolicy`).
     static var bpfPaysLseeks: Int { EnginePolicy.bpfPaysLseeks }
 
 
