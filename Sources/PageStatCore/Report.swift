@@ -44,10 +44,10 @@ public struct PageRun: Sendable, Hashable {
 
     /// Swap location of the first page, when the kernel gave it (private swap entries, privileged).
     public var swap: SwapLocation? {
-        get { detailKind == 2 ? SwapLocation(type: UInt8(truncatingIfNeeded: detail & 0x1f), offset: detail >> 5) : nil }
+        get { detailKind == 2 ? SwapLocation(pagemapBits: detail) : nil }
         set {
             if let newValue {
-                detail = newValue.offset << 5 | UInt64(newValue.type & 0x1f)
+                detail = newValue.pagemapBits
                 detailKind = 2
             } else if detailKind == 2 { detail = 0; detailKind = 0 }
         }

@@ -87,7 +87,7 @@ struct EngineTests {
         syscalls.engine = .syscalls
         let byAuto = try scanner.scan(auto)
         let bySyscalls = try scanner.scan(syscalls)
-        #expect(byAuto.notes.contains(.bpfEngineAfterLseeks(lseekCalls: ProcessScanner.bpfPaysLseeks)), "\(byAuto.notes)")
+        #expect(byAuto.notes.contains(.bpfEngineAfterLseeks(lseekCalls: EnginePolicy.bpfPaysLseeks)), "\(byAuto.notes)")
         #expect(byAuto.notes.contains { $0.description.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") })
         #expect(pageStates(byAuto) == pageStates(bySyscalls))
         // Swapped pages settled after the turn carry their slots. The turn comes once the
@@ -96,7 +96,7 @@ struct EngineTests {
         let swappedRuns = byAuto.mappings.flatMap(\.runs).filter { $0.state == .swapped }
         let unlocated = swappedRuns.filter { $0.swap == nil }.reduce(UInt64(0)) { $0 + $1.pages }
         #expect(swappedRuns.contains { $0.swap != nil })
-        #expect(unlocated <= 2 * ProcessScanner.weighedPages, "\(unlocated) swapped pages asked by lseek before the turn")
+        #expect(unlocated <= 2 * EnginePolicy.weighedPages, "\(unlocated) swapped pages asked by lseek before the turn")
 
         // raw with `auto`: the same turn, and from the next batch on the BPF engine's walk alone.
         // Every entry as the BPF engine gives it, except that the pages asked before the turn
@@ -114,7 +114,7 @@ struct EngineTests {
         #expect(zip(rawAuto, rawBPF).allSatisfy { $0 & state == $1 & state })
         let differing = zip(rawAuto, rawBPF).filter { $0 != $1 }
         #expect(differing.allSatisfy { auto, bpf in auto == 1 << 62 && bpf & state == 1 << 62 })
-        #expect(differing.count <= Int(2 * ProcessScanner.weighedPages), "\(differing.count) entries without the location the BPF engine gives")
+        #expect(differing.count <= Int(2 * EnginePolicy.weighedPages), "\(differing.count) entries without the location the BPF engine gives")
         // Little to ask: the BPF engine is not loaded for it (a fresh scanner, one lseek or so).
         let small = try ArrangedMemory(pages: 64, backing: .sharedAnonymous)
         small.write(0..<32)

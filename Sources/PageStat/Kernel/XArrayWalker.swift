@@ -5,50 +5,6 @@ import CPagestat
 import SystemPackage
 import Synchronization
 
-/// One run of an object's page-cache slots, in page indices.
-package struct XArrayRun: Sendable, Equatable {
-    package enum Kind: Sendable, Equatable {
-        /// No entry.
-        case hole
-        /// A folio: the page is in memory (on shmem, a page in the swap cache too).
-        case resident
-        /// A shmem value entry: the swap type and offset of the run's first page; the run's next
-        /// pages follow it at consecutive offsets (consecutive offsets merge into one run).
-        case swap(type: UInt8, offset: UInt64)
-        /// A value entry on a file that is not shmem: the workingset shadow of an evicted page.
-        case shadow
-    }
-
-    package var first: UInt64
-    package var pages: UInt64
-    package var kind: Kind
-
-    package init(first: UInt64, pages: UInt64, kind: Kind) {
-        self.first = first
-        self.pages = pages
-        self.kind = kind
-    }
-
-    /// One past the run's last page index.
-    package var end: UInt64 { first + pages }
-
-    /// Appends `next` to this run when it continues it: adjacent, same kind and, for swap, the
-    /// next swap offsets in the same area.
-    mutating func absorb(_ next: XArrayRun) -> Bool {
-        guard next.first == end else { return false }
-        switch (kind, next.kind) {
-        case (.hole, .hole), (.resident, .resident), (.shadow, .shadow):
-            break
-        case let (.swap(type, offset), .swap(nextType, nextOffset)) where type == nextType && offset + pages == nextOffset:
-            break
-        default:
-            return false
-        }
-        pages += next.pages
-        return true
-    }
-}
-
 /// Reads a shared object's page cache from inside the kernel: a BPF iterator program
 /// (BPF/xarray.bpf.c) walks the object's `i_pages` xarray and reports, page index by page index,
 /// a hole, a folio (resident), a swap entry with its swap type and offset (shmem), or a shadow

@@ -4,41 +4,6 @@ import Glibc
 import CPagestat
 import SystemPackage
 
-/// A run of a file's pages with one state, by page offset into the file.
-public struct FileRun: Sendable, Hashable {
-    public var first: UInt64
-    public var pages: UInt64
-    public var state: PageState
-    /// Swapped tmpfs pages, read by the BPF engine: the swap type and offset of the first page
-    /// (the run's pages sit at consecutive offsets).
-    public var swap: SwapLocation? = nil
-}
-
-/// One file's page cache: cachestat's counts and, on tmpfs, swapped pages and holes.
-public struct FileReport: Sendable {
-    public var path: String
-    public var size: UInt64
-    /// Whether the file lives on tmpfs (shmem), where pages swap instead of being written back.
-    public var isShmem: Bool
-    /// Pages in the page cache; on hugetlbfs, the base pages of the huge pages the file holds.
-    public var cached: UInt64
-    /// Dirty and under-writeback pages (cachestat); nil on hugetlbfs, which has no writeback.
-    public var dirty: UInt64?
-    public var writeback: UInt64?
-    /// Regular files: pages evicted from the cache (cachestat nr_evicted).
-    public var evicted: UInt64?
-    /// tmpfs: pages in swap (cachestat nr_evicted counts shmem swap entries).
-    public var swapped: UInt64?
-    /// tmpfs and hugetlbfs: pages never written (no memory, no swap).
-    public var holes: UInt64?
-    /// hugetlbfs: the huge page size; counts and runs stay in base pages, whole huge pages each.
-    public var hugePageSize: UInt64?
-    /// Runs of page states when asked for: cached, swapped or none.
-    public var runs: [FileRun]?
-    /// Which engine counted the pages, and what is unknown and why.
-    public var notes: [ScanNote] = []
-}
-
 /// Files' page caches, from their own side (no process involved).
 public enum FileScanner {
     /// Reads one file's page-cache state; `withRuns` adds runs of page states. `engine`: the
@@ -58,60 +23,20 @@ public enum FileScanner {
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
         var notes: [ScanNote] = []
-        if let walker = try engine.walkerForCounting(note: { notes.append($0) }) {
-            return try walked(path: path, object: object, pages: pages, walker: walker, withRuns: withRuns, notes: notes)
-        }
-        let stat = try object.cachestat(offset: 0, length: pages * pageSize)
-        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: stat.cache,
-                                dirty: stat.dirty, writeback: stat.writeback)
-        report.notes = notes
-        if object.isShmem {
-            report.swapped = stat.evicted
-            report.holes = pages - min(pages, stat.cache + stat.evicted)
-        } else {
-            report.evicted = stat.evicted
-        }
-        if withRuns {
-            var runs: [FileRun] = []
-            var next: UInt64 = 0
-            try SyscallFileSide(object: object).resolve(first: 0, count: pages) { count, state, _, _ in
-                if let last = runs.last, last.state == state {
-                    runs[runs.count - 1].pages += count
-                } else {
-                    runs.append(FileRun(first: next, pages: count, state: state))
-                }
-                next += count
-            }
-            report.runs = runs
-        }
-        return report
-    }
-
-    /// The BPF engine's report: counts and runs from one walk of the xarray; dirty and writeback
-    /// from cachestat where it exists (the walk does not read folio flags).
-    private static func walked(path: String, object: PageCacheObject, pages: UInt64, walker: XArrayWalker,
-                               withRuns: Bool, notes: [ScanNote]) throws(PageStatError) -> FileReport {
+        let policy = EnginePolicy(engine)
+        let byBPF = try policy.decideCounting(note: { notes.append($0) })
+        let counter = policy.countingEngine(for: object)
         var runs: [FileRun] = []
-        let counts = try XArrayCounts.walk(object, pages: pages, walker: walker) { run in
-            guard withRuns else { return }
-            let state: PageState
-            var swap: SwapLocation?
-            switch run.kind {
-            case .hole, .shadow: state = .none
-            case .resident: state = .cached
-            case .swap(let type, let offset):
-                state = .swapped
-                swap = SwapLocation(type: type, offset: offset)
-            }
-            if let last = runs.last, last.state == state, swap == nil, last.swap == nil {
+        // Adjacent runs of one state merge, unless they carry swap locations (BPF).
+        let counts = try counter.count(0..<pages, dirtyAndWriteback: true, eachRun: !withRuns ? nil : { run in
+            if let last = runs.last, last.state == run.state, run.swap == nil, last.swap == nil {
                 runs[runs.count - 1].pages += run.pages
             } else {
-                runs.append(FileRun(first: run.first, pages: run.pages, state: state, swap: swap))
+                runs.append(run)
             }
-        }
-        let stat = PageCacheObject.cachestatSupported ? try? object.cachestat(offset: 0, length: pages * object.pageSize) : nil
-        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: counts.resident,
-                                dirty: stat?.dirty, writeback: stat?.writeback)
+        })
+        var report = FileReport(path: path, size: object.size, isShmem: object.isShmem, cached: counts.cached,
+                                dirty: counts.dirty, writeback: counts.writeback)
         if object.isShmem {
             report.swapped = counts.swapped
             report.holes = counts.holes
@@ -119,7 +44,7 @@ public enum FileScanner {
             report.evicted = counts.evicted
         }
         if withRuns { report.runs = runs }
-        report.notes = notes + [.countedByBPF(dirtyAndWritebackUnknown: stat == nil)]
+        report.notes = byBPF ? notes + [.countedByBPF(dirtyAndWritebackUnknown: counts.dirty == nil)] : notes
         return report
     }
 

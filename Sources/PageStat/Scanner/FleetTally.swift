@@ -167,8 +167,7 @@ final class FleetTally {
                 notes.add(.nonSwapEntries(pages: special))
             }
 
-            var use = MemoryUse.zero
-            var objects: [(ObjectID, ObjectMapping)] = []
+            var account = TopAccount(pid: pid, pageSize: pageSize)
             for (index, mapping) in mappings.enumerated() {
                 var mappingUse = MemoryUse()
                 mappingUse.rss = counts[index].present * pageSize
@@ -176,17 +175,10 @@ final class FleetTally {
                 mappingUse.swap = counts[index].swapped * pageSize
                 mappingUse.finish(mapcounts: counts[index].mapcounts, shmem: mapping.kind.isShmem)
                 eachMapping?(mapping, mappingUse)
-                use += mappingUse
-                if mapping.kind.isShmem {
-                    let first = mapping.offset / pageSize
-                    objects.append((ObjectID(mapping), ObjectMapping(pid: pid, range: mapping.range, first: first,
-                                                                     end: first + mapping.range.length / pageSize,
-                                                                     path: mapping.path, kind: SharedMemoryKind(mapping))))
-                }
+                account.add(mapping, use: mappingUse)
             }
-            if counting == nil { use.pss = nil; use.uss = nil }
-            let identity = ProcessIdentity.read(handle: handle) ?? ProcessIdentity(name: "?", comm: "?", uid: nil, cgroup: nil)
-            return (ProcessUse(pid: pid, command: identity.name, use: use, identity: identity), objects, notes.all)
+            let (process, objects) = account.finish(proportional: counting != nil, identity: ProcessIdentity.read(handle: handle))
+            return (process, objects, notes.all)
         } catch .noSuchProcess, .processExited {
             throw gone()
         }
@@ -282,5 +274,40 @@ final class FleetTally {
             guard mapcounts.count < Self.mapcountLimit else { return }
             for (offset, value) in read.enumerated() where value > 1 { mapcounts[first + UInt64(offset)] = value }
         }
+    }
+}
+
+/// One process's line of `top`, added up mapping by mapping: its memory use and where it maps
+/// shared objects (their pages settled later, once per object). The one accounting of `top`,
+/// whether the fleet tally or the process scanner read the page table.
+struct TopAccount {
+    let pid: Int32
+    let pageSize: UInt64
+    private var use = MemoryUse.zero
+    private var objects: [(ObjectID, ObjectMapping)] = []
+
+    init(pid: Int32, pageSize: UInt64) {
+        self.pid = pid
+        self.pageSize = pageSize
+    }
+
+    /// Adds a mapping and its memory use (nil: none counted).
+    mutating func add(_ mapping: Mapping, use mappingUse: MemoryUse?) {
+        if let mappingUse { use += mappingUse }
+        if mapping.kind.isShmem {
+            let first = mapping.offset / pageSize
+            objects.append((ObjectID(mapping), ObjectMapping(pid: pid, range: mapping.range, first: first,
+                                                             end: first + mapping.range.length / pageSize,
+                                                             path: mapping.path, kind: SharedMemoryKind(mapping))))
+        }
+    }
+
+    /// The process's use (PSS and USS nil unless `proportional` ones were counted) under its
+    /// `identity` ("?" where it could not be read), and its mappings of shared objects.
+    func finish(proportional: Bool, identity: ProcessIdentity?) -> (ProcessUse, [(ObjectID, ObjectMapping)]) {
+        var use = self.use
+        if !proportional { use.pss = nil; use.uss = nil }
+        let identity = identity ?? ProcessIdentity(name: "?", comm: "?", uid: nil, cgroup: nil)
+        return (ProcessUse(pid: pid, command: identity.name, use: use, identity: identity), objects)
     }
 }

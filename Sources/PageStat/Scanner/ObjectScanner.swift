@@ -4,44 +4,6 @@ import Glibc
 import CPagestat
 import SystemPackage
 
-/// A process that maps a shared object or holds it open.
-public struct ObjectUser: Sendable, Hashable {
-    public var pid: Int32
-    public var command: String
-    public var maps: Bool
-    public var holdsOpen: Bool
-    /// How many of the process's mappings map the object.
-    public var mappings: Int = 0
-}
-
-/// A shared-memory object, seen from its file side: "did someone write to this page, is it
-/// swapped", independent of any one process's page table.
-public struct SharedObject: Sendable {
-    /// memfd, shared-anon, tmpfs or sysv.
-    public var kind: String
-    public var path: String
-    public var id: ObjectID
-    /// Its size (fstat(2) of the object opened), nil when it could not be opened (another user's
-    /// object without CAP_SYS_ADMIN): unknown, never 0.
-    public var size: UInt64?
-    /// Pages in memory, swapped, and holes (never written, or beyond what was written); nil when
-    /// the object could not be opened.
-    public var resident: UInt64?
-    public var swapped: UInt64?
-    public var holes: UInt64?
-    public var users: [ObjectUser]
-    /// Why what is nil above is unknown (nil when everything was read).
-    public var unknown: String? = nil
-}
-
-public struct ObjectsReport: Sendable {
-    public var objects: [SharedObject]
-    public var unreadable: Int
-    public var notes: [ScanNote]
-    /// The processes counted in `unreadable` and why, in pid order.
-    public var unreadableProcesses: [UnreadableProcess] = []
-}
-
 extension SystemScanner {
     /// Every shared-memory object on the machine, found through the processes that map it or hold
     /// it open, and SysV segments from /proc/sysvipc/shm. Each process's maps are read once and
@@ -55,7 +17,8 @@ extension SystemScanner {
     public static func objects(engine: FileSideEngineChoice = .auto) throws(PageStatError) -> ObjectsReport {
         let pageSize = UInt64(ProcFS.pageSize)
         var notes = Notes()
-        let walker = try engine.walkerForCounting { notes.add($0) }
+        let policy = EnginePolicy(engine)
+        let byBPF = try policy.decideCounting { notes.add($0) }
         if engine == .bpf { notes.add(.countedByBPFAsAsked) }
         // tmpfs mounts, and the kernel's internal shm mount of memfds and shared anonymous memory.
         let devices = shmemDevices { notes.add($0) }
@@ -122,20 +85,13 @@ extension SystemScanner {
                 object.size = opened.size
                 let pages = (opened.size + pageSize - 1) / pageSize
                 do {
-                    if let walker {
-                        let counts = try XArrayCounts.walk(opened, pages: pages, walker: walker)
-                        object.resident = counts.resident
-                        object.swapped = counts.swapped
-                        object.holes = counts.holes + counts.evicted
-                    } else {
-                        let stat = try opened.cachestat(offset: 0, length: pages * pageSize)
-                        object.resident = stat.cache
-                        object.swapped = stat.evicted
-                        object.holes = pages - min(pages, stat.cache + stat.evicted)
-                    }
+                    let counts = try policy.countingEngine(for: opened).count(0..<pages, dirtyAndWriteback: false, eachRun: nil)
+                    object.resident = counts.cached
+                    object.swapped = counts.swapped
+                    object.holes = counts.holes
                 } catch {
-                    notes.add(.objectNotCounted(object: id.label(entry.path), byBPF: walker != nil, error))
-                    object.unknown = "\(walker != nil ? "the BPF walk" : "cachestat(2)") failed (\(error))"
+                    notes.add(.objectNotCounted(object: id.label(entry.path), byBPF: byBPF, error))
+                    object.unknown = "\(byBPF ? "the BPF walk" : "cachestat(2)") failed (\(error))"
                 }
             case .failure(.permissionDenied):
                 refused += 1

@@ -223,7 +223,7 @@ final class PageTableWorker {
     }
 
     /// Bits 5-54 of a swap entry: its offset.
-    static let swapOffsetMask: UInt64 = ((1 << 55) - 1) & ~0x1f
+    static let swapOffsetMask = SwapLocation.pagemapOffsetMask
 
     /// Empty stretches shorter than this (in pages) are read, not probed: one PAGEMAP_SCAN call
     /// costs about what reading 512 empty entries does.

@@ -23,7 +23,7 @@ struct PagemapDecoder {
         }
         if entry.isSwap {
             if view == .kernel {
-                return (.swapped, flags, nil, privileged ? SwapLocation(type: entry.swapType, offset: entry.swapOffset) : nil)
+                return (.swapped, flags, nil, privileged ? SwapLocation(pagemapBits: raw) : nil)
             }
             if entry.isGuard { return (.none, flags, nil, nil) }
             if privileged {
@@ -37,7 +37,7 @@ struct PagemapDecoder {
                     }
                     return (.unknown, flags, nil, nil)
                 }
-                return (.swapped, flags, nil, SwapLocation(type: entry.swapType, offset: entry.swapOffset))
+                return (.swapped, flags, nil, SwapLocation(pagemapBits: raw))
             }
             if !swapEntriesPossible {
                 flags.insert(.nonSwapEntry)

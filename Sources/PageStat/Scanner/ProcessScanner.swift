@@ -4,44 +4,6 @@ import Glibc
 import CPagestat
 import SystemPackage
 
-/// What to scan and how.
-public struct ScanOptions: Sendable {
-    /// Only mappings overlapping this range, clamped to it; nil for the whole address space.
-    public var range: AddressRange?
-    /// The joined truth, or the raw page table alone.
-    public var view: ReportView
-    /// THP and zero-page flags: as root from the PFNs and /proc/kpageflags, otherwise from
-    /// PAGEMAP_SCAN (Linux 6.7+), a second walk of the page table.
-    public var hugeAndZeroFlags: Bool
-    /// Count RSS, PSS, USS and swap per mapping (PSS and USS from /proc/kpagecount, root only).
-    public var accounting: Bool
-    /// With `accounting`: PSS and USS too. They cost one /proc/kpagecount read per present page
-    /// whose PFN does not follow the previous one's, most of a whole-machine scan's time.
-    public var proportional: Bool = true
-    /// Split runs by the kernel's page flags from /proc/kpageflags (root only).
-    public var kernelPageFlags: Bool
-    /// Whether to ask objects' page caches about pages the page table leaves open. Without it,
-    /// those pages stay `unknown` (for callers that settle shared objects once, themselves).
-    public var fileSide: Bool = true
-    /// Which engine asks them.
-    public var engine: FileSideEngineChoice = .auto
-    /// With `auto`: end the scan at the first wave boundary after the scan turned to the BPF
-    /// engine (the current mapping's runs so far handed on and the mapping ended there), so that
-    /// `raw` can take the rest without the scanner. `ScanResult.endedAt` says where.
-    package var endOnceBPFTakesOver = false
-    /// Address space per wave, in pages, where not the default (`ProcessScanner.wavePages`).
-    package var wavePages: UInt64?
-
-    public init(range: AddressRange? = nil, view: ReportView = .truth, hugeAndZeroFlags: Bool = true,
-                accounting: Bool = false, kernelPageFlags: Bool = false) {
-        self.range = range
-        self.view = view
-        self.hugeAndZeroFlags = hugeAndZeroFlags
-        self.accounting = accounting
-        self.kernelPageFlags = kernelPageFlags
-    }
-}
-
 /// Joins a process's kernel views into the true state of every page: /proc/PID/maps for the
 /// mappings, /proc/PID/pagemap (batched pread) for the page table, PAGEMAP_SCAN for THP and
 /// zero-page flags, and each shared object's page cache through /proc/PID/map_files.
@@ -56,7 +18,7 @@ public struct ScanOptions: Sendable {
 public final class ProcessScanner {
     public let pid: Int32
     /// The pinned process.
-    public let handle: ProcessHandle
+    package let handle: ProcessHandle
     public let pageSize: UInt64
     /// CAP_SYS_ADMIN: PFNs, swap locations, map_files.
     public let privileged: Bool
@@ -68,9 +30,9 @@ public final class ProcessScanner {
     let scanCategories: PagemapScan.Categories
     let batchPages: Int
     /// Worker threads for large scans (the online cores, at most 8).
-    public var workers: Int
-    private var kpagecount: Result<KPageTable, PageStatError>?
-    private var kpageflags: Result<KPageTable, PageStatError>?
+    package var workers: Int
+    var kpagecount: Result<KPageTable, PageStatError>?
+    var kpageflags: Result<KPageTable, PageStatError>?
 
     /// Pages per chunk of page-table work handed to a worker.
     static let chunkPages: UInt64 = 1 << 16
@@ -131,18 +93,18 @@ public final class ProcessScanner {
     }
 
     /// The mappings, read through the descriptor opened with pagemap.
-    private func readMappings() throws(PageStatError) -> [Mapping] {
+    func readMappings() throws(PageStatError) -> [Mapping] {
         ProcMaps.parse(maps: try handle.readAll(maps, name: "maps", what: "/proc/\(pid)/maps (needs ptrace read access)"), pid: pid)
     }
 
     /// Whether the process still has the address space the scanner was opened on; throws the
     /// error that says what became of it.
-    private func checkAddressSpace() throws(PageStatError) {
+    func checkAddressSpace() throws(PageStatError) {
         try handle.checkAddressSpace(identity)
     }
 
     /// Opens a /proc/kpage* table once; its failure is remembered and said once in the notes.
-    private func table(_ cached: inout Result<KPageTable, PageStatError>?, open: () throws(PageStatError) -> KPageTable,
+    func table(_ cached: inout Result<KPageTable, PageStatError>?, open: () throws(PageStatError) -> KPageTable,
                        notes: inout Notes, name: ScanNote.KPageTable) -> KPageTable? {
         if cached == nil {
             do { cached = .success(try open()) } catch { cached = .failure(error) }
@@ -245,15 +207,12 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
-        // lseeksSoFar is kept from one scan to the next of this scanner: `raw` scans batch by
+        // The policy is kept from one scan to the next of this scanner: `raw` scans batch by
         // batch, and its lseek calls add up to what makes the BPF engine pay.
-        engine = options.engine
+        if policy.choice != options.engine { policy = EnginePolicy(options.engine) }
         // `--engine bpf` that cannot load fails the scan with the reason, whether or not a
         // mapping would have asked it (without root the file side is never reached).
-        if engine == .bpf && options.view == .truth && options.fileSide {
-            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-            if case .failure(let error) = bpfWalker! { throw error }
-        }
+        try policy.beginScan(fileSide: options.view == .truth && options.fileSide)
         try checkAddressSpace()
         var mappings = try readMappings()
         // An address space that has mappings never reads empty: it is gone (exit or exec).
@@ -280,37 +239,8 @@ public final class ProcessScanner {
         }
 
         func fileSided(_ mapping: Mapping) -> Bool { options.view == .truth && options.fileSide && mapping.kind.hasFileSide }
-        // The page tables, in chunks, on every core. Where PAGEMAP_SCAN finds a long stretch
-        // with no page-table entries, the stretch is one chunk whatever its size.
-        var chunks: [(mapping: Int, range: AddressRange, empty: Bool)] = []
         let waveLimit = options.wavePages ?? Self.wavePages
-        for (index, range) in scanned.enumerated() where mappings[index].range.start < Self.userSpaceEnd {
-            var start = range.start
-            let chunkBytes = Self.chunkPages * pageSize
-            let huge = UInt64(PFNFlagSource.hugePages) * pageSize
-            while start < range.end {
-                if Self.skipsEmpty(mappings[index]) && !scanCategories.isEmpty && range.end - start > chunkBytes {
-                    let next = try PagemapScan.firstPopulated(fd: pagemap.fileDescriptor, pid: pid, start: start,
-                                                              end: range.end) ?? range.end
-                    var aligned = next == range.end ? next : max(start, next - next % huge)
-                    if aligned - start >= chunkBytes {
-                        // Where the file side may split the stretch (swapped shared pages read
-                        // empty), at most a wave of it: the file side asks a wave at a time.
-                        if fileSided(mappings[index]) && aligned - start > waveLimit * pageSize {
-                            aligned = start + waveLimit * pageSize
-                        }
-                        chunks.append((index, AddressRange(start: start, end: aligned), true))
-                        start = aligned
-                        continue
-                    }
-                }
-                var end = range.end - start > chunkBytes ? start + chunkBytes : range.end
-                // Chunks end on 2 MiB boundaries: a huge page is seen whole by one worker.
-                if end < range.end && end % huge != 0 && end - end % huge > start { end -= end % huge }
-                chunks.append((index, AddressRange(start: start, end: end), false))
-                start = end
-            }
-        }
+        let chunks = try planChunks(mappings, scanned: scanned, waveLimit: waveLimit, fileSided: fileSided)
         let totalPages = scanned.reduce(UInt64(0)) { $0 + $1.length / pageSize }
         let threads = totalPages >= Self.parallelThreshold ? min(workers, chunks.count) : 1
         lap("plan")
@@ -320,31 +250,7 @@ public final class ProcessScanner {
         // may span waves; each part is settled on its own (a shared object's counts settle a
         // part where they leave no choice).
         let chunksOf = Self.chunkRanges(chunks.map(\.mapping), mappings: mappings.count)
-        var waves: [[(mapping: Int, chunks: Range<Int>)]] = [[]]
-        var wavePages: UInt64 = 0
-        var waveChunks = 0
-        for index in mappings.indices {
-            let fileSided = fileSided(mappings[index])
-            var start = chunksOf[index].lowerBound
-            repeat {
-                var end = start
-                while end < chunksOf[index].upperBound {
-                    // An empty stretch found by PAGEMAP_SCAN costs one run, whatever its size,
-                    // unless the file side may split it (swapped shared pages read empty).
-                    wavePages += chunks[end].empty && !fileSided ? 1 : chunks[end].range.length / pageSize
-                    waveChunks += 1
-                    end += 1
-                    if wavePages >= waveLimit || waveChunks >= Self.waveChunks { break }
-                }
-                waves[waves.count - 1].append((index, start..<end))
-                start = end
-                if wavePages >= waveLimit || waveChunks >= Self.waveChunks {
-                    waves.append([])
-                    wavePages = 0
-                    waveChunks = 0
-                }
-            } while start < chunksOf[index].upperBound
-        }
+        let waves = planWaves(chunks, chunksOf: chunksOf, mappings: mappings, waveLimit: waveLimit, fileSided: fileSided)
 
         var special: UInt64 = 0
         var changedMappings = Set<Int>()
@@ -361,9 +267,8 @@ public final class ProcessScanner {
         /// scan ended early (`endOnceBPFTakesOver`).
         var mappingOpen = false
         var endedAt: UInt64?
-        turnedToBPF = false
         for wave in waves where !wave.isEmpty {
-            if options.endOnceBPFTakesOver && turnedToBPF {
+            if options.endOnceBPFTakesOver && policy.turnedToBPF {
                 if mappingOpen {
                     if let held = carry { consumer.runs([held]) }
                     consumer.end(use: nil)
@@ -372,93 +277,21 @@ public final class ProcessScanner {
                 break
             }
             var clock = Stopwatch.now()
-            let waveChunkIndices = wave.flatMap { Array($0.chunks) }
-            var chunkResults = try parallelMap(count: waveChunkIndices.count, threads: min(threads, waveChunkIndices.count),
-                                               makeWorker: makeWorker) {
-                (worker: PageTableWorker, position: Int) throws(PageStatError) -> ([PageRun], MemoryUse?) in
-                let chunk = chunks[waveChunkIndices[position]]
-                let mapping = mappings[chunk.mapping]
-                var pass = PageTablePass(decoder: PagemapDecoder(kind: mapping.kind, shared: mapping.isShared,
-                                                                 privileged: privileged, view: options.view))
-                if options.hugeAndZeroFlags {
-                    if let source = tables.pfnFlags {
-                        pass.flagsFromPFNs = source
-                    } else {
-                        pass.extra = try worker.hugeAndZeroRegions(chunk.range)
-                    }
-                }
-                pass.counts = tables.counts
-                pass.flags = tables.flags
-                pass.skipEmpty = Self.skipsEmpty(mapping)
-                if pass.counts != nil { pass.use = MemoryUse() }
-                var builder = RunBuilder(pageSize: pageSize)
-                try worker.readPageTable(chunk.range, pass: &pass, into: &builder)
-                return (builder.runs, pass.use)
-            }
-            // Each piece of the wave as a report of the stretch it covers; chunks joined where a
-            // run goes on across a boundary.
-            var reports: [MappingReport] = []
-            var mapcounts: [MemoryUse?] = []
-            var position = 0
-            for (pieceIndex, piece) in wave.enumerated() {
-                let index = piece.mapping
-                let mapping = mappings[index]
-                var pieceCounts: MemoryUse? = tables.counts != nil ? MemoryUse() : nil
-                var builder = RunBuilder(pageSize: pageSize)
-                var runs: [PageRun] = []
-                if piece.chunks.count > 1 || carry != nil {
-                    var total = pieceIndex == 0 && carry != nil ? 1 : 0
-                    for offset in 0..<piece.chunks.count { total += chunkResults[position + offset].0.count }
-                    builder.reserveCapacity(total)
-                }
-                // The run held back at the end of the last wave opens this one (settled already).
-                if pieceIndex == 0, let held = carry { builder.append(held) }
-                carry = nil
-                for _ in piece.chunks {
-                    if let chunkUse = chunkResults[position].1 { pieceCounts?.merge(mapcounts: chunkUse) }
-                    // Moved out, so that a fragmented scan never holds its runs twice.
-                    let chunkRuns = chunkResults[position].0
-                    chunkResults[position].0 = []
-                    if builder.runs.isEmpty && runs.isEmpty && piece.chunks.count == 1 {
-                        runs = chunkRuns
-                    } else {
-                        builder.append(contentsOf: chunkRuns)
-                    }
-                    position += 1
-                }
-                if !builder.runs.isEmpty { runs = builder.runs }
-                if mapping.range.start >= Self.userSpaceEnd {
-                    runs = [PageRun(start: scanned[index].start, pages: scanned[index].length / pageSize, state: .unknown, flags: [])]
-                }
-                let start = runs.first?.start ?? scanned[index].start
-                let end = runs.last.map { $0.start + $0.pages * pageSize } ?? scanned[index].start
-                reports.append(MappingReport(mapping: mapping, scanned: AddressRange(start: start, end: end), runs: runs))
-                mapcounts.append(pieceCounts)
-            }
+            let read = try readWave(wave, chunks: chunks, mappings: mappings, scanned: scanned, options: options,
+                                    tables: tables, threads: threads, carry: &carry)
+            var reports = read.reports
+            let mapcounts = read.mapcounts
             special += reports.reduce(UInt64(0)) { total, report in
                 report.runs.reduce(total) { $0 + ($1.state == .unknown && $1.flags.contains(.nonSwapEntry) ? $1.pages : 0) }
             }
             // Mappings that changed while their page tables were read: their answers may be of
             // another mapping.
-            try checkAddressSpace()
-            let now = try readMappings()
-            if now.isEmpty { throw .processExited(pid: pid) }
-            for (index, standing) in Self.standing(reports.map(\.mapping), now: now).enumerated() {
-                if let standing {
-                    // The same object under a new name (renamed, unlinked): opened by the name
-                    // maps gives it now, where it is opened by path.
-                    reports[index].mapping.path = now[standing].path
-                    continue
-                }
-                changedMappings.insert(wave[index].mapping)
-                let part = reports[index].scanned
-                reports[index].runs = [PageRun(start: part.start, pages: part.length / pageSize, state: .unknown, flags: [])]
-            }
+            for index in try unstandingPieces(&reports) { changedMappings.insert(wave[index].mapping) }
             readSeconds += Double(Stopwatch.now() - clock) / 1e9
             clock = Stopwatch.now()
             // hugetlb mappings first, in whole huge pages and without a mapping of our own.
             try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: options.fileSide,
-                                   walker: engine == .syscalls ? nil : loadedWalker, notes: &notes, open: openObject) {
+                                   walker: policy.choice == .syscalls ? nil : loadedWalker, notes: &notes, open: openObject) {
                 (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
                 try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
             }
@@ -518,341 +351,13 @@ public final class ProcessScanner {
     /// Settled runs are handed on in batches of about this many.
     static let handOverRuns = 1 << 14
 
-    /// For each mapping, the range of its chunks in `owners` (the mapping of each chunk, in order).
-    static func chunkRanges(_ owners: [Int], mappings: Int) -> [Range<Int>] {
-        var ranges: [Range<Int>] = []
-        ranges.reserveCapacity(mappings)
-        var cursor = 0
-        for index in 0..<mappings {
-            let start = cursor
-            while cursor < owners.count && owners[cursor] == index { cursor += 1 }
-            ranges.append(start..<cursor)
-        }
-        return ranges
-    }
-
-    /// Mappings at or above this address lie outside what pagemap covers ([vsyscall]).
-    static let userSpaceEnd: UInt64 = 1 << 63
-
-    /// Whether empty stretches of a mapping may be skipped with PAGEMAP_SCAN: not on device
-    /// mappings (VM_PFNMAP and VM_IO pages are not walked by PAGEMAP_SCAN) or special ones.
-    static func skipsEmpty(_ mapping: Mapping) -> Bool {
-        mapping.kind != .special && !(mapping.kind == .file && mapping.path.hasPrefix("/dev/"))
-    }
-
-    /// Indices of `before` whose line no longer stands in `now` (both in address order).
-    /// A mapping stands when one mapping of `now` still covers all of it the same way: the same
-    /// permissions, object (device, inode) and offset at its start (`Mapping.covers`). One that
-    /// only grew, or merged with a new neighbour, or whose file was renamed, still maps the same
-    /// pages the same way; one unmapped, moved, shrunk, reprotected or replaced does not.
-    static func changedMappings(_ before: [Mapping], now: [Mapping]) -> [Int] {
-        let found = standing(before, now: now)
-        return found.indices.filter { found[$0] == nil }
-    }
-
-    /// For each mapping of `before`, the index of the mapping of `now` that covers it the same
-    /// way (see `changedMappings`), or nil where it changed.
-    static func standing(_ before: [Mapping], now: [Mapping]) -> [Int?] {
-        var found: [Int?] = []
-        found.reserveCapacity(before.count)
-        var cursor = 0
-        for mapping in before {
-            // The last mapping of `now` that starts at or below this one's start.
-            while cursor + 1 < now.count && now[cursor + 1].range.start <= mapping.range.start { cursor += 1 }
-            found.append(cursor < now.count && now[cursor].covers(mapping) ? cursor : nil)
-        }
-        return found
-    }
-
-    private func makeWorker() -> PageTableWorker {
-        PageTableWorker(pid: pid, pageSize: pageSize, pagemap: pagemap.fileDescriptor, scanCategories: scanCategories,
-                        batchPages: batchPages)
-    }
-
-    /// kpagecount and kpageflags, opened before the workers start, when the options need them.
-    private func kpageTables(_ options: ScanOptions, notes: inout Notes)
-        -> (counts: KPageTable?, flags: KPageTable?, pfnFlags: PFNFlagSource?) {
-        var counts: KPageTable?
-        var flags: KPageTable?
-        var pfnFlags: PFNFlagSource?
-        if options.hugeAndZeroFlags && privileged, let zeroPFN = PFNFlagSource.zeroPageFrame,
-           let table = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, name: .kpageflags) {
-            pfnFlags = PFNFlagSource(zeroPFN: zeroPFN, kpageflags: table, pageSize: pageSize)
-        }
-        if options.accounting && options.proportional && privileged {
-            counts = table(&kpagecount, open: KPageTable.kpagecount, notes: &notes, name: .kpagecount)
-        }
-        if options.kernelPageFlags {
-            if privileged {
-                flags = table(&kpageflags, open: KPageTable.kpageflags, notes: &notes, name: .kpageflags)
-            } else {
-                notes.add(.kpageflagsNeedRoot)
-            }
-        }
-        return (counts, flags, pfnFlags)
-    }
-
-    // MARK: file side
-
-    /// Emits the runs of `report` (a mapping, or a piece of one) in order, each pending run
-    /// replaced by what its object's page cache says. Shared memory mapped whole is first settled
-    /// from the object's counts where they leave no doubt. Where the object cannot be opened or
-    /// asked, pending pages are `unknown` and a note says why.
-    private func settle(_ report: MappingReport, all mappings: [Mapping], counts objectCounts: inout ObjectCountCache,
-                        enabled: Bool, notes: inout Notes, into out: inout RunBuilder,
-                        handOver: (inout RunBuilder) -> Void) throws(PageStatError) {
-        func emit(_ run: PageRun) {
-            out.append(run)
-            if out.runs.count >= Self.handOverRuns { handOver(&out) }
-        }
-        let mapping = report.mapping
-        let pendingPages = report.runs.reduce(UInt64(0)) { $0 + ($1.flags.contains(.pendingFileSide) ? $1.pages : 0) }
-        // hugetlb pages were settled (or left unknown, with their note) by HugetlbSide.
-        guard enabled, pendingPages > 0, mapping.kind != .hugetlb else {
-            for var run in report.runs {
-                run.flags.remove(.pendingFileSide)
-                emit(run)
-            }
-            return
-        }
-        var fileSide: (any FileSideEngine)?
-        var settledAs: PageState?
-        do throws(PageStatError) {
-            let object = try openObject(mapping)
-            guard object.residencyVisible else { throw PageStatError.permissionDenied(.residency) }
-            var mode = FileSide.DataMode.perPage
-            var bpf = false
-            if engine == .bpf {
-                // Asked for: every page from the xarray, swap locations included.
-                bpf = try usesBPF(object: object, notes: &notes)
-            } else {
-                // The object's counts settle pages without walking them (but know no swap
-                // locations); where they leave pages to ask one by one, `auto` weighs the BPF
-                // engine's load against the lseek calls of that many stretches.
-                if let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize,
-                                                        presentPages: presentPages) {
-                    switch shortcut {
-                    case .all(let state): settledAs = state
-                    case .data(let dataMode): mode = dataMode
-                    }
-                }
-                if settledAs == nil { bpf = try usesBPF(object: object, notes: &notes) }
-            }
-            if settledAs == nil {
-                let engine: any FileSideEngine = if bpf, let walker = try? bpfWalker?.get() {
-                    BPFFileSide(object: object, walker: walker, storage: takeWalkedStorage())
-                } else {
-                    SyscallFileSide(object: object, dataMode: mode)
-                }
-                var span: Range<UInt64>?
-                var long: [(first: UInt64, pages: UInt64)] = []
-                for run in report.runs where run.flags.contains(.pendingFileSide) {
-                    let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
-                    span = (span?.lowerBound ?? first)..<(first + run.pages)
-                    if run.pages >= SyscallFileSide.countedStretchPages { long.append((first, run.pages)) }
-                }
-                try engine.prepare(span: span ?? 0..<0, long: long)
-                fileSide = engine
-            }
-        } catch {
-            if error == .processExited(pid: pid) { throw error }
-            // `--engine bpf` where the BPF engine cannot load: the scan fails, with the reason.
-            if engine == .bpf, case .unsupported = error { throw error }
-            notes.add(unknownReason(error, mapping: mapping))
-        }
-        // The engine by its own type: no dynamic cast or witness call per run.
-        var bpfSide = fileSide as? BPFFileSide
-        var syscallSide = fileSide as? SyscallFileSide
-        let runs = report.runs
-        /// Pages still to ask in this piece: what `auto` projects its lseek calls over.
-        var pendingLeft = syscallSide == nil ? 0 : runs.reduce(UInt64(0)) { $1.flags.contains(.pendingFileSide) ? $0 + $1.pages : $0 }
-        for index in runs.indices {
-            var run = runs[index]
-            guard run.flags.contains(.pendingFileSide) else {
-                emit(run)
-                continue
-            }
-            run.flags.remove(.pendingFileSide)
-            if let settledAs {
-                run.state = settledAs
-                emit(run)
-                continue
-            }
-            let end = run.start + run.pages * pageSize
-            var next = run.start
-            do throws(PageStatError) {
-                if let bpf = bpfSide {
-                    let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
-                    try bpf.resolve(first: first, count: run.pages, at: run.start, flags: run.flags, into: &out)
-                    next = end
-                } else if syscallSide != nil {
-                    // In stretches of at most 64 Ki pages (4 Ki while `auto` is still weighing),
-                    // so that `auto` can turn to the BPF engine as soon as lseek has cost, or is
-                    // on course to cost, about what its load does.
-                    while next < end {
-                        let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                        if let bpf = try turnToBPF(from: syscallSide!, pendingPages: pendingLeft, notes: &notes) {
-                            let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
-                            try bpf.prepare(span: first..<last / pageSize, long: [])
-                            bpfSide = bpf
-                            syscallSide = nil
-                            try bpf.resolve(first: first, count: (end - next) / pageSize, at: next, flags: run.flags, into: &out)
-                            next = end
-                            break
-                        }
-                        let pages = min((end - next) / pageSize, engine == .auto && bpfWalker == nil ? 1 << 12 : 1 << 16)
-                        try syscallSide!.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
-                        next += pages * pageSize
-                        pendingLeft -= pages
-                        pagesAskedSoFar += pages
-                        if out.runs.count >= Self.handOverRuns { handOver(&out) }
-                    }
-                    if let syscalls = syscallSide { lseeksSoFar += syscalls.takeLseeks() }
-                } else {
-                    emit(run)  // unknown, with the note that says why
-                    continue
-                }
-                if out.runs.count >= Self.handOverRuns { handOver(&out) }
-            } catch {
-                if error == .processExited(pid: pid) { throw error }
-                let label = mapping.path.isEmpty ? mapping.range.description : mapping.path
-                notes.add(.fileSideFailed(mapping: label, error))
-                bpfSide = nil
-                syscallSide = nil
-                // What the engine appended before it failed stands.
-                if let last = out.runs.last, last.start + last.pages * pageSize > next { next = last.start + last.pages * pageSize }
-                if next < end { emit(PageRun(start: next, pages: (end - next) / pageSize, state: .unknown, flags: run.flags)) }
-            }
-        }
-        if let bpf = bpfSide { walkedStorage = bpf.takeStorage() }
-    }
-
-    /// The BPF engine's walked runs, kept between the pieces of a scan (see `BPFFileSide.takeStorage`).
-    private var walkedStorage: [XArrayRun] = []
-    private func takeWalkedStorage() -> [XArrayRun] {
-        defer { walkedStorage = [] }
-        return walkedStorage
-    }
-
-    /// Which engine the scan's file side uses (`ScanOptions.engine`), and the BPF walker once
-    /// loaded (or why it could not be).
-    private var engine: FileSideEngineChoice = .auto
-    private var bpfWalker: Result<XArrayWalker, PageStatError>?
-    /// lseek calls of the syscalls engine so far in this scan.
-    private var lseeksSoFar = 0
-    /// Whether the current scan turned from the syscalls engine to the BPF engine (`auto`).
-    private var turnedToBPF = false
-    /// Pages of shared memory the syscalls engine has asked about, with `lseeksSoFar`.
-    private var pagesAskedSoFar: UInt64 = 0
+    /// Which engine answers for the scan's file side (`ScanOptions.engine`), and what `auto`
+    /// has weighed so far in this scanner's scans.
+    var policy = EnginePolicy(.auto)
     /// The BPF engine, where this scanner has already loaded it (an `auto` scan turned to it).
-    package var loadedWalker: XArrayWalker? { if case .success(let walker) = bpfWalker { walker } else { nil } }
+    package var loadedWalker: XArrayWalker? { policy.loadedWalker }
+    /// lseek calls on shared memory that cost about what the BPF engine's load does (`EnginePolicy`).
+    static var bpfPaysLseeks: Int { EnginePolicy.bpfPaysLseeks }
 
-    /// With `--engine auto`: once the syscalls engine's lseek calls on shared memory have cost
-    /// about what the BPF engine's load does (`bpfPaysLseeks`), the BPF engine, where it loads,
-    /// for the rest of the scan.
-    ///
-    /// Or sooner, on course to: once it has asked `weighedPages` pages, when lseek calls at the
-    /// rate so far over the `pendingPages` still to ask in this mapping would reach that cost.
-    /// (Fragmented shared memory shows at once: one or two calls per page, where a uniform
-    /// layout costs a few calls per stretch.)
-    private func turnToBPF(from syscalls: SyscallFileSide, pendingPages: UInt64, notes: inout Notes) throws(PageStatError) -> BPFFileSide? {
-        guard engine == .auto, syscalls.object.isShmem else { return nil }
-        let lseeks = UInt64(lseeksSoFar + syscalls.lseeks)
-        let onCourse = pagesAskedSoFar >= Self.weighedPages
-            && lseeks + lseeks * pendingPages / pagesAskedSoFar >= UInt64(Self.bpfPaysLseeks)
-        guard lseeks >= UInt64(Self.bpfPaysLseeks) || onCourse else { return nil }
-        if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-        switch bpfWalker! {
-        case .success(let walker):
-            notes.add(.bpfEngineAfterLseeks(lseekCalls: Self.bpfPaysLseeks))
-            lseeksSoFar += syscalls.takeLseeks()
-            turnedToBPF = true
-            return BPFFileSide(object: syscalls.object, walker: walker, storage: takeWalkedStorage())
-        case .failure(let error):
-            notes.add(.bpfEngineUnavailable(error))
-            return nil
-        }
-    }
-
-    /// lseek calls on shared memory that cost about what the BPF engine's load does (about
-    /// 20-30 ms here, most of it libbpf reading the kernel's BTF; an lseek that walks to the next data
-    /// page costs 0.4 us and up).
-    static let bpfPaysLseeks = 1 << 15
-    /// Pages asked before `auto` projects lseek calls from its rate so far.
-    static let weighedPages: UInt64 = 1 << 12
-
-    /// Whether the BPF engine answers for `object` from the start: always with `--engine bpf`
-    /// (where it cannot load, the scan fails with the reason), never with `syscalls`, and with
-    /// `auto` for shared memory once it is loaded (see `turnToBPF`). Notes say which engine ran
-    /// and why.
-    private func usesBPF(object: PageCacheObject, notes: inout Notes) throws(PageStatError) -> Bool {
-        switch engine {
-        case .syscalls:
-            return false
-        case .bpf:
-            if bpfWalker == nil { bpfWalker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
-            if case .failure(let error) = bpfWalker! { throw error }
-            notes.add(.bpfEngineAsAsked)
-            return true
-        case .auto:
-            // Once loaded, for all shared memory left to ask (its load is paid).
-            guard object.isShmem, case .success? = bpfWalker else { return false }
-            return true
-        }
-    }
-
-    /// The present pages of `mapping` in the page table (PAGEMAP_SCAN, present), or nil without
-    /// PAGEMAP_SCAN: cheaper than a wave's page-table read, as it copies out regions, not entries.
-    private func presentPages(_ mapping: Mapping) -> UInt64? {
-        guard scanCategories.contains(.present) else { return nil }
-        let buffer = UnsafeMutableBufferPointer<PagemapScan.Region>.allocate(capacity: 1024)
-        defer { buffer.deallocate() }
-        var present: UInt64 = 0
-        do {
-            try PagemapScan.scan(fd: pagemap.fileDescriptor, pid: pid, start: mapping.range.start, end: mapping.range.end,
-                                 allOf: [.present], anyOf: [], returnMask: [.present], buffer: buffer) { regions in
-                for region in regions { present += (region.end - region.start) / pageSize }
-            }
-        } catch {
-            return nil
-        }
-        return present
-    }
-
-    /// The huge pages (object indices) of hugetlb object `id` that the process maps as file
-    /// pages, in any of its mappings of it: PAGEMAP_SCAN (present and file) over each whole
-    /// mapping. nil without PAGEMAP_SCAN.
-    private func mappedHugePages(of id: ObjectID, in mappings: [Mapping], hugePageSize: UInt64) throws(PageStatError) -> [Range<UInt64>]? {
-        guard scanCategories.contains([.present, .file]) else { return nil }
-        let buffer = UnsafeMutableBufferPointer<PagemapScan.Region>.allocate(capacity: 1024)
-        defer { buffer.deallocate() }
-        var ranges: [Range<UInt64>] = []
-        for mapping in mappings where mapping.kind == .hugetlb && ObjectID(mapping) == id {
-            try PagemapScan.scan(fd: pagemap.fileDescriptor, pid: pid, start: mapping.range.start, end: mapping.range.end,
-                                 allOf: [.present, .file], anyOf: [], returnMask: [.present], buffer: buffer) { regions in
-                for region in regions {
-                    ranges.append(HugetlbSide.hugePages(mapping, AddressRange(start: region.start, end: region.end),
-                                                        hugePageSize: hugePageSize))
-                }
-            }
-        }
-        return HugetlbSide.merged(ranges)
-    }
-
-    /// The object behind a mapping: /proc/PID/map_files when privileged, else the mapped path if
-    /// it still names the very same inode; never a device or FIFO (see `PageCacheObject.open`).
-    func openObject(_ mapping: Mapping) throws(PageStatError) -> PageCacheObject {
-        try PageCacheObject.open(mapping: mapping, pid: pid, handle: handle)
-    }
-
-    private func unknownReason(_ error: PageStatError, mapping: Mapping) -> ScanNote {
-        let pages: ScanNote.FileSidePages = mapping.kind.isShmem ? .sharedSwappedOrCached : .fileCached
-        switch error {
-        case .permissionDenied(.residency): return .residencyHidden(pages)
-        case .permissionDenied: return .mapFilesNeedsSysAdmin(pages, pid: pid)
-        case .objectChanged(let message): return .objectChanged(pages, range: mapping.range, detail: message)
-        default: return .objectNotOpened(pages, error)
-        }
-    }
 
 }

@@ -27,16 +27,16 @@ import Glibc
 /// turned to the BPF engine, the rest of the mapping then read the `bpf` way. Memory is one batch buffer plus one hand-over of runs, whatever
 /// the size of the range. It is a snapshot: pages that change while it reads may come out
 /// either way.
-public final class RawPagemap {
+package final class RawPagemap {
     /// Bit 62, PM_SWAP.
-    public static let swapBit: UInt64 = 1 << 62
+    package static let swapBit: UInt64 = 1 << 62
     /// Bit 63, PM_PRESENT.
-    public static let presentBit: UInt64 = 1 << 63
+    package static let presentBit: UInt64 = 1 << 63
 
-    public let pid: Int32
-    public let pageSize: UInt64
+    package let pid: Int32
+    package let pageSize: UInt64
     /// What could not be known (from the scanner) and where the kernel gave fewer entries.
-    public private(set) var notes = Notes()
+    package private(set) var notes = Notes()
     private let scanner: ProcessScanner
     private let engine: FileSideEngineChoice
     private let buffer: UnsafeMutableBufferPointer<UInt64>
@@ -44,9 +44,9 @@ public final class RawPagemap {
     private var pinnedMappings: [Mapping] = []
 
     /// Receives the entries, a batch at a time, as raw bytes.
-    public typealias Sink = (UnsafeRawBufferPointer) throws(PageStatError) -> Void
+    package typealias Sink = (UnsafeRawBufferPointer) throws(PageStatError) -> Void
 
-    public init(pid: Int32, batchPages: Int = 1 << 16, engine: FileSideEngineChoice = .auto) throws(PageStatError) {
+    package init(pid: Int32, batchPages: Int = 1 << 16, engine: FileSideEngineChoice = .auto) throws(PageStatError) {
         self.pid = pid
         self.engine = engine
         scanner = try ProcessScanner(pid: pid, batchPages: batchPages)
@@ -67,7 +67,7 @@ public final class RawPagemap {
     /// then what the kernel's pagemap gives for unmapped addresses (0), and a note names the
     /// part that was no longer mapped at the end.
     @discardableResult
-    public func stream(_ range: AddressRange, kernelOnly: Bool = false, to sink: Sink) throws(PageStatError) -> UInt64 {
+    package func stream(_ range: AddressRange, kernelOnly: Bool = false, to sink: Sink) throws(PageStatError) -> UInt64 {
         guard let range = range.pageAligned(pageSize: pageSize), !range.isEmpty else {
             throw .invalidInput("range \(range): empty, or its end rounds up past the top of the address space (2^64)")
         }
@@ -157,7 +157,8 @@ public final class RawPagemap {
             if let loaded = scanner.loadedWalker { walker = loaded } else { walker = try XArrayWalker.shared() }
             notes.add(engine == .bpf ? .bpfEngineAsAsked : .bpfEngineLoadedEarlier)
             if let object = try? scanner.openObject(mapping) {
-                return try copy(from: part.start, to: part.end, mapping: mapping, object: object, walker: walker, sink, &written)
+                return try copy(from: part.start, to: part.end, mapping: mapping,
+                                engine: BPFFileSide(object: object, walker: walker), sink, &written)
             }
         }
         struct Writer: ScanConsumer {
@@ -208,7 +209,8 @@ public final class RawPagemap {
             if let endedAt, endedAt < part.end {
                 let rest = AddressRange(start: writer.cursor, end: part.end)
                 if let walker = scanner.loadedWalker, let object = try? scanner.openObject(mapping) {
-                    return try copy(from: rest.start, to: rest.end, mapping: mapping, object: object, walker: walker, sink, &written)
+                    return try copy(from: rest.start, to: rest.end, mapping: mapping,
+                                    engine: BPFFileSide(object: object, walker: walker), sink, &written)
                 }
                 return try copyShmem(mapping, rest, sink, &written, mayEndEarly: false)
             }
@@ -218,11 +220,11 @@ public final class RawPagemap {
     }
 
     /// Swapped pages at consecutive addresses, and the swap slot of the first (the rest follow on).
-    public struct SwappedRange: Sendable, Equatable {
-        public var range: AddressRange
-        public var swap: SwapLocation?
+    package struct SwappedRange: Sendable, Equatable {
+        package var range: AddressRange
+        package var swap: SwapLocation?
 
-        public init(range: AddressRange, swap: SwapLocation? = nil) {
+        package init(range: AddressRange, swap: SwapLocation? = nil) {
             self.range = range
             self.swap = swap
         }
@@ -240,27 +242,27 @@ public final class RawPagemap {
     }
 
     /// The BPF engine's way for part of a shared shmem mapping: each batch of entries is matched
-    /// against one walk of the same page indices of the object's xarray; an entry the kernel left
+    /// against one walk of the same page indices of the object's xarray (`engine.count`); an entry the kernel left
     /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset. The walk of
     /// a batch runs on a second thread while its pagemap entries are read.
-    private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, object: PageCacheObject,
-                      walker: XArrayWalker, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
-        var walked: [XArrayRun] = []
+    private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, engine: any PageCacheEngine,
+                      _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
+        var walked: [FileRun] = []
         let pageSize = self.pageSize
         return try copy(from: start, to: end, sink, &written, alongside: { (address, wanted) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             walked.removeAll(keepingCapacity: true)
-            try walker.walk(fd: object.fd, first: first, count: UInt64(wanted)) { run in
-                if case .swap = run.kind { walked.append(run) }
+            _ = try engine.count(first..<first + UInt64(wanted), dirtyAndWriteback: false) { run in
+                if run.state == .swapped { walked.append(run) }
             }
         }) { (batch, address) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
             for run in walked {
-                guard case .swap(let type, let offset) = run.kind else { continue }
+                guard let swap = run.swap else { continue }
                 for page in 0..<run.pages {
                     let index = Int(run.first - first + page)
                     guard index < batch.count, batch[index] & (Self.swapBit | Self.presentBit) == 0 else { continue }
-                    batch[index] |= Self.swapBit | ((offset + page) << 5) & ((1 << 55) - 1) | UInt64(type & 0x1f)
+                    batch[index] |= Self.swapBit | swap.advanced(by: page).pagemapBits
                 }
             }
         }
@@ -316,7 +318,7 @@ public final class RawPagemap {
     /// is the first range not yet passed: keep it from one batch to the next. Returns how many
     /// entries it marked.
     @discardableResult
-    public static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
+    package static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
                                    pageSize: UInt64, swapped: [AddressRange], next: inout Int) -> Int {
         markSwapped(entries, firstAddress: firstAddress, pageSize: pageSize,
                     swapped: swapped.map { SwappedRange(range: $0) }, next: &next)
@@ -325,7 +327,7 @@ public final class RawPagemap {
     /// The same, and where a range's swap location is known, its pages' type and offset in bits
     /// 0-4 and 5-54, as the patch encoded them.
     @discardableResult
-    public static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
+    package static func markSwapped(_ entries: UnsafeMutableBufferPointer<UInt64>, firstAddress: UInt64,
                                    pageSize: UInt64, swapped: [SwappedRange], next: inout Int) -> Int {
         let batchEnd = firstAddress + UInt64(entries.count) * pageSize
         var marked = 0
@@ -340,8 +342,7 @@ public final class RawPagemap {
                     entries[index] |= swapBit
                     if let swap {
                         let page = firstAddress + UInt64(index) * pageSize
-                        let offset = swap.offset + (page - range.start) / pageSize
-                        entries[index] |= (offset << 5) & ((1 << 55) - 1) | UInt64(swap.type & 0x1f)
+                        entries[index] |= swap.advanced(by: (page - range.start) / pageSize).pagemapBits
                     }
                     marked += 1
                 }

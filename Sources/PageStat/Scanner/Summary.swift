@@ -1,16 +1,4 @@
-/// Per-mapping and per-process memory use, checked against the kernel's own smaps counters.
-public struct SummaryReport: Sendable {
-    public var report: ProcessReport
-    /// Disagreements with /proc/PID/smaps (Rss, Pss, Swap), one line each, naming the mapping.
-    public var warnings: [String]
-
-    public var totals: MemoryUse {
-        var total = MemoryUse.zero
-        for mapping in report.mappings { if let use = mapping.use { total += use } }
-        if !report.privileged { total.pss = nil; total.uss = nil }
-        return total
-    }
-
+extension SummaryReport {
     /// Scans a process with accounting (and kernel page flags when asked), then compares each
     /// mapping's RSS, PSS and swap with smaps at its kB granularity. The scan is streamed and each
     /// mapping's runs are added up as they come (`RunTotals`): a mapping's `runs` are its pages by

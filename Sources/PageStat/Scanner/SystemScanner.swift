@@ -26,95 +26,6 @@ public struct ProcessUse: Sendable {
     public var sharedUnknown: [SharedMemoryKind: String] = [:]
 }
 
-/// The kinds of shared memory: tmpfs and memfd files, shared anonymous memory, SysV segments.
-public enum SharedMemoryKind: String, Sendable, CaseIterable, Comparable {
-    case shmem
-    case sharedAnon = "shared-anon"
-    case sysv
-
-    /// The kind of the object behind a shared mapping.
-    init(_ mapping: Mapping) {
-        if mapping.path.hasPrefix("/SYSV") { self = .sysv } else if mapping.kind == .sharedAnon { self = .sharedAnon } else { self = .shmem }
-    }
-
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-}
-
-/// Bytes of shared memory: in memory (the object's page cache) and swapped, of the pages some
-/// process maps; and cached, the object's pages in memory that no process maps.
-public struct SharedShare: Sendable, Hashable {
-    /// A share of the pages in memory within the stretches of the object its processes map.
-    public var resident: UInt64 = 0
-    /// A share of the swapped pages within those stretches.
-    public var swapped: UInt64 = 0
-    /// A share of the object's pages in memory outside every process's mapping (written with
-    /// write(2), or mapped once and unmapped since), split evenly among all the processes
-    /// mapping the object: for each object, the mappers' `resident` and `cached` add up to its
-    /// pages in memory. (Its swapped pages that no process maps are in its totals only.)
-    public var cached: UInt64 = 0
-
-    public init(resident: UInt64 = 0, swapped: UInt64 = 0, cached: UInt64 = 0) {
-        self.resident = resident
-        self.swapped = swapped
-        self.cached = cached
-    }
-
-    public static func += (lhs: inout SharedShare, rhs: SharedShare) {
-        lhs.resident += rhs.resident
-        lhs.swapped += rhs.swapped
-        lhs.cached += rhs.cached
-    }
-}
-
-/// A shared object that `top` settled: its whole file side (cachestat over the object). An
-/// object that scanned processes only hold open (a descriptor, no mapping) has no mappers.
-public struct MappedObject: Sendable {
-    public var kind: SharedMemoryKind
-    /// The path maps shows.
-    public var path: String
-    public var id: ObjectID
-    public var size: UInt64
-    /// Bytes in memory and swapped, over the whole object (mapped or not).
-    public var resident: UInt64
-    public var swapped: UInt64
-    /// How many processes map it (0: it is only held open).
-    public var mappers: Int
-}
-
-/// Shared-memory objects of one kind, added up as `pagestat objects` lists them: every object
-/// some scanned process maps or holds open, and (for SysV) the segments /proc/sysvipc/shm lists.
-public struct ObjectTotals: Sendable, Hashable {
-    /// Objects found, counted or not.
-    public var objects: Int = 0
-    /// Bytes in memory and in swap of those that could be counted.
-    public var resident: UInt64 = 0
-    public var swapped: UInt64 = 0
-    /// Objects that could not be counted (not opened, or cachestat(2) failed): when there are
-    /// any, `resident` and `swapped` are a lower bound.
-    public var uncounted: Int = 0
-
-    public init(objects: Int = 0, resident: UInt64 = 0, swapped: UInt64 = 0) {
-        self.objects = objects
-        self.resident = resident
-        self.swapped = swapped
-    }
-}
-
-/// A process that exists but whose address space (/proc/PID/maps, smaps or pagemap) could not
-/// be read, and why.
-public struct UnreadableProcess: Sendable, Hashable {
-    public var pid: Int32
-    /// Its comm (/proc/PID/comm), "?" when that could not be read either.
-    public var command: String
-    public var reason: PageStatError
-
-    public init(pid: Int32, command: String, reason: PageStatError) {
-        self.pid = pid
-        self.command = command
-        self.reason = reason
-    }
-}
-
 /// Every process on the machine, like procrank, with swapped shared memory counted.
 public struct TopReport: Sendable {
     public var processes: [ProcessUse]
@@ -136,72 +47,6 @@ public struct TopReport: Sendable {
     public var objectTotals: [SharedMemoryKind: ObjectTotals] = [:]
 }
 
-/// Where a process maps part of a shared object: pages `[first, end)` of the object.
-struct ObjectMapping: Sendable {
-    var pid: Int32
-    var range: AddressRange
-    var first: UInt64
-    var end: UInt64
-    /// The path maps shows, for notes.
-    var path: String = ""
-    var kind: SharedMemoryKind = .shmem
-}
-
-/// A way to open a shared object: one mapping's /proc/PID/map_files entry, or a descriptor that
-/// a process holds (/proc/PID/fd/N).
-enum ObjectOpener: Sendable {
-    case mapFiles(pid: Int32, range: AddressRange)
-    case descriptor(pid: Int32, fd: Int32)
-
-    var pid: Int32 {
-        switch self {
-        case .mapFiles(let pid, _), .descriptor(let pid, _): pid
-        }
-    }
-
-    func open() throws(PageStatError) -> PageCacheObject {
-        switch self {
-        case .mapFiles(let pid, let range):
-            return try PageCacheObject.open(pid: pid, range: range)
-        case .descriptor(let pid, let fd):
-            let path = "/proc/\(pid)/fd/\(fd)"
-            return try PageCacheObject.open(path: path, pid: 0, what: path)
-        }
-    }
-
-    /// Whether `error` says the object's processes, or their mapping or descriptor of it, went
-    /// away while it was being opened: nothing is left unknown then, there is nothing to count.
-    static func vanished(_ error: PageStatError) -> Bool {
-        switch error {
-        case .noSuchProcess, .processExited, .addressSpaceReplaced, .noAddressSpace, .objectChanged, .unsupported: true
-        case .system(_, let errno): errno == .noSuchFileOrDirectory
-        default: false
-        }
-    }
-
-    /// Opens the object through the first opener that works. A process that refused once (no
-    /// permission) or went away is not asked again, so the cost stays linear in the openers
-    /// however many mappings fail; the first error is returned when none works.
-    static func openFirst<Openers: Sequence<ObjectOpener>>(_ openers: Openers) -> Result<PageCacheObject, PageStatError> {
-        var refused = Set<Int32>()
-        var firstError: PageStatError?
-        for opener in openers where !refused.contains(opener.pid) {
-            do {
-                return .success(try opener.open())
-            } catch {
-                switch error {
-                case .permissionDenied, .noSuchProcess, .processExited, .addressSpaceReplaced, .noAddressSpace: refused.insert(opener.pid)
-                default: break
-                }
-                firstError = firstError ?? error
-            }
-        }
-        return .failure(firstError ?? .unsupported("no process maps or holds it any more"))
-    }
-}
-
-/// System-wide views: every process (`top`) and every shared-memory object (`objects`).
-/// Each shared object's page cache is asked once, whatever the number of its mappers.
 public enum SystemScanner {
     /// Scans every process with both cores. Shared objects are settled once each: the swapped
     /// pages of every stretch of an object are split evenly among the processes mapping it.
@@ -284,6 +129,8 @@ public enum SystemScanner {
         var objects: [MappedObject] = []
         var totals: [SharedMemoryKind: ObjectTotals] = [:]
         var refused = 0
+        // `top` counts shared objects with cachestat(2), a stretch at a time.
+        let countingPolicy = EnginePolicy(.syscalls)
         /// A cachestat(2) call: part of one of the object's stretches with a constant set of
         /// mappers, or of the pages no one maps (nil).
         struct Ask {
@@ -334,12 +181,14 @@ public enum SystemScanner {
             }
             if pages > asked { ask(nil, asked..<pages) }
             let allAsks = asks
+            // Counted through the seam (`top` counts with cachestat: the syscalls engine).
+            let counter = countingPolicy.countingEngine(for: object)
             // The body never throws (each answer is a Result); were it to, every ask counts as failed.
-            let answers: [Result<PageCacheStat, PageStatError>] = (try? parallelMap(
+            let answers: [Result<ObjectPageCounts, PageStatError>] = (try? parallelMap(
                 count: allAsks.count, threads: pages > piecePages ? min(2, allAsks.count) : 1, makeWorker: { () }) { (_, position) throws(PageStatError) in
                 let ask = allAsks[position]
                 return Result { () throws(PageStatError) in
-                    try object.cachestat(offset: ask.pages.lowerBound * pageSize, length: UInt64(ask.pages.count) * pageSize)
+                    try counter.count(ask.pages, dirtyAndWriteback: false, eachRun: nil)
                 }
             }) ?? allAsks.map { _ in .failure(.unsupported("cachestat(2) was not asked")) }
 
@@ -352,14 +201,14 @@ public enum SystemScanner {
             var firstFailure: PageStatError?
             for (ask, answer) in zip(allAsks, answers) {
                 switch answer {
-                case .success(let stat):
+                case .success(let counts):
                     if let stretch = ask.stretch {
-                        stretchSums[stretch]?.cache += stat.cache
-                        stretchSums[stretch]?.evicted += stat.evicted
+                        stretchSums[stretch]?.cache += counts.cached
+                        stretchSums[stretch]?.evicted += counts.swapped
                     } else {
-                        total.cache += stat.cache
-                        total.evicted += stat.evicted
-                        unmapped.cache += stat.cache
+                        total.cache += counts.cached
+                        total.evicted += counts.swapped
+                        unmapped.cache += counts.cached
                     }
                 case .failure(let error):
                     complete = false
@@ -424,11 +273,11 @@ public enum SystemScanner {
             case .success(let object):
                 let pages = (object.size + pageSize - 1) / pageSize
                 do {
-                    let stat = try object.cachestat(offset: 0, length: pages * pageSize)
+                    let counts = try countingPolicy.countingEngine(for: object).count(0..<pages, dirtyAndWriteback: false, eachRun: nil)
                     objects.append(MappedObject(kind: .shmem, path: path, id: id, size: object.size,
-                                                resident: stat.cache * pageSize, swapped: stat.evicted * pageSize, mappers: 0))
-                    totals[.shmem, default: ObjectTotals()].resident += stat.cache * pageSize
-                    totals[.shmem, default: ObjectTotals()].swapped += stat.evicted * pageSize
+                                                resident: counts.cached * pageSize, swapped: counts.swapped * pageSize, mappers: 0))
+                    totals[.shmem, default: ObjectTotals()].resident += counts.cached * pageSize
+                    totals[.shmem, default: ObjectTotals()].swapped += counts.swapped * pageSize
                 } catch {
                     state.notes.add(.cachestatFailed(object: id.label(path), stretches: 1, error))
                     totals[.shmem, default: ObjectTotals()].uncounted += 1
@@ -472,68 +321,6 @@ public enum SystemScanner {
         return report
     }
 
-    /// The devices whose regular files are shmem objects: every tmpfs mount this process sees
-    /// (/proc/self/mountinfo) and the kernel's internal mount of memfds and shared anonymous
-    /// memory (learnt from a memfd of our own). What could not be read goes to `note`.
-    static func shmemDevices(note: (ScanNote) -> Void) -> Set<ObjectID> {
-        var devices = Set<ObjectID>()  // devices only (inode 0)
-        do {
-            let mountinfo = try ProcFS.readText("/proc/self/mountinfo", pid: getpid(), what: "mountinfo")
-            for device in ProcMaps.shmemDevices(mountinfo: mountinfo) {
-                devices.insert(ObjectID(deviceMajor: device.major, deviceMinor: device.minor, inode: 0))
-            }
-        } catch {
-            note(.mountinfoUnreadable(error))
-        }
-        let probe = CPagestat_memfd_create("pagestat-probe", 1)
-        if probe >= 0 {
-            var st = stat()
-            if fstat(probe, &st) == 0 {
-                var id = ObjectID(st)
-                id.inode = 0
-                devices.insert(id)
-            } else {
-                note(.memfdProbeFailed(call: "fstat of a memfd", Errno(rawValue: errno)))
-            }
-            close(probe)
-        } else {
-            note(.memfdProbeFailed(call: "memfd_create", Errno(rawValue: errno)))
-        }
-        return devices
-    }
-
-    /// The shmem objects process `pid` holds open: each descriptor of a regular file on one of
-    /// `devices`, with the object's id (a stat(2) each; the links are read later, for the objects
-    /// no one maps).
-    static func heldObjects(_ pid: Int32, devices: Set<ObjectID>) -> [(ObjectID, Int32)] {
-        var held: [(ObjectID, Int32)] = []
-        let directory = "/proc/\(pid)/fd/"
-        for name in Directory.names(directory) ?? [] {
-            guard let fd = Int32(name) else { continue }
-            var st = stat()
-            let path = directory + name
-            guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            var device = ObjectID(st)
-            device.inode = 0
-            guard devices.contains(device) else { continue }
-            held.append((ObjectID(st), fd))
-        }
-        return held
-    }
-
-    /// Pages of an object per cachestat(2) call at most, so that both cores share a large object
-    /// (an object of one piece or less is asked on the calling thread).
-    static let piecePages: UInt64 = 1 << 16
-
-    /// `bytes` split evenly among `pids`, exactly: the remainder of the division goes one byte
-    /// each to the first pids, so the shares always add up to `bytes`.
-    static func split(_ bytes: UInt64, among pids: [Int32]) -> [(Int32, UInt64)] {
-        guard !pids.isEmpty else { return [] }
-        let count = UInt64(pids.count)
-        let (base, remainder) = bytes.quotientAndRemainder(dividingBy: count)
-        return pids.enumerated().map { index, pid in (pid, base + (UInt64(index) < remainder ? 1 : 0)) }
-    }
-
     /// One process for `top`: its page table only (shared objects are settled by the caller).
     private static func scanForTop(_ pid: Int32, proportional: Bool) -> Result<(ProcessUse, [(ObjectID, ObjectMapping)], [ScanNote])?, PageStatError> {
         do {
@@ -543,83 +330,13 @@ public enum SystemScanner {
             options.proportional = proportional
             let report = try scanner.scan(options)
             guard !report.mappings.isEmpty else { return .success(nil) }  // a kernel thread
-            var use = MemoryUse.zero
-            var objects: [(ObjectID, ObjectMapping)] = []
-            let pageSize = UInt64(report.pageSize)
-            for mapping in report.mappings {
-                if let mappingUse = mapping.use { use += mappingUse }
-                let m = mapping.mapping
-                if m.kind.isShmem {
-                    let first = m.offset / pageSize
-                    objects.append((ObjectID(m), ObjectMapping(pid: pid, range: m.range, first: first,
-                                                               end: first + m.range.length / pageSize, path: m.path,
-                                                               kind: SharedMemoryKind(m))))
-                }
-            }
-            if !report.privileged || !proportional { use.pss = nil; use.uss = nil }
-            let identity = ProcessIdentity.read(pid: pid) ?? ProcessIdentity(name: "?", comm: "?", uid: nil, cgroup: nil)
-            return .success((ProcessUse(pid: pid, command: identity.name, use: use, identity: identity), objects, report.notes))
+            var account = TopAccount(pid: pid, pageSize: UInt64(report.pageSize))
+            for mapping in report.mappings { account.add(mapping.mapping, use: mapping.use) }
+            let (process, objects) = account.finish(proportional: report.privileged && proportional,
+                                                    identity: ProcessIdentity.read(pid: pid))
+            return .success((process, objects, report.notes))
         } catch {
             return .failure(error)
         }
-    }
-
-    /// Splits the mapped pages of one object into intervals with a constant set of mapping
-    /// processes: one interval between each two neighbouring ends of mappings that some mapping
-    /// covers, with its processes in order. A sweep over the sorted ends, keeping how many of
-    /// each process's mappings are open: O(m log m) for m mappings, plus the processes listed.
-    static func coverage(_ mappings: [ObjectMapping]) -> [(Range<UInt64>, [Int32])] {
-        // Where each mapping starts (+1) and ends (-1); at one page, starts first.
-        var ends: [(page: UInt64, delta: Int, pid: Int32)] = []
-        ends.reserveCapacity(2 * mappings.count)
-        for mapping in mappings {
-            ends.append((mapping.first, 1, mapping.pid))
-            ends.append((mapping.end, -1, mapping.pid))
-        }
-        ends.sort { ($0.page, $1.delta) < ($1.page, $0.delta) }
-        var open: [Int32: Int] = [:]
-        var pids: [Int32] = []  // the processes with a mapping open, in order
-        var result: [(Range<UInt64>, [Int32])] = []
-        var index = 0
-        while index < ends.count {
-            let page = ends[index].page
-            while index < ends.count && ends[index].page == page {
-                let (_, delta, pid) = ends[index]
-                let count = open[pid, default: 0] + delta
-                open[pid] = count
-                if delta > 0 && count == 1 {
-                    pids.insert(pid, at: pids.partitioningIndex { $0 >= pid })
-                } else if delta < 0 && count == 0 {
-                    pids.remove(at: pids.partitioningIndex { $0 >= pid })
-                }
-                index += 1
-            }
-            if index < ends.count && !pids.isEmpty { result.append((page..<ends[index].page, pids)) }
-        }
-        return result
-    }
-}
-
-extension MemoryUse {
-    /// A sum to add to: PSS and USS start at zero and turn nil if any part lacks them.
-    public static var zero: MemoryUse {
-        var use = MemoryUse()
-        use.pss = 0
-        use.uss = 0
-        return use
-    }
-}
-
-extension Array {
-    /// The first index whose element satisfies `belongs`, in an array where every element that
-    /// does comes after every one that does not (a binary search).
-    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
-        var low = 0
-        var high = count
-        while low < high {
-            let middle = (low + high) / 2
-            if belongs(self[middle]) { high = middle } else { low = middle + 1 }
-        }
-        return low
     }
 }

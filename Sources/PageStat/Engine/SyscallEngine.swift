@@ -7,7 +7,7 @@
 ///   (resident or swapped); each data page is walked at most once per mapping;
 /// - mincore on our own untouched mapping splits mixed data into out-of-core pages (swapped out)
 ///   and in-core ones (resident, or swapped but still in the swap cache), which cachestat splits.
-final class SyscallFileSide: FileSideEngine {
+final class SyscallFileSide: PageCacheEngine {
     let object: PageCacheObject
     let pageSize: UInt64
     /// Without cachestat (before 6.5) in-core shmem pages are split by counting swap entries
@@ -89,7 +89,24 @@ final class SyscallFileSide: FileSideEngine {
     deinit { vector.deallocate() }
 
 
-    /// The scanner's form (`FileSideEngine`): the runs `resolve(first:count:emit:)` emits,
+    /// cachestat(2) over `pages` (resident pages, and swap entries or shadows); `eachRun` from
+    /// `resolve(first:count:emit:)`.
+    func count(_ pages: Range<UInt64>, dirtyAndWriteback: Bool,
+               eachRun: ((FileRun) -> Void)?) throws(PageStatError) -> ObjectPageCounts {
+        let stat = try object.cachestat(offset: pages.lowerBound * pageSize, length: UInt64(pages.count) * pageSize)
+        let counts = ObjectPageCounts(pages: UInt64(pages.count), cache: stat.cache, evicted: stat.evicted, shmem: object.isShmem,
+                                      dirty: dirtyAndWriteback ? stat.dirty : nil, writeback: dirtyAndWriteback ? stat.writeback : nil)
+        if let eachRun {
+            var next = pages.lowerBound
+            try resolve(first: pages.lowerBound, count: UInt64(pages.count)) { count, state, _, swap in
+                eachRun(FileRun(first: next, pages: count, state: state, swap: swap))
+                next += count
+            }
+        }
+        return counts
+    }
+
+    /// The scanner's form (`PageCacheEngine`): the runs `resolve(first:count:emit:)` emits,
     /// appended to `runs` from address `start` on, with `flags` added.
     func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
                  into runs: inout RunBuilder) throws(PageStatError) {
@@ -118,6 +135,9 @@ final class SyscallFileSide: FileSideEngine {
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
         if end > inFileEnd { emit(end - inFileEnd, .none, [], nil) }
     }
+
+    /// lseek and cachestat tell no swap locations of shared memory.
+    var knowsSwapLocations: Bool { false }
 
     /// lseek calls made so far: what `--engine auto` weighs against the BPF engine's load.
     private(set) var lseeks = 0

@@ -1,0 +1,103 @@
+/// The `bpf` engine of the file side: the object's page-cache xarray, slot by slot, through a BPF
+/// iterator (`XArrayWalker`). A folio is `cached` (in memory, not mapped here), a shmem value
+/// entry `swapped` with its swap type and offset, no entry (or a regular file's shadow of an
+/// evicted page) `none`.
+final class BPFFileSide: PageCacheEngine {
+    let object: PageCacheObject
+    let walker: XArrayWalker
+    /// The object's slots over the span of the stretches to come, walked once in `prepare`
+    /// (one iterator pass per 32 Ki runs, not one per stretch), and where the next `resolve`
+    /// starts looking.
+    private var walked: [XArrayRun] = []
+    private var cursor = 0
+
+    /// `storage`: an array whose capacity the walks may reuse (see `takeStorage`).
+    init(object: PageCacheObject, walker: XArrayWalker, storage: [XArrayRun] = []) {
+        self.object = object
+        self.walker = walker
+        walked = storage
+        walked.removeAll(keepingCapacity: true)
+    }
+
+    /// The walked runs' storage, emptied, for the next engine: a scan of many waves then grows
+    /// (and faults in) that storage once.
+    func takeStorage() -> [XArrayRun] {
+        walked.removeAll(keepingCapacity: true)
+        cursor = 0
+        return walked
+    }
+
+    func prepare(span: Range<UInt64>, long: [(first: UInt64, pages: UInt64)]) throws(PageStatError) {
+        // The storage stays for the next span: the scanner prepares a wave at a time.
+        walked.removeAll(keepingCapacity: true)
+        cursor = 0
+        let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
+        guard span.lowerBound < end else { return }
+        try walker.walk(fd: object.fd, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
+    }
+
+    func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
+                 into runs: inout RunBuilder) throws(PageStatError) {
+        let pageSize = object.pageSize
+        let end = first + count
+        let inFileEnd = min(end, max(first, (object.size + pageSize - 1) / pageSize))
+        var page = first
+        func address(_ page: UInt64) -> UInt64 { start + (page - first) * runs.pageSize }
+        if page < inFileEnd {
+            // Stretches come in order: go on from where the last one ended, or walk afresh for a
+            // stretch that `prepare` did not cover.
+            if cursor < walked.count && walked[cursor].first > page { cursor = 0 }
+            while cursor < walked.count && walked[cursor].first + walked[cursor].pages <= page { cursor += 1 }
+            if cursor == walked.count || walked[cursor].first > page {
+                var fresh: [XArrayRun] = []
+                try walker.walk(fd: object.fd, first: page, count: inFileEnd - page) { fresh.append($0) }
+                walked = fresh
+                cursor = 0
+            }
+            // Local copies: no access to the class's storage per run.
+            var at = cursor
+            walked.withUnsafeBufferPointer { walked in
+                // Room for the walked runs still ahead, where the builder would otherwise grow
+                // by doubling (copying a fragmented wave's runs several times over); at most the
+                // walk's own length, and geometric: Array.reserveCapacity allocates exactly what
+                // it is asked, and short stretches between present pages come one call each.
+                let wanted = runs.runs.count + (walked.count - at) + 1
+                if wanted > runs.runs.capacity { runs.reserveCapacity(max(wanted, 2 * runs.runs.capacity)) }
+                while page < inFileEnd && at < walked.count {
+                    let run = walked[at]
+                    let stop = min(inFileEnd, run.first + run.pages)
+                    let pages = stop - page
+                    runs.append(start: address(page), pages: pages, state: run.kind.pageState, flags: flags,
+                                swap: run.swapLocation(at: page))
+                    page = stop
+                    if stop == run.first + run.pages { at += 1 }
+                }
+            }
+            cursor = at
+        }
+        // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
+        if end > page { runs.append(start: address(page), pages: end - page, state: .none, flags: flags) }
+    }
+
+    /// One walk of the xarray over `pages`; dirty and writeback from cachestat(2) where it exists
+    /// (the walk does not read folio flags).
+    func count(_ pages: Range<UInt64>, dirtyAndWriteback: Bool,
+               eachRun: ((FileRun) -> Void)?) throws(PageStatError) -> ObjectPageCounts {
+        var counts = ObjectPageCounts()
+        try walker.walk(fd: object.fd, first: pages.lowerBound, count: UInt64(pages.count)) { run in
+            counts.add(run)
+            eachRun?(FileRun(first: run.first, pages: run.pages, state: run.kind.pageState, swap: run.swapLocation(at: run.first)))
+        }
+        if dirtyAndWriteback && PageCacheObject.cachestatSupported,
+           let stat = try? object.cachestat(offset: pages.lowerBound * object.pageSize, length: UInt64(pages.count) * object.pageSize) {
+            counts.dirty = stat.dirty
+            counts.writeback = stat.writeback
+        }
+        return counts
+    }
+
+    var knowsSwapLocations: Bool { true }
+    /// The xarray walk makes no lseek calls.
+    var lseeks: Int { 0 }
+    func takeLseeks() -> Int { 0 }
+}
