@@ -16,8 +16,8 @@
 #   - the default lab layout (shared anonymous, memfd, /dev/shm, SysV, private, file; parts
 #     written, paged out and guarded);
 #   - shared anonymous memory, every other page written and half of them paged out (needs swap);
-#   - a hugetlbfs file mapped by the holder, when the huge page pool has a free page (else the
-#     script says so and leaves that layout out);
+#   - a hugetlbfs file mapped by the holder (the huge page pool is given one page for the run where
+#     it has none, and put back; where it cannot grow, the script says so and leaves it out);
 #   - hostile names (a newline, an escape sequence, a byte that is not UTF-8, a tab, a
 #     right-to-left mark) in the holder's comm, a memfd and two files;
 # (held by a copy of the current build), and runs both binaries on the same processes for show, summary, raw, map, file, objects and
@@ -103,10 +103,13 @@ current=$2
 work=$(mktemp -d /var/tmp/pagestat-identity.XXXXXX)
 holders=()
 hugetlb_mount=""
+pool_before=""
 cleanup() {
     for pid in "${holders[@]}"; do kill "$pid" 2> /dev/null || true; done
     wait 2> /dev/null || true
     if [ -n "$hugetlb_mount" ]; then umount "$hugetlb_mount" 2> /dev/null || true; fi
+    # The pool as it was (after the umount, which gave its page back).
+    if [ -n "$pool_before" ]; then echo "$pool_before" > /proc/sys/vm/nr_hugepages 2> /dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -284,8 +287,14 @@ else
     notes+=("the alternate shared layout: NOT RUN (no swap on)")
 fi
 
-# A hugetlbfs file, mapped.
+# A hugetlbfs file, mapped. Where the pool has no free huge page, it gets one for the run (and
+# is put back as it was on exit).
 free_huge=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+if [ "${free_huge:-0}" -lt 1 ]; then
+    pool_before=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((pool_before + 1)) > /proc/sys/vm/nr_hugepages 2> /dev/null || true
+    free_huge=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+fi
 if [ "${free_huge:-0}" -ge 1 ]; then
     hugetlb_mount="$work/hugetlbfs"
     mkdir -p "$hugetlb_mount"
@@ -307,7 +316,10 @@ mkdir -p "$work/hostile"
 hold hostile hold --hostile-name 0a1b5b33316dff2e2e09e280ae --file-directory "$work/hostile"
 hpid=$(field "$work/hostile.json" '["pid"]')
 for format in text json csv; do
-    compare "hostile show $format" show "$hpid" --format "$format" --kind shmem,file
+    # The holder's own file mappings (its binary, shared libraries) are left out: their pages'
+    # exclusive flag moves with which pages the scanning build itself touched.
+    compare "hostile show shmem $format" show "$hpid" --format "$format" --kind shmem
+    compare "hostile show files $format" show "$hpid" --format "$format" --kind file --path "$work/hostile/*"
     compare "hostile summary $format" summary "$hpid" --format "$format" --kind shmem,file -o kind,size,present,swapped,cached,none,rss,swap,path
     compare "hostile file $format" file --pages --format "$format" -r "$work/hostile"
     compare "hostile objects $format" objects --format "$format"
