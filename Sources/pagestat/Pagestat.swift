@@ -32,7 +32,7 @@ struct Pagestat: ParsableCommand {
         ends pagestat by SIGPIPE instead, quietly).
         """,
         version: pagestatVersion,
-        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self]
+        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Snapshot.self, Doctor.self, Lab.self, Bench.self, Demo.self]
     )
 
     /// The arguments with every byte kept (`NameBytes`), so a file name that is not UTF-8 can be
