@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "CPagestat_bpf.h"
+#include "CPagestat_swapread.h"
 
 // lseek(2) whence values for shmem holes; glibc only exports them with _GNU_SOURCE.
 static const int CPagestat_SEEK_DATA = 3;
