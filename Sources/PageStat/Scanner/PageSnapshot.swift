@@ -168,7 +168,7 @@ public final class PageSnapshot {
         var result = SnapshotResult()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: options.chunkPages * Int(pageSize), alignment: Int(pageSize))
         defer { buffer.deallocate() }
-        let slots = DirectSwapSlots()
+        let slots = try SwapSlotSource()
         switch target {
         case .process(let scanner, let range):
             let report = try scanner.scan(Self.scanOptions(range))

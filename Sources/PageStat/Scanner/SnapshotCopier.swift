@@ -298,7 +298,7 @@ struct SnapshotCopier<Side: SnapshotSide> {
 
     /// Whether the slot reader refused the swap area (its backend), rather than failed a read.
     private func isRefusal(_ error: PageStatError) -> Bool {
-        if case .unsupported = error { return true }
+        if case .swapAreaRefused = error { return true }
         return false
     }
 
