@@ -20,6 +20,7 @@ work=$(mktemp -d /var/tmp/pagestat-snapshot-bench-XXXXXX)
 holder=
 
 [ "$(id -u)" = 0 ] || { echo "snapshot-bench: run as root" >&2; exit 1; }
+[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "snapshot-bench: needs cgroup v2 at /sys/fs/cgroup (memory.max, memory.peak)" >&2; exit 1; }
 [ -x "$pagestat" ] || { echo "snapshot-bench: $pagestat not built (swift build -c release)" >&2; exit 1; }
 
 cleanup() {
