@@ -9,19 +9,19 @@
 # before each copy, 3 runs per way (medians). PAGESTAT names the binary (release build by default).
 set -euo pipefail
 
+[ "$(id -u)" = 0 ] || { echo "snapshot-bench: run as root" >&2; exit 1; }
+[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "snapshot-bench: needs cgroup v2 at /sys/fs/cgroup (memory.max, memory.peak)" >&2; exit 1; }
+
 size_mib=${1:-4096}
 runs=${2:-3}
 pagestat=${PAGESTAT:-.build/release/pagestat}
+[ -x "$pagestat" ] || { echo "snapshot-bench: $pagestat not built (swift build -c release)" >&2; exit 1; }
 limit_mib=$((size_mib * 3 / 8))
 out_mib=$((size_mib * 3 / 4))
 cgroup=/sys/fs/cgroup/pagestat-snapshot-bench-$$
 object=/dev/shm/pagestat-snapshot-bench-$$
 work=$(mktemp -d /var/tmp/pagestat-snapshot-bench-XXXXXX)
 holder=
-
-[ "$(id -u)" = 0 ] || { echo "snapshot-bench: run as root" >&2; exit 1; }
-[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "snapshot-bench: needs cgroup v2 at /sys/fs/cgroup (memory.max, memory.peak)" >&2; exit 1; }
-[ -x "$pagestat" ] || { echo "snapshot-bench: $pagestat not built (swift build -c release)" >&2; exit 1; }
 
 cleanup() {
     [ -n "$holder" ] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null || true

@@ -82,7 +82,7 @@ struct MigrationPlan: ParsableCommand {
         guard fd >= 0 else { throw ValidationError("cannot create \(path)") }
         defer { close(fd) }
         let snapshot = try PageSnapshot(pid: pid, range: range)
-        let result = try snapshot.copy { chunk in
+        let result = try snapshot.copy { (chunk) throws(PageStatError) in
             guard let bytes = chunk.bytes else { return }
             let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(chunk.start - range.start))
             guard written == bytes.count else { throw PageStatError.system(call: "write \(path)", errno: .init(rawValue: errno)) }
