@@ -2,6 +2,10 @@ import ArgumentParser
 import PageStat
 import PageStatRender
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Prints how to move a range of a process's memory (a VM's guest RAM in a memfd, say) to another
 /// host without reading a page that need not be read: extents to copy from memory, extents to
 /// read from swap (with their swap location where the engine knows it), and extents to skip
@@ -17,6 +21,10 @@ struct MigrationPlan: ParsableCommand {
         memory always, shared memory with --engine bpf); an extent's pages sit in consecutive \
         swap slots. skip: pages never touched, which read as zeros at the destination. \
         unknown: pages pagestat could not tell (the notes say why); copy them by reading.
+
+        With --copy FILE it then copies the range into FILE as a migration would (root): \
+        pages in memory read in place, swapped pages read from their swap slots without \
+        swapping them in, untouched pages left as holes.
         """
     )
 
@@ -36,6 +44,10 @@ struct MigrationPlan: ParsableCommand {
                 return engine
             })
     var engine: FileSideEngineChoice = .auto
+
+    @Option(help: ArgumentHelp("After the plan, copy the range into this file (sparse), swapped pages straight from swap.",
+                               valueName: "file"))
+    var copy: String?
 
     func run() throws {
         let scanner = try ProcessScanner(pid: pid)
@@ -60,6 +72,25 @@ struct MigrationPlan: ParsableCommand {
         let unmapped = range.length / pageSize - plan.scannedPages
         print("total  \(pad("not mapped", 16)) \(pad(String(unmapped), 10, right: true)) pages")
         for note in result.notes { print("note: \(note)") }
+        if let copy { try copyRange(to: copy) }
+    }
+
+    /// Copies the range with `PageSnapshot`: chunks arrive in address order, each with its
+    /// source; those with bytes are written at their offset, the rest stay holes.
+    func copyRange(to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot create \(path)") }
+        defer { close(fd) }
+        let snapshot = try PageSnapshot(pid: pid, range: range)
+        let result = try snapshot.copy { (chunk) throws(PageStatError) in
+            guard let bytes = chunk.bytes else { return }
+            let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(chunk.start - range.start))
+            guard written == bytes.count else { throw PageStatError.system(call: "write \(path)", errno: .init(rawValue: errno)) }
+        }
+        guard ftruncate(fd, off_t(range.length)) == 0 else { throw ValidationError("cannot size \(path)") }
+        let totals = result.totals
+        print("copied to \(path): \(totals.memory) pages from memory, \(totals.swap) from swap, "
+              + "\(totals.zero + totals.holes) holes, \(totals.file) left to the file, \(totals.unsettled) unsettled")
     }
 }
 

@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -95,6 +96,12 @@ fail:;
 
 int CPagestat_pidfd_open(int pid) {
     return (int)syscall(__NR_pidfd_open, pid, 0);
+}
+
+long CPagestat_process_vm_readv(int pid, void *local, size_t length, uint64_t remote) {
+    struct iovec here = { local, length };
+    struct iovec there = { (void *)(uintptr_t)remote, length };
+    return (long)process_vm_readv(pid, &here, 1, &there, 1, 0);
 }
 
 int CPagestat_vfork_exec_after_byte(int in, int out, const char *path, char *const argv[]) {

@@ -12,14 +12,15 @@
 
 // Undo on exit. Each slot holds one action, its strings copied in when it is registered, so that
 // the signal handler touches only static memory and calls only async-signal-safe functions
-// (swapoff, unlink, open, write, close, sigaction, raise, pthread_sigmask, nanosleep).
+// (swapoff, unlink, open, write, close, kill, sigaction, raise, pthread_sigmask, nanosleep).
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_ARMED, SLOT_RUNNING };
-enum { KIND_SWAP_FILE = 1, KIND_WRITE_FILE = 2 };
+enum { KIND_SWAP_FILE = 1, KIND_WRITE_FILE = 2, KIND_CONTINUE = 3, KIND_UNLINK = 4 };
 
 struct undo_slot {
     _Atomic int state;
     int kind;
+    int pid;
     char path[4096];
     char content[128];
     size_t content_length;
@@ -53,6 +54,10 @@ static int run_slot(struct undo_slot *slot) {
             if (written != (ssize_t)slot->content_length) failure = written < 0 ? errno : EIO;
             close(fd);
         }
+    } else if (slot->kind == KIND_CONTINUE) {
+        if (kill(slot->pid, SIGCONT) != 0 && errno != ESRCH) failure = errno;
+    } else if (slot->kind == KIND_UNLINK) {
+        if (unlink(slot->path) != 0 && errno != ENOENT) failure = errno;
     }
     atomic_store(&slot->state, SLOT_FREE);
     return failure;
@@ -117,7 +122,7 @@ void CPagestat_undo_install(void) {
     }
 }
 
-static int fill(int kind, const char *path, const char *content) {
+static int fill(int kind, const char *path, const char *content, int pid) {
     size_t path_length = strlen(path);
     size_t content_length = content ? strlen(content) : 0;
     if (path_length >= sizeof slots[0].path || content_length >= sizeof slots[0].content) {
@@ -131,6 +136,7 @@ static int fill(int kind, const char *path, const char *content) {
         memcpy(slots[i].path, path, path_length + 1);
         if (content) memcpy(slots[i].content, content, content_length + 1);
         slots[i].content_length = content_length;
+        slots[i].pid = pid;
         atomic_store(&slots[i].state, SLOT_ARMED);
         return i;
     }
@@ -138,9 +144,19 @@ static int fill(int kind, const char *path, const char *content) {
     return -1;
 }
 
-int CPagestat_undo_swap_file(const char *path) { return fill(KIND_SWAP_FILE, path, NULL); }
+int CPagestat_undo_swap_file(const char *path) { return fill(KIND_SWAP_FILE, path, NULL, 0); }
 
-int CPagestat_undo_write_file(const char *path, const char *content) { return fill(KIND_WRITE_FILE, path, content); }
+int CPagestat_undo_write_file(const char *path, const char *content) { return fill(KIND_WRITE_FILE, path, content, 0); }
+
+int CPagestat_undo_unlink(const char *path) { return fill(KIND_UNLINK, path, NULL, 0); }
+
+int CPagestat_undo_continue_process(int pid) {
+    if (pid <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return fill(KIND_CONTINUE, "", NULL, pid);
+}
 
 int CPagestat_undo_run(int slot) {
     if (slot < 0 || slot >= CPagestat_UNDO_SLOTS) return 0;

@@ -27,6 +27,8 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidInput(String)
     /// A system call failed for another reason.
     case system(call: String, errno: Errno)
+    /// The slots of the swap area at `area` cannot be read correctly from its backend.
+    case swapAreaRefused(area: String, refusal: SwapRefusal)
 
     public var description: String {
         switch self {
@@ -41,6 +43,7 @@ public enum PageStatError: Error, Sendable, Hashable, CustomStringConvertible {
         case .objectChanged(let message): "object changed: \(message)"
         case .invalidInput(let message): message
         case .system(let call, let errno): "\(call): \(errno)"
+        case .swapAreaRefused(let area, let refusal): "swap area \(area) cannot be read from its slots: \(refusal)"
         }
     }
 

@@ -46,6 +46,22 @@ package enum UndoOnExit {
         return Action(slot: slot, what: "write \(path)")
     }
 
+    /// unlink(2) of `path` on exit: a temporary file that must not outlive the command.
+    static func unlink(_ path: String) throws(PageStatError) -> Action {
+        CPagestat_undo_install()
+        let slot = CPagestat_undo_unlink(path)
+        guard slot >= 0 else { throw .system(call: "register \(path) for removal at exit", errno: .init(rawValue: errno)) }
+        return Action(slot: slot, what: "unlink \(path)")
+    }
+
+    /// kill(pid, SIGCONT) on exit: resumes a process this command stopped.
+    static func continueProcess(_ pid: Int32) throws(PageStatError) -> Action {
+        CPagestat_undo_install()
+        let slot = CPagestat_undo_continue_process(pid)
+        guard slot >= 0 else { throw .system(call: "register process \(pid) for resuming at exit", errno: .init(rawValue: errno)) }
+        return Action(slot: slot, what: "resume process \(pid) (SIGCONT)")
+    }
+
     /// Runs every registered action: for an exit path that ends the process without `exit`
     /// (`_exit`, or raising a signal whose handler was reset).
     package static func runAll() { CPagestat_undo_run_all() }

@@ -27,12 +27,13 @@ struct Pagestat: ParsableCommand {
         Exit codes: 0 ok, 1 system error, 3 no such process, 4 permission denied, \
         5 range not mapped, 6 the process exited, executed a new program or replaced a mapping being read during the scan, \
         7 kernel lacks an interface, 8 process has no address space (kernel thread), \
-        9 an object changed while it was read, 10 doctor --verify found a wrong page, 64 usage error, \
+        9 an object changed while it was read, 10 doctor --verify found a wrong page, \
+        11 a swap area whose slots cannot be read correctly (its backend), 64 usage error, \
         74 output could not be written (a full disk: one line on stderr; a reader that goes away \
         ends pagestat by SIGPIPE instead, quietly).
         """,
         version: pagestatVersion,
-        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Doctor.self, Lab.self, Bench.self, Demo.self]
+        subcommands: [Show.self, Summary.self, Map.self, Top.self, Objects.self, File.self, Raw.self, Snapshot.self, Doctor.self, Lab.self, Bench.self, Demo.self]
     )
 
     /// The arguments with every byte kept (`NameBytes`), so a file name that is not UTF-8 can be
@@ -61,6 +62,7 @@ enum ExitStatus {
         case .unsupported: 7
         case .noAddressSpace: 8
         case .objectChanged: 9
+        case .swapAreaRefused: 11
         case .invalidInput: 64
         }
     }

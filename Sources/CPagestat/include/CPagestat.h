@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "CPagestat_bpf.h"
+#include "CPagestat_swapread.h"
 
 // lseek(2) whence values for shmem holes; glibc only exports them with _GNU_SOURCE.
 static const int CPagestat_SEEK_DATA = 3;
@@ -140,6 +141,12 @@ int CPagestat_pipe_cloexec(int fds[2]);
 /// descriptor that stays bound to this very process and becomes readable when it exits.
 int CPagestat_pidfd_open(int pid);
 
+/// process_vm_readv(pid, &local, 1, &remote, 1, 0): copies `length` bytes at `remote` in process
+/// `pid` to `local`. It reads the pages in place (a present page is not faulted; one that is not
+/// present would be faulted in: callers read only pages they found present). Returns the bytes
+/// copied (fewer at the first page it could not read), or -1 with errno.
+long CPagestat_process_vm_readv(int pid, void *local, size_t length, uint64_t remote);
+
 /// For tests: vfork(2) a child that, still sharing this process's address space, writes its pid
 /// (a raw pid_t) to `out`, waits for one byte (or EOF) on `in`, then execv(path, argv). Returns in
 /// the parent, with the child's pid or -1, once the child has exec'd or exited.
@@ -207,6 +214,12 @@ int CPagestat_undo_swap_file(const char *path);
 /// Registers writing `content` to `path` (open O_WRONLY, one write: a /proc/sys file). The
 /// slot, or -1 with errno.
 int CPagestat_undo_write_file(const char *path, const char *content);
+
+/// kill(pid, SIGCONT) on exit: resumes a process stopped with SIGSTOP. Returns the slot, or -1.
+int CPagestat_undo_continue_process(int pid);
+
+/// unlink(path) on exit: a temporary file that must not outlive the command. Returns the slot, or -1.
+int CPagestat_undo_unlink(const char *path);
 
 /// Runs the slot's action now, if it has not run, with the handled signals blocked meanwhile:
 /// 0, or the errno of the first step that failed.

@@ -111,6 +111,7 @@ public enum HostFacts {
             name: "swap", available: !swaps.isEmpty,
             detail: swaps.isEmpty ? "no swap area is on" : swaps.enumerated().map { "type \($0.offset): \($0.element.path) (\($0.element.type), \($0.element.usedKiB)/\($0.element.sizeKiB) KiB used)" }.joined(separator: "; "),
             consequence: swaps.isEmpty ? "nothing can be swapped out now; `pagestat demo` and the tests turn on a temporary swap file as root" : ""))
+        facts += SwapSlotReader.facts()
 
         let zswap = readSetting("/sys/module/zswap/parameters/enabled")
         facts.append(HostFact(

@@ -1,0 +1,109 @@
+#!/bin/bash
+# Copies a partly swapped /dev/shm object three ways and says what each cost: `pagestat snapshot`
+# (swapped pages read from their slots), `dd` of the holder's /proc/PID/map_files/... link and
+# `cp --sparse=always` of the file (both swap every page in). Also reads the swap area with
+# `dd iflag=direct bs=1M`: the rate a slot reader can hope for.
+#
+# Usage (root, swap on, cgroup v2): Scripts/snapshot-bench.sh [SIZE_MIB [RUNS]]
+# Default: a 4096 MiB object in a memory cgroup limited to 3/8 of it, 3/4 of it paged out
+# before each copy, 3 runs per way (medians). PAGESTAT names the binary (release build by default).
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "snapshot-bench: run as root" >&2; exit 1; }
+[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "snapshot-bench: needs cgroup v2 at /sys/fs/cgroup (memory.max, memory.peak)" >&2; exit 1; }
+
+size_mib=${1:-4096}
+runs=${2:-3}
+pagestat=${PAGESTAT:-.build/release/pagestat}
+[ -x "$pagestat" ] || { echo "snapshot-bench: $pagestat not built (swift build -c release)" >&2; exit 1; }
+limit_mib=$((size_mib * 3 / 8))
+out_mib=$((size_mib * 3 / 4))
+cgroup=/sys/fs/cgroup/pagestat-snapshot-bench-$$
+object=/dev/shm/pagestat-snapshot-bench-$$
+work=$(mktemp -d /var/tmp/pagestat-snapshot-bench-XXXXXX)
+holder=
+
+cleanup() {
+    [ -n "$holder" ] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null || true
+    rm -f "$object"
+    rm -rf "$work"
+    [ -d "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+mkdir "$cgroup"
+echo "${limit_mib}M" > "$cgroup/memory.max"
+mkfifo "$work/commands" "$work/replies"
+
+# The holder: joins the cgroup, fills the object page by page with its own pattern (the cgroup's
+# limit pushes most of it to swap), then pages out the first 3/4 again whenever asked.
+python3 - "$cgroup" "$object" "$size_mib" "$out_mib" "$work/commands" "$work/replies" <<'EOF' &
+import mmap, os, sys
+cgroup, path, size_mib, out_mib, commands, replies = sys.argv[1:]
+open(cgroup + "/cgroup.procs", "w").write(str(os.getpid()))
+size, out = int(size_mib) << 20, int(out_mib) << 20
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, size)
+m = mmap.mmap(fd, size, mmap.MAP_SHARED)
+page = bytearray(os.urandom(4096))
+for offset in range(0, size, 4096):
+    page[0:8] = offset.to_bytes(8, "little")
+    m[offset:offset + 4096] = page
+with open(replies, "w") as reply, open(commands) as command:
+    for line in command:
+        m.madvise(21, 0, out)
+        reply.write(f"{os.getpid()} {fd}\n"); reply.flush()
+EOF
+holder=$!
+exec 3>"$work/commands" 4<"$work/replies"
+
+pageout() { echo go >&3; read -r pid fd <&4; echo "$pid $fd"; }
+pswpin() { awk '$1 == "pswpin" { print $2 }' /proc/vmstat; }
+swapped_mib() { awk '/^Swap:/ { s += $2 } END { print int(s / 1024) }' "/proc/$1/smaps"; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# One copy: seconds, swap-ins (pswpin pages), peak cgroup memory (MiB; memory.peak reset first).
+measure() {
+    local name=$1; shift
+    read -r pid fd < <(pageout)
+    local swapped; swapped=$(swapped_mib "$pid")
+    echo 0 > "$cgroup/memory.peak" 2>/dev/null || true
+    local before; before=$(pswpin)
+    local start; start=$(date +%s.%N)
+    PID=$pid FD=$fd "$@" >/dev/null
+    local end; end=$(date +%s.%N)
+    local after; after=$(pswpin)
+    local peak; peak=$(( $(cat "$cgroup/memory.peak") >> 20 ))
+    echo "$name $(echo "$end - $start" | bc) $((after - before)) $peak $swapped" >> "$work/results"
+    rm -f "$work/image" "$work/image.json"
+}
+
+snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$work/image"; }
+map_files() {
+    local link; link=$(ls "/proc/$PID/map_files" | while read -r range; do
+        [ "$(readlink "/proc/$PID/map_files/$range")" = "$object" ] && echo "$range"; done | head -1)
+    dd if="/proc/$PID/map_files/$link" of="$work/image" bs=1M status=none
+}
+copy() { cp --sparse=always "$object" "$work/image"; }
+
+: > "$work/results"
+for _ in $(seq "$runs"); do
+    measure "pagestat-snapshot" snapshot
+    measure "dd-map_files" map_files
+    measure "cp-sparse" copy
+done
+
+swap=$(awk 'NR > 1 && $4 > 0 { print $1; exit }' /proc/swaps)
+bound=$(dd if="$swap" of=/dev/null iflag=direct bs=1M count="$out_mib" 2>&1 | awk '/copied/ { print $(NF-1), $NF }')
+
+echo "object ${size_mib} MiB, cgroup memory.max ${limit_mib} MiB, ${out_mib} MiB paged out before each copy; $runs runs, medians"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-18s %10s %12s %14s %12s\n' way seconds swap-ins "peak cgroup MiB" "swapped MiB"
+for way in pagestat-snapshot dd-map_files cp-sparse; do
+    printf '%-18s %10s %12s %14s %12s\n' "$way" \
+        "$(awk -v w="$way" '$1 == w { print $2 }' "$work/results" | median)" \
+        "$(awk -v w="$way" '$1 == w { print $3 }' "$work/results" | median)" \
+        "$(awk -v w="$way" '$1 == w { print $4 }' "$work/results" | median)" \
+        "$(awk -v w="$way" '$1 == w { print $5 }' "$work/results" | median)"
+done
+echo "dd iflag=direct bs=1M of the swap area ($swap, ${out_mib} MiB): $bound"
