@@ -83,9 +83,10 @@ struct MigrationPlan: ParsableCommand {
         defer { close(fd) }
         let snapshot = try PageSnapshot(pid: pid, range: range)
         let result = try snapshot.copy { (chunk) throws(PageStatError) in
-            guard let bytes = chunk.bytes else { return }
-            let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(chunk.start - range.start))
-            guard written == bytes.count else { throw PageStatError.system(call: "write \(path)", errno: .init(rawValue: errno)) }
+            let written = chunk.withBytes { bytes in
+                bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(chunk.start - range.start)) == $0.count }
+            }
+            guard written != false else { throw PageStatError.system(call: "write \(path)", errno: .init(rawValue: errno)) }
         }
         guard ftruncate(fd, off_t(range.length)) == 0 else { throw ValidationError("cannot size \(path)") }
         let totals = result.totals

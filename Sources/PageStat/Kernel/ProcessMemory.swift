@@ -26,7 +26,7 @@ struct ProcessMemory {
                 if error == .badAddress && done > 0 { return done }
                 if error == .badAddress { return 0 }
                 if error == .notPermitted || error == .permissionDenied {
-                    throw .permissionDenied(what: "process_vm_readv of process \(pid) (needs ptrace access)")
+                    throw .permissionDenied(.procFile("process_vm_readv of process \(pid) (needs ptrace access)"))
                 }
                 throw .system(call: "process_vm_readv of process \(pid) at 0x\(String(address + UInt64(done), radix: 16))", errno: error)
             }

@@ -4,27 +4,6 @@ import Glibc
 import CPagestat
 import SystemPackage
 
-/// Where a snapshot took a stretch of pages from.
-public enum SnapshotSource: Sendable, Hashable {
-    /// Read from memory: process_vm_readv(2) of a page present in the target's page table, or
-    /// pread(2) of a page resident in the object's page cache. Neither faults the page.
-    case memory
-    /// Read from the swap slot of the stretch's first page (the next pages in the next slots),
-    /// with O_DIRECT from the swap area: the page stays in swap.
-    case swap(SwapLocation)
-    /// Swapped out while all zeros (the swap area's zeromap): zeros, no slot read.
-    case zero
-    /// Never touched: zeros.
-    case hole
-    /// A page of a file-backed mapping that is not in memory: the file holds it; not copied.
-    case file
-    /// Read through the mapping or the object, which swapped it in (only with
-    /// `SnapshotOptions.allowSwapIn`, for swap areas that cannot be read).
-    case swappedIn
-    /// Not copied: the page kept moving while it was read, or could not be read. The reason says.
-    case unsettled(String)
-}
-
 /// One stretch of pages, in order: where it starts (an address in a process; a byte offset in an
 /// object), its pages, where they came from, and for `memory`, `swap` and `swappedIn` their bytes.
 public struct SnapshotChunk {
@@ -34,42 +13,16 @@ public struct SnapshotChunk {
     public var start: UInt64
     public var pages: UInt64
     public var source: SnapshotSource
-    /// The pages' bytes, valid only during the call that hands the chunk over; nil for a source
-    /// without bytes (`zero`, `hole`, `file`, `unsettled`).
-    public var bytes: UnsafeRawBufferPointer?
-}
+    /// The pages' bytes in the snapshot's one buffer, valid only during the call that hands the
+    /// chunk over; nil for a source without bytes.
+    package var storage: UnsafeRawBufferPointer?
 
-/// How many pages came from where.
-public struct SnapshotTotals: Sendable, Hashable {
-    /// Pages read from memory.
-    public var memory: UInt64 = 0
-    /// Pages read from their swap slots.
-    public var swap: UInt64 = 0
-    /// Swapped zero pages (zeromap): zeros, no slot read.
-    public var zero: UInt64 = 0
-    /// Pages never touched.
-    public var holes: UInt64 = 0
-    /// Pages of file-backed mappings left to the file.
-    public var file: UInt64 = 0
-    /// Pages read through the mapping or the object (`SnapshotOptions.allowSwapIn`).
-    public var swappedIn: UInt64 = 0
-    /// Pages not copied (see `SnapshotSource.unsettled`).
-    public var unsettled: UInt64 = 0
-    /// Pages found elsewhere than planned when checked after their read, and read again.
-    public var replanned: UInt64 = 0
-
-    public init() {}
-
-    mutating func add(_ source: SnapshotSource, _ pages: UInt64) {
-        switch source {
-        case .memory: memory += pages
-        case .swap: swap += pages
-        case .zero: zero += pages
-        case .hole: holes += pages
-        case .file: file += pages
-        case .swappedIn: swappedIn += pages
-        case .unsettled: unsettled += pages
-        }
+    /// Calls `body` with the pages' bytes (`memory`, `swap`, `swappedIn`) and returns its result;
+    /// nil for a source without bytes (`zero`, `hole`, `file`, `unsettled`). The bytes live in
+    /// the snapshot's one buffer: copy what must outlast the call.
+    public func withBytes<Result, Failure: Error>(_ body: (RawSpan) throws(Failure) -> Result) throws(Failure) -> Result? {
+        guard let storage else { return nil }
+        return try body(storage.bytes)
     }
 }
 
@@ -177,8 +130,11 @@ public final class PageSnapshot {
             for mapping in report.mappings where options.mappingKinds?.contains(mapping.mapping.kind) ?? true {
                 for run in mapping.runs { result.planned[run.state, default: 0] += run.pages }
                 let object = mapping.mapping.kind.isShmem ? try? PageCacheObject.open(mapping: mapping.mapping, pid: scanner.pid) : nil
+                let engine: (any PageCacheEngine)? = object.flatMap { object in
+                    (try? XArrayWalker.shared()).map { BPFFileSide(object: object, walker: $0) }
+                }
                 let side = ProcessSide(pid: scanner.pid, mapping: mapping.mapping, pagemap: pagemap.fileDescriptor, object: object,
-                                       pageSize: pageSize)
+                                       engine: engine, pageSize: pageSize)
                 var copier = SnapshotCopier(side: side, slots: slots, options: options, buffer: buffer, pageSize: pageSize,
                                             mapping: mapping.mapping, body: body)
                 for run in mapping.runs {
@@ -188,7 +144,7 @@ public final class PageSnapshot {
                 result.totals = result.totals.merged(copier.totals)
             }
         case .object(let object, _):
-            let side = ObjectSide(object: object, pageSize: pageSize)
+            let side = ObjectSide(object: object, engine: BPFFileSide(object: object, walker: try XArrayWalker.shared()), pageSize: pageSize)
             var copier = SnapshotCopier(side: side, slots: slots, options: options, buffer: buffer, pageSize: pageSize,
                                         mapping: nil, body: body)
             let pages = (object.size + pageSize - 1) / pageSize
@@ -206,20 +162,5 @@ public final class PageSnapshot {
         var options = ScanOptions(range: range, hugeAndZeroFlags: false)
         options.engine = (try? XArrayWalker.shared()) != nil ? .bpf : .syscalls
         return options
-    }
-}
-
-extension SnapshotTotals {
-    func merged(_ other: SnapshotTotals) -> SnapshotTotals {
-        var sum = self
-        sum.memory += other.memory
-        sum.swap += other.swap
-        sum.zero += other.zero
-        sum.holes += other.holes
-        sum.file += other.file
-        sum.swappedIn += other.swappedIn
-        sum.unsettled += other.unsettled
-        sum.replanned += other.replanned
-        return sum
     }
 }

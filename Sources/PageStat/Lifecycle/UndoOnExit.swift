@@ -1,5 +1,4 @@
 import CPagestat
-import PageStat
 
 #if canImport(Glibc)
 import Glibc

@@ -55,6 +55,9 @@ struct ProcessSide: SnapshotSide {
     /// The open /proc/PID/pagemap (its owner keeps it open while this side is used).
     let pagemap: FileDescriptor
     let object: PageCacheObject?
+    /// The BPF engine over `object` (swap locations of shared pages); nil where it is not shmem
+    /// or the engine does not load.
+    let engine: (any PageCacheEngine)?
     let pageSize: UInt64
 
     /// The location the scanner planned for `run`'s first page.
@@ -89,27 +92,15 @@ struct ProcessSide: SnapshotSide {
             }
         }
         guard let first = fileSide.first, let last = fileSide.last else { return locations }
-        guard let object, let walker = try? XArrayWalker.shared() else {
+        guard let engine else {
             for index in fileSide { locations[index] = .unknown("the object's page cache cannot be read (map_files or BPF)") }
             return locations
         }
-        let firstIndex = (mapping.offset + (start - mapping.range.start)) / pageSize
-        var kinds = [XArrayRun.Kind](repeating: .hole, count: last - first + 1)
-        try walker.walk(fd: object.fd, first: firstIndex + UInt64(first), count: UInt64(last - first + 1)) { run in
-            for page in run.first..<run.end {
-                let slot = Int(page - firstIndex) - first
-                if case .swap(let type, let offset) = run.kind {
-                    kinds[slot] = .swap(type: type, offset: offset + (page - run.first))
-                } else {
-                    kinds[slot] = run.kind
-                }
-            }
-        }
-        for index in fileSide {
-            switch kinds[index - first] {
-            case .hole, .shadow: locations[index] = .hole
-            case .resident: locations[index] = .resident
-            case .swap(let type, let offset): locations[index] = .swap(type: type, offset: offset)
+        let firstIndex = (mapping.offset + (start - mapping.range.start)) / pageSize + UInt64(first)
+        for (runFirst, count, location) in try ObjectSide.locate(engine, index: firstIndex, pages: UInt64(last - first + 1)) {
+            for page in 0..<count {
+                let index = Int(runFirst + page - firstIndex) + first
+                if locations[index] == .hole { locations[index] = location.advanced(by: page) }
             }
         }
         return locations
@@ -129,17 +120,24 @@ struct ProcessSide: SnapshotSide {
 /// A shared memory object, through its xarray (BPF) and pread(2).
 struct ObjectSide: SnapshotSide {
     let object: PageCacheObject
+    let engine: any PageCacheEngine
     let pageSize: UInt64
 
     /// The object's pages from `index` as runs (first page index, pages, location).
     func locate(index: UInt64, pages: UInt64) throws(PageStatError) -> [(UInt64, UInt64, PageLocation)] {
-        let walker = try XArrayWalker.shared()
+        try Self.locate(engine, index: index, pages: pages)
+    }
+
+    /// `engine`'s runs of its object's pages from `index` (the page-cache seam's whole-object
+    /// walk), as locations: `cached` pages are resident, `swapped` ones in their slots.
+    static func locate(_ engine: any PageCacheEngine, index: UInt64, pages: UInt64) throws(PageStatError) -> [(UInt64, UInt64, PageLocation)] {
         var runs: [(UInt64, UInt64, PageLocation)] = []
-        try walker.walk(fd: object.fd, first: index, count: pages) { run in
-            let location: PageLocation = switch run.kind {
-            case .hole, .shadow: .hole
-            case .resident: .resident
-            case .swap(let type, let offset): .swap(type: type, offset: offset)
+        _ = try engine.count(index..<(index + pages), dirtyAndWriteback: false) { run in
+            let location: PageLocation = switch run.state {
+            case .cached, .present: .resident
+            case .swapped: run.swap.map { .swap(type: $0.type, offset: $0.offset) } ?? .swapUnknown
+            case .none: .hole
+            case .unknown: .unknown("the object's page cache could not be read")
             }
             runs.append((run.first, run.pages, location))
         }
@@ -359,7 +357,7 @@ struct SnapshotCopier<Side: SnapshotSide> {
                                bytes: UnsafeMutableRawBufferPointer? = nil) throws(PageStatError) {
         totals.add(source, pages)
         let chunk = SnapshotChunk(mapping: mapping, start: start, pages: pages, source: source,
-                                  bytes: bytes.map { UnsafeRawBufferPointer($0) })
+                                  storage: bytes.map { UnsafeRawBufferPointer($0) })
         if bytes == nil {
             if var open = pending, open.source == source, open.start + open.pages * pageSize == start {
                 open.pages += pages
