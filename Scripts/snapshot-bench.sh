@@ -4,13 +4,21 @@
 # `cp --sparse=always` of the file (both swap every page in). Also reads the swap area with
 # `dd iflag=direct bs=1M`: the rate a slot reader can hope for.
 #
-# Usage (root, swap on, cgroup v2): Scripts/snapshot-bench.sh [SIZE_MIB [RUNS]]
+# Usage (root, swap on, a memory cgroup: v2 at /sys/fs/cgroup, or v1's memory hierarchy at
+# /sys/fs/cgroup/memory): Scripts/snapshot-bench.sh [SIZE_MIB [RUNS]]
 # Default: a 4096 MiB object in a memory cgroup limited to 3/8 of it, 3/4 of it paged out
 # before each copy, 3 runs per way (medians). PAGESTAT names the binary (release build by default).
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "snapshot-bench: run as root" >&2; exit 1; }
-[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "snapshot-bench: needs cgroup v2 at /sys/fs/cgroup (memory.max, memory.peak)" >&2; exit 1; }
+# The memory cgroup: v2 (memory.max, memory.peak) or v1 (memory.limit_in_bytes, memory.max_usage_in_bytes).
+if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    cgroup_root=/sys/fs/cgroup limit_file=memory.max peak_file=memory.peak
+elif [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
+    cgroup_root=/sys/fs/cgroup/memory limit_file=memory.limit_in_bytes peak_file=memory.max_usage_in_bytes
+else
+    echo "snapshot-bench: needs a memory cgroup (v2 at /sys/fs/cgroup, or v1 at /sys/fs/cgroup/memory)" >&2; exit 1
+fi
 
 size_mib=${1:-4096}
 runs=${2:-3}
@@ -18,7 +26,7 @@ pagestat=${PAGESTAT:-.build/release/pagestat}
 [ -x "$pagestat" ] || { echo "snapshot-bench: $pagestat not built (swift build -c release)" >&2; exit 1; }
 limit_mib=$((size_mib * 3 / 8))
 out_mib=$((size_mib * 3 / 4))
-cgroup=/sys/fs/cgroup/pagestat-snapshot-bench-$$
+cgroup=$cgroup_root/pagestat-snapshot-bench-$$
 object=/dev/shm/pagestat-snapshot-bench-$$
 work=$(mktemp -d /var/tmp/pagestat-snapshot-bench-XXXXXX)
 holder=
@@ -32,7 +40,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir "$cgroup"
-echo "${limit_mib}M" > "$cgroup/memory.max"
+echo "${limit_mib}M" > "$cgroup/$limit_file"
 mkfifo "$work/commands" "$work/replies"
 
 # The holder: joins the cgroup, fills the object page by page with its own pattern (the cgroup's
@@ -67,13 +75,13 @@ measure() {
     local name=$1; shift
     read -r pid fd < <(pageout)
     local swapped; swapped=$(swapped_mib "$pid")
-    echo 0 > "$cgroup/memory.peak" 2>/dev/null || true
+    echo 0 > "$cgroup/$peak_file" 2>/dev/null || true
     local before; before=$(pswpin)
     local start; start=$(date +%s.%N)
     PID=$pid FD=$fd "$@" >/dev/null
     local end; end=$(date +%s.%N)
     local after; after=$(pswpin)
-    local peak; peak=$(( $(cat "$cgroup/memory.peak") >> 20 ))
+    local peak; peak=$(( $(cat "$cgroup/$peak_file") >> 20 ))
     echo "$name $(echo "$end - $start" | bc) $((after - before)) $peak $swapped" >> "$work/results"
     rm -f "$work/image" "$work/image.json"
 }
@@ -96,7 +104,7 @@ done
 swap=$(awk 'NR > 1 && $4 > 0 { print $1; exit }' /proc/swaps)
 bound=$(dd if="$swap" of=/dev/null iflag=direct bs=1M count="$out_mib" 2>&1 | awk '/copied/ { print $(NF-1), $NF }')
 
-echo "object ${size_mib} MiB, cgroup memory.max ${limit_mib} MiB, ${out_mib} MiB paged out before each copy; $runs runs, medians"
+echo "object ${size_mib} MiB, cgroup $limit_file ${limit_mib} MiB, ${out_mib} MiB paged out before each copy; $runs runs, medians"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-18s %10s %12s %14s %12s\n' way seconds swap-ins "peak cgroup MiB" "swapped MiB"
 for way in pagestat-snapshot dd-map_files cp-sparse; do
