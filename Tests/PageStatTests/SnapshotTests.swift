@@ -33,13 +33,14 @@ struct SnapshotTests {
         let pageSize = TestEnvironment.pageSize
         for page in present.lowerBound..<zeroed.upperBound { fill(base, page: page, seed: seed) }
         memset(base + zeroed.lowerBound * pageSize, 0, zeroed.count * pageSize)
+        // Read before the page-out: reading after it would swap the pages back in.
+        var expected = Data(bytes: base, count: zeroed.upperBound * pageSize)
+        expected.append(Data(count: untouched.count * pageSize))
         let address = UInt64(UInt(bitPattern: base))
         let swapped = try ArrangedMemory.pageOut(base + pagedOut.lowerBound * pageSize,
                                                  length: (zeroed.upperBound - pagedOut.lowerBound) * pageSize,
                                                  mappingStart: address, untilSwapped: pagedOut.count + zeroed.count)
         try #require(swapped, "MADV_PAGEOUT did not swap the pages out")
-        var expected = Data(bytes: base, count: zeroed.upperBound * pageSize)
-        expected.append(Data(count: untouched.count * pageSize))
         return expected
     }
 
@@ -151,6 +152,34 @@ struct SnapshotTests {
         for state in PageState.allCases {
             #expect(planned[state.description] == shown[state.description, default: 0], "\(state)")
         }
+    }
+
+    @Test("zswap on: refused with exit 11 and no image; --allow-swap-in reads through the memory and counts it",
+          .needsSwapAndRoot, .requires(FileManager.default.fileExists(atPath: "/sys/module/zswap/parameters/enabled"), "zswap built in"))
+    func zswapRefusedThenAllowed() throws {
+        let memory = try ArrangedMemory(pages: Self.pages, backing: .privateAnonymous)
+        let expected = try Self.arrange(memory.base, seed: 7)
+        let knob = "/sys/module/zswap/parameters/enabled"
+        let saved = try kernelText(knob).trimmingCharacters(in: .whitespacesAndNewlines)
+        try "Y".write(toFile: knob, atomically: false, encoding: .utf8)
+        // Others' page-outs would go to zswap: it is on only while the two snapshots run.
+        defer { try? saved.write(toFile: knob, atomically: false, encoding: .utf8) }
+        let directory = try SnapshotScratch()
+        let image = directory.path + "/image"
+        let arguments = ["snapshot", String(getpid()), "--range", "\(memory.address)+\(memory.range.length)", "-o", image]
+        let refused = try runPagestat(arguments)
+        #expect(refused.status == 11, "\(refused.stderr) \(refused.stdout)")
+        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("zswap"), "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+
+        let allowed = try runPagestat(arguments + ["--allow-swap-in"])
+        try saved.write(toFile: knob, atomically: false, encoding: .utf8)
+        try #require(allowed.status == 0, "\(allowed.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: image)) == expected)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: image + ".json"))) as? [String: Any]
+        let counts = try #require(manifest?["pages"] as? [String: Int])
+        #expect(counts["swapped_in"] == Self.pagedOut.count + Self.zeroed.count, "\(counts)")
+        #expect(counts["swap"] == 0, "\(counts)")
     }
 
     @Test("without root: one line, exit 4, no image left", .needsRoot)
