@@ -75,66 +75,90 @@ struct SnapshotTests {
         #expect(counts["swap"] as? Int == pagedOut.count, "\(label): \(counts)")
     }
 
+    /// A zram swap area of its own at a priority above every other, on while `body` runs, so the
+    /// test's pages land there: a non-rotational area, which the slot-state reader reaches on
+    /// every kernel (a CPU's swap cluster names it once a page went to it).
+    static func onZram<T>(_ body: () throws -> T) throws -> T {
+        let area = try BackendSwapArea(.zram, megabytes: 32, priority: 300)
+        defer { area.remove() }
+        return try body()
+    }
+
     static func majorFaultCount() throws -> UInt64 {
         let stat = try kernelText("/proc/self/stat")
         let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
         return try #require(UInt64(fields[9]))
     }
 
-    @Test("private anonymous memory: present, swapped, zeroed and never-touched pages", .needsSwapAndRoot)
+    @Test("private anonymous memory: present, swapped, zeroed and never-touched pages", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func privateAnonymous() throws {
-        let memory = try ArrangedMemory(pages: Self.pages, backing: .privateAnonymous)
-        let expected = try Self.arrange(memory.base, seed: 1)
-        try Self.check(memory.range, expected: expected, label: "private")
-    }
-
-    @Test("shared anonymous memory, its swapped pages read from their slots", .needsSwapAndRoot, .needsBPF)
-    func sharedAnonymous() throws {
-        let memory = try ArrangedMemory(pages: Self.pages, backing: .sharedAnonymous)
-        let expected = try Self.arrange(memory.base, seed: 2)
-        try Self.check(memory.range, expected: expected, label: "shared-anon")
-    }
-
-    @Test("a memfd, through its mapping and as an object (/proc/PID/fd/N)", .needsSwapAndRoot, .needsBPF)
-    func memfd() throws {
-        let memory = try ArrangedMemory(pages: Self.pages, backing: .memfd(name: "snapshot-test", shared: true))
-        let expected = try Self.arrange(memory.base, seed: 3)
-        try Self.check(memory.range, expected: expected, label: "memfd")
-
-        let directory = try SnapshotScratch()
-        let image = directory.path + "/object"
-        let run = try runPagestat(["snapshot", "--file", "/proc/\(getpid())/fd/\(memory.fd!)", "-o", image])
-        try #require(run.status == 0, "\(run.stderr)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: image)) == expected)
-    }
-
-    @Test("a /dev/shm file", .needsSwapAndRoot, .needsBPF)
-    func devShmFile() throws {
-        let path = "/dev/shm/pagestat-snapshot-test-\(getpid())"
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
-        try #require(fd >= 0)
-        defer {
-            close(fd)
-            unlink(path)
+        try Self.onZram {
+            let memory = try ArrangedMemory(pages: Self.pages, backing: .privateAnonymous)
+            let expected = try Self.arrange(memory.base, seed: 1)
+            try Self.check(memory.range, expected: expected, label: "private")
         }
-        try #require(ftruncate(fd, off_t(Self.pages * TestEnvironment.pageSize)) == 0)
-        let memory = try ArrangedMemory(pages: Self.pages, backing: .file(fd: fd, shared: true))
-        let expected = try Self.arrange(memory.base, seed: 4)
-        try Self.check(memory.range, expected: expected, label: "/dev/shm")
     }
 
-    @Test("SysV shared memory", .needsSwapAndRoot, .needsBPF)
+    @Test("shared anonymous memory, its swapped pages read from their slots", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
+    func sharedAnonymous() throws {
+        try Self.onZram {
+            let memory = try ArrangedMemory(pages: Self.pages, backing: .sharedAnonymous)
+            let expected = try Self.arrange(memory.base, seed: 2)
+            try Self.check(memory.range, expected: expected, label: "shared-anon")
+        }
+    }
+
+    @Test("a memfd, through its mapping and as an object (/proc/PID/fd/N)", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
+    func memfd() throws {
+        try Self.onZram {
+            let memory = try ArrangedMemory(pages: Self.pages, backing: .memfd(name: "snapshot-test", shared: true))
+            let expected = try Self.arrange(memory.base, seed: 3)
+            try Self.check(memory.range, expected: expected, label: "memfd")
+
+            let directory = try SnapshotScratch()
+            let image = directory.path + "/object"
+            let run = try runPagestat(["snapshot", "--file", "/proc/\(getpid())/fd/\(memory.fd!)", "-o", image])
+            try #require(run.status == 0, "\(run.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: image)) == expected)
+        }
+    }
+
+    @Test("a /dev/shm file", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
+    func devShmFile() throws {
+        try Self.onZram {
+            let path = "/dev/shm/pagestat-snapshot-test-\(getpid())"
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+            try #require(fd >= 0)
+            defer {
+                close(fd)
+                unlink(path)
+            }
+            try #require(ftruncate(fd, off_t(Self.pages * TestEnvironment.pageSize)) == 0)
+            let memory = try ArrangedMemory(pages: Self.pages, backing: .file(fd: fd, shared: true))
+            let expected = try Self.arrange(memory.base, seed: 4)
+            try Self.check(memory.range, expected: expected, label: "/dev/shm")
+        }
+    }
+
+    @Test("SysV shared memory", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func sysVShm() throws {
-        let length = Self.pages * TestEnvironment.pageSize
-        let shmid = shmget(IPC_PRIVATE, length, IPC_CREAT | 0o600)
-        try #require(shmid >= 0)
-        defer { shmctl(shmid, IPC_RMID, nil) }
-        let segment = try #require(shmat(shmid, nil, 0))
-        try #require(segment != UnsafeMutableRawPointer(bitPattern: -1))
-        defer { shmdt(segment) }
-        let expected = try Self.arrange(segment, seed: 5)
-        let start = UInt64(UInt(bitPattern: segment))
-        try Self.check(AddressRange(start: start, end: start + UInt64(length)), expected: expected, label: "SysV")
+        try Self.onZram {
+            let length = Self.pages * TestEnvironment.pageSize
+            let shmid = shmget(IPC_PRIVATE, length, IPC_CREAT | 0o600)
+            try #require(shmid >= 0)
+            defer { shmctl(shmid, IPC_RMID, nil) }
+            let segment = try #require(shmat(shmid, nil, 0))
+            try #require(segment != UnsafeMutableRawPointer(bitPattern: -1))
+            defer { shmdt(segment) }
+            let expected = try Self.arrange(segment, seed: 5)
+            let start = UInt64(UInt(bitPattern: segment))
+            try Self.check(AddressRange(start: start, end: start + UInt64(length)), expected: expected, label: "SysV")
+        }
     }
 
     @Test("the manifest's planned counts are show's", .needsSwapAndRoot)
@@ -235,6 +259,10 @@ struct SnapshotRaceTests {
 
     /// Runs the child, snapshots its memory, returns the image and the manifest's page counts.
     static func snapshot(mode: String, freeze: Bool) throws -> (image: Data, pages: [String: Int]) {
+        try SnapshotTests.onZram { try snapshotOnZram(mode: mode, freeze: freeze) }
+    }
+
+    static func snapshotOnZram(mode: String, freeze: Bool) throws -> (image: Data, pages: [String: Int]) {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.tool("python3")))
         child.arguments = ["-c", script, mode, String(pages)]
@@ -268,7 +296,7 @@ struct SnapshotRaceTests {
     }
 
     @Test("pages swapped in and out meanwhile: every page right or reported", .needsSwapAndRoot, .needsBPF,
-          .needsTool("python3", package: "python3"))
+          .needsTool("python3", package: "python3"), .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func churn() throws {
         let (image, counts) = try Self.snapshot(mode: "churn", freeze: false)
         try #require(image.count == Self.pages * 4096)
@@ -280,7 +308,7 @@ struct SnapshotRaceTests {
     }
 
     @Test("--freeze: a point-in-time image, every page whole, the target resumed", .needsSwapAndRoot, .needsBPF,
-          .needsTool("python3", package: "python3"))
+          .needsTool("python3", package: "python3"), .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func frozen() throws {
         let (image, counts) = try Self.snapshot(mode: "write", freeze: true)
         try #require(image.count == Self.pages * 4096)
