@@ -22,7 +22,7 @@ out="${1:-BPF}"
     -c BPF/xarray.bpf.c -o "$out/xarray.bpf.o"
 # DWARF is not needed at run time (libbpf reads .BTF and .BTF.ext): keep the embedded object small.
 "$(dirname "$clang")/llvm-objcopy" --strip-debug "$out/xarray.bpf.o"
-# The swap slot-state reader (fentry on swap_show), embedded as Sources/CPagestat/swapslots_bpf_object.h.
+# The swap slot-state reader (a task_file iterator), embedded as Sources/CPagestat/swapslots_bpf_object.h.
 "$clang" -O2 -g -target bpfel -mcpu=v3 -fdebug-compilation-dir=. -fno-ident \
     -I BPF -I Sources/CPagestat/include \
     -c BPF/swapslots.bpf.c -o "$out/swapslots.bpf.o"

@@ -1,6 +1,6 @@
 // What SwapSlotReader needs from C: FIEMAP (linux/fiemap.h's ioctl number is a function-like
 // macro and struct fiemap ends in a flexible array) and the loader of the BPF program
-// that reads swap areas' slot states (BPF/swapslots.bpf.c).
+// that reads swap areas' slot states (BPF/swapslots.bpf.c, a task_file iterator).
 #ifndef CPAGESTAT_SWAPREAD_H
 #define CPAGESTAT_SWAPREAD_H
 
@@ -49,9 +49,22 @@ static inline const uint64_t *CPagestat_ss_zeromap(const struct CPagestat_ss_io 
 /// ioctl(fd, FS_IOC_FIEMAP, map): 0 or -1 with errno.
 int CPagestat_fiemap(int fd, struct CPagestat_fiemap *map);
 
-/// Loads BPF/swapslots.bpf.o (embedded) and attaches its fentry program to swap_show(), which
-/// runs once per area while /proc/swaps is read. On success returns the program's shared map
-/// (mmap()ed) in `*io` and 0; else -1 with a one-line reason. Not thread-safe: call it once.
-int CPagestat_ss_load(struct CPagestat_ss_io **io, char *reason, size_t reason_size);
+/// A loaded and attached slot-state reader.
+struct CPagestat_ss_loaded {
+    /// The shared map value `ss_io`, mmap()ed read-write: arguments in, areas and slots out.
+    struct CPagestat_ss_io *io;
+    /// The iterator link: bpf_iter_create(link_fd) starts a run.
+    int link_fd;
+    /// Why the per-cpu route is not taken (args.percpu_delta is 0), or empty.
+    char percpu_note[160];
+};
+
+/// Loads BPF/swapslots.bpf.o (embedded), attaches its iter/task_file program filtered to process
+/// `pid` and maps its `ss_io` map; sets args.cpus (possible CPUs) and args.percpu_delta (from
+/// vmlinux BTF). 0, or -1 with a one-line reason. Not thread-safe: call it once.
+int CPagestat_ss_load(int pid, struct CPagestat_ss_loaded *loaded, char *reason, size_t reason_size);
+
+/// Runs the iterator once (bpf_iter_create, read to the end, close). 0, or -errno.
+int CPagestat_ss_run(const struct CPagestat_ss_loaded *loaded);
 
 #endif

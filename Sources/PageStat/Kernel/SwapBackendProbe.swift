@@ -30,7 +30,10 @@ extension SwapSlotReader {
         do { mapped = try fiemap(file, path: path, bytes: UInt64(info.st_size)) } catch {
             return (.refused(error), nil)
         }
-        let (extents, unwritten) = mapped
+        let (fileExtents, unwritten) = mapped
+        let extents = slotExtents(fileExtents)
+        let page = UInt64(ProcFS.pageSize)
+        let aligned = fileExtents.allSatisfy { ($0.logical | $0.physical | $0.length) % page == 0 }
         let id = ObjectID(info)
         let device = blockDevice(major: id.deviceMajor, minor: id.deviceMinor)
         var failure = Errno.noSuchFileOrDirectory
@@ -48,8 +51,9 @@ extension SwapSlotReader {
             }
         }
         // The file through its file system: only where every extent is written (an unwritten
-        // extent reads zeros there, whatever swap wrote to its blocks).
-        if !unwritten, let fd = try? openDirect(path) {
+        // extent reads zeros there, whatever swap wrote to its blocks) and page-aligned on the
+        // device (else slot N is not at file offset N * page size).
+        if !unwritten, aligned, let fd = try? openDirect(path) {
             return (.fileDirect(fileSystem: fileSystem), Readable(fd: fd, extents: nil))
         }
         return (.refused(.deviceNotOpened(device: device ?? "\(id.deviceMajor):\(id.deviceMinor)", errno: failure)), nil)
@@ -83,6 +87,36 @@ extension SwapSlotReader {
             return "/dev/" + line.dropFirst("DEVNAME=".count)
         }
         return nil
+    }
+
+    /// Where the kernel put each slot of a swap file: swapon (iomap_swapfile_activate) takes the
+    /// file's extents in file order, joins those that continue on the device, keeps only the
+    /// whole pages of each (a file system of blocks smaller than a page, such as a small ext4
+    /// made with 1 KiB blocks, leaves extents that start or end inside a page) and numbers slots
+    /// across them in order. So slot N is at file offset N * page size only where every extent
+    /// is page-aligned. The result: extents whose `logical` is the slot's byte offset (slot *
+    /// page size) and `physical` the device's.
+    static func slotExtents(_ extents: [Extent]) -> [Extent] {
+        let page = UInt64(ProcFS.pageSize)
+        var joined: [Extent] = []
+        for extent in extents where extent.length > 0 {
+            if let last = joined.last, last.physical + last.length == extent.physical,
+               last.logical + last.length == extent.logical {
+                joined[joined.count - 1].length += extent.length
+            } else {
+                joined.append(extent)
+            }
+        }
+        var slots: [Extent] = []
+        var next: UInt64 = 0
+        for extent in joined {
+            let first = (extent.physical + page - 1) / page
+            let end = (extent.physical + extent.length) / page
+            guard end > first else { continue }
+            slots.append(Extent(logical: next * page, physical: first * page, length: (end - first) * page))
+            next += end - first
+        }
+        return slots
     }
 
     /// The file's extents (FS_IOC_FIEMAP), in file order, covering [0, bytes rounded down to

@@ -43,8 +43,8 @@ package final class SwapSlotReader: Sendable {
     /// An area whose slots can be read: its open descriptor and, for a swap file, its extents.
     struct Readable: Sendable {
         let fd: FileDescriptor
-        /// FIEMAP extents in file order (byte offsets); nil for a block device or a file read
-        /// through the file system, where file offset and read offset are the same.
+        /// Slot extents (`slotExtents`: slot byte offset to device byte offset); nil for a block
+        /// device or a file read through the file system, where slot N is at N * page size.
         let extents: [Extent]?
     }
 
@@ -58,27 +58,30 @@ package final class SwapSlotReader: Sendable {
     private let readable: [Int: Readable]
     private let pageSize = UInt64(ProcFS.pageSize)
 
-    /// Resolves every active swap area: /proc/swaps read while the BPF slot-state reader
-    /// records each area's swap type (swap_show() sees its swap_info_struct); without BPF the
-    /// type is the line's index, which is right only while no earlier area was turned off.
+    /// Resolves every active swap area: each one's backend found and its device opened (a swap
+    /// block device open here is one way the BPF slot-state reader reaches its area), then its
+    /// swap type and slot states from that reader; without it the type is the area's line in
+    /// /proc/swaps, which is right only while no earlier area was turned off.
     package init() throws(PageStatError) {
-        let listing = try SwapSlotStates.listAreas()
         let zswap = Self.zswapEnabled()
+        var opened: [String: (backend: SwapBackend, readable: Readable?)] = [:]
+        for entry in SwapArea.active() where opened[entry.path] == nil {
+            opened[entry.path] = zswap ? (.refused(.zswapEnabled), nil) : Self.open(entry.path)
+        }
+        let listed: [SwapSlotStates.Listed]
+        do { listed = try SwapSlotStates.listAreas() } catch {
+            for handle in opened.values { try? handle.readable?.fd.close() }
+            throw error
+        }
         var areas: [SwapAreaAccess] = []
         var readable: [Int: Readable] = [:]
-        for area in listing.areas {
-            let backend: SwapBackend
-            if zswap {
-                backend = .refused(.zswapEnabled)
-            } else {
-                let opened = Self.open(area.entry.path)
-                backend = opened.backend
-                if let handle = opened.readable { readable[area.type] = handle }
-            }
-            if case .refused = backend, let handle = readable.removeValue(forKey: area.type) { try? handle.fd.close() }
+        for area in listed {
+            let (backend, handle) = opened.removeValue(forKey: area.entry.path) ?? Self.open(area.entry.path)
+            if case .refused = backend { try? handle?.fd.close() } else if let handle { readable[area.type] = handle }
             areas.append(SwapAreaAccess(type: area.type, path: area.entry.path, backend: backend,
-                                        slots: area.slots, slotStates: listing.source(hasZeromap: area.hasZeromap)))
+                                        slots: area.slots, slotStates: area.source))
         }
+        for handle in opened.values { try? handle.readable?.fd.close() }
         self.areas = areas
         self.readable = readable
     }
@@ -117,7 +120,7 @@ package final class SwapSlotReader: Sendable {
             var (deviceOffset, length) = (fileOffset, bytes - done)
             if let extents = handle.extents {
                 guard let piece = Self.locate(fileOffset, in: extents) else {
-                    throw .objectChanged("swap file \(area.path) has no extent at byte \(fileOffset)")
+                    throw .objectChanged("swap file \(area.path) has no extent for slot \(fileOffset / pageSize)")
                 }
                 deviceOffset = piece.device
                 length = min(length, piece.length)
