@@ -228,9 +228,10 @@ struct SnapshotTests {
     }
 }
 
-/// Snapshots of a process that keeps moving its pages between memory and swap.
-@Suite(.serialized)
-struct SnapshotRaceTests {
+/// Snapshots of a process that keeps moving its pages between memory and swap: nested in
+/// SnapshotTests, whose serialization they share (each turns a swap area of its own on and off).
+extension SnapshotTests {
+@Suite struct Races {
     static let pages = 512
 
     /// A python3 child with `pages` pages of shared anonymous memory, page i holding the 8-byte
@@ -318,6 +319,7 @@ struct SnapshotRaceTests {
             #expect(word.map { $0 & 0xffff_ffff } == UInt64(page), "page \(page) is torn or stale")
         }
     }
+}
 }
 
 /// A directory under /var/tmp, removed with its contents when the value goes away.

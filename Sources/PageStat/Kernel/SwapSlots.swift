@@ -56,6 +56,8 @@ package final class SwapSlotReader: Sendable {
 
     package let areas: [SwapAreaAccess]
     private let readable: [Int: Readable]
+    /// zswap was enabled when the areas were resolved: every area is refused.
+    private let zswap: Bool
     private let pageSize = UInt64(ProcFS.pageSize)
 
     /// Resolves every active swap area: each one's backend found and its device opened (a swap
@@ -84,6 +86,7 @@ package final class SwapSlotReader: Sendable {
         for handle in opened.values { try? handle.readable?.fd.close() }
         self.areas = areas
         self.readable = readable
+        self.zswap = zswap
     }
 
     deinit {
@@ -93,7 +96,9 @@ package final class SwapSlotReader: Sendable {
     /// The area of swap type `type`.
     package func area(type: Int) throws(PageStatError) -> SwapAreaAccess {
         guard let area = areas.first(where: { $0.type == type }) else {
-            throw .objectChanged("no active swap area of type \(type) (turned off since it was listed?)")
+            if zswap { throw .swapAreaRefused(area: "swap type \(type)", refusal: .zswapEnabled) }
+            throw .objectChanged("no active swap area is known to be of swap type \(type): turned off since it was listed, or "
+                                 + "an area the slot-state reader does not reach, whose type is taken from its line in /proc/swaps")
         }
         return area
     }
