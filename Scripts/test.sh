@@ -52,51 +52,50 @@ elif [ "$(id -u)" != 0 ]; then
     echo "test.sh: WARNING: not root: the tests that need root and swap will be reported as NOT RUN" >&2
 fi
 
+# Debian packages that some tests need: as root, installed when missing; without root, those
+# tests are reported as NOT RUN. Usage: need_packages "WHAT NEEDS THEM" PACKAGE...
+need_packages() {
+    local why=$1
+    shift
+    [ $# -gt 0 ] || return 0
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing $* for $why"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" > /dev/null
+        installed+=("$@")
+    else
+        echo "test.sh: WARNING: $* missing and not root: $why will be reported as NOT RUN" >&2
+    fi
+}
+
 # The map tests rasterize pagestat's SVG with a real renderer (rsvg-convert) and read its pixels
-# with python3. As root, install them when missing; without them those tests say NOT RUN.
+# with python3.
 picture_tools=()
 command -v rsvg-convert > /dev/null || picture_tools+=(librsvg2-bin)
 command -v python3 > /dev/null || picture_tools+=(python3)
-if [ ${#picture_tools[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "test.sh: installing ${picture_tools[*]} for the map tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${picture_tools[@]}" > /dev/null
-        installed+=("${picture_tools[@]}")
-    else
-        echo "test.sh: WARNING: ${picture_tools[*]} missing and not root: the SVG map tests will be reported as NOT RUN" >&2
-    fi
-fi
+need_packages "the map tests" "${picture_tools[@]}"
 
 # The exporter's end-to-end test scrapes it with a real Prometheus server, and its unit tests run
-# promtool on the exposition: as root, install Debian's prometheus package when it is missing.
-if [ "$(id -u)" = 0 ]; then
-    if ! command -v prometheus > /dev/null || ! command -v promtool > /dev/null; then
-        echo "test.sh: installing prometheus for the exporter's end-to-end test"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
-        installed+=(prometheus)
-    fi
-else
-    echo "test.sh: WARNING: not root: prometheus is not installed if missing; the end-to-end exporter test will be reported as NOT RUN" >&2
-fi
+# promtool on the exposition: Debian's prometheus package.
+prometheus_tools=()
+{ command -v prometheus > /dev/null && command -v promtool > /dev/null; } || prometheus_tools+=(prometheus)
+need_packages "the exporter's end-to-end test" "${prometheus_tools[@]}"
 
 # The exporter's TLS and basic-auth tests make a self-signed certificate with openssl and bcrypt
-# hashes with htpasswd (Debian's apache2-utils), and scrape with curl: as root, install them when
-# missing; without them those tests are reported as NOT RUN.
+# hashes with htpasswd (Debian's apache2-utils), and scrape with curl.
 web_tools=()
 command -v openssl > /dev/null || web_tools+=(openssl)
 command -v htpasswd > /dev/null || web_tools+=(apache2-utils)
 command -v curl > /dev/null || web_tools+=(curl)
-if [ ${#web_tools[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "test.sh: installing ${web_tools[*]} for the exporter's TLS and basic-auth tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${web_tools[@]}" > /dev/null
-    else
-        echo "test.sh: WARNING: ${web_tools[*]} missing and not root: the exporter's TLS and basic-auth tests will be reported as NOT RUN" >&2
-    fi
-fi
+need_packages "the exporter's TLS and basic-auth tests" "${web_tools[@]}"
+
+# The swap slot reader's tests arrange every backend they can: swap files on ext4 on a loop
+# device, a swap partition on a loop device, and a btrfs file system for its refusal.
+backend_tools=()
+command -v mkfs.ext4 > /dev/null || backend_tools+=(e2fsprogs)
+command -v mkfs.btrfs > /dev/null || backend_tools+=(btrfs-progs)
+command -v losetup > /dev/null || backend_tools+=(mount)
+need_packages "the swap slot reader's backend tests" "${backend_tools[@]}"
 
 # The project's own sources build without a warning: a warning from a file under Sources/, Tests/
 # or Examples/ fails the run (dependencies' warnings are theirs). Only the files a build compiles
@@ -181,7 +180,8 @@ script_checks=2  # the library example in a package of its own, and the DocC cat
 # brings back into memory every page that went to that area, including pages other tests (or
 # their child processes) had just paged out, which would then read present where those tests
 # arranged swapped.
-swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes'
+# They run one at a time (--no-parallel): two of them at once would swap off each other's pages.
+swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes|SnapshotTests|SwapSlotReaderTests'
 # Each run's output is kept in $logs (the summary counts from it); a failure does not stop the
 # script before the summary.
 swift_status=0
@@ -199,8 +199,8 @@ if [ $# -gt 0 ]; then
     run_swift_tests "$logs/swift-tests.log" "$@"
 else
     run_swift_tests "$logs/swift-tests.log" --skip "$swap_area_tests"
-    echo "test.sh: now, in a run of their own, the 3 tests that turn a swap area of their own on and off (swapoff would swap back in the pages the other tests paged out)"
-    run_swift_tests "$logs/swift-swap-area-tests.log" --filter "$swap_area_tests"
+    echo "test.sh: now, in a run of their own and one at a time, the tests that turn a swap area of their own on and off (swapoff would swap back in the pages the other tests paged out)"
+    run_swift_tests "$logs/swift-swap-area-tests.log" --no-parallel --filter "$swap_area_tests"
 fi
 
 # Output identity (Scripts/output-identity.sh): every command's text, JSON, CSV, Prometheus and
