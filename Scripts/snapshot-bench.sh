@@ -86,7 +86,7 @@ measure() {
     rm -f "$work/image" "$work/image.json"
 }
 
-snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$work/image"; }
+snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$work/image" --format json > "$work/brief.json"; }
 map_files() {
     local link; link=$(ls "/proc/$PID/map_files" | while read -r range; do
         [ "$(readlink "/proc/$PID/map_files/$range")" = "$object" ] && echo "$range"; done | head -1)
@@ -101,7 +101,8 @@ for _ in $(seq "$runs"); do
     measure "cp-sparse" copy
 done
 
-swap=$(awk 'NR > 1 && $4 > 0 { print $1; exit }' /proc/swaps)
+# The area holding most of the object: the one with the most slots in use.
+swap=$(awk 'NR > 1 { print $4, $1 }' /proc/swaps | sort -rn | awk 'NR == 1 { print $2 }')
 bound=$(dd if="$swap" of=/dev/null iflag=direct bs=1M count="$out_mib" 2>&1 | awk '/copied/ { print $(NF-1), $NF }')
 
 echo "object ${size_mib} MiB, cgroup $limit_file ${limit_mib} MiB, ${out_mib} MiB paged out before each copy; $runs runs, medians"
@@ -115,3 +116,4 @@ for way in pagestat-snapshot dd-map_files cp-sparse; do
         "$(awk -v w="$way" '$1 == w { print $5 }' "$work/results" | median)"
 done
 echo "dd iflag=direct bs=1M of the swap area ($swap, ${out_mib} MiB): $bound"
+echo "pagestat snapshot's last brief: $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pages"])' "$work/brief.json")"
