@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+
+@testable import PageStat
+@testable import PageStatCore
+@testable import PageStatLab
+
+/// `auto` is the BPF engine for shared memory wherever it loads: plain `show` names the swap
+/// location of every swapped shared page, proven by the page read back from its slot.
+@Suite("auto: the BPF engine for shared memory", .serialized)
+struct AutoEngineTests {
+    static let page = TestEnvironment.pageSize
+
+    /// A memfd, shared anonymous memory and a /dev/shm file, each written with a pattern that
+    /// names its pages and paged out whole with a swap file of the test's own on at priority
+    /// 100: plain `pagestat show` (engine `auto`) gives every swapped page a location, and the
+    /// page read from that slot of the swap area (O_DIRECT) is the page written.
+    @Test(.needsSwapAndRoot, .needsBPF) func plainShowLocatesEverySwappedSharedPage() throws {
+        let swap = try TestSwapFile(megabytes: 16, priority: 100)
+        defer { swap.remove() }
+        try #require(swap.type != nil)
+        let pages = 256
+        let shmPath = "/dev/shm/pagestat-auto-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let shmFD = open(shmPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        try #require(shmFD >= 0)
+        defer { close(shmFD); unlink(shmPath) }
+        #expect(ftruncate(shmFD, off_t(pages * Self.page)) == 0)
+        let backings: [(String, ArrangedMemory.Backing)] = [
+            ("memfd", .memfd(name: "pagestat-auto", shared: true)),
+            ("shared anonymous", .sharedAnonymous),
+            ("/dev/shm file", .file(fd: shmFD, shared: true)),
+        ]
+        for (what, backing) in backings {
+            let memory = try ArrangedMemory(pages: pages, backing: backing)
+            let tag = UInt64.random(in: 1...UInt64.max)
+            for index in 0..<pages {
+                patternPage(index: index, tag: tag).withUnsafeBytes {
+                    (memory.base + index * Self.page).copyMemory(from: $0.baseAddress!, byteCount: Self.page)
+                }
+            }
+            try memory.pageOut(0..<pages, untilSwapped: pages)
+            let run = try runPagestat(["show", "--pid", String(getpid()), "--range",
+                                       "\(memory.address)+\(pages * Self.page / 1024)K", "--format", "json"])
+            #expect(run.status == 0, "\(what): \(run.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+            let areas = SwapArea.active()
+            var index = 0
+            var swapped = 0
+            var proven = 0
+            for entry in try runs(json, mappingStart: memory.address) {
+                let count = (entry["pages"] as? NSNumber)?.intValue ?? 0
+                defer { index += count }
+                guard entry["state"] as? String == "swapped" else { continue }
+                swapped += count
+                guard let location = entry["swap"] as? [String: Any],
+                      let type = (location["type"] as? NSNumber)?.intValue,
+                      let offset = (location["offset"] as? NSNumber)?.uint64Value else {
+                    Issue.record("\(what): pages \(index)..<\(index + count) swapped without a location")
+                    continue
+                }
+                try #require(type < areas.count, "\(what): swap type \(type) of \(areas.count) areas")
+                for page in 0..<count {
+                    let slot = try TestSwapFile.page(at: offset + UInt64(page), of: areas[type].path)
+                    #expect(slot == patternPage(index: index + page, tag: tag),
+                            "\(what): page \(index + page) is not at \(type):\(offset + UInt64(page))")
+                    if slot == patternPage(index: index + page, tag: tag) { proven += 1 }
+                }
+            }
+            // Most paged out (the kernel may skip a folio it cannot isolate), every one located.
+            #expect(swapped >= pages / 2, "\(what): only \(swapped) of \(pages) pages swapped")
+            #expect(proven == swapped, "\(what): \(proven) of \(swapped) swapped pages proven by their slot")
+        }
+    }
+
+    /// Fragmented shared memory (every other page written and paged out): `auto` answers as the
+    /// BPF engine does, run for run with the same swap locations, without a note; `raw` with
+    /// `auto` writes the entries `raw --engine bpf` does.
+    @Test(.needsSwapAndRoot, .needsBPF) func autoAnswersAsTheBPFEngineForSharedMemory() throws {
+        let pages = 4096
+        let memory = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
+        for page in stride(from: 0, to: pages, by: 2) { memory.write(page..<page + 1) }
+        try memory.pageOut(0..<pages)
+        func scan(_ engine: FileSideEngineChoice) throws -> ProcessReport {
+            var options = ScanOptions(range: memory.range)
+            options.engine = engine
+            return try ProcessScanner(pid: getpid()).scan(options)
+        }
+        let byAuto = try scan(.auto)
+        let byBPF = try scan(.bpf)
+        let autoRuns = byAuto.mappings.flatMap(\.runs)
+        #expect(autoRuns.map(\.state) == byBPF.mappings.flatMap(\.runs).map(\.state))
+        #expect(autoRuns.map(\.swap) == byBPF.mappings.flatMap(\.runs).map(\.swap))
+        #expect(autoRuns.contains { $0.state == .swapped })
+        #expect(autoRuns.allSatisfy { $0.state != .swapped || $0.swap != nil }, "\(autoRuns)")
+        #expect(!byAuto.notes.contains { $0.description.contains("BPF engine") }, "\(byAuto.notes)")
+
+        func rawEntries(_ engine: FileSideEngineChoice) throws -> [UInt64] {
+            var entries: [UInt64] = []
+            let raw = try RawPagemap(pid: getpid(), engine: engine)
+            _ = try raw.stream(memory.range) { bytes in entries += Array(bytes.bindMemory(to: UInt64.self)) }
+            return entries
+        }
+        let rawAuto = try rawEntries(.auto)
+        #expect(rawAuto.count == pages)
+        #expect(rawAuto == (try rawEntries(.bpf)))
+        #expect(rawAuto.contains { $0 & (3 << 62) == 1 << 62 && $0 != 1 << 62 }, "no located swap entry")
+    }
+}
+
+/// The fleet side counts whole objects with the loaded walk where it loads: the same resident,
+/// swapped and hole counts as cachestat(2), on a layout the test arranged.
+@Suite("Fleet counts by the walk (needs root and swap)", .serialized)
+struct FleetWalkTests {
+    @Test(.needsSwapAndRoot, .needsBPF) func objectsAndTopCountAsCachestatDoes() throws {
+        let page = TestEnvironment.pageSize
+        let name = "pagestat-fleet-walk-\(getpid())"
+        // 1024 pages: 256 holes, 256 resident, 256 paged out, and 256 of which every other one
+        // is written and paged out.
+        let memory = try ArrangedMemory(pages: 1024, backing: .memfd(name: name, shared: true))
+        memory.write(256..<768)
+        for index in stride(from: 768, to: 1024, by: 2) { memory.write(index..<index + 1) }
+        try memory.pageOut(512..<768, untilSwapped: 256)
+        try memory.pageOut(768..<1024, untilSwapped: 384)
+        let fd = try #require(memory.fd)
+        let stat = try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: name).cachestat(offset: 0, length: UInt64(1024 * page))
+        // The layout as the kernel holds it (a page the kernel could not page out stays resident).
+        #expect(stat.cache + stat.evicted == 640 && stat.evicted >= 256, "cachestat: \(stat)")
+
+        let path = "/memfd:\(name) (deleted)"
+        var counted: [(String, UInt64?, UInt64?, UInt64?)] = []
+        for engine in [FileSideEngineChoice.syscalls, .bpf, .auto] {
+            let object = try #require(try SystemScanner.objects(engine: engine).objects.first { $0.path == path }, "\(engine)")
+            counted.append(("objects \(engine)", object.resident, object.swapped, object.holes))
+            let top = SystemScanner.top(pids: [getpid()], wholeMachine: false, proportional: false, progress: nil, engine: engine)
+            let mapped = try #require(top.objects.first { $0.path == path }, "top \(engine)")
+            counted.append(("top \(engine)", mapped.resident / UInt64(page), mapped.swapped / UInt64(page),
+                            1024 - (mapped.resident + mapped.swapped) / UInt64(page)))
+        }
+        for (label, resident, swapped, holes) in counted {
+            #expect(resident == stat.cache && swapped == stat.evicted && holes == 384, "\(label): \(resident ?? 0) resident, \(swapped ?? 0) swapped, \(holes ?? 0) holes; cachestat \(stat)")
+        }
+        // `auto` counts shared memory with the walk where it loads, regular files with cachestat.
+        let policy = EnginePolicy(.auto)
+        try policy.decideCounting { _ in }
+        let shared = try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: name)
+        #expect(policy.countsByBPF(shared))
+        #expect(policy.countingEngine(for: shared) is BPFFileSide)
+        let regular = try PageCacheObject.open(path: "/proc/self/exe", pid: getpid(), what: "exe")
+        #expect(!policy.countsByBPF(regular) || !PageCacheObject.cachestatSupported)
+    }
+}
