@@ -174,7 +174,8 @@ struct HugetlbTests {
         let full = try pool.file("full", hugePages: 2, faulted: [0, 1])
         let half = try pool.file("half", hugePages: 2, faulted: [1])
         let before = try HugetlbPool.counters()
-        let run = try runPagestat(["file", "--pages", "--format", "json", full, half])
+        // The syscalls engine: st_blocks alone (where the BPF walker loads, `auto` walks: below).
+        let run = try runPagestat(["file", "--pages", "--format", "json", "--engine", "syscalls", full, half])
         #expect(try HugetlbPool.counters() == before)
         #expect(run.status == 0, "\(run.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
@@ -191,6 +192,28 @@ struct HugetlbTests {
         #expect(runs.count == 1 && runs[0]["state"] as? String == "cached")
         let halfRuns = try #require(files[1]["runs"] as? [[String: Any]])
         #expect(halfRuns.count == 1 && halfRuns[0]["state"] as? String == "unknown")
+    }
+
+    /// `pagestat file` on hugetlbfs where the BPF walker loads (plain, engine `auto`): the
+    /// inode's xarray tells which huge pages the file holds, mapped by no one: huge pages 0 and
+    /// 2 `cached`, 1 and 3 `none`, in whole huge pages, where st_blocks alone could only say
+    /// `unknown`; no pool page reserved or allocated (HugePages_Free, Rsvd, Surp unchanged).
+    @Test(.needsBPF) func fileOnHugetlbfsToldByTheWalk() throws {
+        let pool = try HugetlbPool(pages: 6)
+        defer { pool.close() }
+        let path = try pool.file("told", hugePages: 4, faulted: [0, 2])
+        let before = try HugetlbPool.counters()
+        let run = try runPagestat(["file", "--pages", "--format", "json", path])
+        #expect(try HugetlbPool.counters() == before)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+        let file = try #require((json["files"] as? [[String: Any]])?.first)
+        let counts = try #require(file["pages"] as? [String: Any])
+        #expect((counts["cached"] as? NSNumber)?.intValue == 2 * hugePageEntries)
+        #expect((counts["holes"] as? NSNumber)?.intValue == 2 * hugePageEntries)
+        let runs = try #require(file["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["state"] as? String ?? "" } == ["cached", "none", "cached", "none"], "\(runs)")
+        #expect(runs.allSatisfy { ($0["pages"] as? NSNumber)?.intValue == hugePageEntries }, "\(runs)")
     }
 
     /// MAP_PRIVATE|MAP_HUGETLB anonymous memory (no file side) and a MAP_SHARED MFD_HUGETLB memfd
