@@ -108,43 +108,41 @@ struct AutoEngineTests {
 }
 
 /// The fleet side counts whole objects with the loaded walk where it loads: the same resident,
-/// swapped and hole counts as cachestat(2), on a layout the test arranged.
+/// swapped and hole counts as cachestat(2), on the lab's arranged memfd (16 pages written with
+/// pwrite only, 16 mapped, 16 paged out, 16 holes), held by a child (`objects` leaves out the
+/// process that runs it).
 @Suite("Fleet counts by the walk (needs root and swap)", .serialized)
 struct FleetWalkTests {
     @Test(.needsSwapAndRoot, .needsBPF) func objectsAndTopCountAsCachestatDoes() throws {
-        let page = TestEnvironment.pageSize
-        let name = "pagestat-fleet-walk-\(getpid())"
-        // 1024 pages: 256 holes, 256 resident, 256 paged out, and 256 of which every other one
-        // is written and paged out.
-        let memory = try ArrangedMemory(pages: 1024, backing: .memfd(name: name, shared: true))
-        memory.write(256..<768)
-        for index in stride(from: 768, to: 1024, by: 2) { memory.write(index..<index + 1) }
-        try memory.pageOut(512..<768, untilSwapped: 256)
-        try memory.pageOut(768..<1024, untilSwapped: 384)
-        let fd = try #require(memory.fd)
-        let stat = try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: name).cachestat(offset: 0, length: UInt64(1024 * page))
+        let fixture = try FixtureProcess()
+        defer { fixture.stop() }
+        let page = UInt64(TestEnvironment.pageSize)
+        let memfd = try #require(fixture.paths["memfd"])
+        let object = try PageCacheObject.open(path: memfd, pid: getpid(), what: memfd)
+        let pages = (object.size + page - 1) / page
+        let stat = try object.cachestat(offset: 0, length: pages * page)
         // The layout as the kernel holds it (a page the kernel could not page out stays resident).
-        #expect(stat.cache + stat.evicted == 640 && stat.evicted >= 256, "cachestat: \(stat)")
+        #expect(pages == 64 && stat.cache + stat.evicted == 48 && stat.evicted >= 8, "cachestat: \(stat)")
 
-        let path = "/memfd:\(name) (deleted)"
         var counted: [(String, UInt64?, UInt64?, UInt64?)] = []
         for engine in [FileSideEngineChoice.syscalls, .bpf, .auto] {
-            let object = try #require(try SystemScanner.objects(engine: engine).objects.first { $0.path == path }, "\(engine)")
-            counted.append(("objects \(engine)", object.resident, object.swapped, object.holes))
-            let top = SystemScanner.top(pids: [getpid()], wholeMachine: false, proportional: false, progress: nil, engine: engine)
-            let mapped = try #require(top.objects.first { $0.path == path }, "top \(engine)")
-            counted.append(("top \(engine)", mapped.resident / UInt64(page), mapped.swapped / UInt64(page),
-                            1024 - (mapped.resident + mapped.swapped) / UInt64(page)))
+            let objects = try SystemScanner.objects(engine: engine).objects
+            let found = try #require(objects.first { $0.kind == "memfd" && $0.users.contains { $0.pid == fixture.pid } }, "objects \(engine)")
+            counted.append(("objects \(engine)", found.resident, found.swapped, found.holes))
+            let top = SystemScanner.top(pids: [fixture.pid], wholeMachine: false, proportional: false, progress: nil, engine: engine)
+            let mapped = try #require(top.objects.first { $0.id == found.id }, "top \(engine)")
+            counted.append(("top \(engine)", mapped.resident / page, mapped.swapped / page,
+                            pages - (mapped.resident + mapped.swapped) / page))
         }
         for (label, resident, swapped, holes) in counted {
-            #expect(resident == stat.cache && swapped == stat.evicted && holes == 384, "\(label): \(resident ?? 0) resident, \(swapped ?? 0) swapped, \(holes ?? 0) holes; cachestat \(stat)")
+            #expect(resident == stat.cache && swapped == stat.evicted && holes == 16,
+                    "\(label): \(resident ?? 0) resident, \(swapped ?? 0) swapped, \(holes ?? 0) holes; cachestat \(stat)")
         }
         // `auto` counts shared memory with the walk where it loads, regular files with cachestat.
         let policy = EnginePolicy(.auto)
         try policy.decideCounting { _ in }
-        let shared = try PageCacheObject.open(path: "/proc/self/fd/\(fd)", pid: getpid(), what: name)
-        #expect(policy.countsByBPF(shared))
-        #expect(policy.countingEngine(for: shared) is BPFFileSide)
+        #expect(policy.countsByBPF(object))
+        #expect(policy.countingEngine(for: object) is BPFFileSide)
         let regular = try PageCacheObject.open(path: "/proc/self/exe", pid: getpid(), what: "exe")
         #expect(!policy.countsByBPF(regular) || !PageCacheObject.cachestatSupported)
     }

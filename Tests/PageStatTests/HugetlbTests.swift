@@ -85,7 +85,8 @@ private func scanTakingNoHugePages(pid: Int32, range: AddressRange, engine: File
 struct HugetlbTests {
     /// A hugetlbfs file mapped whole by a child that touches huge page 1: huge page 0, faulted in
     /// by us and unmapped, is cached; with no other page held, the rest are none; with more held
-    /// than the counts can place, unknown with a note.
+    /// than the counts can place, unknown with a note. The counts alone: the syscalls engine
+    /// (`auto` walks the inode's xarray where the BPF engine loads: `unmappedHugePagesToldByTheWalk`).
     @Test func hugetlbfsFilePagesByCount() throws {
         let pool = try HugetlbPool(pages: 12)
         defer { pool.close() }
@@ -100,7 +101,7 @@ struct HugetlbTests {
             defer { child.stop() }
             let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
             let range = AddressRange(start: start, end: start + UInt64(item.hugePages * HugetlbPool.hugePage))
-            let report = try scanTakingNoHugePages(pid: child.pid, range: range)
+            let report = try scanTakingNoHugePages(pid: child.pid, range: range, engine: .syscalls)
             let mapping = try #require(report.mappings.first)
             #expect(mapping.mapping.kind == .hugetlb, "\(item.name)")
             #expect(mapping.mapping.hugePageSize == UInt64(HugetlbPool.hugePage))
@@ -114,7 +115,7 @@ struct HugetlbTests {
             // The CLI: the kind and the huge page size in JSON, and no huge page taken.
             let before = try HugetlbPool.counters()
             let run = try runPagestat(["show", "--pid", String(child.pid), "--range", "\(start)+\(item.hugePages * 2)M",
-                                       "--format", "json"])
+                                       "--format", "json", "--engine", "syscalls"])
             #expect(try HugetlbPool.counters() == before)
             #expect(run.status == 0, "\(run.stderr)")
             let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
