@@ -181,7 +181,7 @@ script_checks=2  # the library example in a package of its own, and the DocC cat
 # brings back into memory every page that went to that area, including pages other tests (or
 # their child processes) had just paged out, which would then read present where those tests
 # arranged swapped.
-swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes'
+swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes|plainShowLocatesEverySwappedSharedPage'
 # Each run's output is kept in $logs (the summary counts from it); a failure does not stop the
 # script before the summary.
 swift_status=0
@@ -199,7 +199,7 @@ if [ $# -gt 0 ]; then
     run_swift_tests "$logs/swift-tests.log" "$@"
 else
     run_swift_tests "$logs/swift-tests.log" --skip "$swap_area_tests"
-    echo "test.sh: now, in a run of their own, the 3 tests that turn a swap area of their own on and off (swapoff would swap back in the pages the other tests paged out)"
+    echo "test.sh: now, in a run of their own, the 4 tests that turn a swap area of their own on and off (swapoff would swap back in the pages the other tests paged out)"
     run_swift_tests "$logs/swift-swap-area-tests.log" --filter "$swap_area_tests"
 fi
 

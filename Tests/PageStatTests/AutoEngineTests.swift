@@ -5,73 +5,9 @@ import Testing
 @testable import PageStatCore
 @testable import PageStatLab
 
-/// `auto` is the BPF engine for shared memory wherever it loads: plain `show` names the swap
-/// location of every swapped shared page, proven by the page read back from its slot.
+/// `auto` is the BPF engine for shared memory wherever it loads: it answers as `--engine bpf` does.
 @Suite("auto: the BPF engine for shared memory", .serialized)
 struct AutoEngineTests {
-    static let page = TestEnvironment.pageSize
-
-    /// A memfd, shared anonymous memory and a /dev/shm file, each written with a pattern that
-    /// names its pages and paged out whole with a swap file of the test's own on at priority
-    /// 100: plain `pagestat show` (engine `auto`) gives every swapped page a location, and the
-    /// page read from that slot of the swap area (O_DIRECT) is the page written.
-    @Test(.needsSwapAndRoot, .needsBPF) func plainShowLocatesEverySwappedSharedPage() throws {
-        let swap = try TestSwapFile(megabytes: 16, priority: 100)
-        defer { swap.remove() }
-        try #require(swap.type != nil)
-        let pages = 256
-        let shmPath = "/dev/shm/pagestat-auto-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let shmFD = open(shmPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-        try #require(shmFD >= 0)
-        defer { close(shmFD); unlink(shmPath) }
-        #expect(ftruncate(shmFD, off_t(pages * Self.page)) == 0)
-        let backings: [(String, ArrangedMemory.Backing)] = [
-            ("memfd", .memfd(name: "pagestat-auto", shared: true)),
-            ("shared anonymous", .sharedAnonymous),
-            ("/dev/shm file", .file(fd: shmFD, shared: true)),
-        ]
-        for (what, backing) in backings {
-            let memory = try ArrangedMemory(pages: pages, backing: backing)
-            let tag = UInt64.random(in: 1...UInt64.max)
-            for index in 0..<pages {
-                patternPage(index: index, tag: tag).withUnsafeBytes {
-                    (memory.base + index * Self.page).copyMemory(from: $0.baseAddress!, byteCount: Self.page)
-                }
-            }
-            try memory.pageOut(0..<pages, untilSwapped: pages)
-            let run = try runPagestat(["show", "--pid", String(getpid()), "--range",
-                                       "\(memory.address)+\(pages * Self.page / 1024)K", "--format", "json"])
-            #expect(run.status == 0, "\(what): \(run.stderr)")
-            let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
-            let areas = SwapArea.active()
-            var index = 0
-            var swapped = 0
-            var proven = 0
-            for entry in try runs(json, mappingStart: memory.address) {
-                let count = (entry["pages"] as? NSNumber)?.intValue ?? 0
-                defer { index += count }
-                guard entry["state"] as? String == "swapped" else { continue }
-                swapped += count
-                guard let location = entry["swap"] as? [String: Any],
-                      let type = (location["type"] as? NSNumber)?.intValue,
-                      let offset = (location["offset"] as? NSNumber)?.uint64Value else {
-                    Issue.record("\(what): pages \(index)..<\(index + count) swapped without a location")
-                    continue
-                }
-                try #require(type < areas.count, "\(what): swap type \(type) of \(areas.count) areas")
-                for page in 0..<count {
-                    let slot = try TestSwapFile.page(at: offset + UInt64(page), of: areas[type].path)
-                    #expect(slot == patternPage(index: index + page, tag: tag),
-                            "\(what): page \(index + page) is not at \(type):\(offset + UInt64(page))")
-                    if slot == patternPage(index: index + page, tag: tag) { proven += 1 }
-                }
-            }
-            // Most paged out (the kernel may skip a folio it cannot isolate), every one located.
-            #expect(swapped >= pages / 2, "\(what): only \(swapped) of \(pages) pages swapped")
-            #expect(proven == swapped, "\(what): \(proven) of \(swapped) swapped pages proven by their slot")
-        }
-    }
-
     /// Fragmented shared memory (every other page written and paged out): `auto` answers as the
     /// BPF engine does, run for run with the same swap locations, without a note; `raw` with
     /// `auto` writes the entries `raw --engine bpf` does.
@@ -104,6 +40,81 @@ struct AutoEngineTests {
         #expect(rawAuto.count == pages)
         #expect(rawAuto == (try rawEntries(.bpf)))
         #expect(rawAuto.contains { $0 & (3 << 62) == 1 << 62 && $0 != 1 << 62 }, "no located swap entry")
+    }
+}
+
+/// Plain `show` names the swap location of every swapped shared page, proven by the page read
+/// back from its slot. In XArrayWalkerTests' serialized suite: it turns on a swap area of its own,
+/// one at a time with the other tests that do.
+extension XArrayWalkerTests {
+    /// A memfd, shared anonymous memory and a /dev/shm file, each written with a pattern that
+    /// names its pages and paged out whole with a swap file of the test's own on at priority
+    /// 100: plain `pagestat show` (engine `auto`) gives every swapped page a location, and the
+    /// page read from each slot of that swap file (O_DIRECT) is the page written.
+    @Test(.needsSwapAndRoot, .needsBPF) func plainShowLocatesEverySwappedSharedPage() throws {
+        let zswap = (try? String(contentsOfFile: "/sys/module/zswap/parameters/enabled", encoding: .utf8)) ?? "N"
+        try #require(!zswap.hasPrefix("Y"), "zswap is on: swapped pages sit compressed in memory, not at their slot in the swap file")
+        let swap = try TestSwapFile(megabytes: 16, priority: 100)
+        defer { swap.remove() }
+        let ours = try #require(swap.type, "the test's swap file is not in /proc/swaps")
+        let pages = 256
+        let shmPath = "/dev/shm/pagestat-auto-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let shmFD = open(shmPath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        try #require(shmFD >= 0)
+        defer { close(shmFD); unlink(shmPath) }
+        #expect(ftruncate(shmFD, off_t(pages * XArrayWalkerTests.page)) == 0)
+        let backings: [(String, ArrangedMemory.Backing)] = [
+            ("memfd", .memfd(name: "pagestat-auto", shared: true)),
+            ("shared anonymous", .sharedAnonymous),
+            ("/dev/shm file", .file(fd: shmFD, shared: true)),
+        ]
+        for (what, backing) in backings {
+            let memory = try ArrangedMemory(pages: pages, backing: backing)
+            let tag = UInt64.random(in: 1...UInt64.max)
+            for index in 0..<pages {
+                patternPage(index: index, tag: tag).withUnsafeBytes {
+                    (memory.base + index * XArrayWalkerTests.page).copyMemory(from: $0.baseAddress!, byteCount: XArrayWalkerTests.page)
+                }
+            }
+            try memory.pageOut(0..<pages, untilSwapped: pages)
+            let run = try runPagestat(["show", "--pid", String(getpid()), "--range",
+                                       "\(memory.address)+\(pages * XArrayWalkerTests.page / 1024)K", "--format", "json"])
+            #expect(run.status == 0, "\(what): \(run.stderr)")
+            let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+            var index = 0
+            var swapped = 0
+            var proven = 0
+            var located = 0
+            for entry in try runs(json, mappingStart: memory.address) {
+                let count = (entry["pages"] as? NSNumber)?.intValue ?? 0
+                defer { index += count }
+                guard entry["state"] as? String == "swapped" else { continue }
+                swapped += count
+                guard let location = entry["swap"] as? [String: Any],
+                      let type = (location["type"] as? NSNumber)?.intValue,
+                      let offset = (location["offset"] as? NSNumber)?.uint64Value else {
+                    Issue.record("\(what): pages \(index)..<\(index + count) swapped without a location")
+                    continue
+                }
+                located += count
+                // The slots of our own area (dd-written, so its content reads back as swap wrote
+                // it); another area of the same priority may take some pages.
+                guard type == ours else { continue }
+                for page in 0..<count {
+                    let slot = try swap.page(at: offset + UInt64(page))
+                    #expect(slot == patternPage(index: index + page, tag: tag),
+                            "\(what): page \(index + page) is not at \(type):\(offset + UInt64(page))")
+                    if slot == patternPage(index: index + page, tag: tag) { proven += 1 }
+                }
+            }
+            // Most paged out (the kernel may skip a folio it cannot isolate), every one located.
+            #expect(swapped >= pages / 2, "\(what): only \(swapped) of \(pages) pages swapped")
+            #expect(located == swapped, "\(what): \(located) of \(swapped) swapped pages located")
+            // Areas of the same priority share the pages round-robin (other tests may have theirs on).
+            let sharing = max(1, ((try? String(contentsOfFile: "/proc/swaps", encoding: .utf8)) ?? "").split(separator: "\n")
+                .dropFirst().filter { ($0.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? 0) >= 100 }.count)
+            #expect(proven >= swapped / (2 * sharing), "\(what): only \(proven) of \(swapped) swapped pages went to the test's swap file (type \(ours), \(sharing) areas at priority 100 or more) and were proven there")
+        }
     }
 }
 
