@@ -31,8 +31,16 @@ final class EnginePolicy {
     /// Pages the syscalls engine is asked at once (the BPF engine is asked a whole run).
     static let stretchPages: UInt64 = 1 << 16
 
+    /// The walker, loaded once; with `auto`, only where it finds this process's descriptors
+    /// (`XArrayWalker.seesOwnDescriptors`: not in a PID namespace of its own), else why not.
     private func loadWalker() -> Result<XArrayWalker, PageStatError> {
-        if walker == nil { walker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+        if walker == nil {
+            walker = Result { () throws(PageStatError) in
+                let loaded = try XArrayWalker.shared()
+                if choice == .auto { try XArrayWalker.seesOwnDescriptors.get() }
+                return loaded
+            }
+        }
         return walker!
     }
 
