@@ -48,13 +48,14 @@ struct AutoEngineTests {
 /// one at a time with the other tests that do.
 extension XArrayWalkerTests {
     /// A memfd, shared anonymous memory and a /dev/shm file, each written with a pattern that
-    /// names its pages and paged out whole with a swap file of the test's own on at priority
-    /// 100: plain `pagestat show` (engine `auto`) gives every swapped page a location, and the
+    /// names its pages and paged out whole with a dd-written swap file of the test's own on at the
+    /// highest priority (a lower one loses the pages to any area another user turns on above
+    /// it): plain `pagestat show` (engine `auto`) gives every swapped page a location, and the
     /// page read from each slot of that swap file (O_DIRECT) is the page written.
     @Test(.needsSwapAndRoot, .needsBPF) func plainShowLocatesEverySwappedSharedPage() throws {
         let zswap = (try? String(contentsOfFile: "/sys/module/zswap/parameters/enabled", encoding: .utf8)) ?? "N"
         try #require(!zswap.hasPrefix("Y"), "zswap is on: swapped pages sit compressed in memory, not at their slot in the swap file")
-        let swap = try TestSwapFile(megabytes: 16, priority: 100)
+        let swap = try TestSwapFile(megabytes: 16)
         defer { swap.remove() }
         let ours = try #require(swap.type, "the test's swap file is not in /proc/swaps")
         let pages = 256
@@ -110,10 +111,10 @@ extension XArrayWalkerTests {
             // Most paged out (the kernel may skip a folio it cannot isolate), every one located.
             #expect(swapped >= pages / 2, "\(what): only \(swapped) of \(pages) pages swapped")
             #expect(located == swapped, "\(what): \(located) of \(swapped) swapped pages located")
-            // Areas of the same priority share the pages round-robin (other tests may have theirs on).
+            // Areas of the same priority share the pages round-robin (other users may have theirs on).
             let sharing = max(1, ((try? String(contentsOfFile: "/proc/swaps", encoding: .utf8)) ?? "").split(separator: "\n")
-                .dropFirst().filter { ($0.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? 0) >= 100 }.count)
-            #expect(proven >= swapped / (2 * sharing), "\(what): only \(proven) of \(swapped) swapped pages went to the test's swap file (type \(ours), \(sharing) areas at priority 100 or more) and were proven there")
+                .dropFirst().filter { ($0.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? 0) >= 32767 }.count)
+            #expect(proven >= swapped / (2 * sharing), "\(what): only \(proven) of \(swapped) swapped pages went to the test's swap file (type \(ours), \(sharing) areas at the highest priority) and were proven there")
         }
     }
 }
