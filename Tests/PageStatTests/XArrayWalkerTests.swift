@@ -129,8 +129,7 @@ final class TestSwapFile {
     let path: String
     private(set) var on = false
 
-    /// `priority`: swapon's (the highest, 32767, unless told).
-    init(megabytes: Int, priority: Int = 32767) throws {
+    init(megabytes: Int) throws {
         zram = nil
         path = "\(ProcessInfo.processInfo.environment["PAGESTAT_SWAP_DIR"] ?? "/var/tmp")/pagestat-xw-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).swap"
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
@@ -142,13 +141,8 @@ final class TestSwapFile {
         }
         fsync(fd)
         close(fd)
-        do {
-            try Self.run("/usr/sbin/mkswap", ["-q", path])
-            try Self.run("/usr/sbin/swapon", ["-p", String(priority), path])
-        } catch {
-            unlink(path)
-            throw error
-        }
+        try Self.run("/usr/sbin/mkswap", ["-q", path])
+        try Self.run("/usr/sbin/swapon", ["-p", "32767", path])
         on = true
     }
 
@@ -165,10 +159,7 @@ final class TestSwapFile {
     var type: Int? { SwapArea.active().firstIndex { $0.path == path } }
 
     /// The page at `offset` (in pages) as swap wrote it, read with O_DIRECT past the page cache.
-    func page(at offset: UInt64) throws -> [UInt8] { try Self.page(at: offset, of: path) }
-
-    /// The page at `offset` (in pages) of the swap area at `path`, read with O_DIRECT.
-    static func page(at offset: UInt64, of path: String) throws -> [UInt8] {
+    func page(at offset: UInt64) throws -> [UInt8] {
         let size = TestEnvironment.pageSize
         let fd = open(path, O_RDONLY | O_CLOEXEC | CPagestat_O_DIRECT)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
