@@ -181,7 +181,7 @@ script_checks=2  # the library example in a package of its own, and the DocC cat
 # their child processes) had just paged out, which would then read present where those tests
 # arranged swapped.
 # They run one at a time (--no-parallel): two of them at once would swap off each other's pages.
-swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes|SnapshotTests|SwapSlotReaderTests'
+swap_area_tests='swapLocationsHoldThePages|largeFolioSwappedWholeIsOneRun|showAndRawPointAtThePagesBytes|plainShowLocatesEverySwappedSharedPage|SnapshotTests|SwapSlotReaderTests'
 # Each run's output is kept in $logs (the summary counts from it); a failure does not stop the
 # script before the summary.
 swift_status=0

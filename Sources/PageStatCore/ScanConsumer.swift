@@ -17,9 +17,6 @@ public struct ScanResult: Sendable {
     /// Where the time went, by phase (maps, page table, file side): `bench`'s profile, not part
     /// of the public model.
     package var timings: [(phase: String, seconds: Double)] = []
-    /// Where a scan asked to end early ended (`ScanOptions.endOnceBPFTakesOver`): the runs handed
-    /// on cover the scanned stretch up to this address.
-    package var endedAt: UInt64?
 
     package init(notes: [ScanNote], timings: [(phase: String, seconds: Double)] = []) {
         self.notes = notes

@@ -45,13 +45,8 @@ public enum ScanNote: Sendable, Hashable, CustomStringConvertible {
 
     /// The BPF engine answered the file side, as asked (`--engine bpf`).
     case bpfEngineAsAsked
-    /// `auto`: the syscalls engine, then the BPF engine once lseek had cost, or was on course to
-    /// cost, about what loading it does (`lseekCalls` calls).
-    case bpfEngineAfterLseeks(lseekCalls: Int)
-    /// `raw` with `auto`: the BPF engine, loaded earlier in this read once lseek had cost about
-    /// what loading it does, answers for the rest.
-    case bpfEngineLoadedEarlier
-    /// `auto`: the BPF engine could not load, so the syscalls engine answered alone.
+    /// `auto`: the BPF engine could not load, so the syscalls engine answered for shared memory
+    /// too (no swap locations).
     case bpfEngineUnavailable(PageStatError)
     /// Whole objects counted by the BPF engine, as asked (`objects --engine bpf`).
     case countedByBPFAsAsked
@@ -148,10 +143,6 @@ public enum ScanNote: Sendable, Hashable, CustomStringConvertible {
             "PAGEMAP_SCAN with PAGE_IS_HUGE and PAGE_IS_PFNZERO is not available (Linux 6.7+): no thp or zero-page flags"
         case .bpfEngineAsAsked:
             "file side: the BPF engine (the page-cache xarray through a BPF iterator), as asked"
-        case .bpfEngineAfterLseeks(let calls):
-            "file side: the syscalls engine, then the BPF engine once lseek had cost, or was on course to cost, about what loading it does (\(calls) calls); swap locations only from there"
-        case .bpfEngineLoadedEarlier:
-            "file side: the BPF engine, loaded earlier in this read once lseek had cost about what loading it does"
         case .bpfEngineUnavailable(let error):
             "file side: the syscalls engine (the BPF engine could not load: \(error)); swapped shared pages carry no swap location"
         case .countedByBPFAsAsked:

@@ -4,10 +4,9 @@ import PageStat
 /// `--engine`: which engine asks shared objects' page caches (see `FileSideEngineChoice`).
 struct EngineOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        How the page cache of shared objects is asked: auto (syscalls, turning to the BPF \
-        engine for shared memory once lseek has cost, or is on course to cost, about what \
-        loading it does; a note says \
-        which and why), bpf (the page-cache xarray through a BPF iterator: swap locations of \
+        How the page cache of shared objects is asked: auto (the BPF engine for shared \
+        memory wherever it loads, syscalls for regular files; where it cannot load, syscalls \
+        with a note that says why), bpf (the page-cache xarray through a BPF iterator: swap locations of \
         swapped shared pages; root, the kernel's BTF and libbpf.so.1; exit 7 with the reason \
         where it cannot load), or syscalls (lseek, cachestat, mincore: no swap locations for \
         shared memory).
@@ -27,8 +26,9 @@ extension FileSideEngineChoice: ExpressibleByArgument {}
 /// `--engine` for the commands that count whole objects (`file`, `objects`).
 struct CountingEngineOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        How whole objects' pages are counted: auto (cachestat(2); the BPF engine where \
-        cachestat is missing, before Linux 6.5), bpf (one walk of each object's page-cache \
+        How whole objects' pages are counted: auto (the BPF engine for shared memory \
+        wherever it loads, cachestat(2) for regular files unless it is missing, before Linux \
+        6.5), bpf (one walk of each object's page-cache \
         xarray through a BPF iterator: swap locations of swapped tmpfs pages in `file --pages`; \
         root, the kernel's BTF and libbpf.so.1; exit 7 with the reason where it cannot load), \
         or syscalls (cachestat, lseek and mincore only).

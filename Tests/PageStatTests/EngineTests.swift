@@ -73,57 +73,6 @@ struct EngineTests {
         #expect(entries[5] == 0)
     }
 
-    @Test(.needsSwapAndRoot, .needsBPF) func autoTurnsToBPFOnceLseekHasCostItsLoad() throws {
-        // 160 Ki pages of shared memory, every other one written and paged out: the syscalls
-        // engine needs an lseek per swapped page, more than `bpfPaysLseeks`.
-        let pages = 160 << 10
-        let memory = try ArrangedMemory(pages: pages, backing: .sharedAnonymous)
-        for page in stride(from: 0, to: pages, by: 2) { memory.write(page..<page + 1) }
-        try memory.pageOut(0..<pages)
-        let scanner = try ProcessScanner(pid: getpid())
-        var auto = ScanOptions(range: memory.range)
-        auto.engine = .auto
-        var syscalls = ScanOptions(range: memory.range)
-        syscalls.engine = .syscalls
-        let byAuto = try scanner.scan(auto)
-        let bySyscalls = try scanner.scan(syscalls)
-        #expect(byAuto.notes.contains(.bpfEngineAfterLseeks(lseekCalls: EnginePolicy.bpfPaysLseeks)), "\(byAuto.notes)")
-        #expect(byAuto.notes.contains { $0.description.hasPrefix("file side: the syscalls engine, then the BPF engine once lseek") })
-        #expect(pageStates(byAuto) == pageStates(bySyscalls))
-        // Swapped pages settled after the turn carry their slots. The turn comes once the
-        // lseek calls projected over what is left reach the load's worth: after the first
-        // `weighedPages` pages, not after 32 Ki calls (about 64 Ki pages here).
-        let swappedRuns = byAuto.mappings.flatMap(\.runs).filter { $0.state == .swapped }
-        let unlocated = swappedRuns.filter { $0.swap == nil }.reduce(UInt64(0)) { $0 + $1.pages }
-        #expect(swappedRuns.contains { $0.swap != nil })
-        #expect(unlocated <= 2 * EnginePolicy.weighedPages, "\(unlocated) swapped pages asked by lseek before the turn")
-
-        // raw with `auto`: the same turn, and from the next batch on the BPF engine's walk alone.
-        // Every entry as the BPF engine gives it, except that the pages asked before the turn
-        // carry PM_SWAP without a location.
-        func rawEntries(_ engine: FileSideEngineChoice) throws -> [UInt64] {
-            var entries: [UInt64] = []
-            let raw = try RawPagemap(pid: getpid(), engine: engine)
-            _ = try raw.stream(memory.range) { bytes in entries += Array(bytes.bindMemory(to: UInt64.self)) }
-            return entries
-        }
-        let rawAuto = try rawEntries(.auto)
-        let rawBPF = try rawEntries(.bpf)
-        try #require(rawAuto.count == pages && rawBPF.count == pages)
-        let state: UInt64 = 3 << 62
-        #expect(zip(rawAuto, rawBPF).allSatisfy { $0 & state == $1 & state })
-        let differing = zip(rawAuto, rawBPF).filter { $0 != $1 }
-        #expect(differing.allSatisfy { auto, bpf in auto == 1 << 62 && bpf & state == 1 << 62 })
-        #expect(differing.count <= Int(2 * EnginePolicy.weighedPages), "\(differing.count) entries without the location the BPF engine gives")
-        // Little to ask: the BPF engine is not loaded for it (a fresh scanner, one lseek or so).
-        let small = try ArrangedMemory(pages: 64, backing: .sharedAnonymous)
-        small.write(0..<32)
-        try small.pageOut(0..<16)
-        var smallAuto = ScanOptions(range: small.range)
-        smallAuto.engine = .auto
-        #expect(!(try ProcessScanner(pid: getpid()).scan(smallAuto)).notes.contains { $0.description.contains("BPF engine") })
-    }
-
     @Test(.requires(TestEnvironment.isRoot, "root to run pagestat as another user"))
     func bpfEngineWithoutPrivilegeSaysWhy() throws {
         let fixture = try FixtureProcess(asUser: 65534)
@@ -158,6 +107,7 @@ struct EngineTests {
         let show = try hiddenRun(["show", "--pid", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)", "--format", "json"])
         #expect(show.status == 0, "show, \(hidden) hidden: \(show.stderr)")
         #expect(show.stdout.contains("\"state\":\"swapped\""), "show, \(hidden) hidden: the syscalls engine still finds the swapped shared pages")
+        #expect(show.stdout.contains("the BPF engine could not load"), "show, \(hidden) hidden: the note says why the syscalls engine answered")
         let raw = try hiddenRun(["raw", "--pid", String(fixture.pid), "--range", "\(hex(range.start))+\(range.length)"])
         #expect(raw.status == 0 && raw.output.count == range.length / UInt64(TestEnvironment.pageSize) * 8, "raw, \(hidden) hidden: \(raw.stderr)")
         let objects = try hiddenRun(["objects", "--format", "json"])

@@ -85,7 +85,8 @@ private func scanTakingNoHugePages(pid: Int32, range: AddressRange, engine: File
 struct HugetlbTests {
     /// A hugetlbfs file mapped whole by a child that touches huge page 1: huge page 0, faulted in
     /// by us and unmapped, is cached; with no other page held, the rest are none; with more held
-    /// than the counts can place, unknown with a note.
+    /// than the counts can place, unknown with a note. The counts alone: the syscalls engine
+    /// (`auto` walks the inode's xarray where the BPF engine loads: `unmappedHugePagesToldByTheWalk`).
     @Test func hugetlbfsFilePagesByCount() throws {
         let pool = try HugetlbPool(pages: 12)
         defer { pool.close() }
@@ -100,7 +101,7 @@ struct HugetlbTests {
             defer { child.stop() }
             let start = try #require((child.layout["mapped"] as? NSNumber)?.uint64Value)
             let range = AddressRange(start: start, end: start + UInt64(item.hugePages * HugetlbPool.hugePage))
-            let report = try scanTakingNoHugePages(pid: child.pid, range: range)
+            let report = try scanTakingNoHugePages(pid: child.pid, range: range, engine: .syscalls)
             let mapping = try #require(report.mappings.first)
             #expect(mapping.mapping.kind == .hugetlb, "\(item.name)")
             #expect(mapping.mapping.hugePageSize == UInt64(HugetlbPool.hugePage))
@@ -114,7 +115,7 @@ struct HugetlbTests {
             // The CLI: the kind and the huge page size in JSON, and no huge page taken.
             let before = try HugetlbPool.counters()
             let run = try runPagestat(["show", "--pid", String(child.pid), "--range", "\(start)+\(item.hugePages * 2)M",
-                                       "--format", "json"])
+                                       "--format", "json", "--engine", "syscalls"])
             #expect(try HugetlbPool.counters() == before)
             #expect(run.status == 0, "\(run.stderr)")
             let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
@@ -174,7 +175,8 @@ struct HugetlbTests {
         let full = try pool.file("full", hugePages: 2, faulted: [0, 1])
         let half = try pool.file("half", hugePages: 2, faulted: [1])
         let before = try HugetlbPool.counters()
-        let run = try runPagestat(["file", "--pages", "--format", "json", full, half])
+        // The syscalls engine: st_blocks alone (where the BPF walker loads, `auto` walks: below).
+        let run = try runPagestat(["file", "--pages", "--format", "json", "--engine", "syscalls", full, half])
         #expect(try HugetlbPool.counters() == before)
         #expect(run.status == 0, "\(run.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
@@ -191,6 +193,28 @@ struct HugetlbTests {
         #expect(runs.count == 1 && runs[0]["state"] as? String == "cached")
         let halfRuns = try #require(files[1]["runs"] as? [[String: Any]])
         #expect(halfRuns.count == 1 && halfRuns[0]["state"] as? String == "unknown")
+    }
+
+    /// `pagestat file` on hugetlbfs where the BPF walker loads (plain, engine `auto`): the
+    /// inode's xarray tells which huge pages the file holds, mapped by no one: huge pages 0 and
+    /// 2 `cached`, 1 and 3 `none`, in whole huge pages, where st_blocks alone could only say
+    /// `unknown`; no pool page reserved or allocated (HugePages_Free, Rsvd, Surp unchanged).
+    @Test(.needsBPF) func fileOnHugetlbfsToldByTheWalk() throws {
+        let pool = try HugetlbPool(pages: 6)
+        defer { pool.close() }
+        let path = try pool.file("told", hugePages: 4, faulted: [0, 2])
+        let before = try HugetlbPool.counters()
+        let run = try runPagestat(["file", "--pages", "--format", "json", path])
+        #expect(try HugetlbPool.counters() == before)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: run.output) as? [String: Any])
+        let file = try #require((json["files"] as? [[String: Any]])?.first)
+        let counts = try #require(file["pages"] as? [String: Any])
+        #expect((counts["cached"] as? NSNumber)?.intValue == 2 * hugePageEntries)
+        #expect((counts["holes"] as? NSNumber)?.intValue == 2 * hugePageEntries)
+        let runs = try #require(file["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["state"] as? String ?? "" } == ["cached", "none", "cached", "none"], "\(runs)")
+        #expect(runs.allSatisfy { ($0["pages"] as? NSNumber)?.intValue == hugePageEntries }, "\(runs)")
     }
 
     /// MAP_PRIVATE|MAP_HUGETLB anonymous memory (no file side) and a MAP_SHARED MFD_HUGETLB memfd

@@ -156,8 +156,9 @@ struct RawPagemapRealMemoryTests {
         try memory.pwrite(0..<16)
         memory.dirty(16..<48)
         try pageOut(memory, 32..<48, expectSwapped: 16)
-        // A tiny batch, so swapped runs cross batch boundaries.
-        let raw = try RawPagemap(pid: getpid(), batchPages: 7)
+        // A tiny batch, so swapped runs cross batch boundaries. The syscalls engine: no swap
+        // location (`auto` gives them where the BPF engine loads: AutoEngineTests).
+        let raw = try RawPagemap(pid: getpid(), batchPages: 7, engine: .syscalls)
         let kernel = try Self.pagemap(getpid(), memory.range)
         let marked = try Self.stream(raw, memory.range)
         #expect(try Self.stream(raw, memory.range, kernelOnly: true) == kernel)

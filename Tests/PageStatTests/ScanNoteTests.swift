@@ -17,7 +17,7 @@ struct ScanNoteTests {
         return [
             .notPrivileged, .kpageflagsNeedRoot, .kpageTableUnavailable(.kpageflags, error),
             .kpageTableUnavailable(.kpagecount, error), .cachestatMissing, .pagemapScanFlagsMissing,
-            .bpfEngineAsAsked, .bpfEngineAfterLseeks(lseekCalls: 32768), .bpfEngineUnavailable(error),
+            .bpfEngineAsAsked, .bpfEngineUnavailable(error),
             .countedByBPFAsAsked, .countedByBPF(dirtyAndWritebackUnknown: true), .cachestatMissingCountedByBPF,
             .cachestatMissingAndBPFUnavailable(error), .aboveUserAddressSpace(mapping: "[vsyscall]"),
             .nonSwapEntries(pages: 1), .mappingsChanged(count: 2), .residencyHidden(.fileCached),
@@ -32,7 +32,6 @@ struct ScanNoteTests {
             .objectNotOpenedForCount(object: "/dev/shm/a", error), .objectsNeedRoot(count: 3), .sysvShmUnreadable(error),
             .processUnreadable(pid: 1, command: "init", error), .sharedObjectNotOpened(object: "/dev/shm/a", error),
             .cachestatFailed(object: "/dev/shm/a", stretches: 2, error), .sharedObjectsNeedSysAdmin(count: 4),
-            .bpfEngineLoadedEarlier,
         ]
     }()
 
@@ -44,40 +43,38 @@ struct ScanNoteTests {
         case .cachestatMissing: 3
         case .pagemapScanFlagsMissing: 4
         case .bpfEngineAsAsked: 5
-        case .bpfEngineAfterLseeks: 6
-        case .bpfEngineUnavailable: 7
-        case .countedByBPFAsAsked: 8
-        case .countedByBPF: 9
-        case .cachestatMissingCountedByBPF: 10
-        case .cachestatMissingAndBPFUnavailable: 11
-        case .aboveUserAddressSpace: 12
-        case .nonSwapEntries: 13
-        case .mappingsChanged: 14
-        case .residencyHidden: 15
-        case .mapFilesNeedsSysAdmin: 16
-        case .objectChanged: 17
-        case .objectNotOpened: 18
-        case .fileSideFailed: 19
-        case .hugetlbMapFilesNeedsSysAdmin: 20
-        case .hugetlbObjectNotOpened: 21
-        case .hugetlbObjectNotOnHugetlbfs: 22
-        case .hugetlbMappedElsewhereUnknown: 23
-        case .hugetlbFileChanged: 24
-        case .hugetlbHoldingUnknown: 25
-        case .pagemapEnded: 26
-        case .unmappedWhileRead: 27
-        case .mountinfoUnreadable: 28
-        case .memfdProbeFailed: 29
-        case .processMapsUnreadable: 30
-        case .objectNotCounted: 31
-        case .objectNotOpenedForCount: 32
-        case .objectsNeedRoot: 33
-        case .sysvShmUnreadable: 34
-        case .processUnreadable: 35
-        case .sharedObjectNotOpened: 36
-        case .cachestatFailed: 37
-        case .sharedObjectsNeedSysAdmin: 38
-        case .bpfEngineLoadedEarlier: 39
+        case .bpfEngineUnavailable: 6
+        case .countedByBPFAsAsked: 7
+        case .countedByBPF: 8
+        case .cachestatMissingCountedByBPF: 9
+        case .cachestatMissingAndBPFUnavailable: 10
+        case .aboveUserAddressSpace: 11
+        case .nonSwapEntries: 12
+        case .mappingsChanged: 13
+        case .residencyHidden: 14
+        case .mapFilesNeedsSysAdmin: 15
+        case .objectChanged: 16
+        case .objectNotOpened: 17
+        case .fileSideFailed: 18
+        case .hugetlbMapFilesNeedsSysAdmin: 19
+        case .hugetlbObjectNotOpened: 20
+        case .hugetlbObjectNotOnHugetlbfs: 21
+        case .hugetlbMappedElsewhereUnknown: 22
+        case .hugetlbFileChanged: 23
+        case .hugetlbHoldingUnknown: 24
+        case .pagemapEnded: 25
+        case .unmappedWhileRead: 26
+        case .mountinfoUnreadable: 27
+        case .memfdProbeFailed: 28
+        case .processMapsUnreadable: 29
+        case .objectNotCounted: 30
+        case .objectNotOpenedForCount: 31
+        case .objectsNeedRoot: 32
+        case .sysvShmUnreadable: 33
+        case .processUnreadable: 34
+        case .sharedObjectNotOpened: 35
+        case .cachestatFailed: 36
+        case .sharedObjectsNeedSysAdmin: 37
         }
     }
 
@@ -111,7 +108,7 @@ struct ScanNoteTests {
     }
 
     @Test func everyCaseSaysSomething() {
-        #expect(Set(Self.samples.map(Self.caseIndex)) == Set(0...39))
+        #expect(Set(Self.samples.map(Self.caseIndex)) == Set(0...37))
         for note in Self.samples {
             #expect(!note.description.isEmpty, "\(note)")
             #expect(!note.description.contains("\n"), "\(note)")

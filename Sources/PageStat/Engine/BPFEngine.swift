@@ -97,7 +97,4 @@ final class BPFFileSide: PageCacheEngine {
     }
 
     var knowsSwapLocations: Bool { true }
-    /// The xarray walk makes no lseek calls.
-    var lseeks: Int { 0 }
-    func takeLseeks() -> Int { 0 }
 }

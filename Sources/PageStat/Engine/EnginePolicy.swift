@@ -1,56 +1,78 @@
 /// Which engine answers for which object, and why (`FileSideEngineChoice`): `syscalls` and `bpf`
 /// as asked, and `auto` as a policy, not code inside a scanner. One policy serves one scanner
-/// (its scans add up what `auto` weighs) or one report of whole objects.
+/// (kept between its scans) or one report of whole objects.
 ///
-/// For the pages a page table leaves open, `auto` starts with the syscalls engine and turns to
-/// the BPF engine for shared memory once lseek has cost, or is on course to cost, about what the
-/// BPF engine's load does (`turn(from:pendingPages:notes:)`). For whole-object counts, `auto`
-/// walks only where cachestat(2) is missing (Linux before 6.5) and the BPF engine loads.
+/// `auto` is the BPF engine for shared memory (tmpfs, memfd, shared anonymous memory, SysV shm,
+/// hugetlbfs) wherever it loads: it names the swap location of every swapped page, and walks at
+/// a few nanoseconds a slot. Where it cannot load (no root, BTF, libbpf, or the verifier refused
+/// it), the syscalls engine answers, with a note that says why. Regular files keep the syscalls
+/// engine (cachestat(2), lseek, mincore): they have no swap locations to name, and cachestat
+/// settles a uniform stretch in one call; the walk counts them only where cachestat is missing
+/// (Linux before 6.5). The walker is loaded once per process (`XArrayWalker.shared()`), so
+/// long-lived users (the exporter, `--interval`) load it once and keep it.
 final class EnginePolicy {
     let choice: FileSideEngineChoice
     /// The BPF walker once loaded (or why it could not be).
     private var walker: Result<XArrayWalker, PageStatError>?
-    /// lseek calls of the syscalls engine so far, and the pages of shared memory it has asked.
-    private var lseeksSoFar = 0
-    private var pagesAskedSoFar: UInt64 = 0
-    /// Whether the current scan turned from the syscalls engine to the BPF engine (`auto`).
-    private(set) var turnedToBPF = false
+    /// Whether `auto` has said that the BPF engine could not load (said once per policy).
+    private var saidUnavailable = false
     /// The BPF engine's walked runs, kept between the engines of a scan (see `BPFFileSide.takeStorage`).
     private var walkedStorage: [XArrayRun] = []
     /// The last BPF engine this policy made, whose storage the next one reuses.
     private weak var lastBPF: BPFFileSide?
-    /// For whole-object counts: the walker that counts, nil for cachestat (`decideCounting`).
-    private var countingWalker: XArrayWalker?
+    /// For whole-object counts: whether the walker counts regular files too (`bpf`, or no
+    /// cachestat; `decideCounting`).
+    private var walksRegularFiles = false
 
     init(_ choice: FileSideEngineChoice) {
         self.choice = choice
     }
 
-    /// lseek calls on shared memory that cost about what the BPF engine's load does (about
-    /// 20-30 ms here, most of it libbpf reading the kernel's BTF; an lseek that walks to the next
-    /// data page costs 0.4 us and up).
-    static let bpfPaysLseeks = 1 << 15
-    /// Pages asked before `auto` projects lseek calls from its rate so far.
-    static let weighedPages: UInt64 = 1 << 12
+    /// Pages the syscalls engine is asked at once (the BPF engine is asked a whole run).
+    static let stretchPages: UInt64 = 1 << 16
 
-    /// The BPF engine, where it is already loaded.
-    var loadedWalker: XArrayWalker? { if case .success(let walker) = walker { walker } else { nil } }
-
+    /// The walker, loaded once; with `auto`, only where it finds this process's descriptors
+    /// (`XArrayWalker.seesOwnDescriptors`: not in a PID namespace of its own), else why not.
     private func loadWalker() -> Result<XArrayWalker, PageStatError> {
-        if walker == nil { walker = Result { () throws(PageStatError) in try XArrayWalker.shared() } }
+        if walker == nil {
+            walker = Result { () throws(PageStatError) in
+                let loaded = try XArrayWalker.shared()
+                if choice == .auto { try XArrayWalker.seesOwnDescriptors.get() }
+                return loaded
+            }
+        }
         return walker!
     }
 
-    /// A new scan begins (lseek calls add up from one scan to the next: `raw` scans batch by
-    /// batch). With `bpf`, loads it or throws why it cannot.
+    /// A new scan begins. With `bpf`, loads it or throws why it cannot.
     func beginScan(fileSide: Bool) throws(PageStatError) {
-        turnedToBPF = false
         if choice == .bpf && fileSide, case .failure(let error) = loadWalker() { throw error }
     }
 
-    /// Whether the BPF engine answers for `object` from the start: always with `bpf` (where it
-    /// cannot load, the scan fails with the reason), never with `syscalls`, and with `auto` for
-    /// shared memory once it is loaded (see `turn`). Notes say which engine ran and why.
+    /// The walker that reads shared memory's page cache under this policy: with `bpf` (loaded,
+    /// or the scan fails with the reason), with `auto` where it loads (else nil, with the note
+    /// that says why, once), never with `syscalls`.
+    func sharedMemoryWalker(notes: inout Notes) throws(PageStatError) -> XArrayWalker? {
+        switch choice {
+        case .syscalls:
+            return nil
+        case .bpf:
+            return try loadWalker().get()
+        case .auto:
+            switch loadWalker() {
+            case .success(let walker):
+                return walker
+            case .failure(let error):
+                if !saidUnavailable { notes.add(.bpfEngineUnavailable(error)) }
+                saidUnavailable = true
+                return nil
+            }
+        }
+    }
+
+    /// Whether the BPF engine answers for `object`: always with `bpf` (where it cannot load, the
+    /// scan fails with the reason), never with `syscalls`, and with `auto` for shared memory
+    /// wherever it loads. Notes say which engine ran and why.
     func bpfFromStart(for object: PageCacheObject, notes: inout Notes) throws(PageStatError) -> Bool {
         switch choice {
         case .syscalls:
@@ -60,55 +82,20 @@ final class EnginePolicy {
             notes.add(.bpfEngineAsAsked)
             return true
         case .auto:
-            // Once loaded, for all shared memory left to ask (its load is paid).
-            guard object.isShmem, case .success? = walker else { return false }
-            return true
+            guard object.isShmem else { return false }
+            return try sharedMemoryWalker(notes: &notes) != nil
         }
     }
 
     /// The engine for the pending pages of `object`: the BPF engine where `bpfFromStart` said so,
     /// else the syscalls engine with what the object's counts told of its data pages.
     func engine(for object: PageCacheObject, bpf: Bool, dataMode: FileSide.DataMode) -> any PageCacheEngine {
-        if bpf, let walker = loadedWalker { return bpfEngine(object, walker) }
+        if bpf, case .success(let walker)? = walker { return bpfEngine(object, walker) }
         return SyscallFileSide(object: object, dataMode: dataMode)
     }
 
-    /// Pages the syscalls engine is asked at once: fewer while `auto` is still weighing, so that
-    /// it can turn as soon as lseek has cost, or is on course to cost, what the BPF engine's load does.
-    var stretchPages: UInt64 { choice == .auto && walker == nil ? 1 << 12 : 1 << 16 }
-
-    /// With `auto`: once the syscalls engine's lseek calls on shared memory have cost about what
-    /// the BPF engine's load does (`bpfPaysLseeks`), the BPF engine, where it loads, for the rest
-    /// of the scan. Or sooner, on course to: once it has asked `weighedPages` pages, when lseek
-    /// calls at the rate so far over the `pendingPages` still to ask in this mapping would reach
-    /// that cost. (Fragmented shared memory shows at once: one or two calls per page, where a
-    /// uniform layout costs a few calls per stretch.) nil: keep `engine`.
-    func turn(from engine: any PageCacheEngine, pendingPages: UInt64,
-                      notes: inout Notes) -> (any PageCacheEngine)? {
-        guard choice == .auto, !engine.knowsSwapLocations, engine.object.isShmem else { return nil }
-        let lseeks = UInt64(lseeksSoFar + engine.lseeks)
-        let onCourse = pagesAskedSoFar >= Self.weighedPages
-            && lseeks + lseeks * pendingPages / pagesAskedSoFar >= UInt64(Self.bpfPaysLseeks)
-        guard lseeks >= UInt64(Self.bpfPaysLseeks) || onCourse else { return nil }
-        switch loadWalker() {
-        case .success(let walker):
-            notes.add(.bpfEngineAfterLseeks(lseekCalls: Self.bpfPaysLseeks))
-            lseeksSoFar += engine.takeLseeks()
-            turnedToBPF = true
-            return bpfEngine(engine.object, walker)
-        case .failure(let error):
-            notes.add(.bpfEngineUnavailable(error))
-            return nil
-        }
-    }
-
-    /// The syscalls engine asked `pages` more pages.
-    func asked(_ pages: UInt64) { pagesAskedSoFar += pages }
-
-    /// An engine is done with its stretch of the scan: its lseek calls are counted, and the BPF
-    /// engine's storage kept for the next.
+    /// An engine is done with its stretch of the scan: the BPF engine's storage is kept for the next.
     func finished(_ engine: any PageCacheEngine) {
-        lseeksSoFar += engine.takeLseeks()
         if let bpf = lastBPF, bpf === engine { walkedStorage = bpf.takeStorage() }
     }
 
@@ -122,36 +109,49 @@ final class EnginePolicy {
 
     // MARK: whole objects
 
-    /// For reports that count whole objects (`file`, `objects`): the BPF walker when asked for,
-    /// or with `auto` where cachestat(2) is missing (Linux before 6.5) and the walker loads;
+    /// For reports that count whole objects (`file`, `objects`, `top`, the exporter): the BPF
+    /// walker when asked for; with `auto`, the walker for shared memory wherever it loads (its
+    /// counts are cachestat's, at a few nanoseconds a slot where cachestat(2) pays about 240 ns a
+    /// swapped page; loaded at the first shared object, so a regular file alone never pays the
+    /// load), and for regular files only where cachestat(2) is missing (Linux before 6.5);
     /// cachestat otherwise. `note` says which ran and why, when it is not the usual. Returns
-    /// whether the BPF engine counts.
+    /// whether the BPF engine counts every object.
     @discardableResult
     func decideCounting(note: (ScanNote) -> Void) throws(PageStatError) -> Bool {
         switch choice {
         case .syscalls:
-            countingWalker = nil
+            break
         case .bpf:
-            countingWalker = try XArrayWalker.shared()
+            walker = .success(try XArrayWalker.shared())
+            walksRegularFiles = true
         case .auto:
-            guard !PageCacheObject.cachestatSupported else { countingWalker = nil; break }
-            do {
-                countingWalker = try XArrayWalker.shared()
+            guard !PageCacheObject.cachestatSupported else { break }
+            switch loadWalker() {
+            case .success:
+                walksRegularFiles = true
                 note(.cachestatMissingCountedByBPF)
-            } catch {
+            case .failure(let error):
                 note(.cachestatMissingAndBPFUnavailable(error))
-                countingWalker = nil
             }
         }
-        return countingWalker != nil
+        return walksRegularFiles
     }
 
-    /// Whether the BPF engine counts whole objects (after `decideCounting`).
-    var countsByBPF: Bool { countingWalker != nil }
+    /// The walker that counts `object` whole, as `decideCounting` decided (nil: cachestat).
+    private func countingWalker(for object: PageCacheObject) -> XArrayWalker? {
+        switch choice {
+        case .syscalls: return nil
+        case .bpf: return try? loadWalker().get()
+        case .auto: return object.isShmem || walksRegularFiles ? try? loadWalker().get() : nil
+        }
+    }
+
+    /// Whether the BPF engine counts `object` whole (after `decideCounting`).
+    func countsByBPF(_ object: PageCacheObject) -> Bool { countingWalker(for: object) != nil }
 
     /// The engine that counts `object` whole, as `decideCounting` decided.
     func countingEngine(for object: PageCacheObject) -> any PageCacheEngine {
-        if let countingWalker { return BPFFileSide(object: object, walker: countingWalker) }
+        if let walker = countingWalker(for: object) { return BPFFileSide(object: object, walker: walker) }
         return SyscallFileSide(object: object)
     }
 }

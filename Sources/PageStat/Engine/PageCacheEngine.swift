@@ -32,21 +32,17 @@ protocol PageCacheEngine: AnyObject {
     /// (`cached`, `swapped` with its swap location where known, `none`), as `file --runs` lists them.
     func count(_ pages: Range<UInt64>, dirtyAndWriteback: Bool,
                eachRun: ((FileRun) -> Void)?) throws(PageStatError) -> ObjectPageCounts
-    /// Whether the engine reads the swap locations of swapped shared pages (the BPF engine does;
-    /// `auto` turns to it from one that does not).
+    /// Whether the engine reads the swap locations of swapped shared pages (the BPF engine does).
     var knowsSwapLocations: Bool { get }
-    /// lseek calls since the last `takeLseeks` (what `auto` weighs; 0 for an engine without).
-    var lseeks: Int { get }
-    /// The lseek calls since the last take, and starts counting afresh.
-    func takeLseeks() -> Int
 }
 
 typealias FileSideEmit = (_ pages: UInt64, _ state: PageState, _ flags: PageFlags, _ swap: SwapLocation?) -> Void
 
 /// Which engine answers for the file side.
 public enum FileSideEngineChoice: String, Sendable, CaseIterable {
-    /// BPF where it loads and where it pays (shared memory left for page-by-page answers);
-    /// syscalls otherwise, with a note that says why.
+    /// BPF for shared memory (tmpfs, memfd, shared anonymous, SysV shm, hugetlbfs) where it
+    /// loads, syscalls for regular files; syscalls alone, with a note that says why, where it
+    /// cannot load.
     case auto
     /// The page-cache xarray through a BPF iterator (root, BTF, libbpf.so.1); fails when it cannot load.
     case bpf

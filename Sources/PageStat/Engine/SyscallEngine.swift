@@ -58,7 +58,7 @@ final class SyscallFileSide: PageCacheEngine {
         guard dataMode == .swapped else { return }
         var withData: [(first: UInt64, pages: UInt64)] = []
         for stretch in long {
-            if let data = try countedNextData(from: stretch.first * pageSize), data / pageSize < stretch.first + stretch.pages {
+            if let data = try object.nextData(from: stretch.first * pageSize), data / pageSize < stretch.first + stretch.pages {
                 withData.append(stretch)
             } else {
                 stretchCounts.append((stretch.first, stretch.pages, 0))
@@ -139,20 +139,6 @@ final class SyscallFileSide: PageCacheEngine {
     /// lseek and cachestat tell no swap locations of shared memory.
     var knowsSwapLocations: Bool { false }
 
-    /// lseek calls made so far: what `--engine auto` weighs against the BPF engine's load.
-    private(set) var lseeks = 0
-
-    /// The lseek calls made since the last take.
-    func takeLseeks() -> Int {
-        defer { lseeks = 0 }
-        return lseeks
-    }
-
-    private func countedNextData(from offset: UInt64) throws(PageStatError) -> UInt64? {
-        lseeks += 1
-        return try object.nextData(from: offset)
-    }
-
     /// The data extent at or after `page`, from memory or from lseek. A one-page extent costs one
     /// call: SEEK_DATA from the page after the extent's first either finds data right there (the
     /// extent goes on: SEEK_HOLE finds its end) or finds the next extent, which is remembered.
@@ -163,7 +149,7 @@ final class SyscallFileSide: PageCacheEngine {
         let dataStart: UInt64
         if let nextData, nextData.from <= page, page <= nextData.next {
             dataStart = nextData.next
-        } else if let data = try countedNextData(from: page * pageSize) {
+        } else if let data = try object.nextData(from: page * pageSize) {
             dataStart = data / pageSize
         } else {
             dataStart = .max
@@ -173,9 +159,8 @@ final class SyscallFileSide: PageCacheEngine {
             return nil
         }
         let dataEnd: UInt64
-        let probe = try countedNextData(from: (dataStart + 1) * pageSize).map { $0 / pageSize }
+        let probe = try object.nextData(from: (dataStart + 1) * pageSize).map { $0 / pageSize }
         if probe == dataStart + 1 {
-            lseeks += 1
             let hole = try object.nextHole(from: (dataStart + 1) * pageSize) ?? object.size
             dataEnd = max(dataStart + 1, (hole + pageSize - 1) / pageSize)
             nextData = nil

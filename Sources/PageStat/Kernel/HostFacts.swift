@@ -147,10 +147,10 @@ public enum HostFacts {
         HostFact(name: name, available: available, detail: available ? yes : no, consequence: available ? "" : cost)
     }
 
-    /// Which engine `--engine auto` uses for large shared memory here.
+    /// Which engine `--engine auto` uses here.
     public static func autoEngine(_ facts: [HostFact]) -> String {
         facts.first { $0.name == "BPF engine" }?.available == true
-            ? "syscalls, then bpf for shared memory once lseek has cost, or is on course to cost, about what loading it does (\(ProcessScanner.bpfPaysLseeks) calls)"
+            ? "bpf for shared memory (swap locations included), syscalls for regular files"
             : "syscalls (the BPF engine does not load here)"
     }
 

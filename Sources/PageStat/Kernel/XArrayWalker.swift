@@ -105,6 +105,23 @@ package final class XArrayWalker: Sendable {
         try loadResult.get()
     }
 
+    /// Whether the loaded program finds this process's own descriptors: one walk of an empty
+    /// memfd of its own (once per process). In a PID namespace of its own (a container that
+    /// mounted its own /proc), getpid() is not the tgid the program matches, and every walk
+    /// fails with "descriptor N not found in this process".
+    package static let seesOwnDescriptors: Result<Void, PageStatError> = {
+        do throws(PageStatError) {
+            let walker = try shared()
+            let fd = CPagestat_memfd_create("pagestat-probe", 1 /* MFD_CLOEXEC */)
+            guard fd >= 0 else { throw .system(call: "memfd_create", errno: Errno(rawValue: errno)) }
+            defer { close(fd) }
+            try walker.walk(fd: FileDescriptor(rawValue: fd), first: 0, count: 1) { _ in }
+            return .success(())
+        } catch {
+            return .failure(.unsupported("BPF page-cache reader: it does not find this process's descriptors (a PID namespace of its own?): \(error)"))
+        }
+    }()
+
     /// This walker's program with other pass limits, for tests of resuming.
     func withPassLimits(runs: UInt32, nodes: UInt32) -> XArrayWalker {
         XArrayWalker(program, filteredByKernel: filteredByKernel, runsPerPass: runs, nodesPerPass: nodes)

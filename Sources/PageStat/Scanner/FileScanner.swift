@@ -9,8 +9,8 @@ public enum FileScanner {
     /// Reads one file's page-cache state; `withRuns` adds runs of page states. `engine`: the
     /// syscalls way is cachestat(2) for counts and lseek SEEK_DATA/SEEK_HOLE with cachestat or
     /// mincore for runs; the BPF engine walks the page-cache xarray (swap locations of swapped
-    /// tmpfs pages; needed where cachestat is missing). `auto` walks only where cachestat is
-    /// missing.
+    /// tmpfs pages; needed where cachestat is missing). `auto` walks shared memory (tmpfs,
+    /// hugetlbfs) where the walker loads, and regular files only where cachestat is missing.
     public static func scan(path: String, withRuns: Bool,
                             engine: FileSideEngineChoice = .auto) throws(PageStatError) -> FileReport {
         let object: PageCacheObject
@@ -19,12 +19,18 @@ public enum FileScanner {
         } catch .unsupported {
             throw .invalidInput("\(path): not a regular file")
         }
-        if let hugePageSize = object.hugePageSize { return hugetlbfs(path: path, object: object, hugePageSize: hugePageSize, withRuns: withRuns) }
+        let policy = EnginePolicy(engine)
+        if let hugePageSize = object.hugePageSize {
+            var notes = Notes()
+            let walker = try policy.sharedMemoryWalker(notes: &notes)
+            return hugetlbfs(path: path, object: object, hugePageSize: hugePageSize, withRuns: withRuns,
+                             walker: walker, notes: notes.all)
+        }
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
         var notes: [ScanNote] = []
-        let policy = EnginePolicy(engine)
-        let byBPF = try policy.decideCounting(note: { notes.append($0) })
+        try policy.decideCounting(note: { notes.append($0) })
+        let byBPF = policy.countsByBPF(object)
         let counter = policy.countingEngine(for: object)
         var runs: [FileRun] = []
         // Adjacent runs of one state merge, unless they carry swap locations (BPF).
@@ -64,20 +70,42 @@ public enum FileScanner {
         return try PageCacheObject.open(path: "/proc/self/fd/\(fd.rawValue)", pid: getpid(), what: path)
     }
 
-    /// A hugetlbfs file: st_blocks counts the huge pages it holds, and that is all hugetlbfs tells
-    /// without a mapping (no cachestat; SEEK_DATA calls every page data), so runs are known only
-    /// when it holds none or all of them (see `HugetlbSide`).
+    /// A hugetlbfs file, counted in base pages and told in whole huge pages: where the BPF walker
+    /// loads, one walk of the hugetlbfs inode's `i_pages` says which huge pages the file holds
+    /// (`cached`) and which are holes (`none`); else st_blocks counts the huge pages it holds,
+    /// and that is all hugetlbfs tells without a mapping (no cachestat; SEEK_DATA calls every
+    /// page data), so runs are known only when it holds none or all of them (see `HugetlbSide`).
+    /// Neither reserves nor allocates a huge page.
     private static func hugetlbfs(path: String, object: PageCacheObject, hugePageSize: UInt64,
-                                  withRuns: Bool) -> FileReport {
+                                  withRuns: Bool, walker: XArrayWalker?, notes: [ScanNote]) -> FileReport {
         let pageSize = object.pageSize
         let pages = (object.size + pageSize - 1) / pageSize
-        let held = min(pages, object.allocatedPages)
+        let perHugePage = hugePageSize / pageSize
+        // Where the walk fails or shows what a hugetlbfs page cache cannot hold, the count answers.
+        let resident = walker.flatMap { walker in
+            (try? HugetlbSide.residentHugePages(object, walker: walker, pageSize: pageSize, hugePageSize: hugePageSize)) ?? nil
+        }
+        let held = resident.map { $0.reduce(0) { $0 + UInt64($1.count) * perHugePage } } ?? min(pages, object.allocatedPages)
         var report = FileReport(path: path, size: object.size, isShmem: false, cached: held, dirty: nil, writeback: nil)
-        report.holes = pages - held
+        report.holes = pages - min(pages, held)
         report.hugePageSize = hugePageSize
+        report.notes = notes
         if withRuns && pages > 0 {
-            let state: PageState = held == 0 ? .none : held == pages ? .cached : .unknown
-            report.runs = [FileRun(first: 0, pages: pages, state: state)]
+            if let resident {
+                var runs: [FileRun] = []
+                var next: UInt64 = 0
+                for range in resident {
+                    let first = range.lowerBound * perHugePage, end = min(pages, range.upperBound * perHugePage)
+                    if first > next { runs.append(FileRun(first: next, pages: first - next, state: .none)) }
+                    if end > first { runs.append(FileRun(first: first, pages: end - first, state: .cached)) }
+                    next = max(next, end)
+                }
+                if pages > next { runs.append(FileRun(first: next, pages: pages - next, state: .none)) }
+                report.runs = runs
+            } else {
+                let state: PageState = held == 0 ? .none : held == pages ? .cached : .unknown
+                report.runs = [FileRun(first: 0, pages: pages, state: state)]
+            }
         }
         return report
     }

@@ -8,17 +8,17 @@ extension SystemScanner {
     /// Every shared-memory object on the machine, found through the processes that map it or hold
     /// it open, and SysV segments from /proc/sysvipc/shm. Each process's maps are read once and
     /// each mapping is filed under its object (device, inode) in a dictionary, so the work is
-    /// linear in the mappings; each object is then opened and counted once (cachestat: resident
-    /// pages in nr_cache, swapped ones in nr_evicted). What could not be read is said in the notes.
+    /// linear in the mappings; each object is then opened and counted once (the BPF walk of its
+    /// xarray, or cachestat: resident pages in nr_cache, swapped ones in nr_evicted). What could not be read is said in the notes.
     ///
     /// `engine`: `syscalls` counts with cachestat; `bpf` walks each object's page-cache xarray
-    /// (and fails with the reason where it cannot load); `auto` walks only where cachestat is
-    /// missing (Linux before 6.5).
+    /// (and fails with the reason where it cannot load); `auto` walks where the walker loads
+    /// (the same counts, without cachestat's cost per swapped page), cachestat where it does not.
     public static func objects(engine: FileSideEngineChoice = .auto) throws(PageStatError) -> ObjectsReport {
         let pageSize = UInt64(ProcFS.pageSize)
         var notes = Notes()
         let policy = EnginePolicy(engine)
-        let byBPF = try policy.decideCounting { notes.add($0) }
+        try policy.decideCounting { notes.add($0) }
         if engine == .bpf { notes.add(.countedByBPFAsAsked) }
         // tmpfs mounts, and the kernel's internal shm mount of memfds and shared anonymous memory.
         let devices = shmemDevices { notes.add($0) }
@@ -84,6 +84,7 @@ extension SystemScanner {
             case .success(let opened):
                 object.size = opened.size
                 let pages = (opened.size + pageSize - 1) / pageSize
+                let byBPF = policy.countsByBPF(opened)
                 do {
                     let counts = try policy.countingEngine(for: opened).count(0..<pages, dirtyAndWriteback: false, eachRun: nil)
                     object.resident = counts.cached

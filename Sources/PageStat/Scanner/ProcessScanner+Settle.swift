@@ -34,22 +34,16 @@ extension ProcessScanner {
             let object = try openObject(mapping)
             guard object.residencyVisible else { throw PageStatError.permissionDenied(.residency) }
             var mode = FileSide.DataMode.perPage
-            var bpf = false
-            if policy.choice == .bpf {
-                // Asked for: every page from the xarray, swap locations included.
-                bpf = try policy.bpfFromStart(for: object, notes: &notes)
-            } else {
-                // The object's counts settle pages without walking them (but know no swap
-                // locations); where they leave pages to ask one by one, `auto` weighs the BPF
-                // engine's load against the lseek calls of that many stretches.
-                if let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize,
-                                                        presentPages: presentPages) {
-                    switch shortcut {
-                    case .all(let state): settledAs = state
-                    case .data(let dataMode): mode = dataMode
-                    }
+            // The BPF engine, as asked or (`auto`) for shared memory where it loads: every page
+            // from the xarray, swap locations included. Else the object's counts settle pages
+            // without walking them where they leave no doubt.
+            let bpf = try policy.bpfFromStart(for: object, notes: &notes)
+            if !bpf, let shortcut = objectCounts.shortcut(report: report, object: object, pageSize: pageSize,
+                                                          presentPages: presentPages) {
+                switch shortcut {
+                case .all(let state): settledAs = state
+                case .data(let dataMode): mode = dataMode
                 }
-                if settledAs == nil { bpf = try policy.bpfFromStart(for: object, notes: &notes) }
             }
             if settledAs == nil {
                 let engine = policy.engine(for: object, bpf: bpf, dataMode: mode)
@@ -70,8 +64,6 @@ extension ProcessScanner {
             notes.add(unknownReason(error, mapping: mapping))
         }
         let runs = report.runs
-        /// Pages still to ask in this piece: what `auto` projects its lseek calls over.
-        var pendingLeft = runs.reduce(UInt64(0)) { $1.flags.contains(.pendingFileSide) ? $0 + $1.pages : $0 }
         for index in runs.indices {
             var run = runs[index]
             guard run.flags.contains(.pendingFileSide) else {
@@ -92,25 +84,13 @@ extension ProcessScanner {
             var next = run.start
             do throws(PageStatError) {
                 // The engine is asked a stretch at a time: the BPF engine a whole run, the
-                // syscalls engine in stretches of at most 64 Ki pages (4 Ki while `auto` is still
-                // weighing), so that `auto` can turn to the BPF engine as soon as lseek has
-                // cost, or is on course to cost, about what its load does.
-                var current = engine
+                // syscalls engine in stretches of at most 64 Ki pages.
                 while next < end {
                     let first = (mapping.offset + (next - mapping.range.start)) / pageSize
-                    if let turned = policy.turn(from: current, pendingPages: pendingLeft, notes: &notes) {
-                        let last = runs.last.map { mapping.offset + ($0.start + $0.pages * pageSize - mapping.range.start) } ?? 0
-                        try turned.prepare(span: first..<last / pageSize, long: [])
-                        current = turned
-                        fileSide = turned
-                    }
-                    let pages = current.knowsSwapLocations ? (end - next) / pageSize : min((end - next) / pageSize, policy.stretchPages)
-                    try current.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
+                    let pages = engine.knowsSwapLocations ? (end - next) / pageSize
+                        : min((end - next) / pageSize, EnginePolicy.stretchPages)
+                    try engine.resolve(first: first, count: pages, at: next, flags: run.flags, into: &out)
                     next += pages * pageSize
-                    if !current.knowsSwapLocations {
-                        pendingLeft -= pages
-                        policy.asked(pages)
-                    }
                     if out.runs.count >= Self.handOverRuns { handOver(&out) }
                 }
             } catch {

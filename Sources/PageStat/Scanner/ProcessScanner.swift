@@ -207,8 +207,8 @@ public final class ProcessScanner {
             timings.append((phase, Double(now - clock) / 1e9))
             clock = now
         }
-        // The policy is kept from one scan to the next of this scanner: `raw` scans batch by
-        // batch, and its lseek calls add up to what makes the BPF engine pay.
+        // The policy (and the walker it loaded) is kept from one scan to the next of this
+        // scanner: `raw` scans batch by batch.
         if policy.choice != options.engine { policy = EnginePolicy(options.engine) }
         // `--engine bpf` that cannot load fails the scan with the reason, whether or not a
         // mapping would have asked it (without root the file side is never reached).
@@ -263,19 +263,7 @@ public final class ProcessScanner {
         var use: MemoryUse?
         var mapcountsOfMapping: MemoryUse?
         var objectCounts = ObjectCountCache(mappings: mappings)
-        /// Whether a mapping has begun and not ended (a wave boundary inside it), and where the
-        /// scan ended early (`endOnceBPFTakesOver`).
-        var mappingOpen = false
-        var endedAt: UInt64?
         for wave in waves where !wave.isEmpty {
-            if options.endOnceBPFTakesOver && policy.turnedToBPF {
-                if mappingOpen {
-                    if let held = carry { consumer.runs([held]) }
-                    consumer.end(use: nil)
-                }
-                endedAt = carry.map { $0.start + $0.pages * pageSize } ?? chunks[wave[0].chunks.lowerBound].range.start
-                break
-            }
             var clock = Stopwatch.now()
             let read = try readWave(wave, chunks: chunks, mappings: mappings, scanned: scanned, options: options,
                                     tables: tables, threads: threads, carry: &carry)
@@ -290,8 +278,12 @@ public final class ProcessScanner {
             readSeconds += Double(Stopwatch.now() - clock) / 1e9
             clock = Stopwatch.now()
             // hugetlb mappings first, in whole huge pages and without a mapping of our own.
+            let hugetlbPending = options.fileSide && reports.contains { report in
+                report.mapping.kind == .hugetlb && report.runs.contains { $0.flags.contains(.pendingFileSide) }
+            }
             try HugetlbSide.settle(&reports, pageSize: pageSize, enabled: options.fileSide,
-                                   walker: policy.choice == .syscalls ? nil : loadedWalker, notes: &notes, open: openObject) {
+                                   walker: hugetlbPending ? try policy.sharedMemoryWalker(notes: &notes) : nil,
+                                   notes: &notes, open: openObject) {
                 (mapping, hugePageSize) throws(PageStatError) -> [Range<UInt64>]? in
                 try mappedHugePages(of: ObjectID(mapping), in: mappings, hugePageSize: hugePageSize)
             }
@@ -301,7 +293,6 @@ public final class ProcessScanner {
                 let index = piece.mapping
                 if piece.chunks.lowerBound == chunksOf[index].lowerBound {
                     consumer.begin(mappings[index], scanned: scanned[index])
-                    mappingOpen = true
                     use = options.accounting ? MemoryUse() : nil
                     mapcountsOfMapping = tables.counts != nil ? MemoryUse() : nil
                 }
@@ -323,7 +314,6 @@ public final class ProcessScanner {
                     handOver(&out, keepingLast: false)
                     use?.finish(mapcounts: mapcountsOfMapping, shmem: mappings[index].kind.isShmem)
                     consumer.end(use: use)
-                    mappingOpen = false
                 } else {
                     handOver(&out, keepingLast: true)
                     carry = out.runs.last
@@ -339,9 +329,7 @@ public final class ProcessScanner {
         if !changedMappings.isEmpty {
             notes.add(.mappingsChanged(count: changedMappings.count))
         }
-        var result = ScanResult(notes: notes.all, timings: timings)
-        result.endedAt = endedAt
-        return result
+        return ScanResult(notes: notes.all, timings: timings)
     }
 
     /// Address space per wave, in pages (512 MiB), and chunks per wave: a wave where every other
@@ -351,13 +339,15 @@ public final class ProcessScanner {
     /// Settled runs are handed on in batches of about this many.
     static let handOverRuns = 1 << 14
 
-    /// Which engine answers for the scan's file side (`ScanOptions.engine`), and what `auto`
-    /// has weighed so far in this scanner's scans.
+    /// Which engine answers for the scan's file side (`ScanOptions.engine`), and the walker it
+    /// loaded, kept between this scanner's scans.
     var policy = EnginePolicy(.auto)
-    /// The BPF engine, where this scanner has already loaded it (an `auto` scan turned to it).
-    package var loadedWalker: XArrayWalker? { policy.loadedWalker }
-    /// lseek calls on shared memory that cost about what the BPF engine's load does (`EnginePolicy`).
-    static var bpfPaysLseeks: Int { EnginePolicy.bpfPaysLseeks }
 
-
+    /// The BPF walker that reads the page cache of shared memory under `engine` (`EnginePolicy`):
+    /// loaded, or nil for `syscalls` and for `auto` where it cannot load (the note says why);
+    /// `bpf` that cannot load throws the reason.
+    package func sharedMemoryWalker(engine: FileSideEngineChoice, notes: inout Notes) throws(PageStatError) -> XArrayWalker? {
+        if policy.choice != engine { policy = EnginePolicy(engine) }
+        return try policy.sharedMemoryWalker(notes: &notes)
+    }
 }

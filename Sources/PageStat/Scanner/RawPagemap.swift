@@ -150,12 +150,11 @@ package final class RawPagemap {
     /// (so the file side is asked once, with one engine choice and one set of object counts),
     /// whose runs, as they arrive in address order, say which entries of the next stretch to
     /// mark; memory is bounded by one hand-over of runs. Returns false where pagemap ended early.
-    private func copyShmem(_ mapping: Mapping, _ part: AddressRange, _ sink: Sink, _ written: inout UInt64,
-                           mayEndEarly: Bool = true) throws(PageStatError) -> Bool {
-        if mapping.isShared, engine == .bpf || (engine == .auto && scanner.loadedWalker != nil) {
-            let walker: XArrayWalker
-            if let loaded = scanner.loadedWalker { walker = loaded } else { walker = try XArrayWalker.shared() }
-            notes.add(engine == .bpf ? .bpfEngineAsAsked : .bpfEngineLoadedEarlier)
+    private func copyShmem(_ mapping: Mapping, _ part: AddressRange, _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
+        // The BPF engine as the policy says (`bpf`, or `auto` where it loads): the part is matched
+        // against its walks directly, without the scanner.
+        if mapping.isShared, let walker = try scanner.sharedMemoryWalker(engine: engine, notes: &notes) {
+            if engine == .bpf { notes.add(.bpfEngineAsAsked) }
             if let object = try? scanner.openObject(mapping) {
                 return try copy(from: part.start, to: part.end, mapping: mapping,
                                 engine: BPFFileSide(object: object, walker: walker), sink, &written)
@@ -190,30 +189,17 @@ package final class RawPagemap {
         }
         var options = ScanOptions(range: part, hugeAndZeroFlags: false)
         options.engine = engine
-        // With `auto`, once the scan has turned to the BPF engine (fragmented shared memory), the
-        // rest of the part is matched against its walks directly, without the scanner.
-        options.endOnceBPFTakesOver = mayEndEarly && engine == .auto && mapping.isShared
         return try withoutActuallyEscaping(sink) { (sink) throws(PageStatError) -> Bool in
             var writer = Writer(raw: self, sink: sink, cursor: part.start)
-            var endedAt: UInt64?
             do throws(PageStatError) {
                 let result = try scanner.scan(options, into: &writer)
                 for note in result.notes { notes.add(note) }
-                endedAt = result.endedAt
             } catch .rangeNotMapped {
                 // Unmapped since: pagemap gives 0 there, and there is nothing to mark.
             }
             if let failure = writer.failure { throw failure }
             written += writer.written
             guard writer.complete else { return false }
-            if let endedAt, endedAt < part.end {
-                let rest = AddressRange(start: writer.cursor, end: part.end)
-                if let walker = scanner.loadedWalker, let object = try? scanner.openObject(mapping) {
-                    return try copy(from: rest.start, to: rest.end, mapping: mapping,
-                                    engine: BPFFileSide(object: object, walker: walker), sink, &written)
-                }
-                return try copyShmem(mapping, rest, sink, &written, mayEndEarly: false)
-            }
             // What the scan did not cover (unmapped while it ran) is copied as pagemap has it.
             return try copy(from: writer.cursor, to: part.end, swapped: [], sink, &written)
         }

@@ -19,10 +19,6 @@ public struct ScanOptions: Sendable {
     public var fileSide: Bool = true
     /// Which engine asks them.
     public var engine: FileSideEngineChoice = .auto
-    /// With `auto`: end the scan at the first wave boundary after the scan turned to the BPF
-    /// engine (the current mapping's runs so far handed on and the mapping ended there), so that
-    /// `raw` can take the rest without the scanner. `ScanResult.endedAt` says where.
-    package var endOnceBPFTakesOver = false
     /// Address space per wave, in pages, where not the default (`ProcessScanner.wavePages`).
     package var wavePages: UInt64?
 

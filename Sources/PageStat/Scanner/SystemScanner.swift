@@ -63,7 +63,9 @@ public enum SystemScanner {
         top(pids: pids, wholeMachine: false, proportional: proportional, progress: progress)
     }
 
-    static func top(pids: [Int32], wholeMachine: Bool, proportional: Bool, progress: (@Sendable (Int, Int) -> Void)?) -> TopReport {
+    /// `engine` counts the shared objects (`auto`; the others for tests that compare them).
+    static func top(pids: [Int32], wholeMachine: Bool, proportional: Bool, progress: (@Sendable (Int, Int) -> Void)?,
+                    engine: FileSideEngineChoice = .auto) -> TopReport {
         let pageSize = UInt64(ProcFS.pageSize)
         struct Collected {
             var processes: [ProcessUse] = []
@@ -129,8 +131,10 @@ public enum SystemScanner {
         var objects: [MappedObject] = []
         var totals: [SharedMemoryKind: ObjectTotals] = [:]
         var refused = 0
-        // `top` counts shared objects with cachestat(2), a stretch at a time.
-        let countingPolicy = EnginePolicy(.syscalls)
+        // `top` counts shared objects a stretch at a time through the seam: the BPF walk where it
+        // loads (loaded once per process: the exporter and `--interval` keep it), cachestat(2)
+        // where it does not; the counts are the same.
+        let countingPolicy = EnginePolicy(engine)
         /// A cachestat(2) call: part of one of the object's stretches with a constant set of
         /// mappers, or of the pages no one maps (nil).
         struct Ask {
@@ -181,7 +185,7 @@ public enum SystemScanner {
             }
             if pages > asked { ask(nil, asked..<pages) }
             let allAsks = asks
-            // Counted through the seam (`top` counts with cachestat: the syscalls engine).
+            // Counted through the seam (`auto`: the walk for shared memory where it loads).
             let counter = countingPolicy.countingEngine(for: object)
             // The body never throws (each answer is a Result); were it to, every ask counts as failed.
             let answers: [Result<ObjectPageCounts, PageStatError>] = (try? parallelMap(
