@@ -159,8 +159,8 @@ public final class PageSnapshot {
     }
 
     static func scanOptions(_ range: AddressRange?) -> ScanOptions {
-        var options = ScanOptions(range: range, hugeAndZeroFlags: false)
-        options.engine = (try? XArrayWalker.shared()) != nil ? .bpf : .syscalls
-        return options
+        // `auto`: the BPF engine for shared memory wherever it loads (swap locations), else the
+        // syscalls engine with its note; the copy then finds those pages without a location.
+        ScanOptions(range: range, hugeAndZeroFlags: false)
     }
 }
