@@ -63,7 +63,8 @@ with open(replies, "w") as reply, open(commands) as command:
         reply.write(f"{os.getpid()} {fd}\n"); reply.flush()
 EOF
 holder=$!
-exec 3>"$work/commands" 4<"$work/replies"
+# In the holder's order (replies, then commands): opening a FIFO blocks until its other end opens.
+exec 4<"$work/replies" 3>"$work/commands"
 
 pageout() { echo go >&3; read -r pid fd <&4; echo "$pid $fd"; }
 pswpin() { awk '$1 == "pswpin" { print $2 }' /proc/vmstat; }
