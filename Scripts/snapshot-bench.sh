@@ -1,7 +1,8 @@
 #!/bin/bash
 # Copies a partly swapped /dev/shm object three ways and says what each cost: `pagestat snapshot`
 # (swapped pages read from their slots), `dd` of the holder's /proc/PID/map_files/... link and
-# `cp --sparse=always` of the file (both swap every page in). Also reads the swap area with
+# `cp --sparse=always` of the file (both swap every page in). Each way's image is on disk when its
+# time is taken (pagestat fsyncs its image before renaming it into place; dd conv=fsync; cp, sync). Also reads the swap area with
 # `dd iflag=direct bs=1M`: the rate a slot reader can hope for.
 #
 # Usage (root, swap on, a memory cgroup: v2 at /sys/fs/cgroup, or v1's memory hierarchy at
@@ -89,11 +90,13 @@ measure() {
 
 snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$work/image" --format json > "$work/brief.json"; }
 map_files() {
-    local link; link=$(ls "/proc/$PID/map_files" | while read -r range; do
-        [ "$(readlink "/proc/$PID/map_files/$range")" = "$object" ] && echo "$range"; done | head -1)
-    dd if="/proc/$PID/map_files/$link" of="$work/image" bs=1M status=none
+    local range link=
+    for range in $(ls "/proc/$PID/map_files"); do
+        if [ "$(readlink "/proc/$PID/map_files/$range")" = "$object" ]; then link=$range; break; fi
+    done
+    dd if="/proc/$PID/map_files/$link" of="$work/image" bs=1M conv=fsync status=none
 }
-copy() { cp --sparse=always "$object" "$work/image"; }
+copy() { cp --sparse=always "$object" "$work/image" && sync "$work/image"; }
 
 : > "$work/results"
 for _ in $(seq "$runs"); do
