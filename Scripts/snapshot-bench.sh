@@ -2,7 +2,9 @@
 # Copies a partly swapped /dev/shm object three ways and says what each cost: `pagestat snapshot`
 # (swapped pages read from their slots), `dd` of the holder's /proc/PID/map_files/... link and
 # `cp --sparse=always` of the file (both swap every page in). Each way's image is on disk when its
-# time is taken (pagestat fsyncs its image before renaming it into place; dd conv=fsync; cp, sync). Also reads the swap area with
+# time is taken (pagestat fsyncs its image before renaming it into place; dd conv=fsync; cp, sync).
+# IMAGE_DIR puts the images elsewhere (/dev/shm: the copies without the disk's write). Also reads
+# the swap area with
 # `dd iflag=direct bs=1M`: the rate a slot reader can hope for.
 #
 # Usage (root, swap on, a memory cgroup: v2 at /sys/fs/cgroup, or v1's memory hierarchy at
@@ -30,12 +32,13 @@ out_mib=$((size_mib * 3 / 4))
 cgroup=$cgroup_root/pagestat-snapshot-bench-$$
 object=/dev/shm/pagestat-snapshot-bench-$$
 work=$(mktemp -d /var/tmp/pagestat-snapshot-bench-XXXXXX)
+images=$(mktemp -d "${IMAGE_DIR:-/var/tmp}/pagestat-snapshot-bench-images-XXXXXX")
 holder=
 
 cleanup() {
     [ -n "$holder" ] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null || true
     rm -f "$object"
-    rm -rf "$work"
+    rm -rf "$work" "$images"
     [ -d "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -85,18 +88,18 @@ measure() {
     local after; after=$(pswpin)
     local peak; peak=$(( $(cat "$cgroup/$peak_file") >> 20 ))
     echo "$name $(echo "$end - $start" | bc) $((after - before)) $peak $swapped" >> "$work/results"
-    rm -f "$work/image" "$work/image.json"
+    rm -f "$images/image" "$images/image.json"
 }
 
-snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$work/image" --format json > "$work/brief.json"; }
+snapshot() { "$pagestat" snapshot --file "/proc/$PID/fd/$FD" -o "$images/image" --format json > "$work/brief.json"; }
 map_files() {
     local range link=
     for range in $(ls "/proc/$PID/map_files"); do
         if [ "$(readlink "/proc/$PID/map_files/$range")" = "$object" ]; then link=$range; break; fi
     done
-    dd if="/proc/$PID/map_files/$link" of="$work/image" bs=1M conv=fsync status=none
+    dd if="/proc/$PID/map_files/$link" of="$images/image" bs=1M conv=fsync status=none
 }
-copy() { cp --sparse=always "$object" "$work/image" && sync "$work/image"; }
+copy() { cp --sparse=always "$object" "$images/image" && sync "$images/image"; }
 
 : > "$work/results"
 for _ in $(seq "$runs"); do
