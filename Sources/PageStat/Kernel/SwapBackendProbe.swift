@@ -89,7 +89,7 @@ extension SwapSlotReader {
         return nil
     }
 
-    /// Where the kernel put each slot of a swap file: swapon (iomap_swapfile_activate) takes the
+    /// Where the kernel put each slot of a swap file: turning it on (iomap_swapfile_activate) takes the
     /// file's extents in file order, joins those that continue on the device, keeps only the
     /// whole pages of each (a file system of blocks smaller than a page, such as a small ext4
     /// made with 1 KiB blocks, leaves extents that start or end inside a page) and numbers slots

@@ -182,7 +182,7 @@ enum SwapSlotStates {
             percpu = "no CPU's percpu_swap_cluster names a swap area (only non-rotational areas are kept there, once a page was swapped out to one)"
         }
         let holder = result.block_files == 0 ? "no swap block device is open here"
-            : "no open swap block device is claimed by its swap_info_struct (since 6.10 swapon claims it with the swap file)"
+            : "no open swap block device is claimed by its swap_info_struct (since 6.10 the kernel claims it with the swap file when the area is turned on)"
         return "not reachable from the BPF iterator: \(holder); \(percpu)"
     }
 
