@@ -161,8 +161,13 @@ struct SnapshotTests {
         }
     }
 
-    @Test("the manifest's planned counts are show's", .needsSwapAndRoot)
+    @Test("the manifest's planned counts are show's", .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func manifestCountsAreShows() throws {
+        try Self.onZram { try manifestCountsAreShowsOnZram() }
+    }
+
+    func manifestCountsAreShowsOnZram() throws {
         let memory = try ArrangedMemory(pages: Self.pages, backing: .privateAnonymous)
         _ = try Self.arrange(memory.base, seed: 6)
         let directory = try SnapshotScratch()

@@ -57,7 +57,12 @@ final class BackendSwapArea {
             let text = try String(contentsOfFile: "/sys/class/zram-control/hot_add", encoding: .utf8)
             let id = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
             cleanups.append {
-                try? "1".write(toFile: "/sys/block/zram\(id)/reset", atomically: false, encoding: .utf8)
+                // A reset fails (EBUSY) while anything still holds the device open, such as a
+                // slot reader not yet released: try again for up to two seconds, then remove it.
+                for _ in 0..<100 {
+                    if (try? "1".write(toFile: "/sys/block/zram\(id)/reset", atomically: false, encoding: .utf8)) != nil { break }
+                    usleep(20_000)
+                }
                 try? "\(id)".write(toFile: "/sys/class/zram-control/hot_remove", atomically: false, encoding: .utf8)
             }
             try "\(megabytes)M".write(toFile: "/sys/block/zram\(id)/disksize", atomically: false, encoding: .utf8)
