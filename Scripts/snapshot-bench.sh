@@ -5,7 +5,8 @@
 # time is taken (pagestat fsyncs its image before renaming it into place; dd conv=fsync; cp, sync).
 # IMAGE_DIR puts the images elsewhere (/dev/shm: the copies without the disk's write). Also reads
 # the swap area with
-# `dd iflag=direct bs=1M`: the rate a slot reader can hope for.
+# `dd iflag=direct bs=1M`: the rate a slot reader can hope for, next to the rate snapshot read its
+# swapped pages at (its brief's swap_read_microseconds: slot states, reads and checks).
 #
 # Usage (root, swap on, a memory cgroup: v2 at /sys/fs/cgroup, or v1's memory hierarchy at
 # /sys/fs/cgroup/memory): Scripts/snapshot-bench.sh [SIZE_MIB [RUNS]]
@@ -88,6 +89,10 @@ measure() {
     local after; after=$(pswpin)
     local peak; peak=$(( $(cat "$cgroup/$peak_file") >> 20 ))
     echo "$name $(echo "$end - $start" | bc) $((after - before)) $peak $swapped" >> "$work/results"
+    if [ "$name" = pagestat-snapshot ]; then
+        python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print("slot-rate", b["pages"]["swap"], max(b["swap_read_microseconds"], 1))' \
+            "$work/brief.json" >> "$work/results"
+    fi
     rm -f "$images/image" "$images/image.json"
 }
 
@@ -124,3 +129,7 @@ for way in pagestat-snapshot dd-map_files cp-sparse; do
 done
 echo "dd iflag=direct bs=1M of the swap area ($swap, ${out_mib} MiB): $bound"
 echo "pagestat snapshot's last brief: $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pages"])' "$work/brief.json")"
+# The rate of snapshot's swapped pages: bytes read from slots over the time their slot states,
+# reads and checks took (the brief's swap_read_microseconds), each run; then the median.
+rates=$(awk -v ps="$(getconf PAGESIZE)" '$1 == "slot-rate" { print $2 * ps / $3 / 1000 }' "$work/results" | median)
+echo "snapshot's slot reads (states and checks included), median: $rates GB/s"

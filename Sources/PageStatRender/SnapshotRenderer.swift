@@ -72,6 +72,11 @@ public enum SnapshotRenderer {
         var out = "Snapshot of \(escapedName(manifest.target)): \(counted(manifest.images.count, "image")) in \(String(format3: manifest.seconds)) s\n"
         out += line("memory", totals.memory)
         out += line("swap", totals.swap)
+        if totals.swap > 0, totals.swapReadNanoseconds > 0 {
+            let seconds = Double(totals.swapReadNanoseconds) / 1e9
+            let rate = Double(totals.swap * pageSize) / seconds / 1e9
+            out += "    read from their slots in \(String(format3: seconds)) s (\(String(format3: rate)) GB/s, states and checks included)\n"
+        }
         out += line("zero", totals.zero)
         out += line("holes", totals.holes)
         out += line("file", totals.file)
@@ -111,6 +116,7 @@ public enum SnapshotRenderer {
         json.key("frozen")
         if let frozen = manifest.frozen { json.value(frozen) } else { json.null() }
         json.field("milliseconds", UInt64(manifest.seconds * 1000))
+        json.field("swap_read_microseconds", manifest.totals.swapReadNanoseconds / 1000)
         json.field("notes", strings: manifest.notes)
     }
 }

@@ -126,6 +126,59 @@ struct SnapshotTests {
         }
     }
 
+    @Test("slots scattered by the page-out order, read a few pages at a time: every window right, in address order",
+          .needsSwapAndRoot, .needsBPF,
+          .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
+    func scatteredSlotsInSmallWindows() throws {
+        try Self.onZram {
+            let pageSize = TestEnvironment.pageSize
+            let memory = try ArrangedMemory(pages: Self.pages, backing: .memfd(name: "snapshot-scattered", shared: true))
+            for page in Self.present.lowerBound..<Self.zeroed.upperBound { Self.fill(memory.base, page: page, seed: 7) }
+            memset(memory.base + Self.zeroed.lowerBound * pageSize, 0, Self.zeroed.count * pageSize)
+            var expected = Data(bytes: memory.base, count: Self.zeroed.upperBound * pageSize)
+            expected.append(Data(count: Self.untouched.count * pageSize))
+            // One page at a time, in a stride order: each takes the next free slot, so slot order
+            // is not address order.
+            let outPages = Array(Self.pagedOut.lowerBound..<Self.zeroed.upperBound)
+            for (done, step) in outPages.indices.enumerated() {
+                let page = outPages[step * 13 % outPages.count]
+                let swapped = try ArrangedMemory.pageOut(memory.base + page * pageSize, length: pageSize,
+                                                         mappingStart: memory.range.start, untilSwapped: done + 1)
+                try #require(swapped, "MADV_PAGEOUT did not swap page \(page) out")
+            }
+            let majorFaults = try Self.majorFaultCount()
+            for (label, chunkPages) in [("process, 5-page windows", 5), ("process, 3-page windows", 3), ("process, one window", 1024),
+                                       ("object, 4-page windows", 4), ("object, one window", 1024)] {
+                var options = SnapshotOptions()
+                options.chunkPages = chunkPages
+                let snapshot = label.hasPrefix("object")
+                    ? try PageSnapshot(objectAt: "/proc/\(getpid())/fd/\(memory.fd!)", options: options)
+                    : try PageSnapshot(pid: getpid(), range: memory.range, options: options)
+                let origin = label.hasPrefix("object") ? 0 : memory.range.start
+                var image = Data(count: expected.count)
+                var next = origin
+                var slots: [(page: Int, offset: UInt64)] = []
+                let result = try snapshot.copy { (chunk) throws(PageStatError) in
+                    #expect(chunk.start == next, "\(label): chunks out of order at \(chunk.start)")
+                    next = chunk.start + chunk.pages * UInt64(pageSize)
+                    let at = Int(chunk.start - origin)
+                    if case .swap(let location) = chunk.source {
+                        for page in 0..<Int(chunk.pages) { slots.append((at / pageSize + page, location.offset + UInt64(page))) }
+                    }
+                    _ = chunk.withBytes { bytes in
+                        bytes.withUnsafeBytes { raw in image.replaceSubrange(at..<(at + raw.count), with: raw) }
+                    }
+                }
+                #expect(image == expected, "\(label): the image differs")
+                #expect(result.totals.swap == UInt64(Self.pagedOut.count) && result.totals.zero == UInt64(Self.zeroed.count)
+                        && result.totals.unsettled == 0, "\(label): \(result.totals)")
+                let inSlotOrder = slots.sorted { $0.offset < $1.offset }.map(\.page)
+                try #require(inSlotOrder != slots.map(\.page), "\(label): the slots were not scattered: \(slots)")
+            }
+            #expect(try Self.majorFaultCount() == majorFaults, "the snapshots faulted pages in")
+        }
+    }
+
     @Test("a /dev/shm file", .needsSwapAndRoot, .needsBPF,
           .requires(FileManager.default.fileExists(atPath: "/sys/class/zram-control/hot_add"), "zram (CONFIG_ZRAM), for a swap area of the test's own"))
     func devShmFile() throws {

@@ -19,6 +19,19 @@ package enum SwapBackend: Sendable, Equatable {
     case refused(SwapRefusal)
 }
 
+/// A run of consecutive slots to read, and the page-aligned buffer its pages go to.
+package struct SlotRun {
+    package var offset: UInt64
+    package var count: Int
+    package var buffer: UnsafeMutableRawBufferPointer
+
+    package init(offset: UInt64, count: Int, buffer: UnsafeMutableRawBufferPointer) {
+        self.offset = offset
+        self.count = count
+        self.buffer = buffer
+    }
+}
+
 /// One active swap area and how its slots are read.
 package struct SwapAreaAccess: Sendable {
     /// The kernel's swap type: the area's index in swap_info, as swap entries name it.
@@ -34,7 +47,7 @@ package struct SwapAreaAccess: Sendable {
 
 /// Reads swapped pages straight from their swap slots, without swapping anything in: the active
 /// swap areas from /proc/swaps, each area's backend found once (stat, statfs, FIEMAP,
-/// /sys/dev/block/MAJ:MIN/uevent), every read one O_DIRECT pread per run of slots that is
+/// /sys/dev/block/MAJ:MIN/uevent), every read one O_DIRECT preadv per stretch of slots that is
 /// contiguous on the device. Needs root (the devices, FIEMAP, the BPF slot-state reader).
 ///
 /// A slot's bytes are the page only when the kernel wrote them there: check `slotStates` (the
@@ -103,38 +116,71 @@ package final class SwapSlotReader: Sendable {
         return area
     }
 
-    /// Reads `count` consecutive slots of area `type` from slot `offset` into `buffer`
-    /// (page-aligned, at least count * page size bytes): one O_DIRECT pread(2) per run of slots
-    /// that is contiguous on the device. Throws `.swapAreaRefused` for an area whose backend is
-    /// refused, `.invalidInput` for slots outside the area or a buffer that is not aligned.
-    package func read(type: Int, offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(PageStatError) {
+    /// The area of swap type `type` if its slots can be read; throws `.swapAreaRefused` for an
+    /// area whose backend is refused.
+    package func readableArea(type: Int) throws(PageStatError) -> SwapAreaAccess {
         let area = try area(type: type)
         if case .refused(let refusal) = area.backend { throw .swapAreaRefused(area: area.path, refusal: refusal) }
+        return area
+    }
+
+    /// Reads `count` consecutive slots of area `type` from slot `offset` into `buffer`
+    /// (page-aligned, at least count * page size bytes). See `read(type:runs:)`.
+    package func read(type: Int, offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(PageStatError) {
+        try read(type: type, runs: [SlotRun(offset: offset, count: count, buffer: buffer)])
+    }
+
+    /// Reads runs of consecutive slots of area `type`, each into its own page-aligned buffer, in
+    /// device order: pieces that are contiguous on the device become one O_DIRECT preadv(2) whose
+    /// iovecs put each page where its run wants it, so slots scattered over a window of memory
+    /// cost one read per stretch of the device. Throws `.swapAreaRefused` for an area whose
+    /// backend is refused, `.invalidInput` for slots outside the area or a buffer that is not
+    /// aligned or too small.
+    package func read(type: Int, runs: [SlotRun]) throws(PageStatError) {
+        let area = try readableArea(type: type)
         guard let handle = readable[type] else { throw .objectChanged("swap area \(area.path) has no open device") }
-        guard count >= 0, offset < area.slots, UInt64(count) <= area.slots - offset else {
-            throw .invalidInput("slots \(offset)+\(count) are outside swap area \(area.path) (\(area.slots) slots)")
-        }
-        let bytes = UInt64(count) * pageSize
-        guard UInt64(buffer.count) >= bytes, let base = buffer.baseAddress,
-              UInt(bitPattern: base) % UInt(pageSize) == 0 else {
-            throw .invalidInput("swap slot reads need a page-aligned buffer of \(bytes) bytes")
-        }
-        var done: UInt64 = 0
-        while done < bytes {
-            let fileOffset = offset * pageSize + done
-            var (deviceOffset, length) = (fileOffset, bytes - done)
-            if let extents = handle.extents {
-                guard let piece = Self.locate(fileOffset, in: extents) else {
-                    throw .objectChanged("swap file \(area.path) has no extent for slot \(fileOffset / pageSize)")
-                }
-                deviceOffset = piece.device
-                length = min(length, piece.length)
+        var pieces: [(device: UInt64, buffer: UnsafeMutableRawBufferPointer)] = []
+        pieces.reserveCapacity(runs.count)
+        for run in runs {
+            guard run.count >= 0, run.offset < area.slots, UInt64(run.count) <= area.slots - run.offset else {
+                throw .invalidInput("slots \(run.offset)+\(run.count) are outside swap area \(area.path) (\(area.slots) slots)")
             }
-            try Self.readFully(handle.fd, at: deviceOffset, into: UnsafeMutableRawBufferPointer(
-                rebasing: buffer[Int(done)..<Int(done + length)]), what: area.path)
-            done += length
+            let bytes = UInt64(run.count) * pageSize
+            guard UInt64(run.buffer.count) >= bytes, let base = run.buffer.baseAddress,
+                  UInt(bitPattern: base) % UInt(pageSize) == 0 else {
+                throw .invalidInput("swap slot reads need a page-aligned buffer of \(bytes) bytes")
+            }
+            var done: UInt64 = 0
+            while done < bytes {
+                let fileOffset = run.offset * pageSize + done
+                var (deviceOffset, length) = (fileOffset, bytes - done)
+                if let extents = handle.extents {
+                    guard let piece = Self.locate(fileOffset, in: extents) else {
+                        throw .objectChanged("swap file \(area.path) has no extent for slot \(fileOffset / pageSize)")
+                    }
+                    deviceOffset = piece.device
+                    length = min(length, piece.length)
+                }
+                pieces.append((deviceOffset, UnsafeMutableRawBufferPointer(rebasing: run.buffer[Int(done)..<Int(done + length)])))
+                done += length
+            }
+        }
+        pieces.sort { $0.device < $1.device }
+        var first = 0
+        while first < pieces.count {
+            var end = first + 1
+            var next = pieces[first].device + UInt64(pieces[first].buffer.count)
+            while end < pieces.count, end - first < Self.maxVectors, pieces[end].device == next {
+                next += UInt64(pieces[end].buffer.count)
+                end += 1
+            }
+            try Self.readFully(handle.fd, at: pieces[first].device, into: pieces[first..<end].map(\.buffer), what: area.path)
+            first = end
         }
     }
+
+    /// iovecs in one preadv(2) (IOV_MAX is 1024).
+    static let maxVectors = 512
 
     /// The device offset of `fileOffset` and how many bytes from there stay contiguous.
     static func locate(_ fileOffset: UInt64, in extents: [Extent]) -> (device: UInt64, length: UInt64)? {
@@ -158,17 +204,33 @@ package final class SwapSlotReader: Sendable {
         return (extents[low].physical + skip, length)
     }
 
-    private static func readFully(_ fd: FileDescriptor, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer,
+    /// preadv(2) of `buffers`, one after the other on the device from `offset`, until all are full.
+    private static func readFully(_ fd: FileDescriptor, at offset: UInt64, into buffers: [UnsafeMutableRawBufferPointer],
                                   what: String) throws(PageStatError) {
-        var filled = 0
-        while filled < buffer.count {
-            let result = retryingInterrupts {
-                pread(fd.rawValue, buffer.baseAddress! + filled, buffer.count - filled, off_t(offset) + off_t(filled))
+        var vectors = buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        var index = 0
+        var position = offset
+        while index < vectors.count {
+            let result = vectors.withUnsafeMutableBufferPointer { vectors in
+                retryingInterrupts {
+                    preadv(fd.rawValue, vectors.baseAddress! + index, Int32(vectors.count - index), off_t(position))
+                }
             }
+            var got: Int
             switch result {
-            case .failure(let error): throw .system(call: "pread \(what) at \(offset + UInt64(filled))", errno: error)
-            case .success(0): throw .system(call: "pread \(what) at \(offset + UInt64(filled)) (end of device)", errno: .ioError)
-            case .success(let count): filled += count
+            case .failure(let error): throw .system(call: "preadv \(what) at \(position)", errno: error)
+            case .success(0): throw .system(call: "preadv \(what) at \(position) (end of device)", errno: .ioError)
+            case .success(let count): got = count
+            }
+            position += UInt64(got)
+            // Past the vectors filled, and into the one filled in part.
+            while index < vectors.count, got >= vectors[index].iov_len {
+                got -= vectors[index].iov_len
+                index += 1
+            }
+            if got > 0 {
+                vectors[index].iov_base = vectors[index].iov_base! + got
+                vectors[index].iov_len -= got
             }
         }
     }

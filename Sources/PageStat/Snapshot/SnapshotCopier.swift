@@ -181,7 +181,13 @@ struct ObjectSide: SnapshotSide {
     }
 }
 
-/// Reads planned runs through one buffer and hands chunks on in order (see `PageSnapshot`).
+/// Reads planned runs a window at a time through one buffer and hands chunks on in address order
+/// (see `PageSnapshot`). A window is as many planned pages as the buffer holds. Its pages are
+/// located once before their reads and once after them (one pagemap read, or one xarray walk),
+/// the slot states of its swapped pages are asked once per stretch of their swap area, and its
+/// slots are read in slot order, stretches contiguous on the device as one read
+/// (`SwapSlotReader.read(type:runs:)`): the cost of a window does not grow with how finely
+/// reclaim scattered its slots.
 struct SnapshotCopier<Side: SnapshotSide> {
     let side: Side
     let slots: any SnapshotSlotSource
@@ -193,6 +199,38 @@ struct SnapshotCopier<Side: SnapshotSide> {
     var totals = SnapshotTotals()
     /// A stretch without bytes that the next one may extend.
     private var pending: SnapshotChunk?
+    /// Planned pieces not read yet, in address order.
+    private var window: [Piece] = []
+    /// Buffer pages the window's pieces take.
+    private var used = 0
+    private let capacity: Int
+
+    /// A planned run, or part of one, in the window; `bufferPage` is where its bytes go (nil for
+    /// a piece without bytes: a hole, file pages, an unknown).
+    private struct Piece {
+        var start: UInt64
+        var pages: Int
+        var planned: PageLocation
+        var bufferPage: Int?
+    }
+
+    /// What became of one page of the window.
+    private enum Outcome: Equatable {
+        case memory
+        case swap(type: UInt8, offset: UInt64)
+        case zero
+        case swappedIn
+        case unreadable
+        /// Not where it was planned, or not yet readable from its slot: settled on its own.
+        case settle
+        /// Its slot is to be read (decided, not done).
+        case slot(type: UInt8, offset: UInt64)
+        /// To be read through the mapping or object (`allowSwapIn`, a refused area).
+        case through
+    }
+
+    /// Pieces in a window at most (a bound on a window of many small holes).
+    private static var maxPieces: Int { 4096 }
 
     init(side: Side, slots: any SnapshotSlotSource, options: SnapshotOptions, buffer: UnsafeMutableRawBufferPointer,
          pageSize: UInt64, mapping: Mapping?, body: @escaping (SnapshotChunk) throws(PageStatError) -> Void) {
@@ -203,29 +241,58 @@ struct SnapshotCopier<Side: SnapshotSide> {
         self.pageSize = pageSize
         self.mapping = mapping
         self.body = body
+        capacity = buffer.count / Int(pageSize)
+        window.reserveCapacity(64)
     }
 
     /// Copies a planned run of `pages` pages from `start` whose first page is at `planned`.
     mutating func copy(start: UInt64, pages: UInt64, planned: PageLocation) throws(PageStatError) {
         switch planned {
-        case .hole: try emit(start, pages, .hole)
-        case .file: try emit(start, pages, .file)
-        case .unknown(let reason): try emit(start, pages, .unsettled(reason))
+        case .hole, .file, .unknown:
+            if window.isEmpty {
+                try emit(start, pages, Self.source(of: planned))
+            } else {
+                window.append(Piece(start: start, pages: Int(pages), planned: planned, bufferPage: nil))
+                if window.count >= Self.maxPieces { try readWindow() }
+            }
+        case .swapUnknown where !options.allowSwapIn:
+            throw .unsupported("the swap location of swapped shared pages needs the BPF engine (root, BTF, libbpf.so.1); --allow-swap-in reads them through the memory instead")
         case .mapped, .resident, .swap, .swapUnknown:
-            var done: UInt64 = 0
-            while done < pages {
-                let count = min(pages - done, UInt64(options.chunkPages))
-                try copyPiece(start + done * pageSize, pages: Int(count), planned: planned.advanced(by: done))
+            var done = 0
+            while UInt64(done) < pages {
+                let start = start + UInt64(done) * pageSize
+                // The window's span is located twice: keep it within a few buffers of pages.
+                if used == capacity || (spanStart.map { (start - $0) / pageSize >= UInt64(capacity * 8) } ?? false) {
+                    try readWindow()
+                }
+                let count = min(Int(pages) - done, capacity - used)
+                window.append(Piece(start: start, pages: count, planned: planned.advanced(by: UInt64(done)), bufferPage: used))
+                used += count
                 done += count
             }
         }
     }
 
-    /// Hands on the last stretch without bytes.
+    /// Reads what the window holds and hands on the last stretch without bytes.
     mutating func flush() throws(PageStatError) {
+        try readWindow()
         if let chunk = pending {
             pending = nil
             try body(chunk)
+        }
+    }
+
+    /// The first page of the window that has bytes to read.
+    private var spanStart: UInt64? {
+        window.first { $0.bufferPage != nil }?.start
+    }
+
+    private static func source(of planned: PageLocation) -> SnapshotSource {
+        switch planned {
+        case .hole: .hole
+        case .file: .file
+        case .unknown(let reason): .unsettled(reason)
+        default: .unsettled("planned without a source")
         }
     }
 
@@ -233,64 +300,175 @@ struct SnapshotCopier<Side: SnapshotSide> {
         UnsafeMutableRawBufferPointer(rebasing: buffer[page * Int(pageSize)..<(page + count) * Int(pageSize)])
     }
 
-    private mutating func copyPiece(_ start: UInt64, pages: Int, planned: PageLocation) throws(PageStatError) {
+    /// Locates the window's pages, reads them (memory, then slots in slot order), checks the
+    /// slots' pages again, and hands every piece on in address order.
+    private mutating func readWindow() throws(PageStatError) {
+        defer {
+            window.removeAll(keepingCapacity: true)
+            used = 0
+        }
+        guard let spanStart, let last = window.last(where: { $0.bufferPage != nil }) else {
+            for piece in window { try emit(piece.start, UInt64(piece.pages), Self.source(of: piece.planned)) }
+            return
+        }
         let ps = Int(pageSize)
-        switch planned {
-        case .mapped, .resident:
-            // Checked just before the read: a page swapped out since the plan is not read
-            // through memory (that would swap it in) but planned again.
-            let now = try side.locate(start, pages: pages)
-            var page = 0
-            while page < pages {
-                guard now[page] == planned else {
-                    try settle(start + UInt64(page) * pageSize, replanned: true)
-                    page += 1
-                    continue
+        let spanPages = Int((last.start - spanStart) / pageSize) + last.pages
+        /// The window's pages' index in the located span.
+        func spanIndex(_ piece: Piece, _ page: Int) -> Int { Int((piece.start - spanStart) / pageSize) + page }
+
+        var outcome = [Outcome](repeating: .settle, count: used)
+        let before = try side.locate(spanStart, pages: spanPages)
+        var swapPages = 0
+        for piece in window {
+            guard let bufferPage = piece.bufferPage else { continue }
+            switch piece.planned {
+            case .mapped, .resident:
+                // Checked just before the read: a page swapped out since the plan is not read
+                // through memory (that would swap it in) but settled on its own.
+                var page = 0
+                while page < piece.pages {
+                    guard before[spanIndex(piece, page)] == piece.planned else { page += 1; continue }
+                    var end = page + 1
+                    while end < piece.pages && before[spanIndex(piece, end)] == piece.planned { end += 1 }
+                    let got = try side.read(piece.planned, at: piece.start + UInt64(page * ps), into: bytes(bufferPage + page, end - page)) / ps
+                    for index in page..<(page + got) { outcome[bufferPage + index] = .memory }
+                    page = end
                 }
+            case .swap:
+                for page in 0..<piece.pages {
+                    let planned = piece.planned.advanced(by: UInt64(page))
+                    if before[spanIndex(piece, page)] == planned, case .swap(let type, let offset) = planned {
+                        outcome[bufferPage + page] = .slot(type: type, offset: offset)
+                        swapPages += 1
+                    }
+                }
+            case .swapUnknown:
+                for page in 0..<piece.pages { outcome[bufferPage + page] = .through }
+            case .hole, .file, .unknown:
+                break
+            }
+        }
+        if swapPages > 0 {
+            let started = Stopwatch.now()
+            try readSlots(&outcome)
+            let after = try side.locate(spanStart, pages: spanPages)
+            for piece in window {
+                guard let bufferPage = piece.bufferPage, case .swap = piece.planned else { continue }
+                for page in 0..<piece.pages {
+                    if case .swap(let type, let offset) = outcome[bufferPage + page],
+                       after[spanIndex(piece, page)] != .swap(type: type, offset: offset) {
+                        outcome[bufferPage + page] = .settle
+                    }
+                }
+            }
+            totals.swapReadNanoseconds += Stopwatch.now() - started
+        }
+        for piece in window {
+            guard let bufferPage = piece.bufferPage else { continue }
+            var page = 0
+            while page < piece.pages {
+                guard outcome[bufferPage + page] == .through else { page += 1; continue }
                 var end = page + 1
-                while end < pages && now[end] == planned { end += 1 }
-                let got = try side.read(planned, at: start + UInt64(page * ps), into: bytes(page, end - page)) / ps
-                if got > 0 { try emit(start + UInt64(page * ps), UInt64(got), .memory, bytes: bytes(page, got)) }
-                for missed in (page + got)..<end { try settle(start + UInt64(missed * ps), replanned: true) }
+                while end < piece.pages && outcome[bufferPage + end] == .through { end += 1 }
+                let got = try side.readThrough(piece.start + UInt64(page * ps), into: bytes(bufferPage + page, end - page)) / ps
+                for index in page..<end { outcome[bufferPage + index] = index < page + got ? .swappedIn : .unreadable }
                 page = end
             }
-        case .swap(let type, let offset):
-            let states = slots.slotStates(type: type, offset: offset, count: pages)
+        }
+        for piece in window {
+            guard let bufferPage = piece.bufferPage else {
+                try emit(piece.start, UInt64(piece.pages), Self.source(of: piece.planned))
+                continue
+            }
+            try emit(piece, bufferPage: bufferPage, outcome[bufferPage..<(bufferPage + piece.pages)])
+        }
+    }
+
+    /// Reads the slots `outcome` names: their states first (a zero page is not read, a page in
+    /// the swap cache is settled on its own), then the data slots of each area in slot order.
+    private mutating func readSlots(_ outcome: inout [Outcome]) throws(PageStatError) {
+        var byType: [UInt8: [(offset: UInt64, page: Int)]] = [:]
+        for (page, result) in outcome.enumerated() {
+            if case .slot(let type, let offset) = result { byType[type, default: []].append((offset, page)) }
+        }
+        for (type, pages) in byType {
+            let pages = pages.sorted { $0.offset < $1.offset }
             do {
-                try slots.read(type: type, offset: offset, count: pages, into: bytes(0, pages))
+                try slots.checkReadable(type: type)
             } catch {
                 guard options.allowSwapIn, isRefusal(error) else { throw error }
-                try readThrough(start, pages: pages)
-                return
+                for (_, page) in pages { outcome[page] = .through }
+                continue
             }
-            let now = try side.locate(start, pages: pages)
-            var page = 0
-            while page < pages {
-                let expected = PageLocation.swap(type: type, offset: offset + UInt64(page))
-                guard now[page] == expected, states?[page] != .swapCache else {
-                    try settle(start + UInt64(page * ps), replanned: true)
-                    page += 1
-                    continue
+            // States: one ask per stretch of the area that one pass of the reader covers.
+            var first = 0
+            while first < pages.count {
+                var end = first + 1
+                while end < pages.count && pages[end].offset - pages[first].offset < UInt64(CPAGESTAT_SS_MAX_SLOTS) { end += 1 }
+                let base = pages[first].offset
+                let states = slots.slotStates(type: type, offset: base, count: Int(pages[end - 1].offset - base) + 1)
+                for (offset, page) in pages[first..<end] {
+                    switch states?[Int(offset - base)] {
+                    case .zero: outcome[page] = .zero
+                    case .data, nil: break
+                    case .swapCache: outcome[page] = .settle
+                    }
                 }
-                let zero = states?[page] == .zero
-                var end = page + 1
-                while end < pages && now[end] == .swap(type: type, offset: offset + UInt64(end))
-                    && states?[end] != .swapCache && (states?[end] == .zero) == zero { end += 1 }
-                if zero {
-                    try emit(start + UInt64(page * ps), UInt64(end - page), .zero)
-                } else {
-                    try emit(start + UInt64(page * ps), UInt64(end - page), .swap(SwapLocation(type: type, offset: offset + UInt64(page))),
-                             bytes: bytes(page, end - page))
+                first = end
+            }
+            // Reads: runs of consecutive slots going to consecutive buffer pages.
+            var runs: [SlotRun] = []
+            var index = 0
+            while index < pages.count {
+                guard case .slot = outcome[pages[index].page] else { index += 1; continue }
+                var end = index + 1
+                while end < pages.count, pages[end].offset == pages[end - 1].offset + 1, pages[end].page == pages[end - 1].page + 1,
+                      case .slot = outcome[pages[end].page] { end += 1 }
+                runs.append(SlotRun(offset: pages[index].offset, count: end - index, buffer: bytes(pages[index].page, end - index)))
+                index = end
+            }
+            guard !runs.isEmpty else { continue }
+            do {
+                try slots.read(type: type, runs: runs)
+            } catch {
+                guard options.allowSwapIn, isRefusal(error) else { throw error }
+                for (_, page) in pages where outcome[page] != .zero && outcome[page] != .settle { outcome[page] = .through }
+                continue
+            }
+            for (offset, page) in pages {
+                if case .slot = outcome[page] { outcome[page] = .swap(type: type, offset: offset) }
+            }
+        }
+    }
+
+    /// Hands on a piece's pages in order: stretches of one outcome as one chunk each (slots
+    /// only while consecutive), a page to settle on its own.
+    private mutating func emit(_ piece: Piece, bufferPage: Int, _ outcome: ArraySlice<Outcome>) throws(PageStatError) {
+        let ps = Int(pageSize)
+        var page = 0
+        while page < piece.pages {
+            let first = outcome[bufferPage + page]
+            let address = piece.start + UInt64(page * ps)
+            var end = page + 1
+            func continues(_ next: Outcome, after previous: Outcome) -> Bool {
+                switch (previous, next) {
+                case (.swap(let type, let offset), .swap(let nextType, let nextOffset)): nextType == type && nextOffset == offset + 1
+                case (.settle, _), (_, .settle): false
+                default: previous == next
                 }
-                page = end
             }
-        case .swapUnknown:
-            guard options.allowSwapIn else {
-                throw .unsupported("the swap location of swapped shared pages needs the BPF engine (root, BTF, libbpf.so.1); --allow-swap-in reads them through the memory instead")
+            while end < piece.pages && continues(outcome[bufferPage + end], after: outcome[bufferPage + end - 1]) { end += 1 }
+            let count = UInt64(end - page)
+            switch first {
+            case .memory: try emit(address, count, .memory, bytes: bytes(bufferPage + page, end - page))
+            case .swap(let type, let offset):
+                try emit(address, count, .swap(SwapLocation(type: type, offset: offset)), bytes: bytes(bufferPage + page, end - page))
+            case .zero: try emit(address, count, .zero)
+            case .swappedIn: try emit(address, count, .swappedIn, bytes: bytes(bufferPage + page, end - page))
+            case .unreadable: try emit(address, count, .unsettled("could not be read through the mapping"))
+            case .settle, .slot, .through: try settle(address, replanned: true)
             }
-            try readThrough(start, pages: pages)
-        case .hole, .file, .unknown:
-            try copy(start: start, pages: UInt64(pages), planned: planned)
+            page = end
         }
     }
 
@@ -298,14 +476,6 @@ struct SnapshotCopier<Side: SnapshotSide> {
     private func isRefusal(_ error: PageStatError) -> Bool {
         if case .swapAreaRefused = error { return true }
         return false
-    }
-
-    private mutating func readThrough(_ start: UInt64, pages: Int) throws(PageStatError) {
-        let got = try side.readThrough(start, into: bytes(0, pages)) / Int(pageSize)
-        if got > 0 { try emit(start, UInt64(got), .swappedIn, bytes: bytes(0, got)) }
-        if got < pages {
-            try emit(start + UInt64(got) * pageSize, UInt64(pages - got), .unsettled("could not be read through the mapping"))
-        }
     }
 
     /// Reads one page that moved since it was planned, planning it again each time it is found
@@ -327,10 +497,14 @@ struct SnapshotCopier<Side: SnapshotSide> {
                     return
                 }
             case .swap(let type, let offset):
-                let state = slots.slotStates(type: type, offset: offset, count: 1)?.first
-                if state == .swapCache { continue }
+                let started = Stopwatch.now()
+                defer { totals.swapReadNanoseconds += Stopwatch.now() - started }
+                var state: SnapshotSlotState?
                 do {
-                    try slots.read(type: type, offset: offset, count: 1, into: page)
+                    try slots.checkReadable(type: type)
+                    state = slots.slotStates(type: type, offset: offset, count: 1)?.first
+                    if state == .swapCache { continue }
+                    if state != .zero { try slots.read(type: type, runs: [SlotRun(offset: offset, count: 1, buffer: page)]) }
                 } catch {
                     guard options.allowSwapIn, isRefusal(error) else { throw error }
                     if try side.readThrough(address, into: page) == Int(pageSize) {
@@ -346,7 +520,13 @@ struct SnapshotCopier<Side: SnapshotSide> {
                     try emit(address, 1, .swap(SwapLocation(type: type, offset: offset)), bytes: UnsafeMutableRawBufferPointer(page))
                 }
                 return
-            case .swapUnknown, .unknown:
+            case .swapUnknown:
+                guard options.allowSwapIn else { continue }
+                if try side.readThrough(address, into: page) == Int(pageSize) {
+                    try emit(address, 1, .swappedIn, bytes: UnsafeMutableRawBufferPointer(page))
+                    return
+                }
+            case .unknown:
                 continue
             }
         }
@@ -364,10 +544,16 @@ struct SnapshotCopier<Side: SnapshotSide> {
                 pending = open
                 return
             }
-            try flush()
+            if let chunk = pending {
+                pending = nil
+                try body(chunk)
+            }
             pending = chunk
         } else {
-            try flush()
+            if let chunk = pending {
+                pending = nil
+                try body(chunk)
+            }
             try body(chunk)
         }
     }

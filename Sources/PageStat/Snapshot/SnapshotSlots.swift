@@ -18,9 +18,12 @@ enum SnapshotSlotState: Sendable, Equatable {
 
 /// Reads pages straight from their swap slots, for `PageSnapshot`.
 protocol SnapshotSlotSource {
-    /// Reads `count` consecutive slots of swap area `type` from `offset` into `buffer`
-    /// (`count` pages). Throws `.swapAreaRefused` for an area it cannot read.
-    func read(type: UInt8, offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(PageStatError)
+    /// Reads runs of consecutive slots of swap area `type`, each into its buffer, in slot order.
+    /// Throws `.swapAreaRefused` for an area it cannot read.
+    func read(type: UInt8, runs: [SlotRun]) throws(PageStatError)
+    /// Throws `.swapAreaRefused` when the slots of area `type` cannot be read (asked before
+    /// their states, which a refused area may not tell).
+    func checkReadable(type: UInt8) throws(PageStatError)
     /// What the slots hold, one state per slot; nil where the area's bookkeeping cannot be read.
     func slotStates(type: UInt8, offset: UInt64, count: Int) -> [SnapshotSlotState]?
 }
@@ -37,8 +40,12 @@ final class SwapSlotSource: SnapshotSlotSource {
         reader = try SwapSlotReader()
     }
 
-    func read(type: UInt8, offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(PageStatError) {
-        try reader.read(type: Int(type), offset: offset, count: count, into: buffer)
+    func read(type: UInt8, runs: [SlotRun]) throws(PageStatError) {
+        try reader.read(type: Int(type), runs: runs)
+    }
+
+    func checkReadable(type: UInt8) throws(PageStatError) {
+        _ = try reader.readableArea(type: Int(type))
     }
 
     func slotStates(type: UInt8, offset: UInt64, count: Int) -> [SnapshotSlotState]? {

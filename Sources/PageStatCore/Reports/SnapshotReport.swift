@@ -37,6 +37,9 @@ public struct SnapshotTotals: Sendable, Hashable {
     public var unsettled: UInt64 = 0
     /// Pages found elsewhere than planned when checked after their read, and read again.
     public var replanned: UInt64 = 0
+    /// Time spent on the pages read from swap slots: their slot states, the reads, and the
+    /// check of their locations afterwards (monotonic nanoseconds).
+    public var swapReadNanoseconds: UInt64 = 0
 
     public init() {}
 
@@ -64,6 +67,7 @@ extension SnapshotTotals {
         sum.swappedIn += other.swappedIn
         sum.unsettled += other.unsettled
         sum.replanned += other.replanned
+        sum.swapReadNanoseconds += other.swapReadNanoseconds
         return sum
     }
 }
