@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bpf_iter.h"
 #include "bpf_pin.h"
 #include "xarray_bpf_object.h"
 
@@ -240,20 +241,7 @@ int CPagestat_xw_run(const struct CPagestat_xw_loaded *loaded) {
     int fd = CPagestat_xw_iter_create(loaded->link_fd);
     if (fd < 0)
         return fd;
-    char buffer[256];
-    ssize_t n;
-    int err = 0;
-    // The program writes nothing to the seq_file: one read runs the whole iteration.
-    while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            err = -errno;
-            break;
-        }
-    }
-    close(fd);
-    return err;
+    return cpagestat_iter_drain(fd);
 }
 
 const unsigned char *CPagestat_xarray_bpf_object_bytes(void) {

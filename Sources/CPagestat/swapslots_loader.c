@@ -13,6 +13,7 @@
 #include <linux/btf.h>
 #include <linux/fiemap.h>
 
+#include "bpf_iter.h"
 #include "swapslots_bpf_object.h"
 
 _Static_assert(sizeof(struct fiemap) == 32, "struct fiemap header");
@@ -194,18 +195,5 @@ int CPagestat_ss_run(const struct CPagestat_ss_loaded *loaded) {
     int fd = ss_libbpf.iter_create(loaded->link_fd);
     if (fd < 0)
         return fd < -1 ? fd : -errno;
-    char buffer[256];
-    ssize_t n;
-    int err = 0;
-    // The program writes nothing to the seq_file: one read runs the whole iteration.
-    while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            err = -errno;
-            break;
-        }
-    }
-    close(fd);
-    return err;
+    return cpagestat_iter_drain(fd);
 }

@@ -73,9 +73,11 @@ public enum SnapshotRenderer {
         out += line("memory", totals.memory)
         out += line("swap", totals.swap)
         if totals.swap > 0, totals.swapReadNanoseconds > 0 {
-            let seconds = Double(totals.swapReadNanoseconds) / 1e9
-            let rate = Double(totals.swap * pageSize) / seconds / 1e9
-            out += "    read from their slots in \(String(format3: seconds)) s (\(String(format3: rate)) GB/s, states and checks included)\n"
+            let milliseconds = Double(totals.swapReadNanoseconds) / 1e6
+            let rate = Double(totals.swap * pageSize) / milliseconds / 1e6
+            let io = Double(totals.slotIONanoseconds) / 1e6
+            out += "    from their slots in \(String(format3: milliseconds)) ms, \(String(format3: rate)) GB/s with their states and checks"
+                + (io > 0 ? " (the reads alone \(String(format3: io)) ms)\n" : "\n")
         }
         out += line("zero", totals.zero)
         out += line("holes", totals.holes)
@@ -117,6 +119,7 @@ public enum SnapshotRenderer {
         if let frozen = manifest.frozen { json.value(frozen) } else { json.null() }
         json.field("milliseconds", UInt64(manifest.seconds * 1000))
         json.field("swap_read_microseconds", manifest.totals.swapReadNanoseconds / 1000)
+        json.field("slot_io_microseconds", manifest.totals.slotIONanoseconds / 1000)
         json.field("notes", strings: manifest.notes)
     }
 }

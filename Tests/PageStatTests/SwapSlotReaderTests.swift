@@ -6,8 +6,9 @@ import Testing
 @testable import PageStat
 @testable import PageStatCore
 
-/// A swap area of one backend, turned on for one test at priority 100 (above the session's), so
-/// the test's page-outs land there, and turned off and removed by `remove()`, also on failure.
+/// A swap area of one backend, turned on for one test at priority 100 or what the test asks, but
+/// always above every area already on (the session's, a host's own zram), so the test's
+/// page-outs land there; turned off and removed by `remove()`, also on failure.
 final class BackendSwapArea {
     enum Kind { case ddFile, fallocatedFileOnLoopExt4, loopPartition, zram }
 
@@ -69,8 +70,17 @@ final class BackendSwapArea {
             path = "/dev/zram\(id)"
         }
         _ = try Self.output("mkswap", ["-q", path])
-        _ = try Self.output("swapon", ["-p", "\(priority)", path])
+        _ = try Self.output("swapon", ["-p", "\(Self.above(priority))", path])
         cleanups.append { [path] in _ = try? Self.output("swapoff", [path]) }
+    }
+
+    /// `priority`, or one above the highest area on now (an equal priority would share the
+    /// page-outs round-robin), at most swapon's 32767.
+    static func above(_ priority: Int) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/swaps", encoding: .utf8)) ?? ""
+        let highest = text.split(separator: "\n").dropFirst()
+            .compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).last.flatMap { Int($0) } }.max() ?? Int.min
+        return min(32767, max(priority, highest == Int.min ? priority : highest + 1))
     }
 
     /// Turns the area off and undoes everything it arranged, last first.
@@ -186,7 +196,13 @@ func waitForWriteback() {
                   Int(entry.swapType) == access.type else { continue }
             located.append((index, ~tag, entry.swapOffset))
         }
-        #expect(located.count >= pages, "only \(located.count) of \(2 * pages) pages went to \(area.path)")
+        var types: [UInt8: Int] = [:]
+        for index in 0..<pages {
+            if let entry = Pagemap.ownEntry(anonymous + index * page), entry.isSwap { types[entry.swapType, default: 0] += 1 }
+        }
+        let elsewhere = "the anonymous pages' swap types: \(types). On 6.18 (per-CPU swap clusters, 6.15+) a CPU takes page-outs from its cached swap "
+            + "cluster of a non-rotational area already on before a new area of higher priority: run with no other such area on"
+        #expect(located.count >= pages, "only \(located.count) of \(2 * pages) pages went to \(area.path) (type \(access.type)); \(elsewhere)")
 
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: page, alignment: page)
         defer { buffer.deallocate() }

@@ -180,7 +180,7 @@ package final class SwapSlotReader: Sendable {
     }
 
     /// iovecs in one preadv(2) (IOV_MAX is 1024).
-    static let maxVectors = 512
+    static let maxVectors = 1024
 
     /// The device offset of `fileOffset` and how many bytes from there stay contiguous.
     static func locate(_ fileOffset: UInt64, in extents: [Extent]) -> (device: UInt64, length: UInt64)? {

@@ -34,8 +34,9 @@ public struct SnapshotOptions: Sendable {
     /// How often a page found moved after its read is planned and read again before it is
     /// reported `unsettled`.
     public var maxReplans = 3
-    /// Pages per read, and the size of the one buffer the snapshot holds.
-    public var chunkPages = 1024
+    /// Pages per window (located, read and checked together), and the size of the one buffer
+    /// the snapshot holds.
+    public var chunkPages = 4096
     /// Only mappings of these kinds (a process snapshot); nil for every mapping.
     public var mappingKinds: Set<MappingKind>?
 

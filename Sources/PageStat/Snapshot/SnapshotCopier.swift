@@ -428,6 +428,8 @@ struct SnapshotCopier<Side: SnapshotSide> {
                 index = end
             }
             guard !runs.isEmpty else { continue }
+            let reading = Stopwatch.now()
+            defer { totals.slotIONanoseconds += Stopwatch.now() - reading }
             do {
                 try slots.read(type: type, runs: runs)
             } catch {
@@ -504,7 +506,11 @@ struct SnapshotCopier<Side: SnapshotSide> {
                     try slots.checkReadable(type: type)
                     state = slots.slotStates(type: type, offset: offset, count: 1)?.first
                     if state == .swapCache { continue }
-                    if state != .zero { try slots.read(type: type, runs: [SlotRun(offset: offset, count: 1, buffer: page)]) }
+                    if state != .zero {
+                        let reading = Stopwatch.now()
+                        defer { totals.slotIONanoseconds += Stopwatch.now() - reading }
+                        try slots.read(type: type, runs: [SlotRun(offset: offset, count: 1, buffer: page)])
+                    }
                 } catch {
                     guard options.allowSwapIn, isRefusal(error) else { throw error }
                     if try side.readThrough(address, into: page) == Int(pageSize) {

@@ -40,6 +40,8 @@ public struct SnapshotTotals: Sendable, Hashable {
     /// Time spent on the pages read from swap slots: their slot states, the reads, and the
     /// check of their locations afterwards (monotonic nanoseconds).
     public var swapReadNanoseconds: UInt64 = 0
+    /// Of `swapReadNanoseconds`, the time in the slot reads themselves (O_DIRECT preadv).
+    public var slotIONanoseconds: UInt64 = 0
 
     public init() {}
 
@@ -68,6 +70,7 @@ extension SnapshotTotals {
         sum.unsettled += other.unsettled
         sum.replanned += other.replanned
         sum.swapReadNanoseconds += other.swapReadNanoseconds
+        sum.slotIONanoseconds += other.slotIONanoseconds
         return sum
     }
 }
