@@ -355,9 +355,14 @@ struct SnapshotCopier<Side: SnapshotSide> {
             for piece in window {
                 guard let bufferPage = piece.bufferPage, case .swap = piece.planned else { continue }
                 for page in 0..<piece.pages {
-                    if case .swap(let type, let offset) = outcome[bufferPage + page],
-                       after[spanIndex(piece, page)] != .swap(type: type, offset: offset) {
+                    // A page read from its slot, or told zero by the zeromap, must still be there.
+                    switch outcome[bufferPage + page] {
+                    case .swap(let type, let offset) where after[spanIndex(piece, page)] != .swap(type: type, offset: offset):
                         outcome[bufferPage + page] = .settle
+                    case .zero where after[spanIndex(piece, page)] != piece.planned.advanced(by: UInt64(page)):
+                        outcome[bufferPage + page] = .settle
+                    default:
+                        break
                     }
                 }
             }
