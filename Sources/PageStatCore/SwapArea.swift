@@ -11,13 +11,16 @@ public enum SwapArea {
         public var sizeKiB: UInt64
         /// How much of it is in use, in KiB.
         public var usedKiB: UInt64
+        /// Its priority (page-outs go to the highest first); nil where the line has none.
+        public var priority: Int?
 
         /// An entry as /proc/swaps would list it.
-        public init(path: String, type: String, sizeKiB: UInt64, usedKiB: UInt64) {
+        public init(path: String, type: String, sizeKiB: UInt64, usedKiB: UInt64, priority: Int? = nil) {
             self.path = path
             self.type = type
             self.sizeKiB = sizeKiB
             self.usedKiB = usedKiB
+            self.priority = priority
         }
     }
 
@@ -28,7 +31,8 @@ public enum SwapArea {
         text.split(separator: "\n").dropFirst().compactMap { line in
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count >= 4, let size = UInt64(fields[2]), let used = UInt64(fields[3]) else { return nil }
-            return Entry(path: ProcEscape.unescape(fields[0]), type: String(fields[1]), sizeKiB: size, usedKiB: used)
+            return Entry(path: ProcEscape.unescape(fields[0]), type: String(fields[1]), sizeKiB: size, usedKiB: used,
+                         priority: fields.count > 4 ? Int(fields[4]) : nil)
         }
     }
 }

@@ -473,10 +473,11 @@ struct ParserPropertyTests {
                 let used = generator.chance(80) ? UInt64(generator.below(1 << 20)) : generator.number()
                 var line = String(decoding: escaped, as: UTF8.self) + String(repeating: " ", count: max(1, 40 - escaped.count))
                 line += partition ? "partition" : "file\t"
-                line += "\t\(size)\t\(size < 10_000_000 ? "\t" : "")\(used)\t\(used < 10_000_000 ? "\t" : "")\(generator.below(200) - 100)\n"
+                let priority = generator.below(200) - 100
+                line += "\t\(size)\t\(size < 10_000_000 ? "\t" : "")\(used)\t\(used < 10_000_000 ? "\t" : "")\(priority)\n"
                 text += line
                 expected.append(SwapArea.Entry(path: String(decoding: path, as: UTF8.self), type: partition ? "partition" : "file",
-                                               sizeKiB: size, usedKiB: used))
+                                               sizeKiB: size, usedKiB: used, priority: Int(priority)))
             }
             #expect(SwapArea.parse(text) == expected, "case \(case_)")
             let bytes = Array(text.utf8)

@@ -101,8 +101,8 @@ struct ParserTests {
     @Test func procSwaps() throws {
         let swaps = SwapArea.parse(try TestEnvironment.fixture("swaps.txt"))
         #expect(swaps == [
-            SwapArea.Entry(path: "/var/tmp/dev.swap", type: "file", sizeKiB: 2097148, usedKiB: 1024),
-            SwapArea.Entry(path: "/dev/zram0", type: "partition", sizeKiB: 8388604, usedKiB: 0),
+            SwapArea.Entry(path: "/var/tmp/dev.swap", type: "file", sizeKiB: 2097148, usedKiB: 1024, priority: -2),
+            SwapArea.Entry(path: "/dev/zram0", type: "partition", sizeKiB: 8388604, usedKiB: 0, priority: 100),
         ])
         #expect(SwapArea.parse("Filename\tType\tSize\tUsed\tPriority\n").isEmpty)
     }

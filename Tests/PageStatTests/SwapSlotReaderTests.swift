@@ -77,10 +77,8 @@ final class BackendSwapArea {
     /// `priority`, or one above the highest area on now (an equal priority would share the
     /// page-outs round-robin), at most swapon's 32767.
     static func above(_ priority: Int) -> Int {
-        let text = (try? String(contentsOfFile: "/proc/swaps", encoding: .utf8)) ?? ""
-        let highest = text.split(separator: "\n").dropFirst()
-            .compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).last.flatMap { Int($0) } }.max() ?? Int.min
-        return min(32767, max(priority, highest == Int.min ? priority : highest + 1))
+        guard let highest = SwapArea.active().compactMap(\.priority).max() else { return priority }
+        return min(32767, max(priority, highest + 1))
     }
 
     /// Turns the area off and undoes everything it arranged, last first.
