@@ -72,8 +72,8 @@ struct ParserRegressionTests {
         // `pagestat\040fuzz\134esc.swap`, which was taken as the path.
         let swaps = SwapArea.parse(try corpusText("swaps/real-escapes.txt"))
         #expect(swaps == [
-            SwapArea.Entry(path: "/var/tmp/pagestat-session.swap", type: "file", sizeKiB: 4194300, usedKiB: 208),
-            SwapArea.Entry(path: "/var/tmp/pagestat fuzz\\esc.swap", type: "file", sizeKiB: 1020, usedKiB: 0),
+            SwapArea.Entry(path: "/var/tmp/pagestat-session.swap", type: "file", sizeKiB: 4194300, usedKiB: 208, priority: -2),
+            SwapArea.Entry(path: "/var/tmp/pagestat fuzz\\esc.swap", type: "file", sizeKiB: 1020, usedKiB: 0, priority: -3),
         ])
         #expect(ProcEscape.unescape("a\\040b\\134\\011\\012\\08\\400\\") == "a b\\\t\n\\08\\400\\")
     }
