@@ -304,6 +304,16 @@ esac
 echo
 echo "test.sh: summary"
 echo "  Swift tests: $swift_passed passed, $swift_failed failed$swift_note, $swift_not_run NOT RUN, $swift_skipped skipped on purpose (helper modes, opt-in benchmarks); logs in $logs"
+if [ "$swift_failed" -gt 0 ]; then
+    # Each failed test by name, with the first issue it recorded: the summary is often all a CI
+    # log keeps.
+    echo "  failed, with each one's first recorded issue:"
+    cat "$logs"/swift-*.log 2>/dev/null | awk '
+        /^✘ Test .* recorded an issue/ && !/^✘ Test run with / {
+            name = $0; sub(/^✘ Test /, "", name); sub(/ recorded an issue.*/, "", name)
+            if (!(name in first)) { issue = $0; sub(/^.* recorded an issue/, "recorded an issue", issue); first[name] = substr(issue, 1, 400); order[++n] = name } }
+        END { for (i = 1; i <= n; i++) print "    " order[i] ": " first[order[i]] }'
+fi
 if [ "$swift_not_run" -gt 0 ]; then
     echo "  NOT RUN, by what was missing (each test is named on a NOT RUN line in the log):"
     cat "$logs"/swift-*.log | sed -n -e 's/^➜ Test .* skipped: "NOT RUN: \(.*\)"$/\1/p' \
