@@ -295,7 +295,9 @@ struct ExporterPrometheusTests {
         let inode = String(st.st_ino)
         let page = UInt64(TestEnvironment.pageSize)
 
-        let exporter = try ExporterProcess(["--min-interval", "0.5", "--objects", "100000"])
+        // A scan that takes longer than 2 s is answered with the last one's series, within
+        // Prometheus's scrape timeout below.
+        let exporter = try ExporterProcess(["--min-interval", "0.5", "--objects", "100000", "--scan-deadline", "2"])
         defer { exporter.stop() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pagestat-e2e-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -305,9 +307,10 @@ struct ExporterPrometheusTests {
           scrape_interval: 1s
           evaluation_interval: 1s
         scrape_configs:
+          # A scrape waits for a scan at most 2 s (the exporter's --scan-deadline above).
           - job_name: pagestat
-            scrape_interval: 1s
-            scrape_timeout: 1s
+            scrape_interval: 3s
+            scrape_timeout: 3s
             static_configs:
               - targets: ['127.0.0.1:\(exporter.port)']
 
