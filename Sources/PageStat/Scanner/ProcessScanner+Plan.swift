@@ -23,10 +23,20 @@ extension ProcessScanner {
             var start = range.start
             let chunkBytes = Self.chunkPages * pageSize
             let huge = UInt64(PFNFlagSource.hugePages) * pageSize
+            /// The first populated address at or after `start` that PAGEMAP_SCAN last found: an
+            /// empty stretch cut into waves is scanned once, not once per wave (which walked its
+            /// page tables again to the same far end, quadratic in the swapped-out shared memory).
+            var populatedAt: UInt64?
             while start < range.end {
                 if Self.skipsEmpty(mappings[index]) && !scanCategories.isEmpty && range.end - start > chunkBytes {
-                    let next = try PagemapScan.firstPopulated(fd: pagemap.fileDescriptor, pid: pid, start: start,
+                    let next: UInt64
+                    if let known = populatedAt, known > start {
+                        next = known
+                    } else {
+                        next = try PagemapScan.firstPopulated(fd: pagemap.fileDescriptor, pid: pid, start: start,
                                                               end: range.end) ?? range.end
+                        populatedAt = next
+                    }
                     var aligned = next == range.end ? next : max(start, next - next % huge)
                     if aligned - start >= chunkBytes {
                         // Where the file side may split the stretch (swapped shared pages read
