@@ -8,8 +8,10 @@ final class BPFFileSide: PageCacheEngine {
     /// The object's slots over the span of the stretches to come, walked once in `prepare`
     /// (one iterator pass per 32 Ki runs, not one per stretch), and where the next `resolve`
     /// starts looking.
-    private var walked: [XArrayRun] = []
-    private var cursor = 0
+    /// Unchecked exclusivity: only this engine's own calls touch them, one at a time, and a
+    /// dynamic check per access cost several percent of a fragmented scan.
+    @exclusivity(unchecked) private var walked: [XArrayRun] = []
+    @exclusivity(unchecked) private var cursor = 0
 
     /// `storage`: an array whose capacity the walks may reuse (see `takeStorage`).
     init(object: PageCacheObject, walker: XArrayWalker, storage: [XArrayRun] = []) {

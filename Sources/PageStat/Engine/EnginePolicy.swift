@@ -18,8 +18,10 @@ final class EnginePolicy {
     private var saidUnavailable = false
     /// The BPF engine's walked runs, kept between the engines of a scan (see `BPFFileSide.takeStorage`).
     private var walkedStorage: [XArrayRun] = []
-    /// The last BPF engine this policy made, whose storage the next one reuses.
-    private weak var lastBPF: BPFFileSide?
+    /// The last BPF engine this policy made, whose storage the next one reuses: its identity
+    /// only. A weak reference would give every engine a side table, and each retain of it (one
+    /// per stretch the scanner asks, millions in a fragmented scan) the runtime's slow path.
+    private var lastBPF: ObjectIdentifier?
     /// For whole-object counts: whether the walker counts regular files too (`bpf`, or no
     /// cachestat; `decideCounting`).
     private var walksRegularFiles = false
@@ -96,14 +98,14 @@ final class EnginePolicy {
 
     /// An engine is done with its stretch of the scan: the BPF engine's storage is kept for the next.
     func finished(_ engine: any PageCacheEngine) {
-        if let bpf = lastBPF, bpf === engine { walkedStorage = bpf.takeStorage() }
+        if let bpf = engine as? BPFFileSide, ObjectIdentifier(bpf) == lastBPF { walkedStorage = bpf.takeStorage() }
     }
 
     /// A BPF engine for `object` that reuses the storage of the last one's walks.
     private func bpfEngine(_ object: PageCacheObject, _ walker: XArrayWalker) -> BPFFileSide {
         let engine = BPFFileSide(object: object, walker: walker, storage: walkedStorage)
         walkedStorage = []
-        lastBPF = engine
+        lastBPF = ObjectIdentifier(engine)
         return engine
     }
 
