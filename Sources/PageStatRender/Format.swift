@@ -150,32 +150,30 @@ public struct JSONWriter {
         @inline(__always)
         func appendDecimal(_ value: UInt64) {
             reserve(20)
-            // Digits go backwards into the 20 bytes past the end, two at a time (a run's start
-            // address has 15 digits: half the divisions), then move into place.
-            let scratch = base + count
-            var position = 20
+            // Digits go backwards straight into their place, two at a time (a run's start
+            // address has 15 digits: half the divisions). Written into scratch space and moved,
+            // each move's load waited on the byte stores before it (a tenth of a fragmented
+            // report's JSON time).
+            let digits = JSONWriter.decimalDigits(value)
+            let target = base + count
+            var position = digits
             var rest = value
             JSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
                 while rest >= 100 {
                     let pair = Int(rest % 100) * 2
                     rest /= 100
                     position -= 2
-                    scratch[position] = pairs[pair]
-                    scratch[position + 1] = pairs[pair + 1]
+                    target[position] = pairs[pair]
+                    target[position + 1] = pairs[pair + 1]
                 }
                 if rest >= 10 {
                     let pair = Int(rest) * 2
-                    position -= 2
-                    scratch[position] = pairs[pair]
-                    scratch[position + 1] = pairs[pair + 1]
+                    target[0] = pairs[pair]
+                    target[1] = pairs[pair + 1]
                 } else {
-                    position -= 1
-                    scratch[position] = 0x30 + UInt8(truncatingIfNeeded: rest)
+                    target[0] = 0x30 + UInt8(truncatingIfNeeded: rest)
                 }
             }
-            let digits = 20 - position
-            // Overlapping, and short: copyShort loads before it stores, and calls no memmove.
-            if position > 0 { Self.copyShort(from: UnsafeRawPointer(scratch + position), to: UnsafeMutableRawPointer(scratch), count: digits) }
             count += digits
         }
 
@@ -420,6 +418,19 @@ public struct JSONWriter {
     }
 
     /// "00" "01" ... "99" as ASCII bytes.
+    /// The number of decimal digits of `value` (1 for 0): an estimate of its logarithm from its
+    /// bit length, put right by one comparison with a power of ten.
+    @inline(__always)
+    static func decimalDigits(_ value: UInt64) -> Int {
+        let bits = 64 - (value | 1).leadingZeroBitCount
+        let estimate = (bits * 1233) >> 12
+        let below = powersOfTen.withUnsafeBufferPointer { value < $0[estimate] }
+        return max(1, estimate + (below ? 0 : 1))
+    }
+
+    /// 10 to the powers 0 through 19 (the largest that fits in 64 bits).
+    fileprivate static let powersOfTen: [UInt64] = (0..<20).map { power in (0..<power).reduce(UInt64(1)) { value, _ in value * 10 } }
+
     fileprivate static let digitPairs: [UInt8] = {
         var pairs: [UInt8] = []
         for value in 0..<100 {
