@@ -417,7 +417,6 @@ public struct JSONWriter {
         buffer.appendDecimal(value)
     }
 
-    /// "00" "01" ... "99" as ASCII bytes.
     /// The number of decimal digits of `value` (1 for 0): an estimate of its logarithm from its
     /// bit length, put right by one comparison with a power of ten.
     @inline(__always)
@@ -431,6 +430,7 @@ public struct JSONWriter {
     /// 10 to the powers 0 through 19 (the largest that fits in 64 bits).
     fileprivate static let powersOfTen: [UInt64] = (0..<20).map { power in (0..<power).reduce(UInt64(1)) { value, _ in value * 10 } }
 
+    /// "00" "01" ... "99" as ASCII bytes.
     fileprivate static let digitPairs: [UInt8] = {
         var pairs: [UInt8] = []
         for value in 0..<100 {
