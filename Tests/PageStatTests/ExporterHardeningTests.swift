@@ -1,3 +1,4 @@
+import CPagestat
 import Foundation
 import Testing
 
@@ -116,6 +117,12 @@ struct ExporterHardeningTests {
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         defer { var restore = saved; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore) }
 
+        // A shared object of the test's own for the whole test: the per-object families exist
+        // only while some object does, and another test's may come and go between two scrapes.
+        let held = CPagestat_memfd_create("pagestat-flood-\(getpid())", 1)
+        try #require(held >= 0)
+        defer { close(held) }
+        try #require(pwrite(held, [UInt8](repeating: 0x5a, count: 4096), 4096, 0) == 4096)
         let exporter = try ExporterProcess(["--min-interval", "0", "--scan-deadline", "120", "--idle-timeout", "15", "--max-connections", "64"],
                                            wrapper: ["/usr/bin/prlimit", "--nofile=512:512", "--"])
         defer { exporter.stop() }
@@ -127,6 +134,7 @@ struct ExporterHardeningTests {
         #expect(before.status == 200)
         let families = try seriesFamilies(before.body)
         #expect(families.contains("pagestat_shared_resident_bytes"), "\(families)")
+        #expect(families.contains("pagestat_object_resident_bytes"), "the held memfd gives no object series: \(families)")
         let baselineKiB = try residentKiB(pid)
 
         // Non-blocking connects: past the backlog the kernel leaves them in SYN_SENT.
