@@ -136,6 +136,47 @@ package final class XArrayWalker: Sendable {
     /// `body` is called between passes of the walk, never while the program runs; it must not
     /// call `walk` on the same walker.
     package func walk(fd: FileDescriptor, first: UInt64, count: UInt64, _ body: (XArrayRun) -> Void) throws(PageStatError) {
+        var pending: XArrayRun?
+        var batch: [XArrayRun] = []
+        batch.reserveCapacity(Int(runsPerPass))
+        try passes(fd: fd, first: first, count: count) { records, shmem in
+            batch.removeAll(keepingCapacity: true)
+            for record in records {
+                batch.append(XArrayRun(first: record.first, pages: record.pages, kind: Self.kind(record, shmem: shmem)))
+            }
+        } after: {
+            for run in batch {
+                if pending?.absorb(run) != true {
+                    if let done = pending { body(done) }
+                    pending = run
+                }
+            }
+        }
+        if let done = pending { body(done) }
+    }
+
+    /// The swap entries of the object open at `fd` over page indices [first, first + count):
+    /// `body` gets each run of consecutive swap slots (its first index, pages, and the first
+    /// page's location), in index order, straight from the program's records. A run may be cut
+    /// in two where one pass ended. `body` runs while the program's lock is held (between
+    /// passes, not while the program runs): it must be short and must not walk. Nothing is
+    /// reported for a file that is not shmem (its value entries are shadows, not swap).
+    package func swapRuns(fd: FileDescriptor, first: UInt64, count: UInt64,
+                          _ body: (_ first: UInt64, _ pages: UInt64, _ location: SwapLocation) -> Void) throws(PageStatError) {
+        try passes(fd: fd, first: first, count: count) { records, shmem in
+            guard shmem else { return }
+            for record in records where record.kind == UInt64(CPAGESTAT_XW_SWAP) {
+                body(record.first, record.pages,
+                     SwapLocation(type: UInt8(truncatingIfNeeded: record.swap >> 58), offset: record.swap & ((1 << 58) - 1)))
+            }
+        } after: {}
+    }
+
+    /// The passes of one walk over [first, first + count): `records` gets each pass's records
+    /// under the lock, `after` runs after each pass, outside it.
+    private func passes(fd: FileDescriptor, first: UInt64, count: UInt64,
+                        records: (UnsafeBufferPointer<CPagestat_xw_run>, _ shmem: Bool) -> Void,
+                        after: () -> Void) throws(PageStatError) {
         guard count > 0 else { return }
         guard getpid() == program.pid else {
             throw .unsupported("BPF page-cache reader: loaded by process \(program.pid), used in its child \(getpid()) after fork")
@@ -144,40 +185,32 @@ package final class XArrayWalker: Sendable {
         let (end, overflow) = first.addingReportingOverflow(count)
         guard !overflow else { throw .invalidInput("page range \(first)+\(count) overflows") }
 
-        var pending: XArrayRun?
-        var batch: [XArrayRun] = []
-        batch.reserveCapacity(Int(runsPerPass))
         var next = first
         var retries = 0
         while next < end {
-            let pass = try runPass(fd: fd, from: next, to: end, into: &batch)
-            for run in batch {
-                if pending?.absorb(run) != true {
-                    if let done = pending { body(done) }
-                    pending = run
-                }
-            }
+            let pass = try runPass(fd: fd, from: next, to: end, records: records)
+            after()
             if pass.status == UInt32(CPAGESTAT_XW_RETRY) {
                 retries = pass.next == next ? retries + 1 : 0
                 if retries > 1000 {
                     throw .system(call: "xarray walk (a node kept being freed at index \(pass.next))", errno: .resourceTemporarilyUnavailable)
                 }
-            } else if pass.next <= next && batch.isEmpty {
+            } else if pass.next <= next && pass.runs == 0 {
                 throw .system(call: "xarray walk (no progress at index \(next))", errno: .ioError)
             }
             next = pass.next
         }
-        if let done = pending { body(done) }
     }
 
     private struct Pass {
         var status: UInt32
         var next: UInt64
+        var runs: Int
     }
 
-    /// One run of the iterator over [from, to): the runs it wrote, in `batch`.
-    private func runPass(fd: FileDescriptor, from: UInt64, to end: UInt64, into batch: inout [XArrayRun]) throws(PageStatError) -> Pass {
-        batch.removeAll(keepingCapacity: true)
+    /// One run of the iterator over [from, to): the records it wrote, handed to `records` under the lock.
+    private func runPass(fd: FileDescriptor, from: UInt64, to end: UInt64,
+                         records: (UnsafeBufferPointer<CPagestat_xw_run>, _ shmem: Bool) -> Void) throws(PageStatError) -> Pass {
         let pid = program.pid
         let runsPerPass = runsPerPass, nodesPerPass = nodesPerPass
         let outcome: Result<Pass, PageStatError> = program.handle.withLock { handle in
@@ -200,11 +233,9 @@ package final class XArrayWalker: Sendable {
             default:
                 break
             }
-            let shmem = result.s_magic == 0x0102_1994
-            for record in UnsafeBufferPointer(start: loaded.runs, count: Int(min(result.runs, runsPerPass))) {
-                batch.append(XArrayRun(first: record.first, pages: record.pages, kind: Self.kind(record, shmem: shmem)))
-            }
-            return .success(Pass(status: result.status, next: result.next))
+            let written = UnsafeBufferPointer(start: loaded.runs, count: Int(min(result.runs, runsPerPass)))
+            records(written, result.s_magic == 0x0102_1994)
+            return .success(Pass(status: result.status, next: result.next, runs: written.count))
         }
         return try outcome.get()
     }

@@ -156,8 +156,7 @@ package final class RawPagemap {
         if mapping.isShared, let walker = try scanner.sharedMemoryWalker(engine: engine, notes: &notes) {
             if engine == .bpf { notes.add(.bpfEngineAsAsked) }
             if let object = try? scanner.openObject(mapping) {
-                return try copy(from: part.start, to: part.end, mapping: mapping,
-                                engine: BPFFileSide(object: object, walker: walker), sink, &written)
+                return try copy(from: part.start, to: part.end, mapping: mapping, object: object, walker: walker, sink, &written)
             }
         }
         struct Writer: ScanConsumer {
@@ -228,29 +227,31 @@ package final class RawPagemap {
     }
 
     /// The BPF engine's way for part of a shared shmem mapping: each batch of entries is matched
-    /// against one walk of the same page indices of the object's xarray (`engine.count`); an entry the kernel left
-    /// empty whose slot holds a swap entry gets bit 62 and that slot's type and offset. The walk of
-    /// a batch runs on a second thread while its pagemap entries are read.
-    private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, engine: any PageCacheEngine,
+    /// against one walk of the same page indices of the object's xarray, whose swap runs are
+    /// spread into `swapBits` (bit 62 and the slot's type and offset, per page) on a second thread
+    /// while the batch's pagemap entries are read; an entry the kernel left empty then takes its
+    /// page's bits.
+    private func copy(from start: UInt64, to end: UInt64, mapping: Mapping, object: PageCacheObject, walker: XArrayWalker,
                       _ sink: Sink, _ written: inout UInt64) throws(PageStatError) -> Bool {
-        var walked: [FileRun] = []
+        let swapBits = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: buffer.count)
+        defer { swapBits.deallocate() }
         let pageSize = self.pageSize
         return try copy(from: start, to: end, sink, &written, alongside: { (address, wanted) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
-            walked.removeAll(keepingCapacity: true)
-            _ = try engine.count(first..<first + UInt64(wanted), dirtyAndWriteback: false) { run in
-                if run.state == .swapped { walked.append(run) }
-            }
-        }) { (batch, address) throws(PageStatError) in
-            let first = (mapping.offset + (address - mapping.range.start)) / pageSize
-            for run in walked {
-                guard let swap = run.swap else { continue }
-                for page in 0..<run.pages {
-                    let index = Int(run.first - first + page)
-                    guard index < batch.count, batch[index] & (Self.swapBit | Self.presentBit) == 0 else { continue }
-                    batch[index] |= Self.swapBit | swap.advanced(by: page).pagemapBits
+            _ = swapBits.initialize(repeating: 0)
+            let last = first + UInt64(wanted)
+            try walker.swapRuns(fd: object.fd, first: first, count: UInt64(wanted)) { runFirst, pages, location in
+                let from = max(runFirst, first), to = min(runFirst + pages, last)
+                guard from < to else { return }
+                var bits = Self.swapBit | location.advanced(by: from - runFirst).pagemapBits
+                for index in Int(from - first)..<Int(to - first) {
+                    swapBits[index] = bits
+                    bits += 1 << 5  // the next offset (bits 5-54)
                 }
             }
+        }) { (batch, address) throws(PageStatError) in
+            let mask = Self.swapBit | Self.presentBit
+            for index in batch.indices where batch[index] & mask == 0 { batch[index] |= swapBits[index] }
         }
     }
 
