@@ -149,32 +149,7 @@ public struct JSONWriter {
         /// Appends `value` in decimal.
         @inline(__always)
         func appendDecimal(_ value: UInt64) {
-            reserve(20)
-            // Digits go backwards straight into their place, two at a time (a run's start
-            // address has 15 digits: half the divisions). Written into scratch space and moved,
-            // each move's load waited on the byte stores before it (a tenth of a fragmented
-            // report's JSON time).
-            let digits = JSONWriter.decimalDigits(value)
-            let target = base + count
-            var position = digits
-            var rest = value
-            JSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
-                while rest >= 100 {
-                    let pair = Int(rest % 100) * 2
-                    rest /= 100
-                    position -= 2
-                    target[position] = pairs[pair]
-                    target[position + 1] = pairs[pair + 1]
-                }
-                if rest >= 10 {
-                    let pair = Int(rest) * 2
-                    target[0] = pairs[pair]
-                    target[1] = pairs[pair + 1]
-                } else {
-                    target[0] = 0x30 + UInt8(truncatingIfNeeded: rest)
-                }
-            }
-            count += digits
+            write(atMost: 20) { $0.putDecimal(value) }
         }
 
         /// Appends `0x` and `value` in lowercase hexadecimal, as `hex(_:)` writes it.
@@ -299,6 +274,12 @@ public struct JSONWriter {
         buffer.append(bytes)
     }
 
+    /// Lets `body` write at most `bound` bytes of valid JSON through a cursor (inside a raw element).
+    @inline(__always)
+    mutating func rawWrite(atMost bound: Int, _ body: (inout ByteCursor) -> Void) {
+        buffer.write(atMost: bound, body)
+    }
+
     /// Appends an unsigned integer as it is (after `raw` bytes that expect a value).
     @inline(__always)
     public mutating func raw(_ number: UInt64) {
@@ -416,29 +397,6 @@ public struct JSONWriter {
     private func appendDecimal(_ value: UInt64) {
         buffer.appendDecimal(value)
     }
-
-    /// The number of decimal digits of `value` (1 for 0): an estimate of its logarithm from its
-    /// bit length, put right by one comparison with a power of ten.
-    @inline(__always)
-    static func decimalDigits(_ value: UInt64) -> Int {
-        let bits = 64 - (value | 1).leadingZeroBitCount
-        let estimate = (bits * 1233) >> 12
-        let below = powersOfTen.withUnsafeBufferPointer { value < $0[estimate] }
-        return max(1, estimate + (below ? 0 : 1))
-    }
-
-    /// 10 to the powers 0 through 19 (the largest that fits in 64 bits).
-    fileprivate static let powersOfTen: [UInt64] = (0..<20).map { power in (0..<power).reduce(UInt64(1)) { value, _ in value * 10 } }
-
-    /// "00" "01" ... "99" as ASCII bytes.
-    fileprivate static let digitPairs: [UInt8] = {
-        var pairs: [UInt8] = []
-        for value in 0..<100 {
-            pairs.append(UInt8(0x30 + value / 10))
-            pairs.append(UInt8(0x30 + value % 10))
-        }
-        return pairs
-    }()
 
     private func appendQuoted(_ string: String) {
         buffer.append(0x22)

@@ -39,39 +39,52 @@ public enum ReportRenderer {
     @inline(__always)
     static func writeRun(_ run: PageRun, into json: inout JSONWriter) {
         json.rawElement()
-        json.raw("{\"start\":")
-        json.raw(run.start)
-        json.raw(",\"pages\":")
-        json.raw(run.pages)
-        json.raw(",\"state\":\"")
-        json.raw(run.state.staticName)
-        json.raw("\",\"flags\":[")
-        if !run.flags.isEmpty {
-            // A plain loop: this runs once per run, millions of times in a fragmented report.
-            var first = true
-            for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
-                json.rawName(name, first: first)
-                first = false
+        // At most: five numbers of 20 digits, the keys, and every flag's and kernel flag's name.
+        json.rawWrite(atMost: 1024) { out in
+            out.put("{\"start\":")
+            out.putDecimal(run.start)
+            out.put(",\"pages\":")
+            out.putDecimal(run.pages)
+            out.put(",\"state\":\"")
+            out.put(run.state.staticName)
+            out.put("\",\"flags\":[")
+            if !run.flags.isEmpty {
+                // A plain loop: this runs once per run, millions of times in a fragmented report.
+                var first = true
+                for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
+                    if !first { out.put(0x2c) }
+                    out.put(0x22)
+                    out.put(name)
+                    out.put(0x22)
+                    first = false
+                }
             }
+            out.put(0x5d)
+            if let kernelFlags = run.kernelFlags {
+                out.put(",\"kernel_flags\":[")
+                var first = true
+                for (bit, name) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
+                    if !first { out.put(0x2c) }
+                    out.put(0x22)
+                    out.put(name)
+                    out.put(0x22)
+                    first = false
+                }
+                out.put(0x5d)
+            }
+            if let pfn = run.pfn {
+                out.put(",\"pfn\":")
+                out.putDecimal(pfn)
+            }
+            if let swap = run.swap {
+                out.put(",\"swap\":{\"type\":")
+                out.putDecimal(UInt64(swap.type))
+                out.put(",\"offset\":")
+                out.putDecimal(swap.offset)
+                out.put(0x7d)
+            }
+            out.put(0x7d)
         }
-        json.raw("]")
-        if let kernelFlags = run.kernelFlags {
-            json.raw(",\"kernel_flags\":[")
-            json.rawNames(KPageFlags.staticNames.lazy.filter { kernelFlags.rawValue & (1 << UInt64($0.bit)) != 0 }.map(\.name))
-            json.raw("]")
-        }
-        if let pfn = run.pfn {
-            json.raw(",\"pfn\":")
-            json.raw(pfn)
-        }
-        if let swap = run.swap {
-            json.raw(",\"swap\":{\"type\":")
-            json.raw(UInt64(swap.type))
-            json.raw(",\"offset\":")
-            json.raw(swap.offset)
-            json.raw("}")
-        }
-        json.raw("}")
         json.rawElementDone()
     }
 

@@ -240,6 +240,23 @@ struct ParserTests {
         }
         #expect(numbers.output == expected)
 
+        // Around the cuts into parts of eight digits (10^8, 10^16), parts with leading zeros,
+        // and random values of every bit length.
+        var parts = JSONWriter()
+        var partsExpected = ""
+        var values: [UInt64] = [100_000_001, 1_000_000_000_000_001, 1_000_000_000_000_000_001, 140_000_000_004_096]
+        for power in [UInt64(100_000_000), 10_000_000_000_000_000] { values += [power - 1, power, power + 1, power * 7 + 9] }
+        var generator = SystemRandomNumberGenerator()
+        for bits in 1...64 {
+            for _ in 0..<64 { values.append(generator.next() >> UInt64(64 - bits)) }
+        }
+        for value in values {
+            parts.raw(value)
+            parts.raw(",")
+            partsExpected += "\(value),"
+        }
+        #expect(parts.output == partsExpected)
+
         #expect(humanBytes(512) == "512 B")
         #expect(humanBytes(4096) == "4.0 KiB")
         #expect(humanBytes(16 << 30) == "16.0 GiB")
