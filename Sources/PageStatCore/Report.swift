@@ -14,15 +14,19 @@ public struct PageRun: Sendable, Hashable {
     /// First address of the run, in bytes.
     public var start: UInt64
     public var pages: UInt64
+    // The private parts are usable from inline code: runs are built and joined across module
+    // boundaries millions of times in a fragmented scan, and a call per accessor cost more than
+    // the work.
     /// The PFN or the swap entry (offset << 5 | type) of the first page, per `detailKind`.
-    private var detail: UInt64 = 0
+    @usableFromInline var detail: UInt64 = 0
     /// The kernel's page flags (documented bits 0-26); bit 31 says they were asked for.
-    private var kernelFlagBits: UInt32 = 0
+    @usableFromInline var kernelFlagBits: UInt32 = 0
     public var flags: PageFlags
     public var state: PageState
     /// 0: no detail, 1: a PFN, 2: a swap location.
-    private var detailKind: UInt8 = 0
+    @usableFromInline var detailKind: UInt8 = 0
 
+    @inlinable
     public init(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
                 pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
         self.start = start
@@ -36,16 +40,16 @@ public struct PageRun: Sendable, Hashable {
 
     /// PFN of the first page, when the kernel gave PFNs (CAP_SYS_ADMIN) and the run is present.
     public var pfn: UInt64? {
-        get { detailKind == 1 ? detail : nil }
-        set {
+        @inlinable get { detailKind == 1 ? detail : nil }
+        @inlinable set {
             if let newValue { detail = newValue; detailKind = 1 } else if detailKind == 1 { detail = 0; detailKind = 0 }
         }
     }
 
     /// Swap location of the first page, when the kernel gave it (private swap entries, privileged).
     public var swap: SwapLocation? {
-        get { detailKind == 2 ? SwapLocation(pagemapBits: detail) : nil }
-        set {
+        @inlinable get { detailKind == 2 ? SwapLocation(pagemapBits: detail) : nil }
+        @inlinable set {
             if let newValue {
                 detail = newValue.pagemapBits
                 detailKind = 2
@@ -55,8 +59,8 @@ public struct PageRun: Sendable, Hashable {
 
     /// The kernel's page flags (/proc/kpageflags), the same for every page of the run, when asked for.
     public var kernelFlags: KPageFlags? {
-        get { kernelFlagBits & (1 << 31) != 0 ? KPageFlags(rawValue: UInt64(kernelFlagBits & 0x7fff_ffff)) : nil }
-        set {
+        @inlinable get { kernelFlagBits & (1 << 31) != 0 ? KPageFlags(rawValue: UInt64(kernelFlagBits & 0x7fff_ffff)) : nil }
+        @inlinable set {
             kernelFlagBits = newValue.map { UInt32(truncatingIfNeeded: $0.rawValue & KPageFlags.documentedMask) | (1 << 31) } ?? 0
         }
     }
@@ -65,6 +69,20 @@ public struct PageRun: Sendable, Hashable {
     @inline(__always)
     func continues(_ state: PageState, _ flags: PageFlags, _ kernelFlags: KPageFlags?) -> Bool {
         self.state == state && self.flags == flags && self.kernelFlags == kernelFlags
+    }
+
+    /// Whether `next` goes on from this run as part of it: the same state, flags and kernel
+    /// flags, adjacent, and in swap the next slots of the same area (or neither has a location).
+    /// A PFN does not matter: a run's PFN is its first page's.
+    @inlinable
+    func isContinued(by next: PageRun, pageSize: UInt64) -> Bool {
+        guard state == next.state, flags == next.flags, kernelFlagBits == next.kernelFlagBits,
+              start &+ pages &* pageSize == next.start else { return false }
+        if next.detailKind == 2 {
+            // offset << 5 | type: the same type (bits 0-4) and the offset `pages` on.
+            return detailKind == 2 && detail &+ (pages << 5) == next.detail
+        }
+        return detailKind != 2
     }
 
     /// Whether the run has every flag named in `names` (pagestat's flags or the kernel's).

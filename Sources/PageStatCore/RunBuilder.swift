@@ -1,56 +1,66 @@
 /// Collects pages, in address order, into maximal runs of equal state and flags.
 /// Memory grows with runs, not pages.
 public struct RunBuilder: Sendable {
-    public private(set) var runs: [PageRun] = []
+    /// The runs so far (usable from inline code: see `PageRun`).
+    @usableFromInline var storage: [PageRun] = []
+    public var runs: [PageRun] {
+        @inlinable _read { yield storage }
+    }
     public let pageSize: UInt64
 
     public init(pageSize: UInt64) { self.pageSize = pageSize }
 
     /// Room for `count` runs in all, so that joining known pieces never grows the array twice over.
-    public mutating func reserveCapacity(_ count: Int) { runs.reserveCapacity(count) }
+    public mutating func reserveCapacity(_ count: Int) { storage.reserveCapacity(count) }
 
     /// Appends `pages` pages starting at `start`; merges with the last run when it continues it.
-    @inline(__always)
+    @inlinable
     public mutating func append(start: UInt64, pages: UInt64, state: PageState, flags: PageFlags,
                                 pfn: UInt64? = nil, swap: SwapLocation? = nil, kernelFlags: KPageFlags? = nil) {
-        guard pages > 0 else { return }
-        if let last = runs.last, last.continues(state, flags, kernelFlags), last.start + last.pages * pageSize == start,
-           Self.swapContinues(last, swap) {
-            runs[runs.count - 1].pages += pages
-        } else {
-            runs.append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap,
-                                kernelFlags: kernelFlags))
-        }
-    }
-
-    /// Whether a run with first-page location `swap` goes on from `last` in swap too: neither has
-    /// a location, or both are in the same area and the offsets follow on. A jump in offset
-    /// starts a new run, so that every run's pages sit at consecutive slots from its first.
-    @inline(__always)
-    static func swapContinues(_ last: PageRun, _ swap: SwapLocation?) -> Bool {
-        guard let swap else { return last.swap == nil }
-        guard let previous = last.swap else { return false }
-        return previous.type == swap.type && previous.offset &+ last.pages == swap.offset
+        append(PageRun(start: start, pages: pages, state: state, flags: flags, pfn: pfn, swap: swap, kernelFlags: kernelFlags))
     }
 
     /// Hands over the runs collected so far; with `keepingLast`, all but the last, which the
     /// next pages may still continue.
     public mutating func take(keepingLast: Bool) -> [PageRun] {
-        guard keepingLast, let last = runs.last else {
-            defer { runs = [] }
-            return runs
+        guard keepingLast, let last = storage.last else {
+            defer { storage = [] }
+            return storage
         }
-        runs.removeLast()
-        defer { runs = [last] }
-        return runs
+        storage.removeLast()
+        defer { storage = [last] }
+        return storage
     }
 
+    /// Appends `run`; merges it into the last run when it continues it (`PageRun.isContinued(by:)`).
+    @inlinable
     public mutating func append(_ run: PageRun) {
-        append(start: run.start, pages: run.pages, state: run.state, flags: run.flags, pfn: run.pfn, swap: run.swap,
-               kernelFlags: run.kernelFlags)
+        guard run.pages > 0 else { return }
+        let count = storage.count
+        if count > 0 && storage[count - 1].isContinued(by: run, pageSize: pageSize) {
+            storage[count - 1].pages += run.pages
+        } else {
+            storage.append(run)
+        }
     }
 
     public mutating func append<S: Sequence>(contentsOf runs: S) where S.Element == PageRun {
         for run in runs { append(run) }
+    }
+
+    /// The same for an array, without a generic iterator.
+    public mutating func append(contentsOf runs: [PageRun]) {
+        runs.withUnsafeBufferPointer { runs in
+            for run in runs { append(run) }
+        }
+    }
+
+    /// Appends the runs another builder made (maximal already, none empty): only the first may
+    /// continue this builder's last run; the rest are copied as they are. Joining a wave's
+    /// chunks goes through here.
+    public mutating func append(built runs: [PageRun]) {
+        guard let first = runs.first else { return }
+        append(first)
+        storage.append(contentsOf: runs[1...])
     }
 }

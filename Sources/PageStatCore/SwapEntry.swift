@@ -8,19 +8,19 @@ extension SwapLocation {
     public static let pagemapOffsetMask: UInt64 = pagemapSwapMask & ~0x1f
 
     /// The swap location in a pagemap entry's bits 0-54 (the other bits are ignored).
-    @inline(__always)
+    @inlinable
     public init(pagemapBits raw: UInt64) {
         self.init(type: UInt8(truncatingIfNeeded: raw & 0x1f), offset: (raw & Self.pagemapSwapMask) >> 5)
     }
 
     /// This location as a pagemap entry's bits 0-54 (bit 62, PM_SWAP, not included).
-    @inline(__always)
+    @inlinable
     public var pagemapBits: UInt64 {
         (offset << 5) & Self.pagemapSwapMask | UInt64(type & 0x1f)
     }
 
     /// The location `pages` pages further on in the same swap area.
-    @inline(__always)
+    @inlinable
     public func advanced(by pages: UInt64) -> SwapLocation {
         SwapLocation(type: type, offset: offset + pages)
     }

@@ -47,7 +47,7 @@ extension XArrayRun.Kind {
     /// What a page with this entry is, seen from the page cache alone: a folio is `cached`, a
     /// shmem swap entry `swapped`, no entry (or a regular file's shadow of an evicted page) `none`.
     /// The one mapping from an xarray entry to a page state.
-    @inline(__always)
+    @inlinable
     package var pageState: PageState {
         switch self {
         case .hole, .shadow: .none
@@ -59,7 +59,7 @@ extension XArrayRun.Kind {
 
 extension XArrayRun {
     /// The swap location of page `page` of the run (an index within it), for a run of swap entries.
-    @inline(__always)
+    @inlinable
     package func swapLocation(at page: UInt64) -> SwapLocation? {
         guard case .swap(let type, let offset) = kind else { return nil }
         return SwapLocation(type: type, offset: offset + (page - first))

@@ -63,7 +63,7 @@ extension ProcessScanner {
                 if builder.runs.isEmpty && runs.isEmpty && piece.chunks.count == 1 {
                     runs = chunkRuns
                 } else {
-                    builder.append(contentsOf: chunkRuns)
+                    builder.append(built: chunkRuns)
                 }
                 position += 1
             }
