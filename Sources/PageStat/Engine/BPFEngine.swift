@@ -35,7 +35,7 @@ final class BPFFileSide: PageCacheEngine {
         cursor = 0
         let end = min(span.upperBound, (object.size + object.pageSize - 1) / object.pageSize)
         guard span.lowerBound < end else { return }
-        try walker.walk(fd: object.fd, first: span.lowerBound, count: end - span.lowerBound) { walked.append($0) }
+        try walker.walk(fd: object.fd, first: span.lowerBound, count: end - span.lowerBound, appendingTo: &walked)
     }
 
     func resolve(first: UInt64, count: UInt64, at start: UInt64, flags: PageFlags,
@@ -51,9 +51,8 @@ final class BPFFileSide: PageCacheEngine {
             if cursor < walked.count && walked[cursor].first > page { cursor = 0 }
             while cursor < walked.count && walked[cursor].first + walked[cursor].pages <= page { cursor += 1 }
             if cursor == walked.count || walked[cursor].first > page {
-                var fresh: [XArrayRun] = []
-                try walker.walk(fd: object.fd, first: page, count: inFileEnd - page) { fresh.append($0) }
-                walked = fresh
+                walked.removeAll(keepingCapacity: true)
+                try walker.walk(fd: object.fd, first: page, count: inFileEnd - page, appendingTo: &walked)
                 cursor = 0
             }
             // Local copies: no access to the class's storage per run.
@@ -68,9 +67,8 @@ final class BPFFileSide: PageCacheEngine {
                 while page < inFileEnd && at < walked.count {
                     let run = walked[at]
                     let stop = min(inFileEnd, run.first + run.pages)
-                    let pages = stop - page
-                    runs.append(start: address(page), pages: pages, state: run.kind.pageState, flags: flags,
-                                swap: run.swapLocation(at: page))
+                    runs.append(PageRun(start: address(page), pages: stop - page, state: run.kind.pageState, flags: flags,
+                                        swap: run.swapLocation(at: page)))
                     page = stop
                     if stop == run.first + run.pages { at += 1 }
                 }
@@ -79,6 +77,59 @@ final class BPFFileSide: PageCacheEngine {
         }
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
         if end > page { runs.append(start: address(page), pages: end - page, state: .none, flags: flags) }
+    }
+
+    /// Settles the page table's `runs` of a piece of `mapping` from `index` on, in one pass over
+    /// the walked runs: each other run appended as it is, each pending one replaced by what the
+    /// walk says of its pages (as `resolve` would). Stops at the first pending run the walk does
+    /// not cover and returns its index (the caller asks `resolve`), or `runs.count` when done.
+    /// `handOver` is called whenever `out` holds `handOverRuns` runs.
+    func settle(_ runs: [PageRun], from index: Int, mapping: Mapping, into out: inout RunBuilder, handOverRuns: Int,
+                handOver: (inout RunBuilder) -> Void) -> Int {
+        let pageSize = out.pageSize
+        let objectPages = (object.size + object.pageSize - 1) / object.pageSize
+        var index = index
+        walked.withUnsafeBufferPointer { walked in
+            guard let walkedEnd = walked.last?.end else { return }
+            var at = cursor
+            runs.withUnsafeBufferPointer { runs in
+                while index < runs.count {
+                    var run = runs[index]
+                    if run.flags.contains(.pendingFileSide) {
+                        run.flags.remove(.pendingFileSide)
+                        let first = (mapping.offset + (run.start - mapping.range.start)) / pageSize
+                        let end = first + run.pages
+                        let inFileEnd = min(end, max(first, objectPages))
+                        var page = first
+                        if page < inFileEnd {
+                            if at < walked.count && walked[at].first > page { at = 0 }
+                            while at < walked.count && walked[at].end <= page { at += 1 }
+                            // The walked runs are contiguous: covered when they start at or before
+                            // the stretch and end at or after it.
+                            guard at < walked.count && walked[at].first <= page && walkedEnd >= inFileEnd else { return }
+                            while page < inFileEnd {
+                                let slot = walked[at]
+                                let stop = min(inFileEnd, slot.end)
+                                out.append(PageRun(start: run.start + (page - first) * pageSize, pages: stop - page,
+                                                   state: slot.kind.pageState, flags: run.flags, swap: slot.swapLocation(at: page)))
+                                page = stop
+                                if stop == slot.end { at += 1 }
+                            }
+                        }
+                        // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
+                        if end > page {
+                            out.append(PageRun(start: run.start + (page - first) * pageSize, pages: end - page, state: .none, flags: run.flags))
+                        }
+                    } else {
+                        out.append(run)
+                    }
+                    index += 1
+                    if out.runs.count >= handOverRuns { handOver(&out) }
+                }
+            }
+            cursor = at
+        }
+        return index
     }
 
     /// One walk of the xarray over `pages`; dirty and writeback from cachestat(2) where it exists

@@ -155,6 +155,23 @@ package final class XArrayWalker: Sendable {
         if let done = pending { body(done) }
     }
 
+    /// The same walk, its runs appended to `runs` (merged with a last run they continue) straight
+    /// from each pass's records, under the program's lock: for a caller that keeps the runs.
+    package func walk(fd: FileDescriptor, first: UInt64, count: UInt64, appendingTo runs: inout [XArrayRun]) throws(PageStatError) {
+        try passes(fd: fd, first: first, count: count) { records, shmem in
+            if runs.capacity < runs.count + records.count { runs.reserveCapacity(max(runs.count + records.count, 2 * runs.capacity)) }
+            var rest = records[...]
+            // The program merges within a pass: only a pass's first record may continue the last run.
+            if let record = rest.first, !runs.isEmpty,
+               runs[runs.count - 1].absorb(XArrayRun(first: record.first, pages: record.pages, kind: Self.kind(record, shmem: shmem))) {
+                rest = rest.dropFirst()
+            }
+            for record in rest {
+                runs.append(XArrayRun(first: record.first, pages: record.pages, kind: Self.kind(record, shmem: shmem)))
+            }
+        } after: {}
+    }
+
     /// The swap entries of the object open at `fd` over page indices [first, first + count):
     /// `body` gets each run of consecutive swap slots (its first index, pages, and the first
     /// page's location), in index order, straight from the program's records. A run may be cut
@@ -240,6 +257,7 @@ package final class XArrayWalker: Sendable {
         return try outcome.get()
     }
 
+    @inline(__always)
     private static func kind(_ record: CPagestat_xw_run, shmem: Bool) -> XArrayRun.Kind {
         switch Int(record.kind) {
         case Int(CPAGESTAT_XW_FOLIO): .resident

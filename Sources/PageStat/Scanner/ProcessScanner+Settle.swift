@@ -64,7 +64,19 @@ extension ProcessScanner {
             notes.add(unknownReason(error, mapping: mapping))
         }
         let runs = report.runs
-        for index in runs.indices {
+        // The BPF engine called directly: a fragmented piece has as many stretches as pages in
+        // memory, and a call per stretch cost more than its answer.
+        let bpfSide = fileSide as? BPFFileSide
+        var index = 0
+        while index < runs.count {
+            // The BPF engine settles every run it has walked in one pass, and stops at the first
+            // it has not (settled below, by the engine's own `resolve`).
+            if let bpfSide, fileSide != nil, settledAs == nil {
+                index = bpfSide.settle(runs, from: index, mapping: mapping, into: &out, handOverRuns: Self.handOverRuns,
+                                       handOver: handOver)
+                guard index < runs.count else { break }
+            }
+            defer { index += 1 }
             var run = runs[index]
             guard run.flags.contains(.pendingFileSide) else {
                 emit(run)
