@@ -96,6 +96,7 @@ struct bpf_iter__task_file {
 #define XA_RETRY_ENTRY 1026UL        // xa_mk_internal(256)
 #define XA_ZERO_ENTRY 1030UL         // xa_mk_internal(257)
 #define XW_LEVELS 16                 // a 64-bit index needs at most 11 levels of 6 bits
+#define XW_SLOTS_PER_STEP 4
 
 // One level of the path from the head to the node being read.
 struct xw_level {
@@ -244,43 +245,55 @@ static long xw_step(__u64 i, void *ctx)
         return 1;
     }
     struct xw_level *l = &w->level[d & (XW_LEVELS - 1)];
-    __u32 s = l->slot;
-    if (s >= XA_CHUNK_SIZE) {
-        w->depth = d - 1;
-        return 0;
-    }
-    __u32 shift = l->shift & 63;
-    __u64 start = l->base + ((__u64)s << shift);
-    if (start >= w->end) {
-        // Every index below end is reported (cur == end).
-        w->stop = CPAGESTAT_XW_DONE;
-        return 1;
-    }
-    __u64 hi = start + (1ULL << shift);
-    if (hi > w->end)
-        hi = w->end;
-    __u64 lo = w->cur > start ? w->cur : start;
-    l->slot = s + 1;
-    if (hi <= lo)
-        return 0;
     __u64 *slots = w->slots[d & (XW_LEVELS - 1)];
-    __u64 e = slots[s & (XA_CHUNK_SIZE - 1)];
-    if (xw_is_node(e)) {
-        if (shift < XA_CHUNK_SHIFT || xw_push(w, io, d + 1, e - 2, start)) {
-            w->stop = CPAGESTAT_XW_BAD_ENTRY;
-            io->result.bad_entry = e;
+    __u32 shift = l->shift & 63;
+    // Up to XW_SLOTS_PER_STEP slots of the same node per step: the step's own cost (the call,
+    // the loads of the walk's state) is paid once for them.
+    for (int k = 0; k < XW_SLOTS_PER_STEP; k++) {
+        __u32 s = l->slot;
+        if (s >= XA_CHUNK_SIZE) {
+            w->depth = d - 1;
+            return 0;
+        }
+        __u64 start = l->base + ((__u64)s << shift);
+        if (start >= w->end) {
+            // Every index below end is reported (cur == end).
+            w->stop = CPAGESTAT_XW_DONE;
             return 1;
         }
-        return 0;
+        __u64 hi = start + (1ULL << shift);
+        if (hi > w->end)
+            hi = w->end;
+        __u64 lo = w->cur > start ? w->cur : start;
+        l->slot = s + 1;
+        if (hi <= lo)
+            continue;
+        __u64 e = slots[s & (XA_CHUNK_SIZE - 1)];
+        if (xw_is_node(e)) {
+            // The pass's node budget bounds how long it holds the RCU read lock; once it has
+            // reported something, it ends here and the next pass starts at this node.
+            if (io->result.nodes >= io->args.max_nodes && w->cur > io->args.first) {
+                w->stop = CPAGESTAT_XW_MORE;
+                return 1;
+            }
+            if (shift < XA_CHUNK_SHIFT || xw_push(w, io, d + 1, e - 2, start)) {
+                w->stop = CPAGESTAT_XW_BAD_ENTRY;
+                io->result.bad_entry = e;
+                return 1;
+            }
+            return 0;
+        }
+        if (xw_is_sibling(e)) {
+            // A sibling slot: the multi-index entry sits in the canonical slot of the same node.
+            __u32 canonical = (e >> 2) & (XA_CHUNK_SIZE - 1);
+            e = slots[canonical];
+            start = l->base + ((__u64)canonical << shift);
+        }
+        xw_entry(w, io, e, start, lo, hi);
+        if (w->stop)
+            return 1;
     }
-    if (xw_is_sibling(e)) {
-        // A sibling slot: the multi-index entry sits in the canonical slot of the same node.
-        __u32 canonical = (e >> 2) & (XA_CHUNK_SIZE - 1);
-        e = slots[canonical];
-        start = l->base + ((__u64)canonical << shift);
-    }
-    xw_entry(w, io, e, start, lo, hi);
-    return w->stop ? 1 : 0;
+    return 0;
 }
 
 SEC("iter/task_file")
