@@ -174,6 +174,8 @@ extension Pagestat {
             var show: Double?
             var showPeakKiB: Int?
             var raw1: Double?
+            /// The BPF walk alone over the cell's pages of its shared object, and the records it wrote.
+            var walkAlone: (seconds: Double, records: Int)?
         }
 
         static let batches = [1, 8, 64, 512, 1024]
@@ -249,7 +251,20 @@ extension Pagestat {
                 counts = report.counts
                 phases = report.timings + [("render JSON", rendering)]
             }
+            // The BPF walk of the shared object alone, what the file side's BPF engine costs at least.
+            var walkAlone: (seconds: Double, records: Int)?
+            // The lab maps exactly the cell's pages, from offset 0 of its object.
+            if cell.shared, engineOption.engine != .syscalls, let walker = try? XArrayWalker.shared() {
+                let path = "/proc/\(pid)/map_files/\(String(range.start, radix: 16))-\(String(range.end, radix: 16))"
+                let first: UInt64 = 0
+                var records = 0
+                let seconds = try median { () throws(PageStatError) in
+                    records = try walker.walkAlone(path: path, first: first, count: UInt64(pages))
+                }
+                walkAlone = (seconds, records)
+            }
             var result = Result(cell: cell, counts: counts, raw: raw, pagestat: pagestat)
+            result.walkAlone = walkAlone
             result.phases = phases
             result.dd = dd
             result.show = show
@@ -375,6 +390,16 @@ enum BenchTables {
                        + [pages > 0 ? String(format2: total * 1e9 / pages) : "-"])
         }
         out += phases.render()
+        if results.contains(where: { $0.walkAlone != nil }) {
+            out += "\nThe file side against the BPF walk alone (the shared object's xarray over the cell's pages, the program's records read and dropped).\n"
+            var walks = TextTable(headers: ["CELL", "RECORDS", "WALK ALONE", "FILE SIDE", "RATIO"], rightAligned: [1, 2, 3, 4])
+            for result in results {
+                guard let walk = result.walkAlone else { continue }
+                let fileSide = result.phases.first { $0.phase == "file side" }?.seconds
+                walks.add([result.cell.name, String(walk.records), seconds(walk.seconds), seconds(fileSide), ratio(fileSide, walk.seconds)])
+            }
+            out += walks.render()
+        }
         if results.contains(where: { $0.dd != nil }) {
             out += "\nWhole process against whole process: dd ibs=8192 against pagestat show --range ... --format json and pagestat raw.\n"
             var whole = TextTable(headers: ["CELL", "DD", "PAGESTAT SHOW", "RATIO", "PAGESTAT PEAK RSS", "PAGESTAT RAW", "RATIO"],

@@ -172,6 +172,20 @@ package final class XArrayWalker: Sendable {
         } after: {}
     }
 
+    /// The walk alone, for benchmarks: the program's passes over page indices [first, first +
+    /// count) of the object at `path` (a /proc/PID/map_files entry, say), each pass's records
+    /// looked at and dropped. Returns how many records the program wrote.
+    package func walkAlone(path: String, first: UInt64, count: UInt64) throws(PageStatError) -> Int {
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) } catch {
+            throw .system(call: "open \(path)", errno: (error as? Errno) ?? .ioError)
+        }
+        defer { try? fd.close() }
+        var records = 0
+        try passes(fd: fd, first: first, count: count) { written, _ in records += written.count } after: {}
+        return records
+    }
+
     /// The swap entries of the object open at `fd` over page indices [first, first + count):
     /// `body` gets each run of consecutive swap slots (its first index, pages, and the first
     /// page's location), in index order, straight from the program's records. A run may be cut
