@@ -1,3 +1,5 @@
+import PageStat
+
 /// A write position in a byte buffer with room reserved ahead of it, for the writers of
 /// millions of small records (a fragmented report's runs). Kept in a local variable, the position
 /// stays in a register: a `JSONWriter.Buffer`'s count, read and written through memory on every
@@ -95,6 +97,39 @@ struct ByteCursor {
             position.pointee = 0x30 &+ UInt8(truncatingIfNeeded: rest)
         }
         position += digits
+    }
+}
+
+extension ByteCursor {
+    /// The names of the flags set in `flags`, in their fixed order, separated by commas, each in
+    /// double quotes when `quoted`. Returns how many it wrote. At most 100 bytes.
+    @inline(__always) @discardableResult
+    mutating func putNames(of flags: PageFlags, quoted: Bool) -> Int {
+        var written = 0
+        for (flag, name) in PageFlags.staticNames where flags.contains(flag) {
+            putName(name, after: written, quoted: quoted)
+            written += 1
+        }
+        return written
+    }
+
+    /// The same for the kernel's page flags. At most 400 bytes.
+    @inline(__always) @discardableResult
+    mutating func putNames(of flags: KPageFlags, quoted: Bool) -> Int {
+        var written = 0
+        for (bit, name) in KPageFlags.staticNames where flags.rawValue & (1 << UInt64(bit)) != 0 {
+            putName(name, after: written, quoted: quoted)
+            written += 1
+        }
+        return written
+    }
+
+    @inline(__always)
+    private mutating func putName(_ name: StaticString, after written: Int, quoted: Bool) {
+        if written > 0 { put(0x2c) }
+        if quoted { put(0x22) }
+        put(name)
+        if quoted { put(0x22) }
     }
 }
 

@@ -39,7 +39,8 @@ public enum ReportRenderer {
     @inline(__always)
     static func writeRun(_ run: PageRun, into json: inout JSONWriter) {
         json.rawElement()
-        // At most: five numbers of 20 digits, the keys, and every flag's and kernel flag's name.
+        // At most: five numbers of 20 digits, the keys, and every flag's (100 bytes) and kernel
+        // flag's name (400 bytes).
         json.rawWrite(atMost: 1024) { out in
             out.put("{\"start\":")
             out.putDecimal(run.start)
@@ -48,28 +49,11 @@ public enum ReportRenderer {
             out.put(",\"state\":\"")
             out.put(run.state.staticName)
             out.put("\",\"flags\":[")
-            if !run.flags.isEmpty {
-                // A plain loop: this runs once per run, millions of times in a fragmented report.
-                var first = true
-                for (flag, name) in PageFlags.staticNames where run.flags.contains(flag) {
-                    if !first { out.put(0x2c) }
-                    out.put(0x22)
-                    out.put(name)
-                    out.put(0x22)
-                    first = false
-                }
-            }
+            if !run.flags.isEmpty { out.putNames(of: run.flags, quoted: true) }
             out.put(0x5d)
             if let kernelFlags = run.kernelFlags {
                 out.put(",\"kernel_flags\":[")
-                var first = true
-                for (bit, name) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
-                    if !first { out.put(0x2c) }
-                    out.put(0x22)
-                    out.put(name)
-                    out.put(0x22)
-                    first = false
-                }
+                out.putNames(of: kernelFlags, quoted: true)
                 out.put(0x5d)
             }
             if let pfn = run.pfn {
@@ -260,22 +244,13 @@ public struct TextReportStream: ScanConsumer {
         }
         if !run.flags.isEmpty {
             buffer.append(0x20)
-            var first = true
-            for (flag, flagName) in PageFlags.staticNames where run.flags.contains(flag) {
-                if !first { buffer.append(0x2c) }
-                buffer.append(flagName)
-                first = false
-            }
-            if first { buffer.append(0x2d) }
+            var written = 0
+            buffer.write(atMost: 100) { written = $0.putNames(of: run.flags, quoted: false) }
+            if written == 0 { buffer.append(0x2d) }
         }
         if let kernelFlags = run.kernelFlags, !kernelFlags.isEmpty {
             buffer.append(" [")
-            var first = true
-            for (bit, flagName) in KPageFlags.staticNames where kernelFlags.rawValue & (1 << UInt64(bit)) != 0 {
-                if !first { buffer.append(0x2c) }
-                buffer.append(flagName)
-                first = false
-            }
+            buffer.write(atMost: 400) { $0.putNames(of: kernelFlags, quoted: false) }
             buffer.append(0x5d)
         }
         if let pfn = run.pfn {

@@ -280,6 +280,46 @@ struct RunLayoutTests {
     }
 }
 
+@Suite("Run lines with every flag")
+struct RunLineTests {
+    /// A run with every pagestat flag and every kernel flag, one with none, one with a swap
+    /// location: the JSON and text lines list the names in their fixed order.
+    @Test func everyFlagNameInOrder() throws {
+        let mapping = Mapping(range: AddressRange(start: 0x10000, end: 0x14000), permissions: "rw-s", offset: 0, deviceMajor: 0,
+                              deviceMinor: 1, inode: 2, path: "/memfd:x", kind: .shmem)
+        let allFlags = PageFlags.staticNames.reduce(PageFlags()) { $0.union($1.0) }
+        let allKernel = KPageFlags(rawValue: KPageFlags.documentedMask)
+        let runs = [PageRun(start: 0x10000, pages: 1, state: .present, flags: allFlags, pfn: 0x1234, kernelFlags: allKernel),
+                    PageRun(start: 0x11000, pages: 1, state: .none, flags: [], kernelFlags: KPageFlags()),
+                    PageRun(start: 0x12000, pages: 2, state: .swapped, flags: [.exclusive], swap: SwapLocation(type: 3, offset: 99))]
+        var json: [UInt8] = []
+        var stream = JSONReportStream(pid: 1, pageSize: 4096, privileged: true, view: .truth) { json.append(contentsOf: $0) }
+        stream.begin(mapping, scanned: mapping.range)
+        stream.runs(runs)
+        stream.end(use: nil)
+        stream.finish(notes: [])
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
+        let written = try #require(((parsed["mappings"] as? [[String: Any]])?.first?["runs"]) as? [[String: Any]])
+        let pageNames = PageFlags.staticNames.map { $0.1.description }
+        let kernelNames = KPageFlags.staticNames.map { $0.name.description }
+        #expect(written[0]["flags"] as? [String] == pageNames)
+        #expect(written[0]["kernel_flags"] as? [String] == kernelNames)
+        #expect(written[0]["pfn"] as? Int == 0x1234)
+        #expect(written[1]["flags"] as? [String] == [] && written[1]["kernel_flags"] as? [String] == [])
+        #expect((written[2]["swap"] as? [String: Int]) == ["type": 3, "offset": 99])
+
+        var text = ""
+        var lines = TextReportStream(pid: 1, pageSize: 4096, privileged: true, view: .truth) { text += $0 }
+        lines.begin(mapping, scanned: mapping.range)
+        lines.runs(runs)
+        lines.end(use: nil)
+        lines.finish(notes: [])
+        #expect(text.contains(" present  " + pageNames.joined(separator: ",") + " [" + kernelNames.joined(separator: ",") + "] pfn=0x1234\n"), "\(text)")
+        #expect(text.contains("    0x11000         1 page     4.0 KiB  none\n"), "\(text)")
+        #expect(text.contains(" swapped  exclusive swap=3:0x63\n"), "\(text)")
+    }
+}
+
 @Suite("ASCII numbers (the one digit reader)")
 struct ASCIINumberTests {
     @Test func leadingDigitsStopAtTheFirstOther() {
