@@ -238,7 +238,7 @@ package final class RawPagemap {
         let pageSize = self.pageSize
         return try copy(from: start, to: end, sink, &written, alongside: { (address, wanted) throws(PageStatError) in
             let first = (mapping.offset + (address - mapping.range.start)) / pageSize
-            _ = swapBits.initialize(repeating: 0)
+            swapBits.initialize(repeating: 0)
             let last = first + UInt64(wanted)
             try walker.swapRuns(fd: object.fd, first: first, count: UInt64(wanted)) { runFirst, pages, location in
                 let from = max(runFirst, first), to = min(runFirst + pages, last)
