@@ -110,6 +110,10 @@ fi
 # Inside the namespaces.
 base=$1
 current=$2
+# No BPF pins: where bpffs is mounted at /sys/fs/bpf (systemd mounts it), the first run of each
+# binary would load with libbpf and pin, the later ones load from the pin, and the two ways hold
+# different descriptors, whose numbers some messages name. Both binaries load with libbpf.
+export PAGESTAT_BPF_PIN_ROOT=off
 work=$(mktemp -d /var/tmp/pagestat-identity.XXXXXX)
 holders=()
 hugetlb_mount=""
