@@ -64,19 +64,28 @@ final class BPFFileSide: PageCacheEngine {
                 // it is asked, and short stretches between present pages come one call each.
                 let wanted = runs.runs.count + (walked.count - at) + 1
                 if wanted > runs.runs.capacity { runs.reserveCapacity(max(wanted, 2 * runs.runs.capacity)) }
-                while page < inFileEnd && at < walked.count {
-                    let run = walked[at]
-                    let stop = min(inFileEnd, run.first + run.pages)
-                    runs.append(PageRun(start: address(page), pages: stop - page, state: run.kind.pageState, flags: flags,
-                                        swap: run.swapLocation(at: page)))
-                    page = stop
-                    if stop == run.first + run.pages { at += 1 }
-                }
+                Self.append(walked, at: &at, pages: &page, upTo: inFileEnd, first: first, start: start, flags: flags, into: &runs)
             }
             cursor = at
         }
         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
         if end > page { runs.append(start: address(page), pages: end - page, state: .none, flags: flags) }
+    }
+
+    /// Appends the object's pages from `page` up to `end` as the walked runs from `at` on say
+    /// they are, as the pages of a mapping whose page `first` is at address `start`, each run
+    /// with `flags`; moves `page` and `at` past them (stops early where the walked runs end).
+    @inline(__always)
+    private static func append(_ walked: UnsafeBufferPointer<XArrayRun>, at: inout Int, pages page: inout UInt64, upTo end: UInt64,
+                               first: UInt64, start: UInt64, flags: PageFlags, into runs: inout RunBuilder) {
+        while page < end && at < walked.count {
+            let run = walked[at]
+            let stop = min(end, run.end)
+            runs.append(PageRun(start: start + (page - first) * runs.pageSize, pages: stop - page, state: run.kind.pageState,
+                                flags: flags, swap: run.swapLocation(at: page)))
+            page = stop
+            if stop == run.end { at += 1 }
+        }
     }
 
     /// Settles the page table's `runs` of a piece of `mapping` from `index` on, in one pass over
@@ -107,14 +116,8 @@ final class BPFFileSide: PageCacheEngine {
                             // The walked runs are contiguous: covered when they start at or before
                             // the stretch and end at or after it.
                             guard at < walked.count && walked[at].first <= page && walkedEnd >= inFileEnd else { return }
-                            while page < inFileEnd {
-                                let slot = walked[at]
-                                let stop = min(inFileEnd, slot.end)
-                                out.append(PageRun(start: run.start + (page - first) * pageSize, pages: stop - page,
-                                                   state: slot.kind.pageState, flags: run.flags, swap: slot.swapLocation(at: page)))
-                                page = stop
-                                if stop == slot.end { at += 1 }
-                            }
+                            Self.append(walked, at: &at, pages: &page, upTo: inFileEnd, first: first, start: run.start,
+                                        flags: run.flags, into: &out)
                         }
                         // Pages of the mapping beyond the end of the object (touching them raises SIGBUS).
                         if end > page {
