@@ -197,8 +197,7 @@ package final class XArrayWalker: Sendable {
         try passes(fd: fd, first: first, count: count) { records, shmem in
             guard shmem else { return }
             for record in records where record.kind == UInt64(CPAGESTAT_XW_SWAP) {
-                body(record.first, record.pages,
-                     SwapLocation(type: UInt8(truncatingIfNeeded: record.swap >> 58), offset: record.swap & ((1 << 58) - 1)))
+                body(record.first, record.pages, Self.location(record))
             }
         } after: {}
     }
@@ -271,13 +270,21 @@ package final class XArrayWalker: Sendable {
         return try outcome.get()
     }
 
+    /// A swap record's first page's location: its swp_entry_t, type << 58 | offset.
+    @inline(__always)
+    private static func location(_ record: CPagestat_xw_run) -> SwapLocation {
+        SwapLocation(type: UInt8(truncatingIfNeeded: record.swap >> 58), offset: record.swap & ((1 << 58) - 1))
+    }
+
     @inline(__always)
     private static func kind(_ record: CPagestat_xw_run, shmem: Bool) -> XArrayRun.Kind {
         switch Int(record.kind) {
-        case Int(CPAGESTAT_XW_FOLIO): .resident
-        case Int(CPAGESTAT_XW_SWAP): .swap(type: UInt8(truncatingIfNeeded: record.swap >> 58), offset: record.swap & ((1 << 58) - 1))
-        case Int(CPAGESTAT_XW_SHADOW): .shadow
-        default: .hole
+        case Int(CPAGESTAT_XW_FOLIO): return .resident
+        case Int(CPAGESTAT_XW_SWAP):
+            let swap = location(record)
+            return .swap(type: swap.type, offset: swap.offset)
+        case Int(CPAGESTAT_XW_SHADOW): return .shadow
+        default: return .hole
         }
     }
 }
