@@ -48,13 +48,6 @@ public struct RunBuilder: Sendable {
         for run in runs { append(run) }
     }
 
-    /// The same for an array, without a generic iterator.
-    public mutating func append(contentsOf runs: [PageRun]) {
-        runs.withUnsafeBufferPointer { runs in
-            for run in runs { append(run) }
-        }
-    }
-
     /// Appends the runs another builder made (maximal already, none empty): only the first may
     /// continue this builder's last run; the rest are copied as they are. Joining a wave's
     /// chunks goes through here.
