@@ -20,8 +20,8 @@ struct ByteCursor {
     @inline(__always)
     mutating func put(_ string: StaticString) {
         guard string.hasPointerRepresentation else {
-            // A one-scalar literal (`"]"`) is stored as its scalar; every one written here is ASCII.
-            put(UInt8(truncatingIfNeeded: string.unicodeScalar.value))
+            // A one-scalar literal (`"]"`) is stored as its scalar: its UTF-8, one to four bytes.
+            string.withUTF8Buffer { for byte in $0 { put(byte) } }
             return
         }
         let count = string.utf8CodeUnitCount

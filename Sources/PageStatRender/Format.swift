@@ -117,11 +117,8 @@ public struct JSONWriter {
 
         @inline(__always)
         func append(_ string: StaticString) {
-            guard string.hasPointerRepresentation else { return string.withUTF8Buffer { append($0) } }
-            let length = string.utf8CodeUnitCount
-            reserve(length)
-            Self.copyShort(from: UnsafeRawPointer(string.utf8Start), to: UnsafeMutableRawPointer(base + count), count: length)
-            count += length
+            // A one-scalar literal has no pointer: its UTF-8 is at most four bytes.
+            write(atMost: string.hasPointerRepresentation ? string.utf8CodeUnitCount : 4) { $0.put(string) }
         }
 
         /// Copies the few bytes of a key or separator without a call to memmove: a report writes
